@@ -1,1 +1,12 @@
-//! talvault
+//! talvault: the offline PKI vault for Talos Linux clusters.
+//!
+//! The library does the work; `main.rs` only parses arguments and maps errors to exit codes.
+//! Pure modules (`bundle`, `pki`, `der`, `keys`) do no I/O and take time and randomness as
+//! arguments; edge modules (`cli`) touch files, the terminal and the clock.
+
+pub mod bundle;
+pub mod der;
+pub mod keys;
+pub mod pki;
+pub mod rsa_keygen;
+pub mod secret;

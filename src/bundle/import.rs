@@ -1,0 +1,1 @@
+//! PURE: building a bundle from existing material (Kubernetes PKI, control-plane config).

@@ -1,0 +1,479 @@
+//! Private keys as Talos stores them: PEM labels, their DER forms, generation, and signing.
+//!
+//! Talos (siderolabs/crypto: x509/key.go, x509/certificate_key.go) writes `ED25519 PRIVATE KEY`
+//! holding PKCS#8, `EC PRIVATE KEY` holding SEC1 with the curve named, and `RSA PRIVATE KEY`
+//! holding PKCS#1, and reads keys strictly by label. This module converts between those forms and
+//! the PKCS#8 that ring and rcgen load. It does no I/O; randomness comes in as an argument. Key
+//! bytes only ever sit in [`SecretBytes`] or `Zeroizing` buffers.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use ring::rand::SecureRandom;
+use ring::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _};
+use thiserror::Error;
+use zeroize::Zeroizing;
+
+use crate::der::{self, tag};
+use crate::secret::SecretBytes;
+
+/// PEM label of X.509 certificates.
+pub const LABEL_CERTIFICATE: &str = "CERTIFICATE";
+/// PEM label Talos uses for Ed25519 keys (PKCS#8 inside; non-standard label).
+pub const LABEL_ED25519: &str = "ED25519 PRIVATE KEY";
+/// PEM label for SEC1 EC keys.
+pub const LABEL_EC: &str = "EC PRIVATE KEY";
+/// PEM label for PKCS#1 RSA keys.
+pub const LABEL_RSA: &str = "RSA PRIVATE KEY";
+/// PEM label for PKCS#8 keys of any algorithm.
+pub const LABEL_PKCS8: &str = "PRIVATE KEY";
+
+// OIDs (DER content octets).
+const OID_ED25519: &[u8] = &[0x2b, 0x65, 0x70]; // 1.3.101.112, RFC 8410
+const OID_EC_PUBLIC_KEY: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01]; // 1.2.840.10045.2.1
+const OID_P256: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07]; // prime256v1
+const OID_RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01]; // rsaEncryption
+
+/// Why a key or PEM block could not be read. Messages follow siderolabs/crypto's `GetKey` where
+/// Talos has one, and never include key material.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum KeyError {
+    /// No PEM block found (Go: `pem.Decode` returned nil).
+    #[error("failed to parse PEM block")]
+    NoPemBlock,
+    /// A PEM label `GetKey` does not accept.
+    #[error("unsupported key type: {0:?}")]
+    UnsupportedLabel(String),
+    /// `RSA PRIVATE KEY` that is not PKCS#1.
+    #[error("failed to parse RSA key: {0}")]
+    BadRsa(String),
+    /// `ED25519 PRIVATE KEY` that is not PKCS#8.
+    #[error("failed to parse Ed25519 key: {0}")]
+    BadEd25519(String),
+    /// `ED25519 PRIVATE KEY` holding another algorithm.
+    #[error("failed parsing Ed25519 key, got wrong key type")]
+    Ed25519WrongType,
+    /// `EC PRIVATE KEY` that is not SEC1.
+    #[error("failed to parse ECDSA key: {0}")]
+    BadEc(String),
+    /// `PRIVATE KEY` that is not PKCS#8.
+    #[error("failed to parse key: {0}")]
+    BadPkcs8(String),
+    /// A key type talvault cannot sign with (e.g. an EC curve other than P-256).
+    #[error("unsupported key algorithm: {0}")]
+    UnsupportedAlgorithm(String),
+    /// Key generation failed in the crypto library.
+    #[error("key generation failed")]
+    Generation,
+}
+
+/// One decoded PEM block.
+pub struct PemBlock {
+    /// The label between `BEGIN ` and `-----`.
+    pub label: String,
+    /// The decoded body; wiped on drop since it may be a private key.
+    pub der: Zeroizing<Vec<u8>>,
+}
+
+/// Finds and decodes the first PEM block in `input`, as Go's `encoding/pem.Decode` does: leading
+/// text is skipped, the BEGIN line must start a line, headers are skipped, the END label must
+/// match, and a malformed block makes it look further.
+pub fn pem_decode_first(input: &[u8]) -> Option<PemBlock> {
+    let text = std::str::from_utf8(input).ok().or_else(|| {
+        // Go works on bytes; a non-UTF-8 prefix is rare, so take the longest valid prefix.
+        let valid = match std::str::from_utf8(input) {
+            Ok(s) => s.len(),
+            Err(e) => e.valid_up_to(),
+        };
+        std::str::from_utf8(&input[..valid]).ok()
+    })?;
+    let mut search = 0;
+    while let Some(pos) = text[search..].find("-----BEGIN ") {
+        let start = search + pos;
+        search = start + 1;
+        if start != 0 && !text[..start].ends_with('\n') {
+            continue;
+        }
+        if let Some(block) = parse_block(&text[start..]) {
+            return Some(block);
+        }
+    }
+    None
+}
+
+fn parse_block(text: &str) -> Option<PemBlock> {
+    let after_begin = &text["-----BEGIN ".len()..];
+    let line_end = after_begin.find('\n').unwrap_or(after_begin.len());
+    let first_line = after_begin[..line_end].trim_end_matches('\r').trim_end();
+    let label = first_line.strip_suffix("-----")?;
+    let end_marker = format!("-----END {label}-----");
+    let body_and_rest = after_begin.get(line_end + 1..)?;
+    let end = body_and_rest.find(&end_marker)?;
+    if end != 0 && !body_and_rest[..end].ends_with('\n') {
+        return None;
+    }
+    let body = &body_and_rest[..end];
+    // Skip RFC 1421 headers ("Name: value" lines followed by a blank line), as Go does.
+    let body = if body.lines().next().is_some_and(|l| l.contains(':')) {
+        let blank = body.find("\n\n").or_else(|| body.find("\r\n\r\n"))?;
+        &body[blank..]
+    } else {
+        body
+    };
+    let mut compact = Zeroizing::new(String::with_capacity(body.len()));
+    compact.extend(body.chars().filter(|c| !c.is_ascii_whitespace()));
+    let der = STANDARD.decode(compact.as_bytes()).ok()?;
+    Some(PemBlock {
+        label: label.to_owned(),
+        der: Zeroizing::new(der),
+    })
+}
+
+/// Encodes DER as PEM exactly as Go's `encoding/pem` writes it: 64-character lines, LF endings.
+pub fn pem_encode(label: &str, der: &[u8]) -> Zeroizing<Vec<u8>> {
+    let b64 = Zeroizing::new(STANDARD.encode(der));
+    let mut out = Vec::with_capacity(b64.len() + b64.len() / 64 + 2 * label.len() + 40);
+    out.extend_from_slice(b"-----BEGIN ");
+    out.extend_from_slice(label.as_bytes());
+    out.extend_from_slice(b"-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        out.extend_from_slice(chunk);
+        out.push(b'\n');
+    }
+    out.extend_from_slice(b"-----END ");
+    out.extend_from_slice(label.as_bytes());
+    out.extend_from_slice(b"-----\n");
+    Zeroizing::new(out)
+}
+
+/// The key algorithms Talos bundles use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeyAlgorithm {
+    /// Ed25519 (the Talos OS CA).
+    Ed25519,
+    /// ECDSA on P-256 (etcd, Kubernetes and aggregator CAs; SA key up to contract 1.6).
+    EcdsaP256,
+    /// RSA (SA key from contract 1.7; rare RSA CAs).
+    Rsa,
+}
+
+impl std::fmt::Display for KeyAlgorithm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            KeyAlgorithm::Ed25519 => "Ed25519",
+            KeyAlgorithm::EcdsaP256 => "ECDSA P-256",
+            KeyAlgorithm::Rsa => "RSA",
+        })
+    }
+}
+
+/// A private key, held as PKCS#8 (what ring loads) plus its algorithm.
+pub struct PrivateKey {
+    algorithm: KeyAlgorithm,
+    pkcs8: SecretBytes,
+}
+
+impl std::fmt::Debug for PrivateKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PrivateKey({}, [redacted])", self.algorithm)
+    }
+}
+
+impl PrivateKey {
+    /// The key's algorithm.
+    pub fn algorithm(&self) -> KeyAlgorithm {
+        self.algorithm
+    }
+
+    /// Generates an Ed25519 key.
+    pub fn generate_ed25519(rng: &dyn SecureRandom) -> Result<Self, KeyError> {
+        let doc = Ed25519KeyPair::generate_pkcs8(rng).map_err(|_| KeyError::Generation)?;
+        // ring writes PKCS#8 v2 (with the public key); Go writes v1. Keep v1 like Go.
+        let seed = ed25519_seed_from_pkcs8(doc.as_ref())?;
+        Ok(Self {
+            algorithm: KeyAlgorithm::Ed25519,
+            pkcs8: SecretBytes::new(ed25519_pkcs8_v1(&seed).to_vec()),
+        })
+    }
+
+    /// Generates an ECDSA P-256 key.
+    pub fn generate_p256(rng: &dyn SecureRandom) -> Result<Self, KeyError> {
+        let doc = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, rng)
+            .map_err(|_| KeyError::Generation)?;
+        Ok(Self {
+            algorithm: KeyAlgorithm::EcdsaP256,
+            pkcs8: SecretBytes::copy_from(doc.as_ref()),
+        })
+    }
+
+    /// Wraps a PKCS#1 RSAPrivateKey DER (checked by ring) as a key.
+    pub fn from_rsa_pkcs1(pkcs1: &[u8]) -> Result<Self, KeyError> {
+        ring::signature::RsaKeyPair::from_der(pkcs1)
+            .map_err(|e| KeyError::BadRsa(e.to_string()))?;
+        Ok(Self {
+            algorithm: KeyAlgorithm::Rsa,
+            pkcs8: SecretBytes::new(wrap_pkcs8(OID_RSA, &der::tlv(tag::NULL, &[]), pkcs1).to_vec()),
+        })
+    }
+
+    /// Reads a PEM private key strictly by label, as siderolabs/crypto `GetKey` does.
+    pub fn from_talos_pem(pem: &[u8]) -> Result<Self, KeyError> {
+        let block = pem_decode_first(pem).ok_or(KeyError::NoPemBlock)?;
+        match block.label.as_str() {
+            LABEL_RSA => {
+                let pkcs1 = block.der.as_slice();
+                pkcs1::RsaPrivateKey::try_from(pkcs1)
+                    .map_err(|e| KeyError::BadRsa(e.to_string()))?;
+                Self::from_rsa_pkcs1(pkcs1)
+            }
+            LABEL_ED25519 => {
+                let key = Self::from_pkcs8(&block.der).map_err(|e| match e {
+                    KeyError::BadPkcs8(m) => KeyError::BadEd25519(m),
+                    other => other,
+                })?;
+                if key.algorithm != KeyAlgorithm::Ed25519 {
+                    return Err(KeyError::Ed25519WrongType);
+                }
+                Ok(key)
+            }
+            LABEL_EC => {
+                let sec1 = block.der.as_slice();
+                let parsed = sec1::EcPrivateKey::try_from(sec1)
+                    .map_err(|e| KeyError::BadEc(e.to_string()))?;
+                let curve = parsed
+                    .parameters
+                    .and_then(|p| p.named_curve())
+                    .ok_or_else(|| KeyError::BadEc("x509: unknown elliptic curve".into()))?;
+                if curve.as_bytes() != OID_P256 {
+                    return Err(KeyError::UnsupportedAlgorithm(format!("EC curve {curve}")));
+                }
+                let pkcs8 = wrap_pkcs8(OID_EC_PUBLIC_KEY, &der::tlv(tag::OID, OID_P256), sec1);
+                let key = Self {
+                    algorithm: KeyAlgorithm::EcdsaP256,
+                    pkcs8: SecretBytes::new(pkcs8.to_vec()),
+                };
+                key.check_loads()
+                    .map_err(|e| KeyError::BadEc(e.to_string()))?;
+                Ok(key)
+            }
+            LABEL_PKCS8 => Self::from_pkcs8(&block.der),
+            other => Err(KeyError::UnsupportedLabel(other.to_owned())),
+        }
+    }
+
+    /// Reads a PKCS#8 PrivateKeyInfo of a supported algorithm.
+    pub fn from_pkcs8(pkcs8: &[u8]) -> Result<Self, KeyError> {
+        let bad = |e: der::DerError| KeyError::BadPkcs8(e.to_string());
+        let outer = der::parse_one(pkcs8, tag::SEQUENCE).map_err(bad)?;
+        let mut r = der::Reader::new(outer.content);
+        r.expect(tag::INTEGER).map_err(bad)?;
+        let alg = r.expect(tag::SEQUENCE).map_err(bad)?;
+        let mut ar = der::Reader::new(alg.content);
+        let oid = ar.expect(tag::OID).map_err(bad)?;
+        let algorithm = match oid.content {
+            OID_ED25519 => KeyAlgorithm::Ed25519,
+            OID_EC_PUBLIC_KEY => {
+                let curve = ar.expect(tag::OID).map_err(bad)?;
+                if curve.content != OID_P256 {
+                    return Err(KeyError::UnsupportedAlgorithm(
+                        "EC curve other than P-256".into(),
+                    ));
+                }
+                KeyAlgorithm::EcdsaP256
+            }
+            OID_RSA => KeyAlgorithm::Rsa,
+            _ => {
+                return Err(KeyError::UnsupportedAlgorithm(
+                    "unknown PKCS#8 algorithm".into(),
+                ));
+            }
+        };
+        let key = Self {
+            algorithm,
+            pkcs8: SecretBytes::copy_from(pkcs8),
+        };
+        key.check_loads()
+            .map_err(|e| KeyError::BadPkcs8(e.to_string()))?;
+        Ok(key)
+    }
+
+    fn check_loads(&self) -> Result<(), rcgen::Error> {
+        self.key_pair().map(|_| ())
+    }
+
+    /// The key as an rcgen key pair, which signs with ring.
+    pub fn key_pair(&self) -> Result<rcgen::KeyPair, rcgen::Error> {
+        let der = rustls_pki_types::PrivatePkcs8KeyDer::from(self.pkcs8.expose());
+        let alg = match self.algorithm {
+            KeyAlgorithm::Ed25519 => &rcgen::PKCS_ED25519,
+            KeyAlgorithm::EcdsaP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
+            // Talos signs with SHA512WithRSA under an RSA CA (crypto x509/certificate.go).
+            KeyAlgorithm::Rsa => &rcgen::PKCS_RSA_SHA512,
+        };
+        rcgen::KeyPair::from_pkcs8_der_and_sign_algo(&der, alg)
+    }
+
+    /// The DER SubjectPublicKeyInfo of this key.
+    pub fn public_key_info(&self) -> Result<Vec<u8>, KeyError> {
+        use rcgen::PublicKeyData as _;
+        let kp = self
+            .key_pair()
+            .map_err(|e| KeyError::BadPkcs8(e.to_string()))?;
+        Ok(kp.subject_public_key_info())
+    }
+
+    /// Writes the key as Talos does: `ED25519 PRIVATE KEY` (PKCS#8 v1), `EC PRIVATE KEY` (SEC1
+    /// with the named curve and the public key) or `RSA PRIVATE KEY` (PKCS#1).
+    pub fn to_talos_pem(&self) -> Result<SecretBytes, KeyError> {
+        let bad = |e: der::DerError| KeyError::BadPkcs8(e.to_string());
+        let inner = pkcs8_private_key_octets(self.pkcs8.expose()).map_err(bad)?;
+        let pem = match self.algorithm {
+            KeyAlgorithm::Ed25519 => {
+                let seed = ed25519_seed_from_pkcs8(self.pkcs8.expose())?;
+                pem_encode(LABEL_ED25519, &ed25519_pkcs8_v1(&seed))
+            }
+            KeyAlgorithm::Rsa => pem_encode(LABEL_RSA, inner),
+            KeyAlgorithm::EcdsaP256 => {
+                // ring's inner ECPrivateKey lacks [0] parameters; Go's ParseECPrivateKey then
+                // fails with "x509: unknown elliptic curve", so re-insert the curve (crates.md §2).
+                let parsed = sec1::EcPrivateKey::try_from(inner)
+                    .map_err(|e| KeyError::BadEc(e.to_string()))?;
+                let public = match parsed.public_key {
+                    Some(p) => p.to_vec(),
+                    None => self.p256_public_point()?,
+                };
+                let mut content = Zeroizing::new(Vec::with_capacity(121));
+                content.extend_from_slice(&der::tlv(tag::INTEGER, &[1]));
+                content.extend_from_slice(&der::tlv(tag::OCTET_STRING, parsed.private_key));
+                content.extend_from_slice(&der::tlv(0xa0, &der::tlv(tag::OID, OID_P256)));
+                let mut bits = Vec::with_capacity(public.len() + 1);
+                bits.push(0);
+                bits.extend_from_slice(&public);
+                content.extend_from_slice(&der::tlv(0xa1, &der::tlv(tag::BIT_STRING, &bits)));
+                let sec1 = Zeroizing::new(der::tlv(tag::SEQUENCE, &content));
+                pem_encode(LABEL_EC, &sec1)
+            }
+        };
+        Ok(SecretBytes::new(pem.to_vec()))
+    }
+
+    fn p256_public_point(&self) -> Result<Vec<u8>, KeyError> {
+        let rng = ring::rand::SystemRandom::new();
+        let kp =
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, self.pkcs8.expose(), &rng)
+                .map_err(|e| KeyError::BadEc(e.to_string()))?;
+        Ok(kp.public_key().as_ref().to_vec())
+    }
+}
+
+/// PKCS#8 v1 for an Ed25519 seed, byte-identical to Go's `x509.MarshalPKCS8PrivateKey` (48 bytes).
+fn ed25519_pkcs8_v1(seed: &[u8; 32]) -> Zeroizing<Vec<u8>> {
+    let inner = Zeroizing::new(der::tlv(tag::OCTET_STRING, seed));
+    wrap_pkcs8_no_params(OID_ED25519, &inner)
+}
+
+fn ed25519_seed_from_pkcs8(pkcs8: &[u8]) -> Result<Zeroizing<[u8; 32]>, KeyError> {
+    let bad = |e: der::DerError| KeyError::BadEd25519(e.to_string());
+    let inner = pkcs8_private_key_octets(pkcs8).map_err(bad)?;
+    let seed = der::parse_one(inner, tag::OCTET_STRING).map_err(bad)?;
+    let mut out = Zeroizing::new([0u8; 32]);
+    if seed.content.len() != 32 {
+        return Err(KeyError::BadEd25519("seed is not 32 bytes".into()));
+    }
+    out.copy_from_slice(seed.content);
+    Ok(out)
+}
+
+fn pkcs8_private_key_octets(pkcs8: &[u8]) -> Result<&[u8], der::DerError> {
+    let outer = der::parse_one(pkcs8, tag::SEQUENCE)?;
+    let mut r = der::Reader::new(outer.content);
+    r.expect(tag::INTEGER)?;
+    r.expect(tag::SEQUENCE)?;
+    Ok(r.expect(tag::OCTET_STRING)?.content)
+}
+
+fn wrap_pkcs8(oid: &[u8], params: &[u8], private_key: &[u8]) -> Zeroizing<Vec<u8>> {
+    let alg = der::sequence(&[&der::tlv(tag::OID, oid), params]);
+    let octets = Zeroizing::new(der::tlv(tag::OCTET_STRING, private_key));
+    Zeroizing::new(der::sequence(&[
+        &der::tlv(tag::INTEGER, &[0]),
+        &alg,
+        &octets,
+    ]))
+}
+
+fn wrap_pkcs8_no_params(oid: &[u8], private_key_octets: &[u8]) -> Zeroizing<Vec<u8>> {
+    let alg = der::sequence(&[&der::tlv(tag::OID, oid)]);
+    let octets = Zeroizing::new(der::tlv(tag::OCTET_STRING, private_key_octets));
+    Zeroizing::new(der::sequence(&[
+        &der::tlv(tag::INTEGER, &[0]),
+        &alg,
+        &octets,
+    ]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ring::rand::SystemRandom;
+
+    #[test]
+    fn ed25519_written_like_go() {
+        let key = PrivateKey::generate_ed25519(&SystemRandom::new()).unwrap();
+        let pem = key.to_talos_pem().unwrap();
+        let block = pem_decode_first(pem.expose()).unwrap();
+        assert_eq!(block.label, LABEL_ED25519);
+        assert_eq!(block.der.len(), 48);
+        assert_eq!(
+            &block.der[..16],
+            &[
+                0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22,
+                0x04, 0x20
+            ]
+        );
+        let again = PrivateKey::from_talos_pem(pem.expose()).unwrap();
+        assert_eq!(again.to_talos_pem().unwrap().expose(), pem.expose());
+    }
+
+    #[test]
+    fn p256_written_as_sec1_with_curve() {
+        let key = PrivateKey::generate_p256(&SystemRandom::new()).unwrap();
+        let pem = key.to_talos_pem().unwrap();
+        let block = pem_decode_first(pem.expose()).unwrap();
+        assert_eq!(block.label, LABEL_EC);
+        let parsed = sec1::EcPrivateKey::try_from(block.der.as_slice()).unwrap();
+        assert_eq!(
+            parsed.parameters.unwrap().named_curve().unwrap().as_bytes(),
+            OID_P256
+        );
+        assert!(parsed.public_key.is_some());
+        let again = PrivateKey::from_talos_pem(pem.expose()).unwrap();
+        assert_eq!(again.to_talos_pem().unwrap().expose(), pem.expose());
+        assert_eq!(
+            again.public_key_info().unwrap(),
+            key.public_key_info().unwrap()
+        );
+    }
+
+    #[test]
+    fn labels_are_strict() {
+        let cert = pem_encode(LABEL_CERTIFICATE, &[0x30, 0x00]);
+        assert_eq!(
+            PrivateKey::from_talos_pem(&cert).unwrap_err().to_string(),
+            "unsupported key type: \"CERTIFICATE\""
+        );
+        assert_eq!(
+            PrivateKey::from_talos_pem(b"").unwrap_err().to_string(),
+            "failed to parse PEM block"
+        );
+    }
+
+    #[test]
+    fn pem_decode_skips_leading_text_and_crlf() {
+        let pem = b"junk\r\n-----BEGIN X-----\r\nAAEC\r\n-----END X-----\r\n";
+        let b = pem_decode_first(pem).unwrap();
+        assert_eq!(b.label, "X");
+        assert_eq!(b.der.as_slice(), &[0, 1, 2]);
+        assert!(pem_decode_first(b"-----BEGIN X-----\nAAEC\n-----END Y-----\n").is_none());
+    }
+}

@@ -1,0 +1,111 @@
+//! Secret newtypes: zeroized on drop, redacted in `Debug`, and never `Display`/`Serialize`.
+//!
+//! Every plaintext secret the library holds (PEM private keys, tokens, encryption secrets, whole
+//! decrypted bundles) lives in one of these types. They deliberately have no `Clone` unless a
+//! call site needs it, no `Display`, and their `Debug` prints only the kind and the length.
+
+use std::fmt;
+
+use zeroize::{Zeroize, Zeroizing};
+
+/// Secret bytes (for example a PEM-encoded private key or a decrypted file).
+#[derive(Default, PartialEq, Eq)]
+pub struct SecretBytes(Zeroizing<Vec<u8>>);
+
+impl SecretBytes {
+    /// Takes ownership of `bytes`; they are wiped when the value is dropped.
+    pub fn new(bytes: Vec<u8>) -> Self {
+        Self(Zeroizing::new(bytes))
+    }
+
+    /// Copies `bytes` into a new secret buffer.
+    pub fn copy_from(bytes: &[u8]) -> Self {
+        let mut v = Vec::with_capacity(bytes.len());
+        v.extend_from_slice(bytes);
+        Self::new(v)
+    }
+
+    /// The secret bytes. Callers must not copy them into unwiped buffers.
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether the secret is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// A second copy, also wiped on drop. Explicit so copies stay visible in review.
+    pub fn duplicate(&self) -> Self {
+        Self::copy_from(&self.0)
+    }
+}
+
+impl fmt::Debug for SecretBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SecretBytes([redacted; {} bytes])", self.0.len())
+    }
+}
+
+/// A secret string (for example a bootstrap token or a base64 encryption secret).
+#[derive(Default, PartialEq, Eq)]
+pub struct SecretText(Zeroizing<String>);
+
+impl SecretText {
+    /// Takes ownership of `s`; it is wiped when the value is dropped.
+    pub fn new(s: String) -> Self {
+        Self(Zeroizing::new(s))
+    }
+
+    /// The secret text. Callers must not copy it into unwiped buffers.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether the secret is the empty string (Go's "absent").
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// A second copy, also wiped on drop.
+    pub fn duplicate(&self) -> Self {
+        Self::new(self.0.as_str().to_owned())
+    }
+}
+
+impl From<&str> for SecretText {
+    fn from(s: &str) -> Self {
+        Self::new(s.to_owned())
+    }
+}
+
+impl fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SecretText([redacted; {} chars])", self.0.len())
+    }
+}
+
+/// Wipes a `String` that held secret text and was not already in a zeroizing wrapper.
+pub fn wipe_string(mut s: String) {
+    s.zeroize();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_is_redacted() {
+        let b = SecretBytes::copy_from(b"-----BEGIN PRIVATE KEY-----");
+        let t = SecretText::from("abcdef.0123456789abcdef");
+        let shown = format!("{b:?} {t:?}");
+        assert!(!shown.contains("BEGIN"), "{shown}");
+        assert!(!shown.contains("abcdef"), "{shown}");
+        assert!(shown.contains("27 bytes"), "{shown}");
+    }
+}
