@@ -5,8 +5,10 @@
 //! arguments; edge modules (`cli`) touch files, the terminal and the clock.
 
 pub mod bundle;
+pub mod cli;
 pub mod der;
 pub mod keys;
 pub mod pki;
+pub mod process;
 pub mod rsa_keygen;
 pub mod secret;

@@ -104,7 +104,7 @@ pub fn summarize_ca(name: CaName, crt_pem: &[u8]) -> Option<CaSummary> {
         name,
         subject: cert.subject().to_string(),
         key_type,
-        serial: cert.raw_serial_as_string().replace(':', ""),
+        serial: hex(&cert.serial.to_bytes_be()),
         not_before: rfc3339(cert.validity().not_before),
         not_after: rfc3339(cert.validity().not_after),
         certificate_sha256: Fingerprint::of(&der),

@@ -7,7 +7,6 @@
 //! certificate, CA flags and validity at a given time, token and secret formats and sizes, and
 //! contract fit. Neither ever quotes a secret value.
 
-use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE};
 use serde::Serialize;
 use time::OffsetDateTime;

@@ -140,7 +140,18 @@ fn cert_and_key(name: &str, raw: RawCertAndKey) -> Result<CertAndKey, BundleRead
 /// Reduces a serde error to a value-free message (serde echoes offending values).
 fn sanitize(err: &serde_yaml::Error) -> BundleReadError {
     let location = err.location().map(|l| (l.line(), l.column()));
-    let msg = err.to_string();
+    let full = err.to_string();
+    // serde_yaml_ng prefixes the path of schema fields (`secrets.bootstraptoken: …`); keep it,
+    // since it names only fields of our schema, never values.
+    let (path, msg) = match full.split_once(": ") {
+        Some((p, m))
+            if !p.is_empty()
+                && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.') =>
+        {
+            (Some(p), m.to_owned())
+        }
+        _ => (None, full.clone()),
+    };
     let field_name = |prefix: &str| -> Option<String> {
         let rest = msg.strip_prefix(prefix)?;
         let name = rest.strip_prefix('`')?.split('`').next()?;
@@ -171,6 +182,10 @@ fn sanitize(err: &serde_yaml::Error) -> BundleReadError {
         "duplicate key".to_owned()
     } else {
         "not valid YAML".to_owned()
+    };
+    let what = match path {
+        Some(p) => format!("{p}: {what}"),
+        None => what,
     };
     BundleReadError::Syntax { what, location }
 }

@@ -42,3 +42,76 @@ pub fn have(tool: &str) -> bool {
     }
     ok
 }
+
+/// Runs the talvault binary in `dir` with `args`; returns (exit code, stdout, stderr).
+pub fn talvault(dir: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    talvault_env(dir, args, &[])
+}
+
+/// Like [`talvault`], with extra environment variables.
+pub fn talvault_env(
+    dir: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_talvault"))
+        .args(args)
+        .current_dir(dir)
+        .envs(env.iter().copied())
+        .env_remove("TALVAULT_KUBERNETES_BOOTSTRAP_TOKEN")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+/// Compares `actual` with `pattern`, where `[..]` in the pattern matches any text within a line.
+pub fn assert_matches(pattern: &str, actual: &str) {
+    let ok = pattern.lines().count() == actual.lines().count()
+        && pattern.ends_with('\n') == actual.ends_with('\n')
+        && pattern
+            .lines()
+            .zip(actual.lines())
+            .all(|(p, a)| line_matches(p, a));
+    assert!(ok, "output does not match.\n--- expected\n{pattern}\n--- actual\n{actual}");
+}
+
+fn line_matches(pattern: &str, actual: &str) -> bool {
+    let parts: Vec<&str> = pattern.split("[..]").collect();
+    if parts.len() == 1 {
+        return pattern == actual;
+    }
+    let mut rest = match actual.strip_prefix(parts[0]) {
+        Some(r) => r,
+        None => return false,
+    };
+    for (i, part) in parts.iter().enumerate().skip(1) {
+        if i == parts.len() - 1 {
+            return rest.ends_with(part);
+        }
+        match rest.find(part) {
+            Some(pos) => rest = &rest[pos + part.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+/// Compares `actual` with the snapshot file `tests/snapshots/NAME`; with `TALVAULT_BLESS=1`
+/// the file is (re)written instead.
+pub fn snapshot(name: &str, actual: &str) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/snapshots")
+        .join(name);
+    if std::env::var("TALVAULT_BLESS").as_deref() == Ok("1") {
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (run with TALVAULT_BLESS=1 to create it)", path.display()));
+    assert_matches(&expected, actual);
+}

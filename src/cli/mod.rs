@@ -1,0 +1,102 @@
+//! EDGE: the command line: clap definitions, dispatch, and output rendering.
+//!
+//! Definitions carry no logic beyond parsing; each command group lives in its own file. Errors
+//! become [`CliError`]: one line, an optional hint, an exit code. Nothing here prints a secret to
+//! a terminal.
+
+pub mod bundle;
+pub mod output;
+
+use std::io::Write as _;
+
+use clap::{CommandFactory as _, Parser, Subcommand};
+
+/// talvault: the offline PKI vault for Talos Linux clusters.
+#[derive(Debug, Parser)]
+#[command(name = "talvault", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Generate, validate and inspect Talos secrets bundles (secrets.yaml), like `talosctl gen secrets`.
+    #[command(subcommand)]
+    Bundle(bundle::BundleCommand),
+    /// Print a shell completion script.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) for talvault.
+    Man,
+}
+
+/// A failed command: one line, an optional hint, and the process exit code.
+#[derive(Debug)]
+pub struct CliError {
+    /// The one-line message.
+    pub message: String,
+    /// What to do about it.
+    pub hint: Option<String>,
+    /// Exit code (1 = failed/invalid, 2 = unreadable input or usage).
+    pub code: u8,
+}
+
+impl CliError {
+    /// An error with exit code 1.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            hint: None,
+            code: 1,
+        }
+    }
+
+    /// Sets the hint.
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// Sets the exit code.
+    pub fn code(mut self, code: u8) -> Self {
+        self.code = code;
+        self
+    }
+}
+
+/// What a successful command asks the process to exit with (e.g. 1 for "invalid").
+pub type ExitCode = u8;
+
+/// Runs a parsed command.
+pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
+    match cli.command {
+        Command::Bundle(cmd) => bundle::run(cmd),
+        Command::Completions { shell } => {
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "talvault", &mut out);
+            write_stdout(&out)?;
+            Ok(0)
+        }
+        Command::Man => {
+            let mut out = Vec::new();
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut out)
+                .map_err(|e| CliError::new(format!("cannot render the manual: {e}")))?;
+            write_stdout(&out)?;
+            Ok(0)
+        }
+    }
+}
+
+/// Writes public text to stdout.
+pub fn write_stdout(bytes: &[u8]) -> Result<(), CliError> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes)
+        .and_then(|()| out.flush())
+        .map_err(|e| CliError::new(format!("cannot write to stdout: {e}")))
+}
