@@ -8,6 +8,7 @@ pub mod bundle;
 pub mod cli;
 pub mod der;
 pub mod keys;
+pub mod model;
 pub mod pki;
 pub mod process;
 pub mod rsa_keygen;

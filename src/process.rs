@@ -23,3 +23,76 @@ pub fn report(e: &CliError) {
         let _ = writeln!(err, "hint: {h}");
     }
 }
+
+/// Runs `program args…`, replacing each argument that is exactly `{}` with `/dev/fd/N`, a pipe
+/// from which the child reads `plaintext`. Nothing is written to disk. Returns the child's exit
+/// code (128 + signal number when it was killed by a signal).
+pub fn exec_with_pipes(program: &str, args: &[String], plaintext: &[u8]) -> std::io::Result<u8> {
+    use std::os::fd::AsRawFd as _;
+    use std::os::unix::process::ExitStatusExt as _;
+
+    let mut readers = Vec::new();
+    let mut writers = Vec::new();
+    let mut child_args = Vec::with_capacity(args.len());
+    for a in args {
+        if a == "{}" {
+            let (reader, writer) = std::io::pipe()?;
+            // std creates pipes close-on-exec; the child must inherit the read end.
+            let fd = reader.as_raw_fd();
+            // SAFETY: fcntl on a descriptor we own; F_SETFD with 0 only clears FD_CLOEXEC.
+            #[expect(unsafe_code, reason = "clearing FD_CLOEXEC has no safe std API")]
+            let rc = unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
+            if rc != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            child_args.push(format!("/dev/fd/{fd}"));
+            readers.push(reader);
+            writers.push(writer);
+        } else {
+            child_args.push(a.clone());
+        }
+    }
+    let mut child = std::process::Command::new(program).args(&child_args).spawn()?;
+    // The parent's copies of the read ends must close, or a child that exits early would leave
+    // the writers blocked, and readers would never see EOF.
+    drop(readers);
+    let feeders: Vec<_> = writers
+        .into_iter()
+        .map(|mut w| {
+            let data = crate::secret::SecretBytes::copy_from(plaintext);
+            std::thread::spawn(move || {
+                // A child that does not read its pipe gets EPIPE here; that is not our error.
+                let _ = w.write_all(data.expose());
+            })
+        })
+        .collect();
+    let status = child.wait()?;
+    for f in feeders {
+        let _ = f.join();
+    }
+    Ok(match (status.code(), status.signal()) {
+        (Some(c), _) => u8::try_from(c).unwrap_or(1),
+        (None, Some(sig)) => u8::try_from(128 + sig).unwrap_or(255),
+        (None, None) => 1,
+    })
+}
+
+/// Who is acting, for audit events: `--actor`, else `TALVAULT_ACTOR` (both passed in), else the
+/// git user email, else the login name.
+pub fn actor(explicit: Option<&str>, env_actor: Option<&str>) -> String {
+    if let Some(a) = explicit.or(env_actor).filter(|a| !a.trim().is_empty()) {
+        return a.trim().to_owned();
+    }
+    let git = std::process::Command::new("git")
+        .args(["config", "user.email"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty());
+    git.or_else(|| std::env::var("USER").ok().filter(|u| !u.is_empty()))
+        .or_else(|| std::env::var("LOGNAME").ok().filter(|u| !u.is_empty()))
+        .unwrap_or_else(|| "unknown".to_owned())
+}

@@ -10,7 +10,7 @@ use super::{CaName, SecretsBundle};
 use crate::keys::PrivateKey;
 
 /// A SHA-256 fingerprint written `sha256:<hex>` (the form of talosctl's `<org>.sha256`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(transparent)]
 pub struct Fingerprint(pub String);
 

@@ -6,6 +6,7 @@
 
 pub mod bundle;
 pub mod output;
+pub mod prompt;
 
 use std::io::Write as _;
 

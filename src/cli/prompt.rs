@@ -1,0 +1,52 @@
+//! EDGE: asking for a passphrase or PIN on the terminal without echo.
+//!
+//! Reads from `/dev/tty`, never from argv; the answer is returned as a zeroizing secret and the
+//! terminal's echo setting is restored even when reading fails.
+
+use std::io::{BufRead as _, Write as _};
+use std::os::fd::AsRawFd as _;
+
+use crate::secret::SecretText;
+
+/// Prompts on the controlling terminal and reads one line with echo off.
+pub fn read_hidden(prompt: &str) -> std::io::Result<SecretText> {
+    let tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")?;
+    let fd = tty.as_raw_fd();
+    // SAFETY: termios is plain data; tcgetattr fills it for a valid terminal descriptor.
+    #[expect(unsafe_code, reason = "termios has no safe std API")]
+    let saved = unsafe {
+        let mut t = std::mem::zeroed::<libc::termios>();
+        if libc::tcgetattr(fd, &mut t) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        t
+    };
+    let mut quiet = saved;
+    quiet.c_lflag &= !libc::ECHO;
+    quiet.c_lflag |= libc::ECHONL;
+    // SAFETY: sets attributes on the same valid descriptor from a valid termios value.
+    #[expect(unsafe_code, reason = "termios has no safe std API")]
+    let rc = unsafe { libc::tcsetattr(fd, libc::TCSANOW, &quiet) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let result = (|| {
+        let mut out = &tty;
+        out.write_all(prompt.as_bytes())?;
+        out.flush()?;
+        let mut line = String::with_capacity(1024);
+        std::io::BufReader::new(&tty).read_line(&mut line)?;
+        let trimmed_len = line.trim_end_matches(['\r', '\n']).len();
+        line.truncate(trimmed_len);
+        Ok(SecretText::new(line))
+    })();
+    // SAFETY: restores the attributes saved above on the same descriptor.
+    #[expect(unsafe_code, reason = "termios has no safe std API")]
+    unsafe {
+        libc::tcsetattr(fd, libc::TCSANOW, &saved);
+    }
+    result
+}
