@@ -52,7 +52,9 @@ pub fn exec_with_pipes(program: &str, args: &[String], plaintext: &[u8]) -> std:
             child_args.push(a.clone());
         }
     }
-    let mut child = std::process::Command::new(program).args(&child_args).spawn()?;
+    let mut child = std::process::Command::new(program)
+        .args(&child_args)
+        .spawn()?;
     // The parent's copies of the read ends must close, or a child that exits early would leave
     // the writers blocked, and readers would never see EOF.
     drop(readers);

@@ -226,14 +226,15 @@ pub fn deep_findings(
             out.push(finding(Error, "secrets", format!("contract {contract} uses aescbcencryptionsecret, but the bundle only has secretboxencryptionsecret")));
         }
     }
-    if let Some(t) = &b.trustd_info {
-        if !t.token.is_empty() && !is_token(t.token.expose()) {
-            out.push(finding(
-                Error,
-                "trustdinfo.token",
-                "does not match [a-z0-9]{6}.[a-z0-9]{16}",
-            ));
-        }
+    if let Some(t) = &b.trustd_info
+        && !t.token.is_empty()
+        && !is_token(t.token.expose())
+    {
+        out.push(finding(
+            Error,
+            "trustdinfo.token",
+            "does not match [a-z0-9]{6}.[a-z0-9]{16}",
+        ));
     }
     let Some(certs) = &b.certs else { return out };
     for ca in CaName::ALL {
@@ -243,16 +244,21 @@ pub fn deep_findings(
         }
         let field = format!("certs.{}", ca.key());
         out.extend(ca_findings(&field, entry, now));
-        if ca == CaName::Os {
-            if let Ok(key) = PrivateKey::from_talos_pem(entry.key.expose()) {
-                if key.algorithm() == KeyAlgorithm::Rsa {
-                    out.push(finding(Warning, &field, "RSA OS CA: talosconfig keys will be RSA-4096 (slow); Talos generates Ed25519"));
-                }
-            }
+        if ca == CaName::Os
+            && let Ok(key) = PrivateKey::from_talos_pem(entry.key.expose())
+            && key.algorithm() == KeyAlgorithm::Rsa
+        {
+            out.push(finding(
+                Warning,
+                &field,
+                "RSA OS CA: talosconfig keys will be RSA-4096 (slow); Talos generates Ed25519",
+            ));
         }
     }
-    if let Some(sa) = &certs.k8s_service_account {
-        if let Ok(key) = PrivateKey::from_talos_pem(sa.key.expose()) {
+    if let Some(sa) = &certs.k8s_service_account
+        && let Ok(key) = PrivateKey::from_talos_pem(sa.key.expose())
+    {
+        {
             let expected = if contract.uses_rsa_service_account_key() {
                 KeyAlgorithm::Rsa
             } else {

@@ -146,7 +146,8 @@ fn sanitize(err: &serde_yaml::Error) -> BundleReadError {
     let (path, msg) = match full.split_once(": ") {
         Some((p, m))
             if !p.is_empty()
-                && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.') =>
+                && p.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.') =>
         {
             (Some(p), m.to_owned())
         }

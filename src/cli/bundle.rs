@@ -43,17 +43,35 @@ pub struct GenerateArgs {
     #[arg(long, value_name = "VERSION")]
     pub talos_version: Option<String>,
     /// Build from a kubeadm-style PKI directory (ca.crt/key, etcd/ca.crt/key, front-proxy-ca.crt/key, sa.key).
-    #[arg(short = 'p', long, value_name = "DIR", conflicts_with = "from_controlplane_config")]
+    #[arg(
+        short = 'p',
+        long,
+        value_name = "DIR",
+        conflicts_with = "from_controlplane_config"
+    )]
     pub from_kubernetes_pki: Option<PathBuf>,
     /// Bootstrap token to use with --from-kubernetes-pki (generated if empty). Prefer the
     /// environment variable: arguments are visible to other users in `ps`.
-    #[arg(short = 't', long, value_name = "TOKEN", env = "TALVAULT_KUBERNETES_BOOTSTRAP_TOKEN", hide_env_values = true, requires = "from_kubernetes_pki")]
+    #[arg(
+        short = 't',
+        long,
+        value_name = "TOKEN",
+        env = "TALVAULT_KUBERNETES_BOOTSTRAP_TOKEN",
+        hide_env_values = true,
+        requires = "from_kubernetes_pki"
+    )]
     pub kubernetes_bootstrap_token: Option<String>,
     /// Build from a control-plane machine config (v1alpha1 or the 1.14 multi-document form).
     #[arg(long, value_name = "FILE")]
     pub from_controlplane_config: Option<PathBuf>,
     /// Output file, or `-` for stdout (refused when stdout is a terminal).
-    #[arg(short = 'o', long = "output-file", visible_alias = "output", value_name = "FILE", default_value = "secrets.yaml")]
+    #[arg(
+        short = 'o',
+        long = "output-file",
+        visible_alias = "output",
+        value_name = "FILE",
+        default_value = "secrets.yaml"
+    )]
     pub output: String,
     /// Overwrite an existing file.
     #[arg(short = 'f', long)]
@@ -113,18 +131,32 @@ pub fn read_input(path: &Path, what: &str) -> Result<Zeroizing<Vec<u8>>, CliErro
             std::io::ErrorKind::PermissionDenied => "check the file's permissions",
             _ => "",
         };
-        let err = CliError::new(format!("cannot read {what} {}: {}", path.display(), io_reason(&e))).code(2);
+        let err = CliError::new(format!(
+            "cannot read {what} {}: {}",
+            path.display(),
+            io_reason(&e)
+        ))
+        .code(2);
         if hint.is_empty() { err } else { err.hint(hint) }
     };
     let f = std::fs::File::open(path).map_err(fail)?;
     let meta = f.metadata().map_err(fail)?;
     if meta.is_dir() {
-        return Err(CliError::new(format!("cannot read {what} {}: is a directory", path.display())).code(2));
+        return Err(CliError::new(format!(
+            "cannot read {what} {}: is a directory",
+            path.display()
+        ))
+        .code(2));
     }
     let mut buf = Zeroizing::new(Vec::with_capacity(meta.len().min(MAX_INPUT) as usize));
     f.take(MAX_INPUT + 1).read_to_end(&mut buf).map_err(fail)?;
     if buf.len() as u64 > MAX_INPUT {
-        return Err(CliError::new(format!("cannot read {what} {}: larger than {} MiB", path.display(), MAX_INPUT >> 20)).code(2));
+        return Err(CliError::new(format!(
+            "cannot read {what} {}: larger than {} MiB",
+            path.display(),
+            MAX_INPUT >> 20
+        ))
+        .code(2));
     }
     Ok(buf)
 }
@@ -163,14 +195,12 @@ fn generate_cmd(a: GenerateArgs) -> Result<ExitCode, CliError> {
     let bundle = if let Some(dir) = &a.from_kubernetes_pki {
         let pki = read_kubernetes_pki(dir)?;
         let token = a.kubernetes_bootstrap_token.map(SecretText::new);
-        import::from_kubernetes_pki(pki, token, contract, now, &rng).map_err(|e| {
-            CliError::new(format!("cannot import {}: {e}", dir.display())).code(2)
-        })?
+        import::from_kubernetes_pki(pki, token, contract, now, &rng)
+            .map_err(|e| CliError::new(format!("cannot import {}: {e}", dir.display())).code(2))?
     } else if let Some(file) = &a.from_controlplane_config {
         let bytes = read_input(file, "machine config")?;
-        import::from_controlplane_config(&bytes).map_err(|e| {
-            CliError::new(format!("cannot import {}: {e}", file.display())).code(2)
-        })?
+        import::from_controlplane_config(&bytes)
+            .map_err(|e| CliError::new(format!("cannot import {}: {e}", file.display())).code(2))?
     } else {
         generate::generate(contract, now, &rng)
             .map_err(|e| CliError::new(format!("cannot generate the bundle: {e}")))?
@@ -182,12 +212,16 @@ fn generate_cmd(a: GenerateArgs) -> Result<ExitCode, CliError> {
 
 fn read_kubernetes_pki(dir: &Path) -> Result<KubernetesPki, CliError> {
     if !dir.is_dir() {
-        return Err(CliError::new(format!("{:?} is not a directory", dir.display().to_string()))
-            .hint("--from-kubernetes-pki takes a kubeadm PKI directory such as /etc/kubernetes/pki")
-            .code(2));
+        return Err(CliError::new(format!(
+            "{:?} is not a directory",
+            dir.display().to_string()
+        ))
+        .hint("--from-kubernetes-pki takes a kubeadm PKI directory such as /etc/kubernetes/pki")
+        .code(2));
     }
     let public = |name: &str| read_input(&dir.join(name), "file").map(|b| b.to_vec());
-    let secret = |name: &str| read_input(&dir.join(name), "file").map(|b| SecretBytes::copy_from(&b));
+    let secret =
+        |name: &str| read_input(&dir.join(name), "file").map(|b| SecretBytes::copy_from(&b));
     Ok(KubernetesPki {
         ca_crt: public("ca.crt")?,
         ca_key: secret("ca.key")?,
@@ -213,7 +247,10 @@ fn validate_cmd(a: ValidateArgs) -> Result<ExitCode, CliError> {
     let bundle = load_bundle(&a.file)?;
     let errors = talos_errors(&bundle);
     let findings = deep_findings(&bundle, contract, time::OffsetDateTime::now_utc());
-    let deep_errors = findings.iter().filter(|f| f.severity == Severity::Error).count();
+    let deep_errors = findings
+        .iter()
+        .filter(|f| f.severity == Severity::Error)
+        .count();
     let valid = errors.is_empty() && deep_errors == 0;
     match a.format {
         Format::Json => {
@@ -280,11 +317,20 @@ fn inspect_cmd(a: InspectArgs) -> Result<ExitCode, CliError> {
         }
         Format::Text => {
             let mut s = String::new();
-            s.push_str(&format!("looks like contract:  {}\n", summary.looks_like_contract));
-            s.push_str(&format!("encryption secret:    {}\n", summary.encryption_secret));
+            s.push_str(&format!(
+                "looks like contract:  {}\n",
+                summary.looks_like_contract
+            ));
+            s.push_str(&format!(
+                "encryption secret:    {}\n",
+                summary.encryption_secret
+            ));
             s.push_str(&format!(
                 "service-account key:  {}\n",
-                summary.service_account_key.as_deref().unwrap_or("absent or unreadable")
+                summary
+                    .service_account_key
+                    .as_deref()
+                    .unwrap_or("absent or unreadable")
             ));
             s.push_str(&format!(
                 "cluster.id alphabet:  {}\n",
@@ -292,7 +338,11 @@ fn inspect_cmd(a: InspectArgs) -> Result<ExitCode, CliError> {
             ));
             for ca in &summary.cas {
                 s.push_str(&format!("\ncerts.{}\n", ca.name.key()));
-                let subject = if ca.subject.is_empty() { "(empty)" } else { &ca.subject };
+                let subject = if ca.subject.is_empty() {
+                    "(empty)"
+                } else {
+                    &ca.subject
+                };
                 s.push_str(&format!("  subject:      {subject}\n"));
                 s.push_str(&format!("  key:          {}\n", ca.key_type));
                 s.push_str(&format!("  serial:       {}\n", ca.serial));

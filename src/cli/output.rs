@@ -27,8 +27,7 @@ pub fn write_secret_output(target: &str, bytes: &[u8], force: bool) -> Result<()
         return Err(CliError::new(format!("file {target:?} already exists"))
             .hint("use --force to overwrite"));
     }
-    write_file_0600(path, bytes)
-        .map_err(|e| CliError::new(format!("cannot write {target:?}: {e}")))
+    write_file_0600(path, bytes).map_err(|e| CliError::new(format!("cannot write {target:?}: {e}")))
 }
 
 /// Writes through a temporary file in the same directory (mode 0600), fsync, rename, fsync the

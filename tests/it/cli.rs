@@ -3,7 +3,7 @@
 
 use std::os::unix::fs::PermissionsExt as _;
 
-use crate::support::{assert_matches, snapshot, talvault, talvault_env, talos_vectors};
+use crate::support::{assert_matches, snapshot, talos_vectors, talvault, talvault_env};
 
 fn tmp() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
@@ -15,8 +15,14 @@ fn help_texts() {
     for (name, args) in [
         ("help.txt", &["--help"][..]),
         ("bundle-help.txt", &["bundle", "--help"]),
-        ("bundle-generate-help.txt", &["bundle", "generate", "--help"]),
-        ("bundle-validate-help.txt", &["bundle", "validate", "--help"]),
+        (
+            "bundle-generate-help.txt",
+            &["bundle", "generate", "--help"],
+        ),
+        (
+            "bundle-validate-help.txt",
+            &["bundle", "validate", "--help"],
+        ),
         ("bundle-inspect-help.txt", &["bundle", "inspect", "--help"]),
     ] {
         let (code, out, err) = talvault(d.path(), args);
@@ -38,7 +44,11 @@ fn completions_and_man() {
     }
     let (code, out, _) = talvault(d.path(), &["man"]);
     assert_eq!(code, 0);
-    assert!(out.starts_with(".ie \\n(.g .ds Aq"), "{}", &out[..40.min(out.len())]);
+    assert!(
+        out.starts_with(".ie \\n(.g .ds Aq"),
+        "{}",
+        &out[..40.min(out.len())]
+    );
     assert!(out.contains("talvault"));
 }
 
@@ -56,11 +66,17 @@ fn generate_writes_0600_and_refuses_to_overwrite() {
     assert_eq!(out, "");
     snapshot("generate-exists.stderr", &err);
     assert_eq!(std::fs::read(&path).unwrap(), before, "the file changed");
-    let (code, _, _) = talvault(d.path(), &["bundle", "generate", "--talos-version", "v1.6", "-f"]);
+    let (code, _, _) = talvault(
+        d.path(),
+        &["bundle", "generate", "--talos-version", "v1.6", "-f"],
+    );
     assert_eq!(code, 0);
     assert_ne!(std::fs::read(&path).unwrap(), before);
     // Output to stdout when it is not a terminal (here: a pipe).
-    let (code, out, _) = talvault(d.path(), &["bundle", "generate", "--talos-version", "v1.2", "-o", "-"]);
+    let (code, out, _) = talvault(
+        d.path(),
+        &["bundle", "generate", "--talos-version", "v1.2", "-o", "-"],
+    );
     assert_eq!(code, 0);
     assert!(out.starts_with("cluster:\n    id: "));
     assert!(out.contains("    aescbcencryptionsecret: "));
@@ -72,13 +88,25 @@ fn validate_and_inspect_outputs() {
     let v = talos_vectors();
     let good = v.join("secrets.yaml");
     let bad = v.join("invalid-secrets.yaml");
-    let (code, out, _) = talvault(d.path(), &["bundle", "validate", good.to_str().unwrap(), "--talos-version", "v1.6"]);
+    let (code, out, _) = talvault(
+        d.path(),
+        &[
+            "bundle",
+            "validate",
+            good.to_str().unwrap(),
+            "--talos-version",
+            "v1.6",
+        ],
+    );
     assert_eq!(code, 0);
     assert_matches("valid: [..]secrets.yaml (contract v1.6)\n", &out);
     let (code, out, _) = talvault(d.path(), &["bundle", "validate", bad.to_str().unwrap()]);
     assert_eq!(code, 1);
     snapshot("validate-invalid.stdout", &out);
-    let (code, out, _) = talvault(d.path(), &["bundle", "validate", bad.to_str().unwrap(), "-o", "json"]);
+    let (code, out, _) = talvault(
+        d.path(),
+        &["bundle", "validate", bad.to_str().unwrap(), "-o", "json"],
+    );
     assert_eq!(code, 1);
     let json: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(json["valid"], false);
@@ -86,7 +114,10 @@ fn validate_and_inspect_outputs() {
     let (code, out, _) = talvault(d.path(), &["bundle", "inspect", good.to_str().unwrap()]);
     assert_eq!(code, 0);
     snapshot("inspect-secrets.stdout", &out);
-    let (code, out, _) = talvault(d.path(), &["bundle", "inspect", good.to_str().unwrap(), "-o", "json"]);
+    let (code, out, _) = talvault(
+        d.path(),
+        &["bundle", "inspect", good.to_str().unwrap(), "-o", "json"],
+    );
     assert_eq!(code, 0);
     let json: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(json["cas"].as_array().unwrap().len(), 4);
@@ -94,7 +125,11 @@ fn validate_and_inspect_outputs() {
     assert_eq!(json["cluster_id_alphabet"], "url");
     // Nothing secret in inspect output.
     let yaml = std::fs::read_to_string(&good).unwrap();
-    for secret in ["2psnp2.lry8e9gycdix3bpa", "oamejv.9tk1nhuwnlc2nghf", "Wiu0qx68V3MKhFDr8"] {
+    for secret in [
+        "2psnp2.lry8e9gycdix3bpa",
+        "oamejv.9tk1nhuwnlc2nghf",
+        "Wiu0qx68V3MKhFDr8",
+    ] {
         assert!(yaml.contains(secret));
         assert!(!out.contains(secret));
     }
@@ -110,23 +145,85 @@ fn bad_input_errors() {
     };
     let b64 = |s: &str| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, s);
     write("not-yaml.yaml", format!("cluster: [{token}\n"));
-    write("wrong-type.yaml", format!("secrets:\n    bootstraptoken: [{token}]\n"));
-    write("truncated.yaml", format!("certs:\n    os:\n        crt: {}\n        key: {}\n", "LS0tLS1CRUdJTi", b64(token)));
-    write("cert-as-key.yaml", format!("secrets:\n    bootstraptoken: {token}\ncerts:\n    os:\n        crt: \"\"\n        key: {}\n", b64("-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n")));
-    write("unknown-label.yaml", format!("secrets:\n    bootstraptoken: {token}\ncerts:\n    os:\n        crt: \"\"\n        key: {}\n", b64("-----BEGIN OPENSSH PRIVATE KEY-----\nMAA=\n-----END OPENSSH PRIVATE KEY-----\n")));
-    write("unknown-field.yaml", format!("trustdinfo:\n    tokn: {token}\n"));
+    write(
+        "wrong-type.yaml",
+        format!("secrets:\n    bootstraptoken: [{token}]\n"),
+    );
+    write(
+        "truncated.yaml",
+        format!(
+            "certs:\n    os:\n        crt: {}\n        key: {}\n",
+            "LS0tLS1CRUdJTi",
+            b64(token)
+        ),
+    );
+    write(
+        "cert-as-key.yaml",
+        format!(
+            "secrets:\n    bootstraptoken: {token}\ncerts:\n    os:\n        crt: \"\"\n        key: {}\n",
+            b64("-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n")
+        ),
+    );
+    write(
+        "unknown-label.yaml",
+        format!(
+            "secrets:\n    bootstraptoken: {token}\ncerts:\n    os:\n        crt: \"\"\n        key: {}\n",
+            b64("-----BEGIN OPENSSH PRIVATE KEY-----\nMAA=\n-----END OPENSSH PRIVATE KEY-----\n")
+        ),
+    );
+    write(
+        "unknown-field.yaml",
+        format!("trustdinfo:\n    tokn: {token}\n"),
+    );
     let cases: &[(&str, &[&str], i32)] = &[
         ("missing-file", &["bundle", "validate", "nope.yaml"], 2),
         ("directory", &["bundle", "validate", "."], 2),
         ("not-yaml", &["bundle", "validate", "not-yaml.yaml"], 2),
         ("wrong-type", &["bundle", "validate", "wrong-type.yaml"], 2),
-        ("truncated-base64", &["bundle", "validate", "truncated.yaml"], 2),
-        ("unknown-field", &["bundle", "inspect", "unknown-field.yaml"], 2),
-        ("bad-contract", &["bundle", "generate", "--talos-version", "v1.7-beta"], 2),
-        ("bad-contract-validate", &["bundle", "validate", "not-yaml.yaml", "--talos-version", "latest"], 2),
-        ("pki-not-dir", &["bundle", "generate", "--from-kubernetes-pki", "nope"], 2),
+        (
+            "truncated-base64",
+            &["bundle", "validate", "truncated.yaml"],
+            2,
+        ),
+        (
+            "unknown-field",
+            &["bundle", "inspect", "unknown-field.yaml"],
+            2,
+        ),
+        (
+            "bad-contract",
+            &["bundle", "generate", "--talos-version", "v1.7-beta"],
+            2,
+        ),
+        (
+            "bad-contract-validate",
+            &[
+                "bundle",
+                "validate",
+                "not-yaml.yaml",
+                "--talos-version",
+                "latest",
+            ],
+            2,
+        ),
+        (
+            "pki-not-dir",
+            &["bundle", "generate", "--from-kubernetes-pki", "nope"],
+            2,
+        ),
         ("token-without-pki", &["bundle", "generate", "-t", token], 2),
-        ("both-imports", &["bundle", "generate", "-p", "a", "--from-controlplane-config", "b"], 2),
+        (
+            "both-imports",
+            &[
+                "bundle",
+                "generate",
+                "-p",
+                "a",
+                "--from-controlplane-config",
+                "b",
+            ],
+            2,
+        ),
     ];
     let mut all = String::new();
     for (name, args, want) in cases {
@@ -138,10 +235,16 @@ fn bad_input_errors() {
         all.push_str(&format!("## {name}\n{err}"));
     }
     // Validation errors name the problem (on stdout, exit 1) without echoing values either.
-    for (name, file) in [("cert-as-key", "cert-as-key.yaml"), ("unknown-label", "unknown-label.yaml")] {
+    for (name, file) in [
+        ("cert-as-key", "cert-as-key.yaml"),
+        ("unknown-label", "unknown-label.yaml"),
+    ] {
         let (code, out, err) = talvault(d.path(), &["bundle", "validate", file]);
         assert_eq!(code, 1, "{name}");
-        assert!(!out.contains("topsecret") && !err.contains("topsecret"), "{name}");
+        assert!(
+            !out.contains("topsecret") && !err.contains("topsecret"),
+            "{name}"
+        );
         all.push_str(&format!("## {name}\n{out}"));
     }
     snapshot("bad-input.txt", &all);

@@ -66,10 +66,28 @@ fn check_contract(contract: &str) {
     assert_eq!(
         keys,
         [
-            "cluster", "    id", "    secret", "secrets", "    bootstraptoken", secret_key,
-            "trustdinfo", "    token", "certs", "    etcd", "        crt", "        key",
-            "    k8s", "        crt", "        key", "    k8saggregator", "        crt",
-            "        key", "    k8sserviceaccount", "        key", "    os", "        crt",
+            "cluster",
+            "    id",
+            "    secret",
+            "secrets",
+            "    bootstraptoken",
+            secret_key,
+            "trustdinfo",
+            "    token",
+            "certs",
+            "    etcd",
+            "        crt",
+            "        key",
+            "    k8s",
+            "        crt",
+            "        key",
+            "    k8saggregator",
+            "        crt",
+            "        key",
+            "    k8sserviceaccount",
+            "        key",
+            "    os",
+            "        crt",
             "        key",
         ],
         "{contract}"
@@ -82,7 +100,11 @@ fn check_contract(contract: &str) {
     for ca in CaName::ALL {
         let crt = field(yaml, &["certs", ca.key(), "crt"]);
         let key = field(yaml, &["certs", ca.key(), "key"]);
-        let key_label = String::from_utf8_lossy(&key).lines().next().unwrap().to_owned();
+        let key_label = String::from_utf8_lossy(&key)
+            .lines()
+            .next()
+            .unwrap()
+            .to_owned();
         let (want_label, want_alg) = match ca {
             CaName::Os => ("-----BEGIN ED25519 PRIVATE KEY-----", "ED25519"),
             _ => ("-----BEGIN EC PRIVATE KEY-----", "ecdsa-with-SHA256"),
@@ -107,9 +129,19 @@ fn check_contract(contract: &str) {
         let exts: Vec<String> = cert
             .extensions()
             .iter()
-            .map(|e| format!("{}{}", e.oid.to_id_string(), if e.critical { "!" } else { "" }))
+            .map(|e| {
+                format!(
+                    "{}{}",
+                    e.oid.to_id_string(),
+                    if e.critical { "!" } else { "" }
+                )
+            })
             .collect();
-        assert_eq!(exts, ["2.5.29.15!", "2.5.29.37", "2.5.29.19!", "2.5.29.14"], "{ca:?}");
+        assert_eq!(
+            exts,
+            ["2.5.29.15!", "2.5.29.37", "2.5.29.19!", "2.5.29.14"],
+            "{ca:?}"
+        );
         let ku = cert.key_usage().unwrap().unwrap().value;
         assert!(ku.digital_signature() && ku.key_cert_sign() && !ku.crl_sign());
         let eku = cert.extended_key_usage().unwrap().unwrap().value;
@@ -131,10 +163,21 @@ fn check_contract(contract: &str) {
         }
         // openssl: parses both, the text shows the same profile, the key matches the cert.
         let text = openssl(&["x509", "-noout", "-text"], &crt);
-        assert!(text.contains(&format!("Signature Algorithm: {want_alg}")), "{text}");
-        assert!(text.contains("X509v3 Key Usage: critical\n                Digital Signature, Certificate Sign\n"), "{text}");
+        assert!(
+            text.contains(&format!("Signature Algorithm: {want_alg}")),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "X509v3 Key Usage: critical\n                Digital Signature, Certificate Sign\n"
+            ),
+            "{text}"
+        );
         assert!(text.contains("X509v3 Extended Key Usage: \n                TLS Web Server Authentication, TLS Web Client Authentication\n"), "{text}");
-        assert!(text.contains("X509v3 Basic Constraints: critical\n                CA:TRUE\n"), "{text}");
+        assert!(
+            text.contains("X509v3 Basic Constraints: critical\n                CA:TRUE\n"),
+            "{text}"
+        );
         assert!(!text.contains("Authority Key Identifier"), "{text}");
         let cert_pub = openssl(&["x509", "-noout", "-pubkey"], &crt);
         let key_pub = openssl(&["pkey", "-pubout"], &openssl_key(&key));
@@ -143,7 +186,15 @@ fn check_contract(contract: &str) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ca.pem");
         std::fs::write(&path, &crt).unwrap();
-        let out = openssl(&["verify", "-CAfile", path.to_str().unwrap(), path.to_str().unwrap()], b"");
+        let out = openssl(
+            &[
+                "verify",
+                "-CAfile",
+                path.to_str().unwrap(),
+                path.to_str().unwrap(),
+            ],
+            b"",
+        );
         assert!(out.trim_end().ends_with(": OK"), "{out}");
     }
     let sa = field(yaml, &["certs", "k8sserviceaccount", "key"]);

@@ -1,8 +1,13 @@
 //! talvault's integration tests: one binary, one module per area.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr,
+    missing_docs
+)]
 
-mod support;
 mod cli;
 mod generate;
+mod support;
 mod vectors;

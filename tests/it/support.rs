@@ -77,7 +77,10 @@ pub fn assert_matches(pattern: &str, actual: &str) {
             .lines()
             .zip(actual.lines())
             .all(|(p, a)| line_matches(p, a));
-    assert!(ok, "output does not match.\n--- expected\n{pattern}\n--- actual\n{actual}");
+    assert!(
+        ok,
+        "output does not match.\n--- expected\n{pattern}\n--- actual\n{actual}"
+    );
 }
 
 fn line_matches(pattern: &str, actual: &str) -> bool {
@@ -111,7 +114,11 @@ pub fn snapshot(name: &str, actual: &str) {
         std::fs::write(&path, actual).unwrap();
         return;
     }
-    let expected = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (run with TALVAULT_BLESS=1 to create it)", path.display()));
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (run with TALVAULT_BLESS=1 to create it)",
+            path.display()
+        )
+    });
     assert_matches(&expected, actual);
 }
