@@ -1,59 +1,872 @@
-//! PURE: building a bundle from existing material (Kubernetes PKI, control-plane config).
-//! Placeholder signatures; the implementation lands on the import branch.
+//! PURE: building a bundle from existing material (a Kubernetes PKI directory, a control-plane
+//! machine config), as `talosctl gen secrets --from-kubernetes-pki` / `--from-controlplane-config`.
+//!
+//! Must not touch files, the environment or the clock: the CLI reads the files and passes bytes,
+//! time and randomness in. Must never put a secret value into an error: errors name files, YAML
+//! fields and document kinds only. Follows siderolabs/talos:
+//! pkg/machinery/config/generate/secrets/bundle.go `NewBundleFromKubernetesPKI` and
+//! `NewBundleFromConfig` (reference/talos-formats.md §1.6).
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use ring::rand::SecureRandom;
+use serde::Deserialize;
 use thiserror::Error;
 use time::OffsetDateTime;
+use zeroize::Zeroizing;
 
-use super::{SecretsBundle, VersionContract};
+use super::generate::{self, GenerateError};
+use super::validate;
+use super::yaml::{BundleReadError, sanitize};
+use super::{
+    CertAndKey, Certs, Cluster, KeyOnly, REDACTED, Secrets, SecretsBundle, TrustdInfo,
+    VersionContract,
+};
+use crate::keys::PrivateKey;
 use crate::secret::{SecretBytes, SecretText};
 
-/// Import failed.
-#[derive(Debug, Error)]
-#[error("import is not implemented yet")]
-pub struct ImportError;
+/// `ca.crt`: the Kubernetes CA certificate.
+pub const CA_CRT: &str = "ca.crt";
+/// `ca.key`: the Kubernetes CA key.
+pub const CA_KEY: &str = "ca.key";
+/// `etcd/ca.crt`: the etcd CA certificate.
+pub const ETCD_CA_CRT: &str = "etcd/ca.crt";
+/// `etcd/ca.key`: the etcd CA key.
+pub const ETCD_CA_KEY: &str = "etcd/ca.key";
+/// `front-proxy-ca.crt`: the aggregator (front-proxy) CA certificate.
+pub const FRONT_PROXY_CA_CRT: &str = "front-proxy-ca.crt";
+/// `front-proxy-ca.key`: the aggregator (front-proxy) CA key.
+pub const FRONT_PROXY_CA_KEY: &str = "front-proxy-ca.key";
+/// `sa.key`: the service-account signing key.
+pub const SA_KEY: &str = "sa.key";
 
-/// The files of a kubeadm PKI directory.
+/// The files read from a Kubernetes PKI directory, relative to it, in the order Talos reads them
+/// (bundle.go `NewBundleFromKubernetesPKI`).
+pub const KUBERNETES_PKI_FILES: [&str; 7] = [
+    CA_CRT,
+    CA_KEY,
+    ETCD_CA_CRT,
+    ETCD_CA_KEY,
+    FRONT_PROXY_CA_CRT,
+    FRONT_PROXY_CA_KEY,
+    SA_KEY,
+];
+
+/// The contents of a kubeadm-style PKI directory (`/etc/kubernetes/pki`), one field per file of
+/// [`KUBERNETES_PKI_FILES`].
+#[derive(Debug, Default)]
 pub struct KubernetesPki {
-    /// ca.crt
+    /// `ca.crt`
     pub ca_crt: Vec<u8>,
-    /// ca.key
+    /// `ca.key`
     pub ca_key: SecretBytes,
-    /// etcd/ca.crt
+    /// `etcd/ca.crt`
     pub etcd_ca_crt: Vec<u8>,
-    /// etcd/ca.key
+    /// `etcd/ca.key`
     pub etcd_ca_key: SecretBytes,
-    /// front-proxy-ca.crt
+    /// `front-proxy-ca.crt`
     pub front_proxy_ca_crt: Vec<u8>,
-    /// front-proxy-ca.key
+    /// `front-proxy-ca.key`
     pub front_proxy_ca_key: SecretBytes,
-    /// sa.key
+    /// `sa.key`
     pub sa_key: SecretBytes,
 }
 
-/// Files read from the directory.
-pub const KUBERNETES_PKI_FILES: [&str; 7] = [
-    "ca.crt",
-    "ca.key",
-    "etcd/ca.crt",
-    "etcd/ca.key",
-    "front-proxy-ca.crt",
-    "front-proxy-ca.key",
-    "sa.key",
-];
-
-/// Builds a bundle from a Kubernetes PKI directory.
-pub fn from_kubernetes_pki(
-    _pki: KubernetesPki,
-    _bootstrap_token: Option<SecretText>,
-    _contract: VersionContract,
-    _now: OffsetDateTime,
-    _rng: &(dyn SecureRandom + Sync),
-) -> Result<SecretsBundle, ImportError> {
-    Err(ImportError)
+/// An import failed. Messages name files, fields and document kinds, never a secret value.
+#[derive(Debug, Error)]
+pub enum ImportError {
+    /// A PKI file that Talos's `GetKey`/`GetCert` would reject.
+    #[error("{file}: {reason}")]
+    PkiFile {
+        /// The file, relative to the PKI directory (one of [`KUBERNETES_PKI_FILES`]).
+        file: &'static str,
+        /// Why it was rejected (Talos's wording where it has one).
+        reason: String,
+    },
+    /// The given bootstrap token does not have the Kubernetes bootstrap-token shape.
+    #[error(
+        "the Kubernetes bootstrap token is malformed: expected [a-z0-9]{{6}}.[a-z0-9]{{16}} (value not shown)"
+    )]
+    BadBootstrapToken,
+    /// Not YAML, or YAML of the wrong shape where a machine config has a fixed one.
+    #[error("not a valid machine config: {what}{}", location.map(|(l, c)| format!(" at line {l} column {c}")).unwrap_or_default())]
+    Syntax {
+        /// A value-free description.
+        what: String,
+        /// 1-based line and column, when known.
+        location: Option<(usize, usize)>,
+    },
+    /// A base64 (v1alpha1) certificate or key field that is not standard base64.
+    #[error("{field}: illegal base64 data at input byte {offset}")]
+    Base64 {
+        /// The YAML path of the field.
+        field: &'static str,
+        /// Byte offset of the first bad character.
+        offset: usize,
+    },
+    /// No `version: v1alpha1` document in the input.
+    #[error("not a Talos machine config: no v1alpha1 document (one with `version: v1alpha1`)")]
+    NoV1Alpha1,
+    /// A document that may appear only once appears twice (Talos refuses such a config too).
+    #[error("the machine config has more than one {0} document")]
+    DuplicateDocument(&'static str),
+    /// A legacy v1alpha1 field and its multi-document replacement are both set (Talos refuses
+    /// such a config, so which one wins is not defined).
+    #[error(
+        "the machine config sets both {field} (v1alpha1) and a {kind} document; Talos refuses that combination"
+    )]
+    Conflict {
+        /// The v1alpha1 field.
+        field: &'static str,
+        /// The document kind.
+        kind: &'static str,
+    },
+    /// A worker config (or any config without the Talos CA key).
+    #[error(
+        "not a control-plane config: machine.ca has no key (a worker config carries only CA certificates; use the controlplane.yaml from `talosctl gen config` or a control-plane node's config)"
+    )]
+    NotControlPlane,
+    /// A redacted config: the key is the `******` placeholder.
+    #[error("{field} is redacted (`******`): import an unredacted copy of the machine config")]
+    Redacted {
+        /// The YAML path of the key.
+        field: &'static str,
+    },
+    /// Filling in the rest of the bundle failed.
+    #[error(transparent)]
+    Generate(#[from] GenerateError),
 }
 
-/// Builds a bundle from a control-plane machine config.
-pub fn from_controlplane_config(_yaml: &[u8]) -> Result<SecretsBundle, ImportError> {
-    Err(ImportError)
+impl From<BundleReadError> for ImportError {
+    fn from(e: BundleReadError) -> Self {
+        match e {
+            BundleReadError::Syntax { what, location } => ImportError::Syntax { what, location },
+            // sanitize only produces Syntax; keep the value-free wording if that ever changes.
+            BundleReadError::Base64 { field, offset } => ImportError::Syntax {
+                what: format!("{field}: illegal base64 data at input byte {offset}"),
+                location: None,
+            },
+        }
+    }
+}
+
+fn syntax(err: &serde_yaml::Error) -> ImportError {
+    sanitize(err).into()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Kubernetes PKI directory.
+// ---------------------------------------------------------------------------------------------
+
+/// Builds a bundle from a kubeadm PKI directory, as `talosctl gen secrets --from-kubernetes-pki`.
+///
+/// siderolabs/talos: pkg/machinery/config/generate/secrets/bundle.go `NewBundleFromKubernetesPKI`:
+/// `ca.*` → `certs.k8s`, `etcd/ca.*` → `certs.etcd`, `front-proxy-ca.*` → `certs.k8saggregator`,
+/// `sa.key` → `certs.k8sserviceaccount`, each checked with `GetKey` then `GetCert`
+/// (`validatePEMEncodedCertificateAndKey`), so any key label Talos reads is accepted (PKCS#1
+/// `RSA PRIVATE KEY`, SEC1 `EC PRIVATE KEY`, PKCS#8 `PRIVATE KEY`). Then `populate` generates
+/// everything else (OS CA, tokens, encryption secret, cluster identity). Unlike upstream, a given
+/// bootstrap token is checked for the bootstrap-token shape, and errors name the file.
+pub fn from_kubernetes_pki(
+    pki: KubernetesPki,
+    bootstrap_token: Option<SecretText>,
+    contract: VersionContract,
+    now: OffsetDateTime,
+    rng: &(dyn SecureRandom + Sync),
+) -> Result<SecretsBundle, ImportError> {
+    // An empty token means "generate one", as upstream's "" does.
+    let bootstrap_token = match bootstrap_token {
+        Some(t) if !t.is_empty() => {
+            if !is_bootstrap_token(t.expose()) {
+                return Err(ImportError::BadBootstrapToken);
+            }
+            t
+        }
+        _ => SecretText::default(),
+    };
+
+    let k8s = checked_ca(CA_CRT, pki.ca_crt, CA_KEY, pki.ca_key)?;
+    let etcd = checked_ca(ETCD_CA_CRT, pki.etcd_ca_crt, ETCD_CA_KEY, pki.etcd_ca_key)?;
+    let aggregator = checked_ca(
+        FRONT_PROXY_CA_CRT,
+        pki.front_proxy_ca_crt,
+        FRONT_PROXY_CA_KEY,
+        pki.front_proxy_ca_key,
+    )?;
+    // bundle.go: `sa.GetKey()` only.
+    PrivateKey::from_talos_pem(pki.sa_key.expose()).map_err(|e| ImportError::PkiFile {
+        file: SA_KEY,
+        reason: e.to_string(),
+    })?;
+
+    let mut bundle = SecretsBundle {
+        secrets: Some(Secrets {
+            bootstrap_token,
+            ..Secrets::default()
+        }),
+        certs: Some(Certs {
+            etcd: Some(etcd),
+            k8s: Some(k8s),
+            k8s_aggregator: Some(aggregator),
+            k8s_service_account: Some(KeyOnly { key: pki.sa_key }),
+            os: None,
+        }),
+        ..SecretsBundle::default()
+    };
+    generate::populate(&mut bundle, contract, now, rng)?;
+    Ok(bundle)
+}
+
+/// `validatePEMEncodedCertificateAndKey` (utils.go): `GetKey`, then `GetCert`.
+fn checked_ca(
+    crt_file: &'static str,
+    crt: Vec<u8>,
+    key_file: &'static str,
+    key: SecretBytes,
+) -> Result<CertAndKey, ImportError> {
+    PrivateKey::from_talos_pem(key.expose()).map_err(|e| ImportError::PkiFile {
+        file: key_file,
+        reason: e.to_string(),
+    })?;
+    validate::parse_cert(&crt).map_err(|reason| ImportError::PkiFile {
+        file: crt_file,
+        reason,
+    })?;
+    Ok(CertAndKey { crt, key })
+}
+
+/// `[a-z0-9]{6}\.[a-z0-9]{16}`, the Kubernetes bootstrap-token format.
+fn is_bootstrap_token(s: &str) -> bool {
+    let b = s.as_bytes();
+    let ok = |c: &u8| c.is_ascii_digit() || c.is_ascii_lowercase();
+    b.len() == 23 && b[6] == b'.' && b[..6].iter().all(ok) && b[7..].iter().all(ok)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Control-plane machine config.
+// ---------------------------------------------------------------------------------------------
+
+type Text = Option<Zeroizing<String>>;
+
+/// What a document is, from its `version` / `apiVersion` + `kind` keys only.
+#[derive(Deserialize)]
+#[serde(expecting = "a YAML mapping (a machine config document)")]
+struct Header {
+    version: Option<String>,
+    #[serde(rename = "apiVersion")]
+    api_version: Option<String>,
+    kind: Option<String>,
+}
+
+/// The documents this import reads; every other one is skipped unread.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Doc {
+    Ignored,
+    V1Alpha1,
+    DiscoveryIdentity,
+    ApiServerCa,
+    AggregatorCa,
+    ServiceAccount,
+    EtcdEncryption,
+}
+
+impl Doc {
+    fn classify(header: Option<Header>) -> Doc {
+        let Some(h) = header else { return Doc::Ignored };
+        match h.kind.as_deref() {
+            // The config decoder looks a kind up per apiVersion; only v1alpha1 ones exist.
+            Some(kind) if h.api_version.as_deref() == Some("v1alpha1") => match kind {
+                "DiscoveryIdentityConfig" => Doc::DiscoveryIdentity,
+                "KubeAPIServerCAConfig" => Doc::ApiServerCa,
+                "KubeAggregatorCAConfig" => Doc::AggregatorCa,
+                "KubeServiceAccountConfig" => Doc::ServiceAccount,
+                "KubeEtcdEncryptionConfig" => Doc::EtcdEncryption,
+                _ => Doc::Ignored,
+            },
+            Some(_) => Doc::Ignored,
+            None if h.version.as_deref() == Some("v1alpha1") => Doc::V1Alpha1,
+            None => Doc::Ignored,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Doc::Ignored => "ignored",
+            Doc::V1Alpha1 => "v1alpha1",
+            Doc::DiscoveryIdentity => "DiscoveryIdentityConfig",
+            Doc::ApiServerCa => "KubeAPIServerCAConfig",
+            Doc::AggregatorCa => "KubeAggregatorCAConfig",
+            Doc::ServiceAccount => "KubeServiceAccountConfig",
+            Doc::EtcdEncryption => "KubeEtcdEncryptionConfig",
+        }
+    }
+}
+
+// v1alpha1 (siderolabs/talos: pkg/machinery/config/types/v1alpha1/v1alpha1_types.go). Only the
+// fields the bundle needs; everything else is skipped.
+
+#[derive(Deserialize, Default)]
+struct RawV1Alpha1 {
+    machine: Option<RawMachine>,
+    cluster: Option<RawCluster>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawMachine {
+    /// `MachineToken`
+    token: Text,
+    /// `MachineCA`
+    ca: Option<RawB64CertAndKey>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawCluster {
+    /// `ClusterID`
+    id: Option<String>,
+    /// `ClusterSecret`
+    secret: Text,
+    /// `BootstrapToken`
+    token: Text,
+    /// `ClusterAESCBCEncryptionSecret`
+    #[serde(rename = "aescbcEncryptionSecret")]
+    aescbc_encryption_secret: Text,
+    /// `ClusterSecretboxEncryptionSecret`
+    #[serde(rename = "secretboxEncryptionSecret")]
+    secretbox_encryption_secret: Text,
+    /// `ClusterCA`
+    ca: Option<RawB64CertAndKey>,
+    /// `ClusterAggregatorCA`
+    #[serde(rename = "aggregatorCA")]
+    aggregator_ca: Option<RawB64CertAndKey>,
+    /// `ClusterServiceAccount`
+    #[serde(rename = "serviceAccount")]
+    service_account: Option<RawB64Key>,
+    /// `EtcdConfig`
+    etcd: Option<RawEtcd>,
+}
+
+#[derive(Deserialize)]
+struct RawEtcd {
+    /// `RootCA`
+    ca: Option<RawB64CertAndKey>,
+}
+
+/// `x509.PEMEncodedCertificateAndKey` in YAML: base64 of the PEM (siderolabs/crypto).
+#[derive(Deserialize)]
+struct RawB64CertAndKey {
+    crt: Option<String>,
+    key: Text,
+}
+
+/// `x509.PEMEncodedKey` in YAML.
+#[derive(Deserialize)]
+struct RawB64Key {
+    key: Text,
+}
+
+// Multi-document form (Talos ≥ 1.14). These hold plain PEM, not base64.
+
+/// siderolabs/talos: pkg/machinery/config/types/cluster/discovery_identity.go
+#[derive(Deserialize)]
+struct RawDiscoveryIdentity {
+    #[serde(rename = "clusterID")]
+    cluster_id: Option<String>,
+    #[serde(rename = "clusterSecret")]
+    cluster_secret: Text,
+}
+
+/// pkg/machinery/config/types/k8s/apiserver_ca.go, aggregator_ca.go (`issuingCA`).
+#[derive(Deserialize)]
+struct RawCaDocument {
+    #[serde(rename = "issuingCA")]
+    issuing_ca: Option<RawPemCertAndKey>,
+}
+
+/// `meta.CertificateAndKey`: `cert` and `key`, plain PEM.
+#[derive(Deserialize)]
+struct RawPemCertAndKey {
+    cert: Option<String>,
+    key: Text,
+}
+
+/// pkg/machinery/config/types/k8s/service_account.go (`issuer.privateKey`).
+#[derive(Deserialize)]
+struct RawServiceAccountDocument {
+    issuer: Option<RawIssuer>,
+}
+
+#[derive(Deserialize)]
+struct RawIssuer {
+    #[serde(rename = "privateKey")]
+    private_key: Text,
+}
+
+/// pkg/machinery/config/types/k8s/etcd_encryption.go (`config`: a kube-apiserver
+/// EncryptionConfiguration without apiVersion/kind), read through the same reduced shape as
+/// bundle.go `etcdEncryptionConfigReduced`.
+#[derive(Deserialize)]
+struct RawEtcdEncryptionDocument {
+    config: Option<RawEncryptionConfig>,
+}
+
+#[derive(Deserialize)]
+struct RawEncryptionConfig {
+    resources: Option<Vec<RawEncryptionResource>>,
+}
+
+#[derive(Deserialize)]
+struct RawEncryptionResource {
+    resources: Option<Vec<String>>,
+    providers: Option<Vec<RawEncryptionProvider>>,
+}
+
+#[derive(Deserialize)]
+struct RawEncryptionProvider {
+    secretbox: Option<RawSecretbox>,
+}
+
+#[derive(Deserialize)]
+struct RawSecretbox {
+    keys: Option<Vec<RawSecretboxKey>>,
+}
+
+#[derive(Deserialize)]
+struct RawSecretboxKey {
+    secret: Text,
+}
+
+/// Everything read from the documents, before it is mapped onto the bundle.
+#[derive(Default)]
+struct Parsed {
+    v1alpha1: Option<RawV1Alpha1>,
+    identity: Option<RawDiscoveryIdentity>,
+    api_server_ca: Option<RawCaDocument>,
+    aggregator_ca: Option<RawCaDocument>,
+    service_account: Option<RawServiceAccountDocument>,
+    etcd_encryption: Option<RawEtcdEncryptionDocument>,
+}
+
+/// Builds a bundle from a control-plane machine config, as `talosctl gen secrets
+/// --from-controlplane-config`.
+///
+/// siderolabs/talos: pkg/machinery/config/generate/secrets/bundle.go `NewBundleFromConfig`. Reads
+/// both the v1alpha1 single-document form and the Talos 1.14 multi-document form; unknown fields
+/// and documents are ignored. Nothing is generated (upstream does not call `populate`). Stricter
+/// than upstream: a worker config (no `machine.ca` key), a redacted config, duplicate documents
+/// and v1alpha1 fields set together with their replacement documents are refused.
+pub fn from_controlplane_config(yaml: &[u8]) -> Result<SecretsBundle, ImportError> {
+    let parsed = parse_documents(yaml)?;
+    let v1 = parsed.v1alpha1.ok_or(ImportError::NoV1Alpha1)?;
+    let machine = v1.machine.unwrap_or_default();
+    let cluster = v1.cluster.unwrap_or_default();
+
+    // Not upstream: it would copy a worker's key-less `machine.ca` (and, from 1.14, panic on the
+    // missing KubeAPIServerCAConfig). Refuse clearly instead.
+    let has_machine_ca_key = machine
+        .ca
+        .as_ref()
+        .is_some_and(|ca| ca.key.as_ref().is_some_and(|k| !k.is_empty()));
+    if !has_machine_ca_key {
+        return Err(ImportError::NotControlPlane);
+    }
+
+    // Conflicts that Talos's V1Alpha1ConflictValidate refuses (apiserver_ca.go, aggregator_ca.go,
+    // service_account.go, discovery_identity.go, etcd_encryption.go).
+    let conflicts = [
+        (
+            cluster.ca.is_some() && parsed.api_server_ca.is_some(),
+            "cluster.ca",
+            Doc::ApiServerCa,
+        ),
+        (
+            cluster.aggregator_ca.is_some() && parsed.aggregator_ca.is_some(),
+            "cluster.aggregatorCA",
+            Doc::AggregatorCa,
+        ),
+        (
+            cluster.service_account.is_some() && parsed.service_account.is_some(),
+            "cluster.serviceAccount",
+            Doc::ServiceAccount,
+        ),
+        (
+            (non_empty(&cluster.id) || non_empty_text(&cluster.secret))
+                && parsed.identity.is_some(),
+            "cluster.id/cluster.secret",
+            Doc::DiscoveryIdentity,
+        ),
+        (
+            (non_empty_text(&cluster.secretbox_encryption_secret)
+                || non_empty_text(&cluster.aescbc_encryption_secret))
+                && parsed.etcd_encryption.is_some(),
+            "cluster.secretboxEncryptionSecret/aescbcEncryptionSecret",
+            Doc::EtcdEncryption,
+        ),
+    ];
+    if let Some((_, field, doc)) = conflicts.into_iter().find(|(hit, _, _)| *hit) {
+        return Err(ImportError::Conflict {
+            field,
+            kind: doc.name(),
+        });
+    }
+
+    // certs.os: `c.Machine().Security().IssuingCA()`.
+    let os = machine
+        .ca
+        .map(|ca| b64_cert_and_key("machine.ca.crt", "machine.ca.key", ca))
+        .transpose()?;
+
+    // certs.k8s: `c.K8sAPIServerCAConfig().IssuingCA()`. The document wins (container.go); the
+    // v1alpha1 shim returns nil when cluster.ca has no key (v1alpha1_k8s_bridge.go).
+    let k8s = match parsed.api_server_ca {
+        Some(doc) => doc.issuing_ca.map(pem_cert_and_key),
+        None => match cluster.ca {
+            Some(ca) if ca.key.as_ref().is_some_and(|k| !k.is_empty()) => {
+                Some(b64_cert_and_key("cluster.ca.crt", "cluster.ca.key", ca)?)
+            }
+            _ => None,
+        },
+    };
+
+    // certs.k8saggregator: `c.K8sAggregatorCAConfig().IssuingCA()`; the shim copies as is.
+    let k8s_aggregator = match parsed.aggregator_ca {
+        Some(doc) => doc.issuing_ca.map(pem_cert_and_key),
+        None => cluster
+            .aggregator_ca
+            .map(|ca| b64_cert_and_key("cluster.aggregatorCA.crt", "cluster.aggregatorCA.key", ca))
+            .transpose()?,
+    };
+
+    // certs.k8sserviceaccount: `c.K8sServiceAccountConfig().IssuingKey()`; the document always
+    // yields a key (possibly empty), the shim copies cluster.serviceAccount as is.
+    let k8s_service_account = match parsed.service_account {
+        Some(doc) => Some(KeyOnly {
+            key: text_bytes(doc.issuer.and_then(|i| i.private_key)),
+        }),
+        None => cluster
+            .service_account
+            .map(|sa| {
+                Ok::<_, ImportError>(KeyOnly {
+                    key: b64_key("cluster.serviceAccount.key", sa.key)?,
+                })
+            })
+            .transpose()?,
+    };
+
+    // certs.etcd: `c.Cluster().Etcd().CA()` (v1alpha1 only).
+    let etcd = cluster
+        .etcd
+        .and_then(|e| e.ca)
+        .map(|ca| b64_cert_and_key("cluster.etcd.ca.crt", "cluster.etcd.ca.key", ca))
+        .transpose()?;
+
+    // cluster: `c.DiscoveryIdentityConfig()`; v1alpha1 id/secret first (container.go), else the
+    // document, else empty. The section itself is always present.
+    let legacy_identity = non_empty(&cluster.id) || non_empty_text(&cluster.secret);
+    let identity = if legacy_identity {
+        Cluster {
+            id: cluster.id.unwrap_or_default(),
+            secret: text(cluster.secret),
+        }
+    } else if let Some(doc) = parsed.identity {
+        Cluster {
+            id: doc.cluster_id.unwrap_or_default(),
+            secret: text(doc.cluster_secret),
+        }
+    } else {
+        Cluster::default()
+    };
+
+    // secrets: the bootstrap token is rebuilt as `Token().ID() + "." + Token().Secret()`.
+    // A KubeEtcdEncryptionConfig secret replaces it when one is found (bundle.go).
+    let secretbox = match parsed.etcd_encryption.and_then(first_secretbox_secret) {
+        Some(secret) => secret,
+        None => text(cluster.secretbox_encryption_secret),
+    };
+    let secrets = Secrets {
+        bootstrap_token: rebuilt_bootstrap_token(cluster.token),
+        aescbc_encryption_secret: text(cluster.aescbc_encryption_secret),
+        secretbox_encryption_secret: secretbox,
+    };
+
+    let bundle = SecretsBundle {
+        cluster: Some(identity),
+        secrets: Some(secrets),
+        trustd_info: Some(TrustdInfo {
+            token: text(machine.token),
+        }),
+        certs: Some(Certs {
+            etcd,
+            k8s,
+            k8s_aggregator,
+            k8s_service_account,
+            os,
+        }),
+    };
+    refuse_redacted(&bundle)?;
+    Ok(bundle)
+}
+
+/// Splits the stream into documents, classifies each by its header, then reads the ones the
+/// bundle needs into their own minimal structs. Two passes, so nothing is buffered as an
+/// untyped (unwipeable) value tree.
+fn parse_documents(yaml: &[u8]) -> Result<Parsed, ImportError> {
+    let mut kinds = Vec::new();
+    // The multi-document iterator keeps yielding the same error after a parse failure, so the
+    // first error ends the loop.
+    for doc in serde_yaml::Deserializer::from_slice(yaml) {
+        let header: Option<Header> = Option::deserialize(doc).map_err(|e| syntax(&e))?;
+        kinds.push(Doc::classify(header));
+    }
+    let mut seen: Vec<Doc> = Vec::new();
+    for &kind in &kinds {
+        if kind != Doc::Ignored {
+            if seen.contains(&kind) {
+                // container.go: "duplicate v1alpha1.Config" / "duplicate document: <kind>/".
+                return Err(ImportError::DuplicateDocument(kind.name()));
+            }
+            seen.push(kind);
+        }
+    }
+
+    let mut parsed = Parsed::default();
+    for (doc, kind) in serde_yaml::Deserializer::from_slice(yaml).zip(kinds) {
+        let e = |e: serde_yaml::Error| syntax(&e);
+        match kind {
+            Doc::Ignored => {}
+            Doc::V1Alpha1 => parsed.v1alpha1 = Some(RawV1Alpha1::deserialize(doc).map_err(e)?),
+            Doc::DiscoveryIdentity => {
+                parsed.identity = Some(RawDiscoveryIdentity::deserialize(doc).map_err(e)?)
+            }
+            Doc::ApiServerCa => {
+                parsed.api_server_ca = Some(RawCaDocument::deserialize(doc).map_err(e)?)
+            }
+            Doc::AggregatorCa => {
+                parsed.aggregator_ca = Some(RawCaDocument::deserialize(doc).map_err(e)?)
+            }
+            Doc::ServiceAccount => {
+                parsed.service_account =
+                    Some(RawServiceAccountDocument::deserialize(doc).map_err(e)?)
+            }
+            Doc::EtcdEncryption => {
+                parsed.etcd_encryption =
+                    Some(RawEtcdEncryptionDocument::deserialize(doc).map_err(e)?)
+            }
+        }
+    }
+    Ok(parsed)
+}
+
+/// bundle.go `NewBundleFromConfig`: the first resource block that lists `secrets`; in it only
+/// the first provider counts, and if that is secretbox its first key's secret is taken.
+/// Otherwise the search goes on with the next block that lists `secrets`.
+fn first_secretbox_secret(doc: RawEtcdEncryptionDocument) -> Option<SecretText> {
+    let resources = doc.config?.resources?;
+    for block in resources {
+        let encrypts_secrets = block
+            .resources
+            .as_ref()
+            .is_some_and(|r| r.iter().any(|s| s == "secrets"));
+        if !encrypts_secrets {
+            continue;
+        }
+        let first_key = block
+            .providers
+            .and_then(|p| p.into_iter().next())
+            .and_then(|provider| provider.secretbox)
+            .and_then(|secretbox| secretbox.keys)
+            .and_then(|keys| keys.into_iter().next());
+        if let Some(key) = first_key {
+            return Some(text(key.secret));
+        }
+    }
+    None
+}
+
+/// v1alpha1 `clusterToken.ID()`/`Secret()` split on `.` and give "" unless there are exactly two
+/// parts, so anything but `<a>.<b>` (including a missing token) becomes `"."`.
+fn rebuilt_bootstrap_token(token: Text) -> SecretText {
+    match token {
+        Some(mut t) if t.split('.').count() == 2 => SecretText::new(std::mem::take(&mut *t)),
+        _ => SecretText::from("."),
+    }
+}
+
+fn non_empty(s: &Option<String>) -> bool {
+    s.as_deref().is_some_and(|s| !s.is_empty())
+}
+
+fn non_empty_text(s: &Text) -> bool {
+    s.as_ref().is_some_and(|s| !s.is_empty())
+}
+
+fn text(t: Text) -> SecretText {
+    match t {
+        Some(mut z) => SecretText::new(std::mem::take(&mut *z)),
+        None => SecretText::default(),
+    }
+}
+
+fn text_bytes(t: Text) -> SecretBytes {
+    match t {
+        Some(mut z) => SecretBytes::new(std::mem::take(&mut *z).into_bytes()),
+        None => SecretBytes::default(),
+    }
+}
+
+/// `meta.CertificateAndKey.ToX509`: the PEM text as is.
+fn pem_cert_and_key(raw: RawPemCertAndKey) -> CertAndKey {
+    CertAndKey {
+        crt: raw.cert.unwrap_or_default().into_bytes(),
+        key: text_bytes(raw.key),
+    }
+}
+
+/// siderolabs/crypto x509 `PEMEncodedCertificateAndKey.UnmarshalYAML`.
+fn b64_cert_and_key(
+    crt_field: &'static str,
+    key_field: &'static str,
+    raw: RawB64CertAndKey,
+) -> Result<CertAndKey, ImportError> {
+    Ok(CertAndKey {
+        crt: b64_decode(crt_field, raw.crt.as_deref().unwrap_or(""))?.to_vec(),
+        key: b64_key(key_field, raw.key)?,
+    })
+}
+
+/// siderolabs/crypto x509 `UnmarshalYAML`: std base64 of the PEM, except the `******` marker.
+fn b64_key(field: &'static str, value: Text) -> Result<SecretBytes, ImportError> {
+    let value = value.unwrap_or_default();
+    if value.as_str() == REDACTED {
+        return Ok(SecretBytes::copy_from(REDACTED.as_bytes()));
+    }
+    let mut decoded = b64_decode(field, &value)?;
+    Ok(SecretBytes::new(std::mem::take(&mut *decoded)))
+}
+
+fn b64_decode(field: &'static str, value: &str) -> Result<Zeroizing<Vec<u8>>, ImportError> {
+    // Go's base64 decoder skips CR and LF; nothing else.
+    let compact: Zeroizing<Vec<u8>> = Zeroizing::new(
+        value
+            .bytes()
+            .filter(|b| *b != b'\r' && *b != b'\n')
+            .collect(),
+    );
+    STANDARD
+        .decode(&*compact)
+        .map(Zeroizing::new)
+        .map_err(|e| ImportError::Base64 {
+            field,
+            offset: match e {
+                base64::DecodeError::InvalidByte(o, _)
+                | base64::DecodeError::InvalidLastSymbol(o, _)
+                | base64::DecodeError::InvalidLength(o) => o,
+                base64::DecodeError::InvalidPadding => compact.len(),
+            },
+        })
+}
+
+/// Refuses keys that are the `******` placeholder of a redacted config.
+fn refuse_redacted(bundle: &SecretsBundle) -> Result<(), ImportError> {
+    let Some(certs) = &bundle.certs else {
+        return Ok(());
+    };
+    let redacted = |key: &SecretBytes| key.expose() == REDACTED.as_bytes();
+    let entries = [
+        ("machine.ca.key", certs.os.as_ref().map(|c| &c.key)),
+        ("cluster.etcd.ca.key", certs.etcd.as_ref().map(|c| &c.key)),
+        (
+            "cluster.ca.key (or KubeAPIServerCAConfig issuingCA.key)",
+            certs.k8s.as_ref().map(|c| &c.key),
+        ),
+        (
+            "cluster.aggregatorCA.key (or KubeAggregatorCAConfig issuingCA.key)",
+            certs.k8s_aggregator.as_ref().map(|c| &c.key),
+        ),
+        (
+            "cluster.serviceAccount.key (or KubeServiceAccountConfig issuer.privateKey)",
+            certs.k8s_service_account.as_ref().map(|k| &k.key),
+        ),
+    ];
+    for (field, key) in entries {
+        if key.is_some_and(redacted) {
+            return Err(ImportError::Redacted { field });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn encryption_doc(yaml: &str) -> RawEtcdEncryptionDocument {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn bootstrap_token_shape() {
+        assert!(is_bootstrap_token("inn7ol.u4ehnti8qyls9ymo"));
+        for bad in [
+            "",
+            "inn7ol.u4ehnti8qyls9ym",
+            "INN7OL.u4ehnti8qyls9ymo",
+            "inn7ol-u4ehnti8qyls9ymo",
+            "inn7o.lu4ehnti8qyls9ymo",
+            "inn7ol.u4ehnti8qyls9ym_",
+        ] {
+            assert!(!is_bootstrap_token(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn token_rebuilt_like_talos() {
+        let z = |s: &str| Some(Zeroizing::new(s.to_owned()));
+        assert_eq!(rebuilt_bootstrap_token(z("abc.def")).expose(), "abc.def");
+        assert_eq!(rebuilt_bootstrap_token(z("abc.")).expose(), "abc.");
+        assert_eq!(rebuilt_bootstrap_token(z("abc")).expose(), ".");
+        assert_eq!(rebuilt_bootstrap_token(z("a.b.c")).expose(), ".");
+        assert_eq!(rebuilt_bootstrap_token(z("")).expose(), ".");
+        assert_eq!(rebuilt_bootstrap_token(None).expose(), ".");
+    }
+
+    #[test]
+    fn secretbox_extraction_follows_upstream_loop() {
+        let pick =
+            |y: &str| first_secretbox_secret(encryption_doc(y)).map(|s| s.expose().to_owned());
+        // The first block encrypting secrets, its first provider, its first key.
+        assert_eq!(
+            pick(
+                "config:\n  resources:\n    - resources: [configmaps]\n      providers: [{secretbox: {keys: [{name: a, secret: A}]}}]\n    - resources: [secrets]\n      providers:\n        - secretbox: {keys: [{name: b, secret: B}, {name: c, secret: C}]}\n"
+            ),
+            Some("B".to_owned())
+        );
+        // A first provider that is not secretbox skips the block, not the search.
+        assert_eq!(
+            pick(
+                "config:\n  resources:\n    - resources: [secrets]\n      providers: [{identity: {}}, {secretbox: {keys: [{secret: X}]}}]\n    - resources: [secrets]\n      providers: [{secretbox: {keys: [{secret: Y}]}}]\n"
+            ),
+            Some("Y".to_owned())
+        );
+        // Secretbox without keys: nothing from that block.
+        assert_eq!(
+            pick(
+                "config:\n  resources:\n    - resources: [secrets]\n      providers: [{secretbox: {}}]\n"
+            ),
+            None
+        );
+        assert_eq!(pick("config: {}\n"), None);
+        assert_eq!(pick("{}\n"), None);
+    }
+
+    #[test]
+    fn header_classification() {
+        let c = |y: &str| Doc::classify(serde_yaml::from_str(y).unwrap());
+        assert!(c("version: v1alpha1\nmachine: {}\n") == Doc::V1Alpha1);
+        assert!(c("apiVersion: v1alpha1\nkind: KubeAPIServerCAConfig\n") == Doc::ApiServerCa);
+        assert!(c("apiVersion: v1alpha2\nkind: KubeAPIServerCAConfig\n") == Doc::Ignored);
+        assert!(c("apiVersion: v1alpha1\nkind: HostnameConfig\n") == Doc::Ignored);
+        assert!(c("version: v2\n") == Doc::Ignored);
+        assert!(c("") == Doc::Ignored);
+    }
 }

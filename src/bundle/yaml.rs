@@ -138,7 +138,7 @@ fn cert_and_key(name: &str, raw: RawCertAndKey) -> Result<CertAndKey, BundleRead
 }
 
 /// Reduces a serde error to a value-free message (serde echoes offending values).
-fn sanitize(err: &serde_yaml::Error) -> BundleReadError {
+pub(crate) fn sanitize(err: &serde_yaml::Error) -> BundleReadError {
     let location = err.location().map(|l| (l.line(), l.column()));
     let full = err.to_string();
     // serde_yaml_ng prefixes the path of schema fields (`secrets.bootstraptoken: …`); keep it,

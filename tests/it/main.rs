@@ -9,5 +9,6 @@
 
 mod cli;
 mod generate;
+mod import;
 mod support;
 mod vectors;
