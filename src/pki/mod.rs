@@ -7,3 +7,5 @@
 
 pub mod cert;
 pub mod name;
+pub mod role;
+pub mod ttl;
