@@ -7,5 +7,6 @@
 
 pub mod cert;
 pub mod name;
+pub mod policy;
 pub mod role;
 pub mod ttl;
