@@ -1,8 +1,8 @@
 //! talvault: the offline PKI vault for Talos Linux clusters.
 //!
 //! The library does the work; `main.rs` only parses arguments and maps errors to exit codes.
-//! Pure modules (`bundle`, `pki`, `der`, `keys`) do no I/O and take time and randomness as
-//! arguments; edge modules (`cli`) touch files, the terminal and the clock.
+//! Pure modules (`bundle`, `pki`, `talosconfig`, `der`, `keys`) do no I/O and take time and
+//! randomness as arguments; edge modules (`cli`) touch files, the terminal and the clock.
 
 pub mod bundle;
 pub mod cli;
@@ -13,3 +13,4 @@ pub mod pki;
 pub mod process;
 pub mod rsa_keygen;
 pub mod secret;
+pub mod talosconfig;

@@ -6,4 +6,8 @@
 //! randomness of its own: serials, key ids and times come in as arguments.
 
 pub mod cert;
+pub mod issue;
 pub mod name;
+pub mod policy;
+pub mod role;
+pub mod ttl;

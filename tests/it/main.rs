@@ -10,5 +10,6 @@
 mod cli;
 mod generate;
 mod import;
+mod issue;
 mod support;
 mod vectors;

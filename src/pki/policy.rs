@@ -1,0 +1,1038 @@
+//! PURE: the per-environment issuance policy (`envs/ENV/policy.yaml`) and the `Grant` it yields.
+//!
+//! A request (roles, TTL, holder, break-glass reason) becomes a [`Grant`] only through
+//! [`Policy::grant`]; a grant is what may be signed, and [`Grant::check_template`] checks the final
+//! certificate template against it once more just before signing ("check policy twice"). A TTL
+//! above the maximum is refused with the maximum in the message, never clamped. This module does
+//! no I/O, reads no clock and signs nothing.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use super::cert::{CertificateTemplate, ExtendedKeyUsage, KeyUsage};
+use super::name;
+use super::role::Role;
+use super::ttl::Ttl;
+
+/// The only policy format version this build reads.
+pub const POLICY_VERSION: u32 = 1;
+
+/// The most a leaf's NotBefore may lie before the issuing moment (clock-skew allowance), so the
+/// most a certificate's lifetime may exceed its granted TTL.
+pub const MAX_BACKDATE: time::Duration = time::Duration::seconds(60);
+
+/// X.520 ub-common-name: the longest CN RFC 5280 allows.
+const MAX_HOLDER_CHARS: usize = 64;
+
+/// A TTL of `h` hours, for the constant tables below (evaluated at compile time, so an invalid
+/// constant fails the build rather than a run).
+const fn hours(h: u64) -> Ttl {
+    match Ttl::from_hours(h) {
+        Some(ttl) => ttl,
+        None => panic!("policy constants must be valid TTLs"),
+    }
+}
+
+/// The default role table (design.md "Policy per environment"; Talos hardening guide):
+/// (role, default TTL, maximum TTL).
+const DEFAULT_ROLES: [(&str, Ttl, Ttl); 4] = [
+    (Role::ADMIN, hours(8), hours(168)),
+    (Role::OPERATOR, hours(24), hours(720)),
+    (Role::READER, hours(720), hours(2160)),
+    (Role::ETCD_BACKUP, hours(720), hours(2160)),
+];
+/// Break-glass bounds: default 1 h, maximum 4 h.
+const DEFAULT_BREAK_GLASS: (Ttl, Ttl) = (hours(1), hours(4));
+
+/// A holder name that cannot be used.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum HolderError {
+    /// Empty or only whitespace.
+    #[error("empty holder name")]
+    Empty,
+    /// Longer than a certificate common name may be (64 characters, RFC 5280 ub-common-name).
+    #[error("holder name {holder:?} is longer than 64 characters")]
+    TooLong {
+        /// The name as given.
+        holder: String,
+    },
+    /// Contains a control character.
+    #[error("holder name {holder:?} contains a control character")]
+    ControlCharacter {
+        /// The name as given.
+        holder: String,
+    },
+}
+
+/// Who a certificate is for (a person or a robot); written into the leaf's CN, which apid ignores.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Holder(String);
+
+impl Holder {
+    /// Trims whitespace; refuses empty names, control characters and names longer than 64.
+    pub fn parse(text: &str) -> Result<Holder, HolderError> {
+        let trimmed = text.trim();
+        if trimmed.is_empty() {
+            return Err(HolderError::Empty);
+        }
+        if trimmed.chars().any(char::is_control) {
+            return Err(HolderError::ControlCharacter {
+                holder: trimmed.to_owned(),
+            });
+        }
+        if trimmed.chars().count() > MAX_HOLDER_CHARS {
+            return Err(HolderError::TooLong {
+                holder: trimmed.to_owned(),
+            });
+        }
+        Ok(Holder(trimmed.to_owned()))
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Holder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Serialize for Holder {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Holder {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Holder::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// TTL bounds and holders for one role.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolePolicy {
+    /// TTL when the request names none.
+    pub default_ttl: Ttl,
+    /// The longest TTL that may be issued; a longer request is refused.
+    pub max_ttl: Ttl,
+    /// When set, only these holders may receive the role (exact names, no wildcards).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holders: Option<Vec<Holder>>,
+}
+
+/// Break-glass: an `os:admin` certificate with a mandatory reason and its own, short, bounds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakGlassPolicy {
+    /// TTL when the request names none (default 1h).
+    #[serde(default = "default_break_glass_ttl")]
+    pub default_ttl: Ttl,
+    /// The longest break-glass TTL (default 4h).
+    #[serde(default = "max_break_glass_ttl")]
+    pub max_ttl: Ttl,
+    /// When set, only these holders may break the glass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holders: Option<Vec<Holder>>,
+}
+
+fn default_break_glass_ttl() -> Ttl {
+    DEFAULT_BREAK_GLASS.0
+}
+
+fn max_break_glass_ttl() -> Ttl {
+    DEFAULT_BREAK_GLASS.1
+}
+
+impl Default for BreakGlassPolicy {
+    fn default() -> Self {
+        BreakGlassPolicy {
+            default_ttl: default_break_glass_ttl(),
+            max_ttl: max_break_glass_ttl(),
+            holders: None,
+        }
+    }
+}
+
+fn default_roles() -> BTreeMap<Role, RolePolicy> {
+    DEFAULT_ROLES
+        .iter()
+        .filter_map(|&(name, default_ttl, max_ttl)| {
+            Some((
+                Role::known(name)?,
+                RolePolicy {
+                    default_ttl,
+                    max_ttl,
+                    holders: None,
+                },
+            ))
+        })
+        .collect()
+}
+
+/// `envs/ENV/policy.yaml`. When `roles` is present it is the complete list of issuable roles;
+/// when absent, the four default roles apply. `os:impersonator`, `os:image:verifier`,
+/// `os:meta:writer` and roles unknown to Talos are issuable only when listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// Format version; must be 1.
+    pub version: u32,
+    /// Issuable roles and their bounds, by exact role name.
+    #[serde(default = "default_roles")]
+    pub roles: BTreeMap<Role, RolePolicy>,
+    /// Break-glass bounds.
+    #[serde(default)]
+    pub break_glass: BreakGlassPolicy,
+    /// Whether leaves may be signed directly by the Talos OS CA rather than by an issuer (on by
+    /// default: it is the only mode before an environment has an issuer). Not checked by
+    /// [`Policy::grant`]; the caller that picks the signing CA checks it.
+    #[serde(default = "default_true")]
+    pub allow_direct: bool,
+}
+
+impl Default for Policy {
+    /// The safe defaults: os:admin 8h/168h, os:operator 24h/720h, os:reader 720h/2160h,
+    /// os:etcd:backup 720h/2160h, break-glass 1h/4h, no holder restrictions, direct signing allowed.
+    fn default() -> Self {
+        Policy {
+            version: POLICY_VERSION,
+            roles: default_roles(),
+            break_glass: BreakGlassPolicy::default(),
+            allow_direct: true,
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// `policy.yaml` could not be read or is inconsistent.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum PolicyFileError {
+    /// Not YAML of the policy's shape (unknown fields are refused).
+    #[error("invalid policy: {message}")]
+    Syntax {
+        /// The parser's description (a policy holds no secrets).
+        message: String,
+    },
+    /// A format version this build does not read.
+    #[error("unsupported policy version {version} (this talvault reads version {POLICY_VERSION})")]
+    UnsupportedVersion {
+        /// The version in the file.
+        version: u32,
+    },
+    /// A default TTL above the maximum.
+    #[error("policy for {what}: default TTL {default} is above the maximum {max}")]
+    DefaultAboveMax {
+        /// The role, or `break-glass`.
+        what: String,
+        /// The default TTL.
+        default: Ttl,
+        /// The maximum TTL.
+        max: Ttl,
+    },
+    /// An empty holder list; remove the role instead of listing nobody.
+    #[error("policy for {what}: `holders` is empty; remove the role (or the list) instead")]
+    EmptyHolders {
+        /// The role, or `break-glass`.
+        what: String,
+    },
+}
+
+impl Policy {
+    /// Reads and checks `policy.yaml`.
+    pub fn from_yaml(input: &[u8]) -> Result<Policy, PolicyFileError> {
+        let policy: Policy =
+            serde_yaml::from_slice(input).map_err(|e| PolicyFileError::Syntax {
+                message: e.to_string(),
+            })?;
+        policy.validate()?;
+        Ok(policy)
+    }
+
+    /// Writes the policy as YAML (talvault's own file; serde's 2-space layout).
+    pub fn to_yaml(&self) -> String {
+        // A Policy is strings, integers and maps only; serialising it cannot fail.
+        serde_yaml::to_string(self).unwrap_or_default()
+    }
+
+    /// Checks the consistency rules `from_yaml` enforces.
+    pub fn validate(&self) -> Result<(), PolicyFileError> {
+        if self.version != POLICY_VERSION {
+            return Err(PolicyFileError::UnsupportedVersion {
+                version: self.version,
+            });
+        }
+        let bounds = self
+            .roles
+            .iter()
+            .map(|(role, p)| (role.to_string(), p.default_ttl, p.max_ttl, &p.holders))
+            .chain(std::iter::once((
+                "break-glass".to_owned(),
+                self.break_glass.default_ttl,
+                self.break_glass.max_ttl,
+                &self.break_glass.holders,
+            )));
+        for (what, default, max, holders) in bounds {
+            if default > max {
+                return Err(PolicyFileError::DefaultAboveMax { what, default, max });
+            }
+            if holders.as_ref().is_some_and(Vec::is_empty) {
+                return Err(PolicyFileError::EmptyHolders { what });
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies the policy to a request. Refuses rather than adjusts: a TTL above the maximum,
+    /// a role the policy does not list, a holder not on a role's list, break-glass without a
+    /// reason or for anything but `os:admin`.
+    pub fn grant(&self, request: &Request) -> Result<Grant, PolicyError> {
+        let mut roles = request.roles.clone();
+        roles.sort();
+        roles.dedup();
+        if roles.is_empty() {
+            return Err(PolicyError::NoRoles);
+        }
+        if let Some(reason) = &request.break_glass {
+            return self.grant_break_glass(roles, request, reason);
+        }
+
+        // Effective bounds with several roles: the smallest maximum and the smallest default.
+        let mut bound: Option<(&Role, Ttl)> = None;
+        let mut default_ttl: Option<Ttl> = None;
+        for role in &roles {
+            let Some(rule) = self.roles.get(role) else {
+                return Err(if role.is_impersonator() {
+                    PolicyError::ImpersonatorNotAllowed
+                } else if role.is_known() {
+                    PolicyError::RoleNotInPolicy { role: role.clone() }
+                } else {
+                    PolicyError::UnknownRole { role: role.clone() }
+                });
+            };
+            check_holder(
+                rule.holders.as_deref(),
+                request.holder.as_ref(),
+                role.as_str(),
+            )?;
+            if bound.is_none_or(|(_, max)| rule.max_ttl < max) {
+                bound = Some((role, rule.max_ttl));
+            }
+            default_ttl = Some(default_ttl.map_or(rule.default_ttl, |d| d.min(rule.default_ttl)));
+        }
+        let (Some((bound_role, max_ttl)), Some(default_ttl)) = (bound, default_ttl) else {
+            return Err(PolicyError::NoRoles);
+        };
+        let ttl = request.ttl.unwrap_or(default_ttl);
+        if ttl > max_ttl {
+            return Err(PolicyError::TtlAbovePolicy {
+                role: bound_role.to_string(),
+                requested: ttl,
+                max: max_ttl,
+            });
+        }
+        Ok(Grant {
+            roles,
+            ttl,
+            holder: request.holder.clone(),
+            break_glass_reason: None,
+        })
+    }
+
+    fn grant_break_glass(
+        &self,
+        roles: Vec<Role>,
+        request: &Request,
+        reason: &str,
+    ) -> Result<Grant, PolicyError> {
+        let reason = reason.trim();
+        if reason.is_empty() {
+            return Err(PolicyError::BreakGlassReasonRequired);
+        }
+        if reason.chars().any(char::is_control) {
+            return Err(PolicyError::BreakGlassReasonInvalid);
+        }
+        if roles.len() != 1 || roles[0].as_str() != Role::ADMIN {
+            return Err(PolicyError::BreakGlassRoles {
+                roles: roles.iter().map(Role::to_string).collect(),
+            });
+        }
+        let rules = &self.break_glass;
+        check_holder(
+            rules.holders.as_deref(),
+            request.holder.as_ref(),
+            "break-glass",
+        )?;
+        let ttl = request.ttl.unwrap_or(rules.default_ttl);
+        if ttl > rules.max_ttl {
+            return Err(PolicyError::TtlAbovePolicy {
+                role: "break-glass".to_owned(),
+                requested: ttl,
+                max: rules.max_ttl,
+            });
+        }
+        Ok(Grant {
+            roles,
+            ttl,
+            holder: request.holder.clone(),
+            break_glass_reason: Some(reason.to_owned()),
+        })
+    }
+}
+
+fn check_holder(
+    allowed: Option<&[Holder]>,
+    holder: Option<&Holder>,
+    what: &str,
+) -> Result<(), PolicyError> {
+    let Some(allowed) = allowed else {
+        return Ok(());
+    };
+    match holder {
+        None => Err(PolicyError::HolderRequired {
+            what: what.to_owned(),
+        }),
+        Some(h) if allowed.contains(h) => Ok(()),
+        Some(h) => Err(PolicyError::HolderNotAllowed {
+            holder: h.clone(),
+            what: what.to_owned(),
+        }),
+    }
+}
+
+/// What someone asks for, after argument parsing and before policy.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Request {
+    /// The roles (duplicates are ignored).
+    pub roles: Vec<Role>,
+    /// The TTL asked for; `None` takes the policy default.
+    pub ttl: Option<Ttl>,
+    /// Who the certificate is for.
+    pub holder: Option<Holder>,
+    /// `Some(reason)` for break-glass.
+    pub break_glass: Option<String>,
+}
+
+/// Why the policy refuses a request.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum PolicyError {
+    /// No role asked for; a certificate without roles is useless (every RPC fails).
+    #[error("no role requested; name at least one with --role")]
+    NoRoles,
+    /// `os:impersonator` asked for but not listed.
+    #[error(
+        "role os:impersonator is refused: it lets the holder claim any role; list it in policy.yaml to allow it"
+    )]
+    ImpersonatorNotAllowed,
+    /// A Talos role the policy does not list.
+    #[error("role {role} is not allowed by this environment's policy")]
+    RoleNotInPolicy {
+        /// The role.
+        role: Role,
+    },
+    /// A role Talos does not know, not listed by the policy (a typo, or a role of a newer Talos).
+    #[error("unknown role {:?} (known: {}); list it in policy.yaml to issue it anyway", role.as_str(), Role::KNOWN.join(", "))]
+    UnknownRole {
+        /// The role.
+        role: Role,
+    },
+    /// Above the maximum; never clamped.
+    #[error("requested TTL {requested} for {role} is above the policy maximum of {max}")]
+    TtlAbovePolicy {
+        /// The role whose maximum applies (the smallest among several), or `break-glass`.
+        role: String,
+        /// The TTL asked for.
+        requested: Ttl,
+        /// The maximum.
+        max: Ttl,
+    },
+    /// The role (or break-glass) has a holder list and no holder was named.
+    #[error("{what} may only be issued to listed holders; name one with --holder")]
+    HolderRequired {
+        /// The role, or `break-glass`.
+        what: String,
+    },
+    /// The holder is not on the role's list.
+    #[error("holder {holder} may not receive {what}")]
+    HolderNotAllowed {
+        /// The holder.
+        holder: Holder,
+        /// The role, or `break-glass`.
+        what: String,
+    },
+    /// Break-glass without a reason.
+    #[error("break-glass requires a reason")]
+    BreakGlassReasonRequired,
+    /// A reason with control characters (it is recorded in the audit trail on one line).
+    #[error("break-glass reason contains a control character")]
+    BreakGlassReasonInvalid,
+    /// Break-glass for anything but exactly `os:admin`.
+    #[error("break-glass issues os:admin only, not {}", roles.join(", "))]
+    BreakGlassRoles {
+        /// The roles asked for.
+        roles: Vec<String>,
+    },
+}
+
+/// A request the policy allowed: exactly what may be signed. Only [`Policy::grant`] makes one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    roles: Vec<Role>,
+    ttl: Ttl,
+    holder: Option<Holder>,
+    break_glass_reason: Option<String>,
+}
+
+/// A final template that does not match its grant; signing must not proceed.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum GrantViolation {
+    /// The subject is not O=roles (one RDN) plus the holder's CN.
+    #[error("certificate subject does not match the granted roles and holder")]
+    SubjectMismatch,
+    /// NotAfter is not after NotBefore.
+    #[error("certificate validity is empty or inverted")]
+    EmptyValidity,
+    /// The lifetime exceeds the grant (plus at most the backdating allowance).
+    #[error("certificate lifetime {lifetime_seconds}s exceeds the granted TTL {granted}")]
+    LifetimeAboveGrant {
+        /// NotAfter − NotBefore, in seconds.
+        lifetime_seconds: i64,
+        /// The granted TTL.
+        granted: Ttl,
+    },
+    /// EKU other than exactly `[clientAuth]` (apid refuses anything else).
+    #[error("certificate extended key usage must be exactly clientAuth")]
+    ExtendedKeyUsage,
+    /// A CA certificate, or a key usage beyond digitalSignature.
+    #[error("certificate must not be a CA and must have key usage digitalSignature only")]
+    CaOrKeyUsage,
+    /// A serial that is zero or longer than 16 bytes.
+    #[error("certificate serial must be positive and at most 16 bytes")]
+    Serial,
+}
+
+impl Grant {
+    /// The roles, sorted and without duplicates.
+    pub fn roles(&self) -> &[Role] {
+        &self.roles
+    }
+
+    /// The granted lifetime.
+    pub fn ttl(&self) -> Ttl {
+        self.ttl
+    }
+
+    /// The holder, if named.
+    pub fn holder(&self) -> Option<&Holder> {
+        self.holder.as_ref()
+    }
+
+    /// The break-glass reason (trimmed) when this is a break-glass grant.
+    pub fn break_glass_reason(&self) -> Option<&str> {
+        self.break_glass_reason.as_deref()
+    }
+
+    /// The subject Name DER this grant allows: one multi-valued RDN of O=each role, then the
+    /// holder as CN (siderolabs/talos: secrets/ca.go `NewAdminCertificateAndKey` puts roles in O;
+    /// apid reads only `Subject.Organization`, pkg/grpc/middleware/authz/injector.go).
+    pub fn subject_der(&self) -> Vec<u8> {
+        let orgs: Vec<&str> = self.roles.iter().map(Role::as_str).collect();
+        name::encode(&orgs, self.holder.as_ref().map(Holder::as_str))
+    }
+
+    /// Checks the final template just before signing: subject = granted roles and holder,
+    /// lifetime ≤ TTL + [`MAX_BACKDATE`], EKU exactly `[clientAuth]`, no CA, KU digitalSignature
+    /// only, serial positive and ≤ 16 bytes.
+    pub fn check_template(&self, template: &CertificateTemplate) -> Result<(), GrantViolation> {
+        if template.subject != self.subject_der() {
+            return Err(GrantViolation::SubjectMismatch);
+        }
+        let lifetime = template.not_after - template.not_before;
+        if lifetime <= time::Duration::ZERO {
+            return Err(GrantViolation::EmptyValidity);
+        }
+        if lifetime > self.ttl.as_duration() + MAX_BACKDATE {
+            return Err(GrantViolation::LifetimeAboveGrant {
+                lifetime_seconds: lifetime.whole_seconds(),
+                granted: self.ttl,
+            });
+        }
+        // siderolabs/talos: internal/app/apid/service.go verifyExtKeyUsage (slices.Equal).
+        if template.extended_key_usage != [ExtendedKeyUsage::ClientAuth] {
+            return Err(GrantViolation::ExtendedKeyUsage);
+        }
+        let leaf_usage = KeyUsage {
+            digital_signature: true,
+            ..KeyUsage::default()
+        };
+        if template.ca.is_some() || template.key_usage != leaf_usage {
+            return Err(GrantViolation::CaOrKeyUsage);
+        }
+        let significant = template
+            .serial
+            .iter()
+            .skip_while(|&&b| b == 0)
+            .collect::<Vec<_>>();
+        if significant.is_empty() || significant.len() > 16 {
+            return Err(GrantViolation::Serial);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    fn ttl(s: &str) -> Ttl {
+        Ttl::parse(s).unwrap()
+    }
+
+    fn roles(names: &[&str]) -> Vec<Role> {
+        names.iter().map(|n| Role::parse(n).unwrap()).collect()
+    }
+
+    fn request(names: &[&str], t: Option<&str>, holder: Option<&str>) -> Request {
+        Request {
+            roles: roles(names),
+            ttl: t.map(ttl),
+            holder: holder.map(|h| Holder::parse(h).unwrap()),
+            break_glass: None,
+        }
+    }
+
+    fn with_holders() -> Policy {
+        Policy::from_yaml(
+            b"version: 1
+roles:
+  os:admin:
+    default_ttl: 8h
+    max_ttl: 168h
+    holders: [alice]
+  os:reader:
+    default_ttl: 720h
+    max_ttl: 2160h
+  os:impersonator:
+    default_ttl: 1h
+    max_ttl: 2h
+    holders: [proxy-robot]
+  os:future:
+    default_ttl: 1h
+    max_ttl: 24h
+break_glass:
+  holders: [alice, bob]
+",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn grant_table() {
+        let default = Policy::default();
+        let custom = with_holders();
+        // (policy, roles, ttl, holder, Ok(ttl granted) | Err(message fragment))
+        type Case<'a> = (
+            &'a Policy,
+            &'a [&'a str],
+            Option<&'a str>,
+            Option<&'a str>,
+            Result<&'a str, &'a str>,
+        );
+        let cases: Vec<Case> = vec![
+            (&default, &["os:admin"], None, None, Ok("8h")),
+            (&default, &["os:admin"], Some("168h"), None, Ok("168h")),
+            (&default, &["os:admin"], Some("1w"), None, Ok("168h")),
+            (
+                &default,
+                &["os:admin"],
+                Some("169h"),
+                None,
+                Err("requested TTL 169h for os:admin is above the policy maximum of 168h"),
+            ),
+            (&default, &["os:operator"], None, None, Ok("24h")),
+            (&default, &["os:operator"], Some("720h"), None, Ok("720h")),
+            (
+                &default,
+                &["os:operator"],
+                Some("721h"),
+                None,
+                Err("maximum of 720h"),
+            ),
+            (&default, &["os:reader"], None, None, Ok("720h")),
+            (
+                &default,
+                &["os:reader"],
+                Some("2161h"),
+                None,
+                Err("maximum of 2160h"),
+            ),
+            (&default, &["os:etcd:backup"], None, None, Ok("720h")),
+            // Several roles: the smallest default and the smallest maximum.
+            (
+                &default,
+                &["os:reader", "os:etcd:backup"],
+                None,
+                None,
+                Ok("720h"),
+            ),
+            (
+                &default,
+                &["os:reader", "os:operator"],
+                None,
+                None,
+                Ok("24h"),
+            ),
+            (
+                &default,
+                &["os:reader", "os:admin"],
+                Some("200h"),
+                None,
+                Err("requested TTL 200h for os:admin is above the policy maximum of 168h"),
+            ),
+            (
+                &default,
+                &["os:reader", "os:reader"],
+                None,
+                None,
+                Ok("720h"),
+            ),
+            (&default, &[], None, None, Err("no role requested")),
+            (
+                &default,
+                &["os:impersonator"],
+                None,
+                None,
+                Err("os:impersonator is refused"),
+            ),
+            (
+                &default,
+                &["os:reader", "os:impersonator"],
+                None,
+                None,
+                Err("os:impersonator is refused"),
+            ),
+            (
+                &default,
+                &["os:future"],
+                None,
+                None,
+                Err("unknown role \"os:future\""),
+            ),
+            (&default, &["OS:ADMIN"], None, None, Err("unknown role")),
+            (
+                &default,
+                &["os:meta:writer"],
+                None,
+                None,
+                Err("role os:meta:writer is not allowed by this environment's policy"),
+            ),
+            // Listed explicitly: allowed, with holder lists.
+            (&custom, &["os:future"], None, None, Ok("1h")),
+            (
+                &custom,
+                &["os:impersonator"],
+                None,
+                Some("proxy-robot"),
+                Ok("1h"),
+            ),
+            (
+                &custom,
+                &["os:impersonator"],
+                None,
+                Some("alice"),
+                Err("holder alice may not receive os:impersonator"),
+            ),
+            (&custom, &["os:admin"], None, Some("alice"), Ok("8h")),
+            (
+                &custom,
+                &["os:admin"],
+                None,
+                Some("bob"),
+                Err("holder bob may not receive os:admin"),
+            ),
+            (
+                &custom,
+                &["os:admin"],
+                None,
+                None,
+                Err("os:admin may only be issued to listed holders"),
+            ),
+            (&custom, &["os:reader"], None, None, Ok("720h")),
+            (
+                &custom,
+                &["os:reader", "os:admin"],
+                None,
+                Some("bob"),
+                Err("holder bob may not receive os:admin"),
+            ),
+            (
+                &custom,
+                &["os:operator"],
+                None,
+                None,
+                Err("os:operator is not allowed"),
+            ),
+        ];
+        for (policy, names, t, holder, want) in cases {
+            let got = policy.grant(&request(names, t, holder));
+            match (got, want) {
+                (Ok(grant), Ok(expected)) => {
+                    assert_eq!(grant.ttl().to_string(), expected, "{names:?} {t:?}");
+                    assert!(grant.break_glass_reason().is_none());
+                }
+                (Err(e), Err(fragment)) => {
+                    assert!(e.to_string().contains(fragment), "{names:?} {t:?}: {e}")
+                }
+                (got, want) => panic!("{names:?} {t:?} {holder:?}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn above_max_is_typed_and_never_clamped() {
+        let err = Policy::default()
+            .grant(&request(&["os:admin"], Some("720h"), None))
+            .unwrap_err();
+        assert_eq!(
+            err,
+            PolicyError::TtlAbovePolicy {
+                role: "os:admin".into(),
+                requested: ttl("720h"),
+                max: ttl("168h"),
+            }
+        );
+    }
+
+    #[test]
+    fn break_glass_table() {
+        let default = Policy::default();
+        let custom = with_holders();
+        let bg = |names: &[&str], t: Option<&str>, holder: Option<&str>, reason: &str| Request {
+            break_glass: Some(reason.to_owned()),
+            ..request(names, t, holder)
+        };
+        let cases: Vec<(&Policy, Request, Result<&str, &str>)> = vec![
+            (&default, bg(&["os:admin"], None, None, "INC-123"), Ok("1h")),
+            (
+                &default,
+                bg(&["os:admin"], Some("4h"), None, " INC-123 "),
+                Ok("4h"),
+            ),
+            (
+                &default,
+                bg(&["os:admin"], Some("5h"), None, "INC-123"),
+                Err("requested TTL 5h for break-glass is above the policy maximum of 4h"),
+            ),
+            (
+                &default,
+                bg(&["os:admin"], None, None, ""),
+                Err("break-glass requires a reason"),
+            ),
+            (
+                &default,
+                bg(&["os:admin"], None, None, "  \t "),
+                Err("break-glass requires a reason"),
+            ),
+            (
+                &default,
+                bg(&["os:admin"], None, None, "a\nb"),
+                Err("control character"),
+            ),
+            (
+                &default,
+                bg(&["os:reader"], None, None, "x"),
+                Err("break-glass issues os:admin only, not os:reader"),
+            ),
+            (
+                &default,
+                bg(&["os:admin", "os:reader"], None, None, "x"),
+                Err("os:admin only"),
+            ),
+            (&custom, bg(&["os:admin"], None, Some("bob"), "x"), Ok("1h")),
+            (
+                &custom,
+                bg(&["os:admin"], None, Some("eve"), "x"),
+                Err("holder eve may not receive break-glass"),
+            ),
+            (
+                &custom,
+                bg(&["os:admin"], None, None, "x"),
+                Err("break-glass may only be issued to listed holders"),
+            ),
+        ];
+        for (policy, req, want) in cases {
+            match (policy.grant(&req), want) {
+                (Ok(grant), Ok(expected)) => {
+                    assert_eq!(grant.ttl().to_string(), expected);
+                    assert_eq!(
+                        grant.break_glass_reason(),
+                        Some(req.break_glass.as_deref().unwrap().trim())
+                    );
+                    assert_eq!(grant.roles(), &roles(&["os:admin"])[..]);
+                }
+                (Err(e), Err(fragment)) => {
+                    assert!(e.to_string().contains(fragment), "{req:?}: {e}")
+                }
+                (got, want) => panic!("{req:?}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn policy_file_rules() {
+        assert_eq!(
+            Policy::from_yaml(b"version: 1\n").unwrap(),
+            Policy::default()
+        );
+        let round = Policy::from_yaml(Policy::default().to_yaml().as_bytes()).unwrap();
+        assert_eq!(round, Policy::default());
+        for (doc, fragment) in [
+            ("version: 2\n", "unsupported policy version 2"),
+            ("{}\n", "missing field `version`"),
+            ("version: 1\nextra: true\n", "unknown field `extra`"),
+            (
+                "version: 1\nroles:\n  os:admin:\n    default_ttl: 8h\n    max_ttl: 168h\n    maxttl: 1h\n",
+                "unknown field `maxttl`",
+            ),
+            (
+                "version: 1\nroles:\n  os:admin:\n    default_ttl: 9h\n    max_ttl: 8h\n",
+                "policy for os:admin: default TTL 9h is above the maximum 8h",
+            ),
+            (
+                "version: 1\nbreak_glass:\n  default_ttl: 5h\n",
+                "policy for break-glass: default TTL 5h is above the maximum 4h",
+            ),
+            (
+                "version: 1\nroles:\n  os:admin:\n    default_ttl: 0s\n    max_ttl: 8h\n",
+                "not positive",
+            ),
+            (
+                "version: 1\nroles:\n  os:admin:\n    default_ttl: 1h\n    max_ttl: 8h\n    holders: []\n",
+                "`holders` is empty",
+            ),
+            (
+                "version: 1\nroles:\n  ' ':\n    default_ttl: 1h\n    max_ttl: 8h\n",
+                "empty role",
+            ),
+        ] {
+            let err = Policy::from_yaml(doc.as_bytes()).unwrap_err().to_string();
+            assert!(err.contains(fragment), "{doc:?}: {err}");
+        }
+        // A roles list replaces the defaults entirely.
+        let only_reader = Policy::from_yaml(
+            b"version: 1\nroles:\n  os:reader:\n    default_ttl: 1h\n    max_ttl: 2h\n",
+        )
+        .unwrap();
+        assert!(matches!(
+            only_reader.grant(&request(&["os:admin"], None, None)),
+            Err(PolicyError::RoleNotInPolicy { .. })
+        ));
+        assert!(Policy::default().allow_direct);
+    }
+
+    fn template_for(grant: &Grant) -> CertificateTemplate {
+        let now = datetime!(2026-01-01 00:00:00 UTC);
+        CertificateTemplate {
+            serial: vec![0x80; 16],
+            issuer: name::encode(&["talos"], None),
+            subject: grant.subject_der(),
+            not_before: now - time::Duration::seconds(10),
+            not_after: now + grant.ttl().as_duration(),
+            subject_public_key_info: vec![],
+            key_usage: KeyUsage {
+                digital_signature: true,
+                ..KeyUsage::default()
+            },
+            extended_key_usage: vec![ExtendedKeyUsage::ClientAuth],
+            ca: None,
+            subject_key_id: None,
+            authority_key_id: Some(vec![1; 20]),
+        }
+    }
+
+    #[test]
+    fn check_template_catches_drift() {
+        let grant = Policy::default()
+            .grant(&request(
+                &["os:reader", "os:operator"],
+                Some("2h"),
+                Some("alice"),
+            ))
+            .unwrap();
+        let good = template_for(&grant);
+        assert_eq!(grant.check_template(&good), Ok(()));
+
+        let mut t = good.clone();
+        t.subject = name::encode(&["os:admin"], Some("alice"));
+        assert_eq!(
+            grant.check_template(&t),
+            Err(GrantViolation::SubjectMismatch)
+        );
+        let mut t = good.clone();
+        t.subject = name::encode(&["os:reader", "os:operator"], None);
+        assert_eq!(
+            grant.check_template(&t),
+            Err(GrantViolation::SubjectMismatch)
+        );
+        let mut t = good.clone();
+        t.not_after += time::Duration::seconds(51);
+        assert!(matches!(
+            grant.check_template(&t),
+            Err(GrantViolation::LifetimeAboveGrant { .. })
+        ));
+        let mut t = good.clone();
+        t.not_after = t.not_before;
+        assert_eq!(grant.check_template(&t), Err(GrantViolation::EmptyValidity));
+        let mut t = good.clone();
+        t.extended_key_usage = vec![ExtendedKeyUsage::ServerAuth, ExtendedKeyUsage::ClientAuth];
+        assert_eq!(
+            grant.check_template(&t),
+            Err(GrantViolation::ExtendedKeyUsage)
+        );
+        let mut t = good.clone();
+        t.extended_key_usage = vec![];
+        assert_eq!(
+            grant.check_template(&t),
+            Err(GrantViolation::ExtendedKeyUsage)
+        );
+        let mut t = good.clone();
+        t.ca = Some(super::super::cert::CaConstraints { path_len: Some(0) });
+        assert_eq!(grant.check_template(&t), Err(GrantViolation::CaOrKeyUsage));
+        let mut t = good.clone();
+        t.key_usage.key_cert_sign = true;
+        assert_eq!(grant.check_template(&t), Err(GrantViolation::CaOrKeyUsage));
+        let mut t = good.clone();
+        t.serial = vec![0; 16];
+        assert_eq!(grant.check_template(&t), Err(GrantViolation::Serial));
+        let mut t = good;
+        t.serial = vec![1; 17];
+        assert_eq!(grant.check_template(&t), Err(GrantViolation::Serial));
+    }
+
+    #[test]
+    fn holders_are_checked() {
+        assert_eq!(Holder::parse("  alice ").unwrap().as_str(), "alice");
+        assert_eq!(Holder::parse(""), Err(HolderError::Empty));
+        assert!(matches!(
+            Holder::parse(&"x".repeat(65)),
+            Err(HolderError::TooLong { .. })
+        ));
+        assert!(Holder::parse(&"x".repeat(64)).is_ok());
+        assert!(matches!(
+            Holder::parse("a\u{7}"),
+            Err(HolderError::ControlCharacter { .. })
+        ));
+    }
+}
