@@ -13,4 +13,5 @@ pub mod pki;
 pub mod process;
 pub mod rsa_keygen;
 pub mod secret;
+pub mod store;
 pub mod talosconfig;

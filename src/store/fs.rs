@@ -1,0 +1,697 @@
+//! Vault files on disk: the one function that writes every file (`write_atomic`), its
+//! never-overwrite twin for append-only records, bounded reads confined to the vault, directory
+//! creation and listing. It must not interpret file contents, decide policy, or follow a symbolic
+//! link inside the vault.
+//!
+//! Why so strict: a vault is a git checkout, and git stores symbolic links. A pulled commit that
+//! turns `envs/prod/bundle.age` (or `envs/prod` itself) into a link to `~/.ssh/id_ed25519` must not
+//! make talvault read or overwrite that file. Reads walk the path one component at a time with
+//! `openat(O_NOFOLLOW)`, so a link anywhere below the vault root is refused, not resolved.
+
+use std::ffi::{OsStr, OsString};
+use std::fs::{File, OpenOptions, Permissions};
+use std::io::{self, Read, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rustix::fs::{self as rfs, AtFlags, FileType, OFlags};
+use rustix::io::Errno;
+use thiserror::Error;
+
+/// Who may read a file; decides the permission bits it is created with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Secret material (sealed files, anything a reviewer need not read): files 0600,
+    /// directories 0700.
+    Secret,
+    /// Public metadata meant for review in a pull request: files 0644, directories 0755.
+    Public,
+}
+
+impl Mode {
+    /// Permission bits for a file written in this mode.
+    pub const fn file_bits(self) -> u32 {
+        match self {
+            Mode::Secret => 0o600,
+            Mode::Public => 0o644,
+        }
+    }
+
+    /// Permission bits for a directory created in this mode (before the process umask).
+    pub const fn dir_bits(self) -> u32 {
+        match self {
+            Mode::Secret => 0o700,
+            Mode::Public => 0o755,
+        }
+    }
+}
+
+/// Prefix of the temporary files `write_atomic` creates next to their target. A crash can leave
+/// one behind; it is never a vault file, so `.gitignore` may list `.talvault-tmp-*`.
+pub const TEMP_PREFIX: &str = ".talvault-tmp-";
+
+/// What went wrong touching a vault file. Every variant names the path; none carries contents.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// An I/O error not covered by a more specific variant.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or directory concerned.
+        path: PathBuf,
+        /// The operating system's error.
+        source: io::Error,
+    },
+    /// `create_new_atomic` found the target already present.
+    #[error("{} already exists and is never overwritten", path.display())]
+    AlreadyExists {
+        /// The existing file.
+        path: PathBuf,
+    },
+    /// The file or one of its directories is missing.
+    #[error("{} does not exist", path.display())]
+    NotFound {
+        /// The missing path.
+        path: PathBuf,
+    },
+    /// A component below the vault root is a symbolic link.
+    #[error("{} is a symbolic link; talvault does not follow links inside a vault", path.display())]
+    SymlinkRefused {
+        /// The link.
+        path: PathBuf,
+    },
+    /// The path names something other than a regular file (directory, FIFO, device, ...).
+    #[error("{} is not a regular file", path.display())]
+    NotAFile {
+        /// The offending path.
+        path: PathBuf,
+    },
+    /// A component that must be a directory is not one.
+    #[error("{} is not a directory", path.display())]
+    NotADirectory {
+        /// The offending path.
+        path: PathBuf,
+    },
+    /// The file exceeds the caller's size limit.
+    #[error("{} is larger than the {max}-byte limit", path.display())]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// The limit in bytes.
+        max: u64,
+    },
+    /// The path leaves the vault root (`..`, or an absolute path elsewhere).
+    #[error("{} is outside the vault {}", path.display(), root.display())]
+    OutsideRoot {
+        /// The path as given.
+        path: PathBuf,
+        /// The vault root.
+        root: PathBuf,
+    },
+}
+
+impl StoreError {
+    /// A one-line suggestion for the user, when there is a useful one.
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            StoreError::SymlinkRefused { .. } => Some(
+                "replace the link with the real file; a link in a vault could point talvault at files outside it",
+            ),
+            StoreError::TooLarge { .. } | StoreError::NotAFile { .. } => {
+                Some("this is not a file talvault wrote; inspect the vault with `git status`")
+            }
+            StoreError::OutsideRoot { .. } => {
+                Some("paths inside a vault are relative to its root and never contain `..`")
+            }
+            _ => None,
+        }
+    }
+}
+
+fn io_error(path: &Path, source: io::Error) -> StoreError {
+    match source.kind() {
+        io::ErrorKind::NotFound => StoreError::NotFound {
+            path: path.to_path_buf(),
+        },
+        io::ErrorKind::AlreadyExists => StoreError::AlreadyExists {
+            path: path.to_path_buf(),
+        },
+        _ => StoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        },
+    }
+}
+
+fn errno_error(path: &Path, err: Errno) -> StoreError {
+    match err {
+        Errno::LOOP => StoreError::SymlinkRefused {
+            path: path.to_path_buf(),
+        },
+        Errno::NOTDIR => StoreError::NotADirectory {
+            path: path.to_path_buf(),
+        },
+        _ => io_error(path, err.into()),
+    }
+}
+
+/// Classifies a failed `openat(dir, name, O_NOFOLLOW…)`. Linux reports a link met with
+/// `O_DIRECTORY|O_NOFOLLOW` as ENOTDIR rather than ELOOP, so look at the entry itself.
+fn openat_error(dir: &OwnedFd, name: &OsStr, shown: &Path, err: Errno) -> StoreError {
+    if matches!(err, Errno::LOOP | Errno::NOTDIR)
+        && let Ok(st) = rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
+        && FileType::from_raw_mode(st.st_mode) == FileType::Symlink
+    {
+        return StoreError::SymlinkRefused {
+            path: shown.to_path_buf(),
+        };
+    }
+    errno_error(shown, err)
+}
+
+/// Splits `path` into its components below `root`. `path` may start with `root` (as given, not
+/// canonicalised) or be relative to it; `..`, and absolute paths elsewhere, are refused.
+fn components_below<'a>(root: &Path, path: &'a Path) -> Result<Vec<&'a OsStr>, StoreError> {
+    let outside = || StoreError::OutsideRoot {
+        path: path.to_path_buf(),
+        root: root.to_path_buf(),
+    };
+    let rel = if path.is_absolute() || path.starts_with(root) {
+        path.strip_prefix(root).map_err(|_| outside())?
+    } else {
+        path
+    };
+    let mut out = Vec::new();
+    for component in rel.components() {
+        match component {
+            Component::Normal(name) => out.push(name),
+            Component::CurDir => {}
+            Component::ParentDir | Component::RootDir | Component::Prefix(_) => {
+                return Err(outside());
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn open_subdir(dir: &OwnedFd, name: &OsStr) -> rustix::io::Result<OwnedFd> {
+    rfs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        rfs::Mode::empty(),
+    )
+}
+
+/// Opens `root` (which may itself be a link: the user chose it) and then each of `components`
+/// with `O_NOFOLLOW`, creating missing ones when `create` is set. Returns the last directory and
+/// the path it stands for (for messages).
+fn walk_dirs(
+    root: &Path,
+    components: &[&OsStr],
+    create: Option<Mode>,
+) -> Result<(OwnedFd, PathBuf), StoreError> {
+    let mut dir = rfs::open(
+        root,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        rfs::Mode::empty(),
+    )
+    .map_err(|e| errno_error(root, e))?;
+    let mut shown = root.to_path_buf();
+    for name in components {
+        shown.push(name);
+        dir = match (open_subdir(&dir, name), create) {
+            (Ok(fd), _) => fd,
+            (Err(Errno::NOENT), Some(mode)) => {
+                match rfs::mkdirat(&dir, *name, rfs::Mode::from_raw_mode(mode.dir_bits())) {
+                    Ok(()) | Err(Errno::EXIST) => {}
+                    Err(e) => return Err(errno_error(&shown, e)),
+                }
+                // The new entry lives in the parent; fsync it so the directory survives a crash.
+                rfs::fsync(&dir).map_err(|e| errno_error(&shown, e))?;
+                open_subdir(&dir, name).map_err(|e| openat_error(&dir, name, &shown, e))?
+            }
+            (Err(e), _) => return Err(openat_error(&dir, name, &shown, e)),
+        };
+    }
+    Ok((dir, shown))
+}
+
+/// Creates `rel` below `root` (and its missing parents) with `mode`'s directory bits, refusing
+/// symbolic links on the way. Each new directory is made durable by fsyncing its parent.
+/// Returns `root` joined with `rel`.
+pub fn ensure_dir(root: &Path, rel: &Path, mode: Mode) -> Result<PathBuf, StoreError> {
+    let components = components_below(root, rel)?;
+    let (_, shown) = walk_dirs(root, &components, Some(mode))?;
+    Ok(shown)
+}
+
+/// Reads the regular file `path` below `root`, refusing symbolic links anywhere below `root`,
+/// anything that is not a regular file, and files larger than `max_len` bytes.
+///
+/// `path` may start with `root` or be relative to it. The result is not secret (vault files
+/// are public or sealed); secrets are read through `store::age`.
+pub fn read_bounded(root: &Path, path: &Path, max_len: u64) -> Result<Vec<u8>, StoreError> {
+    let components = components_below(root, path)?;
+    let Some((last, dirs)) = components.split_last() else {
+        return Err(StoreError::NotAFile {
+            path: root.to_path_buf(),
+        });
+    };
+    let (dir, mut shown) = walk_dirs(root, dirs, None)?;
+    shown.push(last);
+    // O_NONBLOCK: opening a FIFO planted in the vault must not hang; it is refused below.
+    let fd = rfs::openat(
+        &dir,
+        *last,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY,
+        rfs::Mode::empty(),
+    )
+    .map_err(|e| openat_error(&dir, last, &shown, e))?;
+    let st = rfs::fstat(&fd).map_err(|e| errno_error(&shown, e))?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+        return Err(StoreError::NotAFile { path: shown });
+    }
+    let size = u64::try_from(st.st_size).unwrap_or(0);
+    let too_large = |path: PathBuf| StoreError::TooLarge { path, max: max_len };
+    if size > max_len {
+        return Err(too_large(shown));
+    }
+    let mut out = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    // Bound the read too: the file may grow between fstat and read.
+    File::from(fd)
+        .take(max_len.saturating_add(1))
+        .read_to_end(&mut out)
+        .map_err(|e| io_error(&shown, e))?;
+    if u64::try_from(out.len()).unwrap_or(u64::MAX) > max_len {
+        return Err(too_large(shown));
+    }
+    Ok(out)
+}
+
+/// What a directory entry is, as seen without following links.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EntryKind {
+    /// A regular file.
+    File,
+    /// A directory.
+    Dir,
+    /// A symbolic link (never followed).
+    Symlink,
+    /// Anything else (FIFO, socket, device), or a name that is not UTF-8.
+    Other,
+}
+
+/// One entry of `list_dir`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirEntry {
+    /// The entry's name (lossy if it was not UTF-8; its kind is then `Other`).
+    pub name: String,
+    /// What it is.
+    pub kind: EntryKind,
+}
+
+/// Lists the directory `rel` below `root` (links refused on the way), sorted by name, without
+/// `.` and `..`.
+pub fn list_dir(root: &Path, rel: &Path) -> Result<Vec<DirEntry>, StoreError> {
+    let components = components_below(root, rel)?;
+    let (dir, shown) = walk_dirs(root, &components, None)?;
+    let entries = rfs::Dir::read_from(&dir).map_err(|e| errno_error(&shown, e))?;
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| errno_error(&shown, e))?;
+        let raw = entry.file_name().to_bytes();
+        if raw == b"." || raw == b".." {
+            continue;
+        }
+        let mut file_type = entry.file_type();
+        if file_type == FileType::Unknown {
+            // Some file systems do not fill d_type; ask without following links.
+            file_type = rfs::statat(&dir, entry.file_name(), AtFlags::SYMLINK_NOFOLLOW)
+                .map(|st| FileType::from_raw_mode(st.st_mode))
+                .map_err(|e| errno_error(&shown.join(OsStr::from_bytes(raw)), e))?;
+        }
+        let (name, kind) = match std::str::from_utf8(raw) {
+            Ok(name) => (
+                name.to_owned(),
+                match file_type {
+                    FileType::RegularFile => EntryKind::File,
+                    FileType::Directory => EntryKind::Dir,
+                    FileType::Symlink => EntryKind::Symlink,
+                    _ => EntryKind::Other,
+                },
+            ),
+            Err(_) => (String::from_utf8_lossy(raw).into_owned(), EntryKind::Other),
+        };
+        out.push(DirEntry { name, kind });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// A temporary file beside its target, removed on drop unless it was renamed into place.
+struct TempFile {
+    path: PathBuf,
+    file: File,
+    armed: bool,
+}
+
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl TempFile {
+    fn create(dir: &Path, target: &OsStr, mode: Mode) -> Result<Self, StoreError> {
+        let mut last_error = None;
+        for _ in 0..16 {
+            let mut name = OsString::from(TEMP_PREFIX);
+            name.push(target);
+            name.push(format!(
+                "-{}-{}",
+                std::process::id(),
+                TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+            ));
+            let path = dir.join(&name);
+            // create_new = O_CREAT|O_EXCL: never opens an existing file or follows a planted link.
+            // The mode applies at creation, so a secret is never readable by others, not even
+            // for an instant.
+            match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(mode.file_bits())
+                .open(&path)
+            {
+                Ok(file) => {
+                    let temp = TempFile {
+                        path,
+                        file,
+                        armed: true,
+                    };
+                    // The umask may have narrowed the bits; set exactly what the mode promises.
+                    temp.file
+                        .set_permissions(Permissions::from_mode(mode.file_bits()))
+                        .map_err(|e| io_error(&temp.path, e))?;
+                    return Ok(temp);
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last_error = Some(e),
+                Err(e) => return Err(io_error(&path, e)),
+            }
+        }
+        Err(StoreError::Io {
+            path: dir.to_path_buf(),
+            source: last_error.unwrap_or_else(|| io::Error::other("no free temporary name")),
+        })
+    }
+
+    /// Writes `bytes` and fsyncs them, so the rename that follows publishes complete data.
+    fn fill(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
+        self.file
+            .write_all(bytes)
+            .and_then(|()| self.file.sync_all())
+            .map_err(|e| io_error(&self.path, e))
+    }
+
+    /// The temporary name is gone (renamed into place); nothing to clean up.
+    fn disarm(&mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if self.armed {
+            // Best effort: a leftover temp file is harmless and carries the prefix.
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+fn split_target(path: &Path) -> Result<(&Path, &OsStr), StoreError> {
+    let name = path.file_name().ok_or_else(|| StoreError::NotAFile {
+        path: path.to_path_buf(),
+    })?;
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    Ok((dir, name))
+}
+
+/// fsyncs a directory so that a rename or link inside it is durable.
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_error(dir, e))
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same directory (O_EXCL, created
+/// with `mode`'s bits), write, fsync, rename over the target, fsync the directory. A reader sees
+/// the old file or the new one, never a mix; after a crash the target is one or the other.
+///
+/// The directory must exist (see `ensure_dir`, which also vets it for links). A link at `path`
+/// itself is replaced, not followed: rename(2) acts on the name.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: Mode) -> Result<(), StoreError> {
+    let (dir, name) = split_target(path)?;
+    let mut temp = TempFile::create(dir, name, mode)?;
+    temp.fill(bytes)?;
+    std::fs::rename(&temp.path, path).map_err(|e| io_error(path, e))?;
+    temp.disarm();
+    sync_dir(dir)
+}
+
+/// Like `write_atomic`, but refuses an existing target (`StoreError::AlreadyExists`), for records
+/// that must never be overwritten (audit events, issued-certificate records).
+///
+/// Race-free: the final step is renameat2(RENAME_NOREPLACE) on Linux, or link(2) where that is
+/// unavailable; both fail atomically if the name exists, so two writers cannot both win.
+pub fn create_new_atomic(path: &Path, bytes: &[u8], mode: Mode) -> Result<(), StoreError> {
+    let (dir, name) = split_target(path)?;
+    let mut temp = TempFile::create(dir, name, mode)?;
+    temp.fill(bytes)?;
+    publish_no_replace(&mut temp, path)?;
+    sync_dir(dir)
+}
+
+fn publish_no_replace(temp: &mut TempFile, path: &Path) -> Result<(), StoreError> {
+    #[cfg(target_os = "linux")]
+    match rfs::renameat_with(
+        rfs::CWD,
+        &temp.path,
+        rfs::CWD,
+        path,
+        rfs::RenameFlags::NOREPLACE,
+    ) {
+        Ok(()) => {
+            temp.disarm();
+            return Ok(());
+        }
+        Err(Errno::EXIST) => {
+            return Err(StoreError::AlreadyExists {
+                path: path.to_path_buf(),
+            });
+        }
+        // The file system lacks RENAME_NOREPLACE: use link(2) below.
+        Err(Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP) => {}
+        Err(e) => return Err(errno_error(path, e)),
+    }
+    // link(2) fails with EEXIST when the name exists; the temp name is dropped afterwards.
+    std::fs::hard_link(&temp.path, path).map_err(|e| io_error(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn mode_of(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn write_atomic_sets_modes_and_leaves_no_temp_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("bundle.age");
+        let public = dir.path().join("env.yaml");
+        write_atomic(&secret, b"sealed", Mode::Secret).unwrap();
+        write_atomic(&public, b"name: prod\n", Mode::Public).unwrap();
+        assert_eq!(mode_of(&secret), 0o600);
+        assert_eq!(mode_of(&public), 0o644);
+        assert_eq!(std::fs::read(&secret).unwrap(), b"sealed");
+
+        // Overwrite keeps the mode the caller asks for, even if the old file was wider.
+        std::fs::set_permissions(&secret, Permissions::from_mode(0o666)).unwrap();
+        write_atomic(&secret, b"resealed", Mode::Secret).unwrap();
+        assert_eq!(mode_of(&secret), 0o600);
+        assert_eq!(std::fs::read(&secret).unwrap(), b"resealed");
+        assert_eq!(names(dir.path()), ["bundle.age", "env.yaml"]);
+    }
+
+    #[test]
+    fn write_atomic_failure_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        // The target is a non-empty directory, so the final rename fails.
+        let target = dir.path().join("occupied");
+        std::fs::create_dir(&target).unwrap();
+        std::fs::write(target.join("x"), b"x").unwrap();
+        let err = write_atomic(&target, b"data", Mode::Public).unwrap_err();
+        assert!(err.to_string().contains("occupied"), "{err}");
+        assert_eq!(names(dir.path()), ["occupied"]);
+    }
+
+    #[test]
+    fn write_atomic_replaces_a_link_instead_of_following_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside");
+        std::fs::write(&outside, b"precious").unwrap();
+        let link = dir.path().join("bundle.age");
+        symlink(&outside, &link).unwrap();
+        write_atomic(&link, b"new", Mode::Secret).unwrap();
+        assert_eq!(std::fs::read(&outside).unwrap(), b"precious");
+        assert!(!std::fs::symlink_metadata(&link).unwrap().is_symlink());
+    }
+
+    #[test]
+    fn create_new_refuses_overwrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("event.json");
+        create_new_atomic(&path, b"first", Mode::Public).unwrap();
+        assert_eq!(mode_of(&path), 0o644);
+        let err = create_new_atomic(&path, b"second", Mode::Public).unwrap_err();
+        assert!(matches!(err, StoreError::AlreadyExists { .. }), "{err:?}");
+        assert_eq!(std::fs::read(&path).unwrap(), b"first");
+        // A dangling link counts as existing too.
+        let dangling = dir.path().join("dangling.json");
+        symlink(dir.path().join("nowhere"), &dangling).unwrap();
+        assert!(matches!(
+            create_new_atomic(&dangling, b"x", Mode::Public),
+            Err(StoreError::AlreadyExists { .. })
+        ));
+        assert_eq!(names(dir.path()), ["dangling.json", "event.json"]);
+    }
+
+    #[test]
+    fn create_new_has_exactly_one_winner() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("record");
+        let wins: usize = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|i| {
+                    let path = &path;
+                    s.spawn(move || create_new_atomic(path, &[i], Mode::Public).is_ok())
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| usize::from(h.join().unwrap()))
+                .sum()
+        });
+        assert_eq!(wins, 1);
+        assert_eq!(names(dir.path()), ["record"]);
+    }
+
+    #[test]
+    fn read_bounded_reads_and_limits() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        ensure_dir(root, Path::new("envs/prod"), Mode::Public).unwrap();
+        write_atomic(
+            &root.join("envs/prod/env.yaml"),
+            b"0123456789",
+            Mode::Public,
+        )
+        .unwrap();
+        assert_eq!(
+            read_bounded(root, Path::new("envs/prod/env.yaml"), 10).unwrap(),
+            b"0123456789"
+        );
+        // Absolute paths under the root work too.
+        assert_eq!(
+            read_bounded(root, &root.join("envs/prod/env.yaml"), 100).unwrap(),
+            b"0123456789"
+        );
+        let err = read_bounded(root, Path::new("envs/prod/env.yaml"), 9).unwrap_err();
+        assert!(
+            matches!(err, StoreError::TooLarge { max: 9, .. }),
+            "{err:?}"
+        );
+        assert!(matches!(
+            read_bounded(root, Path::new("envs/prod/missing"), 9),
+            Err(StoreError::NotFound { .. })
+        ));
+        assert!(matches!(
+            read_bounded(root, Path::new("envs/prod"), 9),
+            Err(StoreError::NotAFile { .. })
+        ));
+    }
+
+    #[test]
+    fn read_bounded_refuses_links_and_escapes() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("vault");
+        let outside = dir.path().join("outside");
+        std::fs::create_dir_all(root.join("envs")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(outside.join("id_ed25519"), b"secret key").unwrap();
+
+        // The file itself is a link.
+        symlink(outside.join("id_ed25519"), root.join("envs/bundle.age")).unwrap();
+        let err = read_bounded(&root, Path::new("envs/bundle.age"), 1 << 20).unwrap_err();
+        assert!(matches!(err, StoreError::SymlinkRefused { .. }), "{err:?}");
+        assert!(err.to_string().contains("envs/bundle.age"), "{err}");
+        assert!(!err.to_string().contains("secret key"));
+
+        // A directory on the way is a link.
+        symlink(&outside, root.join("envs/prod")).unwrap();
+        let err = read_bounded(&root, Path::new("envs/prod/id_ed25519"), 1 << 20).unwrap_err();
+        assert!(matches!(err, StoreError::SymlinkRefused { .. }), "{err:?}");
+
+        // `..` and absolute paths elsewhere.
+        for escape in [
+            PathBuf::from("../outside/id_ed25519"),
+            PathBuf::from("envs/../../outside/id_ed25519"),
+            outside.join("id_ed25519"),
+        ] {
+            let err = read_bounded(&root, &escape, 1 << 20).unwrap_err();
+            assert!(matches!(err, StoreError::OutsideRoot { .. }), "{err:?}");
+        }
+
+        // ensure_dir refuses to walk through the link as well.
+        let err = ensure_dir(&root, Path::new("envs/prod/audit"), Mode::Public).unwrap_err();
+        assert!(matches!(err, StoreError::SymlinkRefused { .. }), "{err:?}");
+        assert!(!outside.join("audit").exists());
+    }
+
+    #[test]
+    fn ensure_dir_creates_with_modes_and_list_dir_reports_kinds() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let made = ensure_dir(root, Path::new("envs/prod/issuers"), Mode::Secret).unwrap();
+        assert_eq!(made, root.join("envs/prod/issuers"));
+        assert_eq!(mode_of(&made) & 0o077, 0);
+        // Idempotent.
+        ensure_dir(root, Path::new("envs/prod/issuers"), Mode::Secret).unwrap();
+
+        write_atomic(&root.join("envs/prod/b"), b"", Mode::Public).unwrap();
+        symlink("/etc/passwd", root.join("envs/prod/a")).unwrap();
+        let listed = list_dir(root, Path::new("envs/prod")).unwrap();
+        let kinds: Vec<_> = listed.iter().map(|e| (e.name.as_str(), e.kind)).collect();
+        assert_eq!(
+            kinds,
+            [
+                ("a", EntryKind::Symlink),
+                ("b", EntryKind::File),
+                ("issuers", EntryKind::Dir)
+            ]
+        );
+    }
+}
