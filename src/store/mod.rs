@@ -6,7 +6,9 @@
 //!   `ensure_dir`, `list_dir`.
 //! - [`name`]: validators for user-supplied path components.
 //! - [`lock`]: the vault lock.
+//! - [`age`]: recipients, identities, seal and open.
 
+pub mod age;
 pub mod fs;
 pub mod lock;
 pub mod name;
