@@ -4,6 +4,7 @@
 //! Pure modules (`bundle`, `pki`, `talosconfig`, `der`, `keys`) do no I/O and take time and
 //! randomness as arguments; edge modules (`cli`) touch files, the terminal and the clock.
 
+pub mod audit;
 pub mod bundle;
 pub mod cli;
 pub mod der;

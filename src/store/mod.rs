@@ -7,8 +7,10 @@
 //! - [`name`]: validators for user-supplied path components.
 //! - [`lock`]: the vault lock.
 //! - [`age`]: recipients, identities, seal and open.
+//! - [`audit_dir`]: append and load the audit event files of an environment.
 
 pub mod age;
+pub mod audit_dir;
 pub mod fs;
 pub mod lock;
 pub mod name;

@@ -1,0 +1,174 @@
+//! EDGE: the audit directory of one environment, `<env_dir>/audit/<yyyy>/<mm>/*.json`: append an
+//! event (never overwriting) and load every file for `audit::verify`. It must not judge events;
+//! verification and naming live in the pure `audit` module.
+
+use std::path::{Path, PathBuf};
+
+use super::fs::{self, EntryKind, Mode, StoreError, TEMP_PREFIX};
+use crate::audit::Event;
+
+/// The audit directory's name inside an environment directory.
+pub const AUDIT_DIR: &str = "audit";
+
+/// Largest event file read (real events are well under 4 KiB).
+pub const EVENT_FILE_MAX: u64 = 1 << 20;
+
+/// Deepest directory nesting walked below `audit/` (events sit at depth 2).
+const MAX_DEPTH: usize = 4;
+
+/// Writes `event` to `<env_dir>/audit/<its relative_path>` (public, 0644) with
+/// `create_new_atomic`: an event file is never overwritten. Returns the path written.
+pub fn append(env_dir: &Path, event: &Event) -> Result<PathBuf, StoreError> {
+    let rel = PathBuf::from(AUDIT_DIR).join(event.relative_path());
+    let dir_rel = rel.parent().unwrap_or(Path::new(AUDIT_DIR));
+    let dir = fs::ensure_dir(env_dir, dir_rel, Mode::Public)?;
+    let path = match rel.file_name() {
+        Some(name) => dir.join(name),
+        None => env_dir.join(&rel),
+    };
+    fs::create_new_atomic(&path, &event.to_json(), Mode::Public)?;
+    Ok(path)
+}
+
+/// Reads every event file below `<env_dir>/audit/`, as (path relative to `audit/` with `/`
+/// separators, contents), sorted by path. A missing audit directory is an empty log. Files in
+/// unexpected places are returned too, so `verify` reports them; symbolic links are refused;
+/// temporary files left by a crash (`.talvault-tmp-*`) are skipped.
+pub fn load_all(env_dir: &Path) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+    let mut out = Vec::new();
+    match walk(env_dir, Path::new(AUDIT_DIR), "", 0, &mut out) {
+        Err(StoreError::NotFound { path }) if path == env_dir.join(AUDIT_DIR) => {
+            return Ok(Vec::new());
+        }
+        other => other?,
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+fn walk(
+    env_dir: &Path,
+    dir: &Path,
+    prefix: &str,
+    depth: usize,
+    out: &mut Vec<(String, Vec<u8>)>,
+) -> Result<(), StoreError> {
+    for entry in fs::list_dir(env_dir, dir)? {
+        if entry.name.starts_with(TEMP_PREFIX) {
+            continue;
+        }
+        let rel = format!("{prefix}{}", entry.name);
+        let path = dir.join(&entry.name);
+        match entry.kind {
+            EntryKind::File => {
+                let bytes = fs::read_bounded(env_dir, &path, EVENT_FILE_MAX)?;
+                out.push((rel, bytes));
+            }
+            EntryKind::Dir if depth < MAX_DEPTH => {
+                walk(env_dir, &path, &format!("{rel}/"), depth + 1, out)?;
+            }
+            EntryKind::Dir | EntryKind::Other => {
+                return Err(StoreError::NotAFile {
+                    path: env_dir.join(path),
+                });
+            }
+            EntryKind::Symlink => {
+                return Err(StoreError::SymlinkRefused {
+                    path: env_dir.join(path),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::{self, EventBody, Tamper};
+    use std::os::unix::fs::PermissionsExt;
+    use time::macros::datetime;
+
+    fn event(parents: Vec<audit::EventId>, time: time::OffsetDateTime) -> Event {
+        audit::new_event(
+            parents,
+            EventBody {
+                time,
+                actor: "alice".into(),
+                opened_by: None,
+                env: "prod".into(),
+                action: "issue".into(),
+                data: serde_json::Map::new(),
+            },
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn append_load_verify_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let env_dir = dir.path().join("envs/prod");
+        std::fs::create_dir_all(&env_dir).unwrap();
+        assert!(load_all(&env_dir).unwrap().is_empty());
+
+        let a = event(vec![], datetime!(2026-05-31 23:59:59 UTC));
+        let b = event(vec![a.id().clone()], datetime!(2026-06-01 00:00:00 UTC));
+        let pa = append(&env_dir, &a).unwrap();
+        append(&env_dir, &b).unwrap();
+        assert_eq!(pa, env_dir.join("audit").join(a.relative_path()));
+        assert_eq!(
+            std::fs::metadata(&pa).unwrap().permissions().mode() & 0o777,
+            0o644
+        );
+        // Never overwritten.
+        assert!(matches!(
+            append(&env_dir, &a),
+            Err(StoreError::AlreadyExists { .. })
+        ));
+
+        let files = load_all(&env_dir).unwrap();
+        assert_eq!(
+            files.iter().map(|f| f.0.clone()).collect::<Vec<_>>(),
+            [a.relative_path(), b.relative_path()]
+        );
+        let report = audit::verify(&files);
+        assert!(report.is_intact(), "{:?}", report.problems);
+        assert_eq!(report.heads, vec![b.id().clone()]);
+
+        // Deleting a file on disk is caught.
+        std::fs::remove_file(&pa).unwrap();
+        let report = audit::verify(&load_all(&env_dir).unwrap());
+        assert_eq!(
+            report
+                .problems
+                .iter()
+                .map(|p| p.tamper())
+                .collect::<Vec<_>>(),
+            [Tamper::Deleted]
+        );
+    }
+
+    #[test]
+    fn stray_files_are_reported_and_links_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let env_dir = dir.path();
+        let a = event(vec![], datetime!(2026-05-01 00:00:00 UTC));
+        append(env_dir, &a).unwrap();
+        std::fs::write(
+            env_dir.join("audit/2026/05/.talvault-tmp-x-1-2"),
+            b"partial",
+        )
+        .unwrap();
+        std::fs::write(env_dir.join("audit/README"), b"hello").unwrap();
+        let files = load_all(env_dir).unwrap();
+        assert_eq!(files.len(), 2);
+        let report = audit::verify(&files);
+        assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+
+        std::os::unix::fs::symlink("/etc/passwd", env_dir.join("audit/2026/05/x.json")).unwrap();
+        assert!(matches!(
+            load_all(env_dir),
+            Err(StoreError::SymlinkRefused { .. })
+        ));
+    }
+}
