@@ -16,3 +16,4 @@ pub mod rsa_keygen;
 pub mod secret;
 pub mod store;
 pub mod talosconfig;
+pub mod vault;

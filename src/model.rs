@@ -186,6 +186,9 @@ pub struct EnvMeta {
     pub nodes: Vec<String>,
     /// How the bundle came to be: `generated`, `secrets`, `kubernetes-pki`, `controlplane-config`.
     pub source: String,
+    /// What the secrets are sealed to: `recipients` (recipients.txt) or `passphrase` (scrypt).
+    #[serde(default = "default_sealing")]
+    pub sealing: Sealing,
     /// When the environment was created (RFC 3339).
     pub created: String,
     /// CA certificate pins; every open checks the bundle against them.
@@ -225,6 +228,20 @@ impl EnvMeta {
             VersionContract::parse(&self.talos_version).unwrap_or(VersionContract::Current)
         }
     }
+}
+
+/// What an environment's secrets are sealed to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Sealing {
+    /// The age recipients in `recipients.txt`.
+    Recipients,
+    /// A single passphrase (age scrypt), for a lone break-glass operator.
+    Passphrase,
+}
+
+fn default_sealing() -> Sealing {
+    Sealing::Recipients
 }
 
 /// How a contract is recorded in `env.yaml`.

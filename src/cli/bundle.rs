@@ -25,6 +25,26 @@ pub enum BundleCommand {
     Validate(ValidateArgs),
     /// Show a bundle's CAs, fingerprints and contract facts, without any secret.
     Inspect(InspectArgs),
+    /// Write an environment's plaintext secrets.yaml (stdout only when it is not a terminal).
+    Export {
+        /// The environment.
+        env: String,
+        /// Output file (mode 0600), or `-` for stdout.
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: Option<String>,
+        /// Overwrite an existing file.
+        #[arg(short = 'f', long)]
+        force: bool,
+    },
+    /// Run a command with each `{}` argument replaced by a /dev/fd pipe carrying the bundle,
+    /// so it never touches disk. Exit status is the command's.
+    Exec {
+        /// The environment.
+        env: String,
+        /// The command and its arguments, after `--`.
+        #[arg(last = true, required = true, value_name = "COMMAND")]
+        command: Vec<std::ffi::OsString>,
+    },
 }
 
 /// Output format of reports.
@@ -102,11 +122,15 @@ pub struct InspectArgs {
 }
 
 /// Runs a `bundle` subcommand.
-pub fn run(cmd: BundleCommand) -> Result<ExitCode, CliError> {
+pub fn run(cmd: BundleCommand, vault: &super::vault::VaultOpts) -> Result<ExitCode, CliError> {
     match cmd {
         BundleCommand::Generate(a) => generate_cmd(a),
         BundleCommand::Validate(a) => validate_cmd(a),
         BundleCommand::Inspect(a) => inspect_cmd(a),
+        BundleCommand::Export { env, output, force } => {
+            super::vault::export_cmd(&env, output.as_deref(), force, vault)
+        }
+        BundleCommand::Exec { env, command } => super::vault::exec_cmd(&env, &command, vault),
     }
 }
 
@@ -182,14 +206,7 @@ pub fn load_bundle(path: &Path) -> Result<SecretsBundle, CliError> {
 fn generate_cmd(a: GenerateArgs) -> Result<ExitCode, CliError> {
     let contract = contract_arg(a.talos_version.as_deref())?;
     // Check the destination before the (slow) generation, so a refusal is immediate.
-    if a.output != "-" && !a.force && Path::new(&a.output).symlink_metadata().is_ok() {
-        return Err(CliError::new(format!("file {:?} already exists", a.output))
-            .hint("use --force to overwrite"));
-    }
-    if a.output == "-" && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
-        return Err(CliError::new("refusing to print secrets to a terminal")
-            .hint("redirect stdout (`> secrets.yaml`, `| age -r ...`) or use -o FILE"));
-    }
+    output::check_secret_destination(&a.output, a.force)?;
     let rng = ring::rand::SystemRandom::new();
     let now = time::OffsetDateTime::now_utc();
     let bundle = if let Some(dir) = &a.from_kubernetes_pki {

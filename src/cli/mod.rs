@@ -7,6 +7,7 @@
 pub mod bundle;
 pub mod output;
 pub mod prompt;
+pub mod vault;
 
 use std::io::Write as _;
 
@@ -16,6 +17,9 @@ use clap::{CommandFactory as _, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "talvault", version, about, long_about = None, propagate_version = true)]
 pub struct Cli {
+    /// Options of the commands that use a vault.
+    #[command(flatten)]
+    pub vault: vault::VaultOpts,
     /// The command to run.
     #[command(subcommand)]
     pub command: Command,
@@ -24,9 +28,24 @@ pub struct Cli {
 /// Top-level commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Generate, validate and inspect Talos secrets bundles (secrets.yaml), like `talosctl gen secrets`.
+    /// Create a vault: a directory meant to live in git.
+    Init {
+        /// The directory (created if missing; default: the current directory).
+        dir: Option<std::path::PathBuf>,
+    },
+    /// Create, import, list and show environments.
+    #[command(subcommand)]
+    Env(vault::EnvCommand),
+    /// Secrets bundles: generate, validate, inspect (standalone, like `talosctl gen secrets`),
+    /// and export or exec an environment's bundle.
     #[command(subcommand)]
     Bundle(bundle::BundleCommand),
+    /// List, add and remove the age recipients of an environment.
+    #[command(subcommand)]
+    Recipients(vault::RecipientsCommand),
+    /// Read and verify the audit trail.
+    #[command(subcommand)]
+    Audit(vault::AuditCommand),
     /// Print a shell completion script.
     Completions {
         /// The shell.
@@ -76,7 +95,11 @@ pub type ExitCode = u8;
 /// Runs a parsed command.
 pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
     match cli.command {
-        Command::Bundle(cmd) => bundle::run(cmd),
+        Command::Init { dir } => vault::init_cmd(dir),
+        Command::Env(cmd) => vault::env_cmd(cmd, &cli.vault),
+        Command::Bundle(cmd) => bundle::run(cmd, &cli.vault),
+        Command::Recipients(cmd) => vault::recipients_cmd(cmd, &cli.vault),
+        Command::Audit(cmd) => vault::audit_cmd(cmd, &cli.vault),
         Command::Completions { shell } => {
             let mut out = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "talvault", &mut out);

@@ -50,3 +50,35 @@ pub fn read_hidden(prompt: &str) -> std::io::Result<SecretText> {
     }
     result
 }
+
+/// age plugin and ssh-key callbacks on the terminal: messages to stderr, questions on
+/// `/dev/tty` (none when there is no terminal, so automation fails instead of hanging).
+#[derive(Clone, Copy, Debug)]
+pub struct TerminalCallbacks;
+
+impl age::Callbacks for TerminalCallbacks {
+    fn display_message(&self, message: &str) {
+        let _ = writeln!(std::io::stderr(), "{message}");
+    }
+
+    fn confirm(&self, message: &str, yes_string: &str, no_string: Option<&str>) -> Option<bool> {
+        let choices = match no_string {
+            Some(no) => format!("{message} [{yes_string}/{no}]: "),
+            None => format!("{message} [{yes_string}]: "),
+        };
+        let answer = read_hidden(&choices).ok()?;
+        Some(answer.expose().trim().eq_ignore_ascii_case(yes_string))
+    }
+
+    fn request_public_string(&self, description: &str) -> Option<String> {
+        read_hidden(&format!("{description}: "))
+            .ok()
+            .map(|s| s.expose().to_owned())
+    }
+
+    fn request_passphrase(&self, description: &str) -> Option<age::secrecy::SecretString> {
+        read_hidden(&format!("{description}: "))
+            .ok()
+            .map(|s| age::secrecy::SecretString::from(s.expose().to_owned()))
+    }
+}

@@ -445,6 +445,28 @@ fn sync_dir(dir: &Path) -> Result<(), StoreError> {
         .map_err(|e| io_error(dir, e))
 }
 
+/// Writes `bytes` to a new temporary file beside `path` (created with `mode`'s bits, fsynced)
+/// and returns the temporary file's path, for a multi-file transaction to rename into place
+/// later (see `store::txn`). The file is kept even when the caller fails afterwards; recovery
+/// removes such leftovers by their `TEMP_PREFIX`.
+pub(crate) fn stage(path: &Path, bytes: &[u8], mode: Mode) -> Result<PathBuf, StoreError> {
+    let (dir, name) = split_target(path)?;
+    let mut temp = TempFile::create(dir, name, mode)?;
+    temp.fill(bytes)?;
+    temp.disarm();
+    Ok(temp.path.clone())
+}
+
+/// fsyncs the directory `dir` (after renames into it).
+pub(crate) fn sync_directory(dir: &Path) -> Result<(), StoreError> {
+    sync_dir(dir)
+}
+
+/// Maps an I/O error on `path` to a `StoreError`.
+pub(crate) fn io_err(path: &Path, source: io::Error) -> StoreError {
+    io_error(path, source)
+}
+
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory (O_EXCL, created
 /// with `mode`'s bits), write, fsync, rename over the target, fsync the directory. A reader sees
 /// the old file or the new one, never a mix; after a crash the target is one or the other.

@@ -14,6 +14,7 @@ pub mod audit_dir;
 pub mod fs;
 pub mod lock;
 pub mod name;
+pub mod txn;
 
 pub use fs::{Mode, StoreError, create_new_atomic, ensure_dir, read_bounded, write_atomic};
 pub use lock::{LockError, VaultLock};
