@@ -65,6 +65,28 @@ impl Transaction {
 
     /// Applies every write, or none. Returns the paths written.
     pub fn commit(self) -> Result<Vec<PathBuf>, StoreError> {
+        // One file is atomic on its own: skip the journal (and its fsyncs).
+        if let [
+            Op::Write {
+                rel,
+                bytes,
+                mode,
+                create_only,
+            },
+        ] = self.ops.as_slice()
+        {
+            check_relative(rel)?;
+            if let Some(parent) = rel.parent().filter(|p| !p.as_os_str().is_empty()) {
+                fs::ensure_dir(&self.root, parent, Mode::Public)?;
+            }
+            let target = self.root.join(rel);
+            if *create_only {
+                fs::create_new_atomic(&target, bytes, *mode)?;
+            } else {
+                fs::write_atomic(&target, bytes, *mode)?;
+            }
+            return Ok(vec![target]);
+        }
         let mut staged: Vec<(PathBuf, PathBuf)> = Vec::with_capacity(self.ops.len());
         let result = (|| {
             for op in &self.ops {
