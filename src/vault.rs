@@ -15,13 +15,21 @@ use time::OffsetDateTime;
 use crate::audit::{self, EventBody};
 use crate::bundle::validate::{Severity, deep_findings, talos_errors};
 use crate::bundle::{SecretsBundle, VersionContract, generate, import};
+use crate::keys::PrivateKey;
 use crate::model::{
-    EnvMeta, FORMAT_VERSION, MetaError, Pins, Sealing, VaultConfig, contract_label,
+    EnvMeta, FORMAT_VERSION, MetaError, Pins, Sealing, Taint, VaultConfig, contract_label,
 };
+use crate::pki::issue::{
+    CsrError, IssueError, IssueTime, IssuedLeaf, SubjectKey, issue_leaf, verify_csr,
+};
+use crate::pki::policy::{Holder, Policy, PolicyError, PolicyFileError, Request};
+use crate::pki::role::Role;
+use crate::pki::ttl::Ttl;
 use crate::secret::{SecretBytes, SecretText};
 use crate::store::age::{self as agestore, AgeError, Identity, OpenedBy, Recipient};
 use crate::store::txn::{self, Transaction};
 use crate::store::{self, EnvName, LockError, Mode, NameError, StoreError, VaultLock, audit_dir};
+use crate::talosconfig;
 
 /// The vault's marker file.
 pub const VAULT_FILE: &str = "talvault.yaml";
@@ -120,6 +128,46 @@ pub enum VaultError {
     /// Writing the audit event failed.
     #[error("audit event: {0}")]
     Audit(#[from] audit::AuditError),
+    /// policy.yaml is malformed.
+    #[error("{file}: {source}")]
+    PolicyFile {
+        /// The file.
+        file: String,
+        /// What is wrong.
+        source: PolicyFileError,
+    },
+    /// The policy refuses the request.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    /// A role, TTL or holder argument is malformed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The CSR is unusable.
+    #[error("--csr: {0}")]
+    Csr(#[from] CsrError),
+    /// Signing the leaf failed.
+    #[error(transparent)]
+    Issue(#[from] IssueError),
+    /// No endpoints for the talosconfig.
+    #[error("no endpoints for the talosconfig of environment {env:?}")]
+    NoEndpoints {
+        /// The environment.
+        env: String,
+    },
+    /// Direct signing by the OS CA is forbidden by policy.
+    #[error(
+        "the policy of environment {env:?} forbids signing with the Talos OS CA (allow_direct: false)"
+    )]
+    DirectForbidden {
+        /// The environment.
+        env: String,
+    },
+    /// `env untaint` on an environment that is not tainted.
+    #[error("environment {env:?} is not tainted")]
+    NotTainted {
+        /// The environment.
+        env: String,
+    },
 }
 
 impl VaultError {
@@ -141,6 +189,18 @@ impl VaultError {
             VaultError::NoRecipientsLeft { .. } => "add the new recipient first".into(),
             VaultError::NotARecipient { .. } => {
                 "list them with `talvault recipients list ENV`".into()
+            }
+            VaultError::Policy(PolicyError::TtlAbovePolicy { .. }) => {
+                "ask for a shorter --ttl, or change envs/ENV/policy.yaml through review".into()
+            }
+            VaultError::Policy(_) | VaultError::PolicyFile { .. } => {
+                "see the effective policy with `talvault policy show ENV`".into()
+            }
+            VaultError::NoEndpoints { .. } => {
+                "pass --endpoint HOST (or record endpoints in env.yaml at `env create --endpoint`)".into()
+            }
+            VaultError::Csr(_) => {
+                "make the request with an Ed25519 or P-256 key, e.g. `openssl req -new -key KEY -subj /CN=NAME -out req.csr`".into()
             }
             _ => return None,
         })
@@ -217,6 +277,113 @@ pub struct EnvView {
     pub recipients: Vec<String>,
     /// Number of audit events.
     pub audit_events: usize,
+}
+
+/// What `issue` / `break-glass` is asked for (raw, before policy).
+#[derive(Default)]
+pub struct IssueRequest {
+    /// The environment.
+    pub env: String,
+    /// Role strings.
+    pub roles: Vec<String>,
+    /// TTL string.
+    pub ttl: Option<String>,
+    /// Holder name.
+    pub holder: Option<String>,
+    /// Context name override.
+    pub context: Option<String>,
+    /// Endpoints (default: env.yaml).
+    pub endpoints: Vec<String>,
+    /// Nodes (default: env.yaml).
+    pub nodes: Vec<String>,
+    /// A PKCS#10 request (PEM or DER).
+    pub csr: Option<SecretBytes>,
+    /// `Some(reason)` for break-glass.
+    pub break_glass: Option<String>,
+}
+
+/// Where an issued certificate will go.
+#[derive(Debug, Clone)]
+pub struct IssuePlan {
+    /// The talosconfig context name.
+    pub context: String,
+    /// Endpoints.
+    pub endpoints: Vec<String>,
+    /// Nodes.
+    pub nodes: Vec<String>,
+}
+
+/// A signed leaf and its talosconfig context.
+pub struct Issued {
+    /// Context name, endpoints, nodes.
+    pub plan: IssuePlan,
+    /// The leaf (with its key unless CSR-issued).
+    pub leaf: IssuedLeaf,
+    /// The talosconfig context for it.
+    pub context: talosconfig::Context,
+}
+
+/// `envs/ENV/certs/<serial>.yaml`: what was issued. Public; the key is never stored.
+#[derive(Debug, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertRecord {
+    /// Serial, lowercase hex.
+    pub serial: String,
+    /// SHA-256 of the certificate DER.
+    pub fingerprint: String,
+    /// Roles in the subject.
+    pub roles: Vec<String>,
+    /// Holder (CN).
+    pub holder: Option<String>,
+    /// NotBefore.
+    pub not_before: String,
+    /// NotAfter.
+    pub not_after: String,
+    /// The granted TTL.
+    pub ttl: String,
+    /// The signing CA.
+    pub signed_by: SignedBy,
+    /// `direct` (OS CA) or `issuer`.
+    pub mode: String,
+    /// `generated` or `csr`.
+    pub key: String,
+    /// Who issued it.
+    pub actor: String,
+    /// When.
+    pub issued: String,
+    /// Whether it is a break-glass certificate.
+    pub break_glass: bool,
+    /// The break-glass reason.
+    pub reason: Option<String>,
+    /// The certificate PEM.
+    pub certificate: String,
+}
+
+/// Which CA signed a recorded certificate.
+#[derive(Debug, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedBy {
+    /// `os` for the Talos OS CA, else the issuer id.
+    pub ca: String,
+    /// SHA-256 of the signing CA certificate.
+    pub fingerprint: String,
+}
+
+fn parse_roles(req: &IssueRequest) -> Result<Vec<Role>, VaultError> {
+    let texts: Vec<&str> = if req.break_glass.is_some() && req.roles.is_empty() {
+        vec!["os:admin"]
+    } else {
+        req.roles.iter().map(String::as_str).collect()
+    };
+    Role::parse_set(texts).map_err(|e| VaultError::BadRequest(format!("--role: {e}")))
+}
+
+fn policy_file(p: &Policy) -> String {
+    format!(
+        "# Issuance policy of this environment: default and maximum TTL per role, holders,\n\
+         # break-glass bounds. Changes go through review; see docs/issuing.md.\n{}",
+        p.to_yaml()
+    )
 }
 
 /// An opened vault, holding its lock for as long as it lives.
@@ -457,6 +624,11 @@ impl Vault {
             Mode::Public,
         );
         t.write(dir.join("bundle.age"), &sealed, Mode::Secret);
+        t.write(
+            dir.join("policy.yaml"),
+            policy_file(&Policy::default()).as_bytes(),
+            Mode::Public,
+        );
         let mut data = Map::new();
         data.insert("source".into(), json!(source));
         data.insert("talos_version".into(), json!(meta.talos_version));
@@ -685,6 +857,222 @@ impl Vault {
         self.stage_event(&mut t, &name, ctx, Some(&opened_by), action, data)?;
         t.commit()?;
         Ok(next.iter().map(|r| r.as_str().to_owned()).collect())
+    }
+
+    /// The environment's policy (`policy.yaml`).
+    pub fn policy(&self, env: &str) -> Result<Policy, VaultError> {
+        let name = EnvName::parse(env)?;
+        self.env_meta(&name)?;
+        self.read_policy(&name)
+    }
+
+    fn read_policy(&self, name: &EnvName) -> Result<Policy, VaultError> {
+        let rel = env_dir(name).join("policy.yaml");
+        let bytes = self.read(&rel, META_MAX)?;
+        Policy::from_yaml(&bytes).map_err(|source| VaultError::PolicyFile {
+            file: rel.display().to_string(),
+            source,
+        })
+    }
+
+    /// The talosconfig context name an issuance will use, and the endpoints/nodes it will carry,
+    /// so the CLI can refuse a bad destination before anything is signed.
+    pub fn issue_plan(&self, req: &IssueRequest) -> Result<IssuePlan, VaultError> {
+        let name = EnvName::parse(&req.env)?;
+        let meta = self.env_meta(&name)?;
+        let roles = parse_roles(req)?;
+        let endpoints = if req.endpoints.is_empty() {
+            meta.endpoints.clone()
+        } else {
+            req.endpoints.clone()
+        };
+        if endpoints.is_empty() {
+            return Err(VaultError::NoEndpoints {
+                env: req.env.clone(),
+            });
+        }
+        let nodes = if req.nodes.is_empty() {
+            meta.nodes.clone()
+        } else {
+            req.nodes.clone()
+        };
+        let context = req
+            .context
+            .clone()
+            .unwrap_or_else(|| talosconfig::context_name(&roles, &meta.cluster_name));
+        Ok(IssuePlan {
+            context,
+            endpoints,
+            nodes,
+        })
+    }
+
+    /// `issue` and `break-glass`: applies the policy, signs a leaf with the Talos OS CA (direct
+    /// mode), records it in `certs/<serial>.yaml`, marks the environment tainted for
+    /// break-glass, and audits it, in one transaction. The leaf key is returned, never stored.
+    pub fn issue(&self, req: &IssueRequest, ctx: &Context) -> Result<Issued, VaultError> {
+        let name = EnvName::parse(&req.env)?;
+        let plan = self.issue_plan(req)?;
+        let policy = self.read_policy(&name)?;
+        let roles = parse_roles(req)?;
+        let ttl = req
+            .ttl
+            .as_deref()
+            .map(Ttl::parse)
+            .transpose()
+            .map_err(|e| VaultError::BadRequest(format!("--ttl: {e}")))?;
+        let holder = req
+            .holder
+            .as_deref()
+            .map(Holder::parse)
+            .transpose()
+            .map_err(|e| VaultError::BadRequest(format!("--holder: {e}")))?;
+        let grant = policy.grant(&Request {
+            roles,
+            ttl,
+            holder,
+            break_glass: req.break_glass.clone(),
+        })?;
+        if !policy.allow_direct {
+            return Err(VaultError::DirectForbidden {
+                env: req.env.clone(),
+            });
+        }
+        let subject_key = match &req.csr {
+            Some(bytes) => SubjectKey::FromCsr(verify_csr(bytes.expose())?),
+            None => SubjectKey::Generate,
+        };
+        let (mut meta, _, bundle, opened_by) = self.open_bundle(&name, ctx)?;
+        let os = bundle
+            .certs
+            .as_ref()
+            .and_then(|c| c.os.as_ref())
+            .ok_or_else(|| VaultError::BadBundle {
+                what: "bundle.age".into(),
+                message: "certs.os is missing".into(),
+            })?;
+        let ca_key =
+            PrivateKey::from_talos_pem(os.key.expose()).map_err(|e| VaultError::BadBundle {
+                what: "bundle.age".into(),
+                message: format!("certs.os.key: {e}"),
+            })?;
+        let signer = ca_key.key_pair().map_err(|e| VaultError::BadBundle {
+            what: "bundle.age".into(),
+            message: format!("certs.os.key: {e}"),
+        })?;
+        let rng = ring::rand::SystemRandom::new();
+        let leaf = issue_leaf(
+            &os.crt,
+            &signer,
+            &grant,
+            subject_key,
+            IssueTime::new(ctx.now),
+            &rng,
+        )?;
+
+        let dir = env_dir(&name);
+        let mut t = Transaction::new(&self.root);
+        let record = CertRecord {
+            serial: leaf.serial_hex.clone(),
+            fingerprint: format!("sha256:{}", leaf.fingerprint_sha256),
+            roles: leaf.roles.iter().map(|r| r.as_str().to_owned()).collect(),
+            holder: grant.holder().map(|h| h.as_str().to_owned()),
+            not_before: rfc3339(leaf.not_before),
+            not_after: rfc3339(leaf.not_after),
+            ttl: grant.ttl().to_string(),
+            signed_by: SignedBy {
+                ca: "os".into(),
+                fingerprint: meta.pins.os.0.clone(),
+            },
+            mode: "direct".into(),
+            key: if req.csr.is_some() {
+                "csr".into()
+            } else {
+                "generated".into()
+            },
+            actor: ctx.actor.clone(),
+            issued: rfc3339(ctx.now),
+            break_glass: grant.break_glass_reason().is_some(),
+            reason: grant.break_glass_reason().map(str::to_owned),
+            certificate: String::from_utf8_lossy(&leaf.cert_pem).into_owned(),
+        };
+        let record_yaml = serde_yaml::to_string(&record)
+            .map_err(|e| VaultError::Generate(format!("certificate record: {e}")))?;
+        t.create(
+            dir.join("certs").join(format!("{}.yaml", leaf.serial_hex)),
+            record_yaml.as_bytes(),
+            Mode::Public,
+        );
+        if let Some(reason) = grant.break_glass_reason() {
+            meta.tainted = Some(Taint {
+                since: rfc3339(ctx.now),
+                reason: reason.to_owned(),
+                serial: Some(leaf.serial_hex.clone()),
+            });
+            t.write(
+                dir.join("env.yaml"),
+                meta.to_yaml()?.as_bytes(),
+                Mode::Public,
+            );
+        }
+        let mut data = Map::new();
+        data.insert("serial".into(), json!(record.serial));
+        data.insert("fingerprint".into(), json!(record.fingerprint));
+        data.insert("roles".into(), json!(record.roles));
+        data.insert("holder".into(), json!(record.holder));
+        data.insert("ttl".into(), json!(record.ttl));
+        data.insert("not_after".into(), json!(record.not_after));
+        data.insert("mode".into(), json!("direct"));
+        data.insert("key".into(), json!(record.key));
+        if let Some(r) = &record.reason {
+            data.insert("reason".into(), json!(r));
+        }
+        let action = if record.break_glass {
+            "break-glass"
+        } else {
+            "issue"
+        };
+        self.stage_event(&mut t, &name, ctx, Some(&opened_by), action, data)?;
+        t.commit()?;
+        let context = talosconfig::Context::issued(
+            &os.crt,
+            &leaf.cert_pem,
+            leaf.key_pem.as_ref(),
+            plan.endpoints.clone(),
+            plan.nodes.clone(),
+        );
+        Ok(Issued {
+            plan,
+            leaf,
+            context,
+        })
+    }
+
+    /// `env untaint`: clears the break-glass mark, with a reason, audited.
+    pub fn untaint(&self, env: &str, reason: &str, ctx: &Context) -> Result<(), VaultError> {
+        let name = EnvName::parse(env)?;
+        let mut meta = self.env_meta(&name)?;
+        let Some(old) = meta.tainted.take() else {
+            return Err(VaultError::NotTainted { env: env.into() });
+        };
+        let reason = reason.trim();
+        if reason.is_empty() {
+            return Err(VaultError::BadRequest("--reason must not be empty".into()));
+        }
+        let dir = env_dir(&name);
+        let mut t = Transaction::new(&self.root);
+        t.write(
+            dir.join("env.yaml"),
+            meta.to_yaml()?.as_bytes(),
+            Mode::Public,
+        );
+        let mut data = Map::new();
+        data.insert("reason".into(), json!(reason));
+        data.insert("tainted_since".into(), json!(old.since));
+        data.insert("break_glass_serial".into(), json!(old.serial));
+        self.stage_event(&mut t, &name, ctx, None, "env.untaint", data)?;
+        t.commit()?;
+        Ok(())
     }
 
     /// The environments to look at: the one named, or all.

@@ -5,6 +5,7 @@
 //! a terminal.
 
 pub mod bundle;
+pub mod issue;
 pub mod output;
 pub mod prompt;
 pub mod vault;
@@ -40,6 +41,13 @@ pub enum Command {
     /// and export or exec an environment's bundle.
     #[command(subcommand)]
     Bundle(bundle::BundleCommand),
+    /// Issue a short-lived, role-scoped talosconfig under the environment's policy.
+    Issue(issue::IssueArgs),
+    /// Issue an emergency os:admin talosconfig (mandatory reason; taints the environment).
+    BreakGlass(issue::BreakGlassArgs),
+    /// Show the effective issuance policy of an environment.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
     /// List, add and remove the age recipients of an environment.
     #[command(subcommand)]
     Recipients(vault::RecipientsCommand),
@@ -53,6 +61,16 @@ pub enum Command {
     },
     /// Print the manual page (roff) for talvault.
     Man,
+}
+
+/// `talvault policy …`
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Print the environment's policy.yaml as talvault reads it (defaults filled in).
+    Show {
+        /// The environment.
+        env: String,
+    },
 }
 
 /// A failed command: one line, an optional hint, and the process exit code.
@@ -98,6 +116,9 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Init { dir } => vault::init_cmd(dir),
         Command::Env(cmd) => vault::env_cmd(cmd, &cli.vault),
         Command::Bundle(cmd) => bundle::run(cmd, &cli.vault),
+        Command::Issue(a) => issue::issue_cmd(a, &cli.vault),
+        Command::BreakGlass(a) => issue::break_glass_cmd(a, &cli.vault),
+        Command::Policy(PolicyCommand::Show { env }) => issue::policy_show(&env, &cli.vault),
         Command::Recipients(cmd) => vault::recipients_cmd(cmd, &cli.vault),
         Command::Audit(cmd) => vault::audit_cmd(cmd, &cli.vault),
         Command::Completions { shell } => {

@@ -50,6 +50,14 @@ pub enum EnvCommand {
         #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
         format: Format,
     },
+    /// Clear the break-glass mark of an environment (audited, with a reason).
+    Untaint {
+        /// The environment.
+        env: String,
+        /// Why the incident is over.
+        #[arg(long, required = true, value_name = "TEXT")]
+        reason: String,
+    },
     /// Show an environment's public facts: cluster, contract, pins, recipients. Opens nothing.
     Show {
         /// The environment.
@@ -168,7 +176,7 @@ pub enum AuditCommand {
     },
 }
 
-fn open_vault(o: &VaultOpts) -> Result<Vault, CliError> {
+pub(crate) fn open_vault_for(o: &VaultOpts) -> Result<Vault, CliError> {
     let cwd = std::env::current_dir()
         .map_err(|e| CliError::new(format!("cannot read the current directory: {e}")))?;
     let env_var = std::env::var_os("TALVAULT_VAULT")
@@ -193,7 +201,7 @@ fn age_err(e: AgeError) -> CliError {
 }
 
 /// The acting context. Identities are loaded only when `need_secrets` (commands that open).
-fn context(o: &VaultOpts, need_secrets: bool) -> Result<Context, CliError> {
+pub(crate) fn context_for(o: &VaultOpts, need_secrets: bool) -> Result<Context, CliError> {
     let actor = crate::process::actor(
         o.actor.as_deref(),
         std::env::var("TALVAULT_ACTOR").ok().as_deref(),
@@ -319,7 +327,7 @@ pub fn env_cmd(cmd: EnvCommand, o: &VaultOpts) -> Result<ExitCode, CliError> {
             create(a.common, source, o)
         }
         EnvCommand::List { format } => {
-            let v = open_vault(o)?;
+            let v = open_vault_for(o)?;
             let envs = v.env_list().map_err(vault_err)?;
             let text = match format {
                 Format::Json => json(&envs)?,
@@ -344,8 +352,9 @@ pub fn env_cmd(cmd: EnvCommand, o: &VaultOpts) -> Result<ExitCode, CliError> {
             write_stdout(text.as_bytes())?;
             Ok(0)
         }
+        EnvCommand::Untaint { env, reason } => super::issue::untaint(&env, &reason, o),
         EnvCommand::Show { env, format } => {
-            let v = open_vault(o)?;
+            let v = open_vault_for(o)?;
             let view = v.env_show(&env).map_err(vault_err)?;
             let text = match format {
                 Format::Json => json(&view)?,
@@ -394,8 +403,8 @@ fn create(a: EnvCommon, source: BundleSource, o: &VaultOpts) -> Result<ExitCode,
         }
         SealTo::Recipients(r)
     };
-    let v = open_vault(o)?;
-    let ctx = context(o, false)?;
+    let v = open_vault_for(o)?;
+    let ctx = context_for(o, false)?;
     let view = v
         .env_create(
             NewEnv {
@@ -481,7 +490,7 @@ fn json<T: serde::Serialize>(v: &T) -> Result<String, CliError> {
 pub fn recipients_cmd(cmd: RecipientsCommand, o: &VaultOpts) -> Result<ExitCode, CliError> {
     match cmd {
         RecipientsCommand::List { env } => {
-            let v = open_vault(o)?;
+            let v = open_vault_for(o)?;
             let list = v.recipients_list(&env).map_err(vault_err)?;
             let mut s = String::new();
             for r in &list {
@@ -499,9 +508,9 @@ pub fn recipients_cmd(cmd: RecipientsCommand, o: &VaultOpts) -> Result<ExitCode,
         }
         RecipientsCommand::Add(a) => {
             let add = recipients_from(&a.recipients, &a.recipients_files)?;
-            let v = open_vault(o)?;
-            let mut ctx = context(o, true)?;
-            unlock_if_passphrase(&v, &a.env, o, &mut ctx)?;
+            let v = open_vault_for(o)?;
+            let mut ctx = context_for(o, true)?;
+            unlock_for(&v, &a.env, o, &mut ctx)?;
             let now = v
                 .recipients_change(&a.env, &add, &[], &ctx)
                 .map_err(vault_err)?;
@@ -516,9 +525,9 @@ pub fn recipients_cmd(cmd: RecipientsCommand, o: &VaultOpts) -> Result<ExitCode,
         }
         RecipientsCommand::Remove(a) => {
             let remove = recipients_from(&a.recipients, &a.recipients_files)?;
-            let v = open_vault(o)?;
-            let mut ctx = context(o, true)?;
-            unlock_if_passphrase(&v, &a.env, o, &mut ctx)?;
+            let v = open_vault_for(o)?;
+            let mut ctx = context_for(o, true)?;
+            unlock_for(&v, &a.env, o, &mut ctx)?;
             let now = v
                 .recipients_change(&a.env, &[], &remove, &ctx)
                 .map_err(vault_err)?;
@@ -535,7 +544,7 @@ pub fn recipients_cmd(cmd: RecipientsCommand, o: &VaultOpts) -> Result<ExitCode,
 
 /// `talvault audit …`
 pub fn audit_cmd(cmd: AuditCommand, o: &VaultOpts) -> Result<ExitCode, CliError> {
-    let v = open_vault(o)?;
+    let v = open_vault_for(o)?;
     match cmd {
         AuditCommand::Log { env, format } => {
             let events = v.audit_log(env.as_deref()).map_err(vault_err)?;
@@ -606,9 +615,9 @@ pub fn export_cmd(
     let target = out.unwrap_or("-");
     // Refuse the destination before anything is decrypted or audited.
     output::check_secret_destination(target, force)?;
-    let v = open_vault(o)?;
-    let mut ctx = context(o, true)?;
-    unlock_if_passphrase(&v, env, o, &mut ctx)?;
+    let v = open_vault_for(o)?;
+    let mut ctx = context_for(o, true)?;
+    unlock_for(&v, env, o, &mut ctx)?;
     let dest = if target == "-" { "stdout" } else { "file" };
     let plain = v.bundle_export(env, dest, &ctx).map_err(vault_err)?;
     output::write_secret_output(target, plain.expose(), force)?;
@@ -630,9 +639,9 @@ pub fn exec_cmd(env: &str, command: &[OsString], o: &VaultOpts) -> Result<ExitCo
             .hint("put {} where the command expects the secrets file, e.g. --with-secrets {}")
             .code(2));
     }
-    let v = open_vault(o)?;
-    let mut ctx = context(o, true)?;
-    unlock_if_passphrase(&v, env, o, &mut ctx)?;
+    let v = open_vault_for(o)?;
+    let mut ctx = context_for(o, true)?;
+    unlock_for(&v, env, o, &mut ctx)?;
     let plain = v.bundle_for_exec(env, &program, &ctx).map_err(vault_err)?;
     // Release the vault lock before the child runs: it may take long or call talvault itself.
     drop(v);
@@ -640,7 +649,7 @@ pub fn exec_cmd(env: &str, command: &[OsString], o: &VaultOpts) -> Result<ExitCo
         .map_err(|e| CliError::new(format!("cannot run {program}: {e}")).code(127))
 }
 
-fn unlock_if_passphrase(
+pub(crate) fn unlock_for(
     v: &Vault,
     env: &str,
     o: &VaultOpts,
