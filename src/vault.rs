@@ -196,6 +196,9 @@ impl VaultError {
             VaultError::Policy(_) | VaultError::PolicyFile { .. } => {
                 "see the effective policy with `talvault policy show ENV`".into()
             }
+            VaultError::BadRequest(m) if m.starts_with("--ttl") => {
+                "a TTL is a Go duration such as 8h, 90m or 1h30m, or days/weeks such as 7d or 2w".into()
+            }
             VaultError::NoEndpoints { .. } => {
                 "pass --endpoint HOST (or record endpoints in env.yaml at `env create --endpoint`)".into()
             }

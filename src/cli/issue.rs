@@ -140,6 +140,16 @@ fn run(req: IssueRequest, dest: &Destination, o: &VaultOpts) -> Result<ExitCode,
                 ))
                 .hint("merge into a file written by talosctl or talvault, or use -o FILE")
             })?;
+            // A file with top-level keys talosctl does not know (a kubeconfig, say) is not a
+            // talosconfig, even though the reader would keep those keys.
+            if !cfg.extra.is_empty() {
+                return Err(CliError::new(format!(
+                    "--merge {}: not a talosconfig (unknown top-level keys: {})",
+                    path.display(),
+                    cfg.extra.names().join(", ")
+                ))
+                .hint("merge into a file written by talosctl or talvault, or use -o FILE"));
+            }
             if cfg.contexts.contains_key(&plan.context) && !dest.replace {
                 return Err(CliError::new(format!(
                     "--merge {}: context {:?} already exists",

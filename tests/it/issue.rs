@@ -30,7 +30,7 @@ use crate::support::{have, vector};
     clippy::print_stderr,
     reason = "a skipped test says why, as support::have does"
 )]
-fn have_go() -> bool {
+pub(crate) fn have_go() -> bool {
     let ok = Command::new("go")
         .arg("version")
         .output()
@@ -312,16 +312,16 @@ fn apid_check_binary() -> &'static Path {
 }
 
 #[derive(Debug, serde::Deserialize)]
-struct Verdict {
-    accepted: bool,
-    roles: Vec<String>,
+pub(crate) struct Verdict {
+    pub accepted: bool,
+    pub roles: Vec<String>,
     #[serde(default)]
     error: String,
     #[serde(default)]
     keypair_error: String,
 }
 
-fn apid_check(dir: &Path, client_cas: &[&[u8]], crt: &[u8], key: &[u8]) -> Verdict {
+pub(crate) fn apid_check(dir: &Path, client_cas: &[&[u8]], crt: &[u8], key: &[u8]) -> Verdict {
     let mut cmd = Command::new(apid_check_binary());
     for (i, ca) in client_cas.iter().enumerate() {
         cmd.arg("-ca")
@@ -337,7 +337,7 @@ fn apid_check(dir: &Path, client_cas: &[&[u8]], crt: &[u8], key: &[u8]) -> Verdi
 }
 
 /// crt, key and ca of a talosconfig's current context, read with a plain YAML parser (not ours).
-fn from_talosconfig(yaml: &str) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+pub(crate) fn from_talosconfig(yaml: &str) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
     let v: serde_yaml::Value = serde_yaml::from_str(yaml).unwrap();
     let current = v["context"].as_str().unwrap();
     let ctx = &v["contexts"][current];

@@ -11,5 +11,6 @@ mod cli;
 mod generate;
 mod import;
 mod issue;
+mod issuing;
 mod support;
 mod vectors;
