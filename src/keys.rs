@@ -171,6 +171,9 @@ impl std::fmt::Display for KeyAlgorithm {
 pub struct PrivateKey {
     algorithm: KeyAlgorithm,
     pkcs8: SecretBytes,
+    /// The SubjectPublicKeyInfo, when known without another scalar multiplication (a freshly
+    /// generated key carries its public key); otherwise derived on first use.
+    spki: std::sync::OnceLock<Vec<u8>>,
 }
 
 impl std::fmt::Debug for PrivateKey {
@@ -180,6 +183,14 @@ impl std::fmt::Debug for PrivateKey {
 }
 
 impl PrivateKey {
+    fn new(algorithm: KeyAlgorithm, pkcs8: Vec<u8>) -> Self {
+        Self {
+            algorithm,
+            pkcs8: SecretBytes::new(pkcs8),
+            spki: std::sync::OnceLock::new(),
+        }
+    }
+
     /// The key's algorithm.
     pub fn algorithm(&self) -> KeyAlgorithm {
         self.algorithm
@@ -190,30 +201,35 @@ impl PrivateKey {
         let doc = Ed25519KeyPair::generate_pkcs8(rng).map_err(|_| KeyError::Generation)?;
         // ring writes PKCS#8 v2 (with the public key); Go writes v1. Keep v1 like Go.
         let seed = ed25519_seed_from_pkcs8(doc.as_ref())?;
-        Ok(Self {
-            algorithm: KeyAlgorithm::Ed25519,
-            pkcs8: SecretBytes::new(ed25519_pkcs8_v1(&seed).to_vec()),
-        })
+        let key = Self::new(KeyAlgorithm::Ed25519, ed25519_pkcs8_v1(&seed).to_vec());
+        // ring's v2 document ends with `[1] BIT STRING 0x00 ‖ public key` (RFC 8410 §7):
+        // reuse it rather than derive the public key again.
+        let public = doc.as_ref().get(doc.as_ref().len().saturating_sub(32)..);
+        if let Some(public) = public.filter(|p| p.len() == 32) {
+            let spki = der::sequence(&[
+                &der::sequence(&[&der::tlv(tag::OID, OID_ED25519)]),
+                &der::tlv(tag::BIT_STRING, &[&[0u8][..], public].concat()),
+            ]);
+            let _ = key.spki.set(spki);
+        }
+        Ok(key)
     }
 
     /// Generates an ECDSA P-256 key.
     pub fn generate_p256(rng: &dyn SecureRandom) -> Result<Self, KeyError> {
         let doc = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, rng)
             .map_err(|_| KeyError::Generation)?;
-        Ok(Self {
-            algorithm: KeyAlgorithm::EcdsaP256,
-            pkcs8: SecretBytes::copy_from(doc.as_ref()),
-        })
+        Ok(Self::new(KeyAlgorithm::EcdsaP256, doc.as_ref().to_vec()))
     }
 
     /// Wraps a PKCS#1 RSAPrivateKey DER (checked by ring) as a key.
     pub fn from_rsa_pkcs1(pkcs1: &[u8]) -> Result<Self, KeyError> {
         ring::signature::RsaKeyPair::from_der(pkcs1)
             .map_err(|e| KeyError::BadRsa(e.to_string()))?;
-        Ok(Self {
-            algorithm: KeyAlgorithm::Rsa,
-            pkcs8: SecretBytes::new(wrap_pkcs8(OID_RSA, &der::tlv(tag::NULL, &[]), pkcs1).to_vec()),
-        })
+        Ok(Self::new(
+            KeyAlgorithm::Rsa,
+            wrap_pkcs8(OID_RSA, &der::tlv(tag::NULL, &[]), pkcs1).to_vec(),
+        ))
     }
 
     /// Reads a PEM private key strictly by label, as siderolabs/crypto `GetKey` does.
@@ -248,10 +264,7 @@ impl PrivateKey {
                     return Err(KeyError::UnsupportedAlgorithm(format!("EC curve {curve}")));
                 }
                 let pkcs8 = wrap_pkcs8(OID_EC_PUBLIC_KEY, &der::tlv(tag::OID, OID_P256), sec1);
-                let key = Self {
-                    algorithm: KeyAlgorithm::EcdsaP256,
-                    pkcs8: SecretBytes::new(pkcs8.to_vec()),
-                };
+                let key = Self::new(KeyAlgorithm::EcdsaP256, pkcs8.to_vec());
                 key.check_loads()
                     .map_err(|e| KeyError::BadEc(e.to_string()))?;
                 Ok(key)
@@ -288,10 +301,7 @@ impl PrivateKey {
                 ));
             }
         };
-        let key = Self {
-            algorithm,
-            pkcs8: SecretBytes::copy_from(pkcs8),
-        };
+        let key = Self::new(algorithm, pkcs8.to_vec());
         key.check_loads()
             .map_err(|e| KeyError::BadPkcs8(e.to_string()))?;
         Ok(key)
@@ -316,10 +326,15 @@ impl PrivateKey {
     /// The DER SubjectPublicKeyInfo of this key.
     pub fn public_key_info(&self) -> Result<Vec<u8>, KeyError> {
         use rcgen::PublicKeyData as _;
+        if let Some(spki) = self.spki.get() {
+            return Ok(spki.clone());
+        }
         let kp = self
             .key_pair()
             .map_err(|e| KeyError::BadPkcs8(e.to_string()))?;
-        Ok(kp.subject_public_key_info())
+        let spki = kp.subject_public_key_info();
+        let _ = self.spki.set(spki.clone());
+        Ok(spki)
     }
 
     /// Writes the key as Talos does: `ED25519 PRIVATE KEY` (PKCS#8 v1), `EC PRIVATE KEY` (SEC1
@@ -433,6 +448,11 @@ mod tests {
         );
         let again = PrivateKey::from_talos_pem(pem.expose()).unwrap();
         assert_eq!(again.to_talos_pem().unwrap().expose(), pem.expose());
+        // The public key taken from ring's document equals the one derived from the key.
+        assert_eq!(
+            key.public_key_info().unwrap(),
+            again.public_key_info().unwrap()
+        );
     }
 
     #[test]

@@ -1,11 +1,14 @@
 //! EDGE: multi-file transactions, so that a command's files change together or not at all.
 //!
-//! `commit` stages every new file as a fsynced temporary file beside its target, then writes a
-//! journal naming the (temporary, target) pairs (atomically, then fsynced), then renames each
-//! into place, then removes the journal. A process killed before the journal exists leaves only
-//! temporary files (the old state); killed after, `recover` (run under the vault lock by every
-//! command before it reads anything) finishes the renames (the new state). Readers therefore
-//! never see a mix. It must not interpret file contents.
+//! `commit` writes every new file as a temporary file beside its target and a journal naming
+//! each (temporary, target, SHA-256 of the content), then makes all of them durable with one
+//! syncfs(2): that is the commit point. It then renames each temporary file into place, syncs
+//! again, and removes the journal. Renames start only after the first sync returned, so after a
+//! crash `recover` (run under the vault lock by every command before it reads anything) finds
+//! either every entry intact (its temporary file present with the right hash, or its target
+//! already holding that content) and rolls forward, or an incomplete commit that never renamed
+//! anything and rolls back by deleting the temporary files. Readers never see a mix. Two syncs
+//! per commit, whatever the number of files. It must not interpret file contents.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -16,8 +19,14 @@ use super::fs::{self, Mode, StoreError, TEMP_PREFIX};
 /// The journal file at the vault root; present only while a commit is being applied.
 pub const JOURNAL: &str = ".talvault-journal";
 
+/// The journal's last line, so that a journal cut short is recognised.
+const JOURNAL_END: &str = "end";
+
 /// Largest journal read back.
 const JOURNAL_MAX: u64 = 1 << 20;
+
+/// Largest file whose hash recovery checks (sealed bundles are far smaller).
+const RECOVERY_FILE_MAX: u64 = 64 << 20;
 
 enum Op {
     Write {
@@ -32,6 +41,10 @@ enum Op {
 pub struct Transaction {
     root: PathBuf,
     ops: Vec<Op>,
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    crate::bundle::inspect::hex(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref())
 }
 
 impl Transaction {
@@ -65,7 +78,7 @@ impl Transaction {
 
     /// Applies every write, or none. Returns the paths written.
     pub fn commit(self) -> Result<Vec<PathBuf>, StoreError> {
-        // One file is atomic on its own: skip the journal (and its fsyncs).
+        // One file is atomic on its own: skip the journal.
         if let [
             Op::Write {
                 rel,
@@ -87,7 +100,10 @@ impl Transaction {
             }
             return Ok(vec![target]);
         }
+
         let mut staged: Vec<(PathBuf, PathBuf)> = Vec::with_capacity(self.ops.len());
+        let mut journal = String::new();
+        let journal_path = self.root.join(JOURNAL);
         let result = (|| {
             for op in &self.ops {
                 let Op::Write {
@@ -102,54 +118,56 @@ impl Transaction {
                     return Err(StoreError::AlreadyExists { path: target });
                 }
                 if let Some(parent) = rel.parent().filter(|p| !p.as_os_str().is_empty()) {
-                    // Directories of secrets and of public files alike are 0755 except where
-                    // the caller created them before; files carry their own mode.
                     fs::ensure_dir(&self.root, parent, Mode::Public)?;
                 }
                 let temp = fs::stage(&target, bytes, *mode)?;
+                let t = temp.strip_prefix(&self.root).unwrap_or(&temp);
+                journal.push_str(&format!(
+                    "{}\t{}\t{}\n",
+                    t.display(),
+                    rel.display(),
+                    sha256_hex(bytes)
+                ));
                 staged.push((temp, target));
             }
-            let mut journal = String::new();
-            for (temp, target) in &staged {
-                let t = temp.strip_prefix(&self.root).unwrap_or(temp);
-                let g = target.strip_prefix(&self.root).unwrap_or(target);
-                journal.push_str(&format!("{}\t{}\n", t.display(), g.display()));
-            }
-            // The commit point: once the journal is durable, recovery rolls forward.
-            fs::write_atomic(&self.root.join(JOURNAL), journal.as_bytes(), Mode::Secret)?;
+            journal.push_str(JOURNAL_END);
+            journal.push('\n');
+            // The journal goes straight to its name; a journal cut short by a crash has no
+            // end line, and one whose files were not all made durable fails its hash checks.
+            let mut j = std::fs::OpenOptions::new();
+            std::os::unix::fs::OpenOptionsExt::mode(j.write(true).create_new(true), 0o600);
+            let mut file = j
+                .open(&journal_path)
+                .map_err(|e| fs::io_err(&journal_path, e))?;
+            std::io::Write::write_all(&mut file, journal.as_bytes())
+                .map_err(|e| fs::io_err(&journal_path, e))?;
+            drop(file);
+            // The commit point: the temporary files and the journal are durable together.
+            fs::sync_filesystem(&self.root)?;
             apply(&self.root, &staged)
         })();
-        if result.is_err() && !self.root.join(JOURNAL).exists() {
+        if result.is_err() && staged.iter().all(|(t, _)| t.exists()) {
+            // Nothing was renamed: undo completely.
             for (temp, _) in &staged {
                 let _ = std::fs::remove_file(temp);
             }
+            let _ = std::fs::remove_file(&journal_path);
         }
         result?;
         Ok(staged.into_iter().map(|(_, target)| target).collect())
     }
 }
 
+/// Renames the staged files into place, makes the renames durable, removes the journal.
 fn apply(root: &Path, staged: &[(PathBuf, PathBuf)]) -> Result<(), StoreError> {
-    let mut dirs: Vec<PathBuf> = Vec::new();
     for (temp, target) in staged {
-        match std::fs::rename(temp, target) {
-            Ok(()) => {}
-            // Already renamed by an earlier, interrupted attempt.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && target.exists() => {}
-            Err(e) => return Err(fs::io_err(target, e)),
-        }
-        if let Some(d) = target.parent()
-            && !dirs.iter().any(|x| x == d)
-        {
-            dirs.push(d.to_path_buf());
-        }
+        std::fs::rename(temp, target).map_err(|e| fs::io_err(target, e))?;
     }
-    for d in &dirs {
-        fs::sync_directory(d)?;
-    }
+    fs::sync_filesystem(root)?;
+    // A journal whose removal is lost in a crash is harmless: recovery finds every target
+    // already holding its content (or superseded) and no temporary file, and just deletes it.
     let journal = root.join(JOURNAL);
-    std::fs::remove_file(&journal).map_err(|e| fs::io_err(&journal, e))?;
-    fs::sync_directory(root)
+    std::fs::remove_file(&journal).map_err(|e| fs::io_err(&journal, e))
 }
 
 fn check_relative(rel: &Path) -> Result<(), StoreError> {
@@ -169,39 +187,70 @@ fn check_relative(rel: &Path) -> Result<(), StoreError> {
 pub struct Recovery {
     /// Files renamed into place from an interrupted commit.
     pub rolled_forward: usize,
-    /// Temporary files of uncommitted writes that were removed.
+    /// Temporary files removed (of an incomplete commit or a crashed write).
     pub removed_temporaries: usize,
 }
 
-/// Finishes an interrupted commit (if a journal exists) and removes leftover temporary files
-/// below `envs/`. Run under the vault lock before reading anything.
+struct Entry {
+    temp: PathBuf,
+    target: PathBuf,
+    hash: String,
+}
+
+fn file_hash(root: &Path, rel: &Path) -> Option<String> {
+    fs::read_bounded(root, rel, RECOVERY_FILE_MAX)
+        .ok()
+        .map(|b| sha256_hex(&Zeroizing::new(b)))
+}
+
+/// Finishes or undoes an interrupted commit (if a journal exists) and removes leftover
+/// temporary files below `envs/`. Run under the vault lock before reading anything.
 pub fn recover(root: &Path) -> Result<Recovery, StoreError> {
     let mut rec = Recovery::default();
     let journal_path = root.join(JOURNAL);
     if journal_path.symlink_metadata().is_ok() {
         let text = fs::read_bounded(root, Path::new(JOURNAL), JOURNAL_MAX)?;
         let text = String::from_utf8_lossy(&text);
-        let mut staged = Vec::new();
+        let complete = text.lines().last() == Some(JOURNAL_END);
+        let mut entries = Vec::new();
         for line in text.lines() {
-            let Some((temp, target)) = line.split_once('\t') else {
+            let mut parts = line.split('\t');
+            let (Some(temp), Some(target), Some(hash), None) =
+                (parts.next(), parts.next(), parts.next(), parts.next())
+            else {
                 continue;
             };
-            let (temp, target) = (Path::new(temp), Path::new(target));
-            // A journal is ours, but never trust it to rename outside the vault or anything
-            // but our own temporary files.
+            let (temp, target) = (PathBuf::from(temp), PathBuf::from(target));
+            // Never trust a journal to rename outside the vault or anything but our own
+            // temporary files.
             let is_temp = temp
                 .file_name()
                 .is_some_and(|n| n.to_string_lossy().starts_with(TEMP_PREFIX));
-            if check_relative(temp).is_err() || check_relative(target).is_err() || !is_temp {
-                continue;
+            if check_relative(&temp).is_ok() && check_relative(&target).is_ok() && is_temp {
+                entries.push(Entry {
+                    temp,
+                    target,
+                    hash: hash.to_owned(),
+                });
             }
-            if root.join(temp).exists() {
-                rec.rolled_forward += 1;
-            }
-            staged.push((root.join(temp), root.join(target)));
         }
-        staged.retain(|(t, _)| t.exists());
-        apply(root, &staged)?;
+        let temp_ok = |e: &Entry| file_hash(root, &e.temp).as_deref() == Some(e.hash.as_str());
+        let applied = |e: &Entry| file_hash(root, &e.target).as_deref() == Some(e.hash.as_str());
+        let any_temp = entries.iter().any(|e| root.join(&e.temp).exists());
+        let intact = complete && entries.iter().all(|e| temp_ok(e) || applied(e));
+        if any_temp && intact {
+            for e in &entries {
+                if root.join(&e.temp).exists() {
+                    std::fs::rename(root.join(&e.temp), root.join(&e.target))
+                        .map_err(|err| fs::io_err(&root.join(&e.target), err))?;
+                    rec.rolled_forward += 1;
+                }
+            }
+            fs::sync_filesystem(root)?;
+        }
+        // Otherwise the commit never reached its commit point (nothing was renamed): its
+        // temporary files are removed below; or it was finished long ago (no temporary file).
+        std::fs::remove_file(&journal_path).map_err(|e| fs::io_err(&journal_path, e))?;
     }
     rec.removed_temporaries = remove_temporaries(&root.join("envs"), 0);
     Ok(rec)
@@ -233,6 +282,10 @@ fn remove_temporaries(dir: &Path, depth: usize) -> usize {
 mod tests {
     use super::*;
 
+    fn journal_line(temp: &str, target: &str, content: &[u8]) -> String {
+        format!("{temp}\t{target}\t{}\n", sha256_hex(content))
+    }
+
     #[test]
     fn commit_writes_all_and_leaves_no_journal() {
         let d = tempfile::tempdir().unwrap();
@@ -251,6 +304,10 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(
+            std::fs::read_dir(d.path().join("envs/a")).unwrap().count(),
+            2
+        );
     }
 
     #[test]
@@ -268,31 +325,80 @@ mod tests {
             std::fs::read_dir(d.path().join("envs/a")).unwrap().count(),
             1
         );
+        assert!(!d.path().join(JOURNAL).exists());
+    }
+
+    fn setup() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("envs/a")).unwrap();
+        std::fs::write(d.path().join("envs/a/x"), b"old-x").unwrap();
+        std::fs::write(d.path().join("envs/a/y"), b"old-y").unwrap();
+        d
     }
 
     #[test]
-    fn recover_rolls_forward_a_journaled_commit() {
-        let d = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(d.path().join("envs/a")).unwrap();
-        let temp = d.path().join(format!("envs/a/{TEMP_PREFIX}x-1"));
-        std::fs::write(&temp, b"new").unwrap();
-        std::fs::write(d.path().join("envs/a/x"), b"old").unwrap();
-        let stray = d.path().join(format!("envs/a/{TEMP_PREFIX}z-2"));
-        std::fs::write(&stray, b"uncommitted").unwrap();
-        std::fs::write(
-            d.path().join(JOURNAL),
-            format!("envs/a/{TEMP_PREFIX}x-1\tenvs/a/x\n../../etc/passwd\tx\n"),
-        )
-        .unwrap();
-        let rec = recover(d.path()).unwrap();
+    fn recover_rolls_forward_an_intact_commit_half_renamed() {
+        let d = setup();
+        let p = d.path();
+        // x already renamed, y still staged.
+        std::fs::write(p.join("envs/a/x"), b"new-x").unwrap();
+        std::fs::write(p.join(format!("envs/a/{TEMP_PREFIX}y-1")), b"new-y").unwrap();
+        let journal = journal_line(&format!("envs/a/{TEMP_PREFIX}x-1"), "envs/a/x", b"new-x")
+            + &journal_line(&format!("envs/a/{TEMP_PREFIX}y-1"), "envs/a/y", b"new-y")
+            + "../../etc/passwd\tx\tff\nend\n";
+        std::fs::write(p.join(JOURNAL), journal).unwrap();
+        let rec = recover(p).unwrap();
+        assert_eq!(rec.rolled_forward, 1);
+        assert_eq!(std::fs::read(p.join("envs/a/x")).unwrap(), b"new-x");
+        assert_eq!(std::fs::read(p.join("envs/a/y")).unwrap(), b"new-y");
+        assert!(!p.join(JOURNAL).exists());
+    }
+
+    #[test]
+    fn recover_rolls_back_when_a_staged_file_is_damaged_or_the_journal_cut_short() {
+        for (damaged, end) in [(true, "end\n"), (false, "")] {
+            let d = setup();
+            let p = d.path();
+            let y_content: &[u8] = if damaged { b"new" } else { b"new-y" };
+            std::fs::write(p.join(format!("envs/a/{TEMP_PREFIX}x-1")), b"new-x").unwrap();
+            std::fs::write(p.join(format!("envs/a/{TEMP_PREFIX}y-1")), y_content).unwrap();
+            let journal = journal_line(&format!("envs/a/{TEMP_PREFIX}x-1"), "envs/a/x", b"new-x")
+                + &journal_line(&format!("envs/a/{TEMP_PREFIX}y-1"), "envs/a/y", b"new-y")
+                + end;
+            std::fs::write(p.join(JOURNAL), journal).unwrap();
+            let rec = recover(p).unwrap();
+            assert_eq!(
+                rec,
+                Recovery {
+                    rolled_forward: 0,
+                    removed_temporaries: 2
+                }
+            );
+            assert_eq!(std::fs::read(p.join("envs/a/x")).unwrap(), b"old-x");
+            assert_eq!(std::fs::read(p.join("envs/a/y")).unwrap(), b"old-y");
+            assert!(!p.join(JOURNAL).exists());
+        }
+    }
+
+    #[test]
+    fn a_stale_journal_is_just_removed() {
+        let d = setup();
+        let p = d.path();
+        // Long applied, and y superseded since: nothing staged, nothing to do.
+        let journal = journal_line(&format!("envs/a/{TEMP_PREFIX}x-1"), "envs/a/x", b"old-x")
+            + &journal_line(&format!("envs/a/{TEMP_PREFIX}y-1"), "envs/a/y", b"older-y")
+            + "end\n";
+        std::fs::write(p.join(JOURNAL), journal).unwrap();
+        let stray = p.join(format!("envs/a/{TEMP_PREFIX}z-9"));
+        std::fs::write(&stray, b"crashed single write").unwrap();
         assert_eq!(
-            rec,
+            recover(p).unwrap(),
             Recovery {
-                rolled_forward: 1,
+                rolled_forward: 0,
                 removed_temporaries: 1
             }
         );
-        assert_eq!(std::fs::read(d.path().join("envs/a/x")).unwrap(), b"new");
-        assert!(!d.path().join(JOURNAL).exists() && !stray.exists());
+        assert_eq!(std::fs::read(p.join("envs/a/y")).unwrap(), b"old-y");
+        assert!(!p.join(JOURNAL).exists() && !stray.exists());
     }
 }
