@@ -372,6 +372,10 @@ impl PrivateKey {
         Ok(SecretBytes::new(pem.to_vec()))
     }
 
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "ring's EcdsaKeyPair::from_pkcs8 takes an rng; no key material is drawn"
+    )]
     fn p256_public_point(&self) -> Result<Vec<u8>, KeyError> {
         let rng = ring::rand::SystemRandom::new();
         let kp =
@@ -428,6 +432,7 @@ fn wrap_pkcs8_no_params(oid: &[u8], private_key_octets: &[u8]) -> Zeroizing<Vec<
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods, reason = "tests draw real randomness")]
 mod tests {
     use super::*;
     use ring::rand::SystemRandom;

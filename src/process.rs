@@ -1,4 +1,5 @@
 //! EDGE: process-wide hardening and error reporting for the binary.
+#![expect(clippy::disallowed_methods, reason = "EDGE: runs child processes and reads the environment")]
 
 use std::io::Write as _;
 

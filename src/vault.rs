@@ -3,6 +3,7 @@
 //! (`bundle`, `model`, `audit`) with storage (`store`), and the only writer of audit events.
 //! It must not print, prompt or parse arguments (that is `cli`), and it never returns secrets
 //! except through the explicit `export`/`exec` paths.
+#![expect(clippy::disallowed_methods, reason = "the application service draws randomness for generation and issuance")]
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

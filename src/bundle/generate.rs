@@ -219,6 +219,7 @@ pub fn gen_token(rng: &dyn SecureRandom) -> Result<SecretText, GenerateError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods, reason = "tests draw real randomness")]
 mod tests {
     use super::*;
     use ring::rand::SystemRandom;

@@ -2,6 +2,7 @@
 //!
 //! Reads from `/dev/tty`, never from argv; the answer is returned as a zeroizing secret and the
 //! terminal's echo setting is restored even when reading fails.
+#![expect(clippy::disallowed_methods, reason = "EDGE: talks to the terminal")]
 
 use std::io::{BufRead as _, Write as _};
 use std::os::fd::AsRawFd as _;

@@ -492,6 +492,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods, reason = "tests draw real randomness")]
 mod tests {
     use super::*;
     use crate::bundle::CaName;

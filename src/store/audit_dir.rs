@@ -83,6 +83,7 @@ fn walk(
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods, reason = "tests build fixtures on disk")]
 mod tests {
     use super::*;
     use crate::audit::{self, EventBody, Tamper};
