@@ -3,7 +3,12 @@
 //! Prints both rates and their ratio (target: issuance at least 50% of the raw rate).
 //! Run: `cargo bench --bench issuance`.
 
-#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::disallowed_methods, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::print_stdout,
+    clippy::disallowed_methods,
+    missing_docs
+)]
 
 use std::time::{Duration, Instant};
 

@@ -1,5 +1,8 @@
 //! EDGE: process-wide hardening and error reporting for the binary.
-#![expect(clippy::disallowed_methods, reason = "EDGE: runs child processes and reads the environment")]
+#![expect(
+    clippy::disallowed_methods,
+    reason = "EDGE: runs child processes and reads the environment"
+)]
 
 use std::io::Write as _;
 

@@ -3,7 +3,10 @@
 //! (`bundle`, `model`, `audit`) with storage (`store`), and the only writer of audit events.
 //! It must not print, prompt or parse arguments (that is `cli`), and it never returns secrets
 //! except through the explicit `export`/`exec` paths.
-#![expect(clippy::disallowed_methods, reason = "the application service draws randomness for generation and issuance")]
+#![expect(
+    clippy::disallowed_methods,
+    reason = "the application service draws randomness for generation and issuance"
+)]
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -43,10 +46,12 @@ const SEALED_MAX: u64 = 16 << 20;
 #[derive(Debug, Error)]
 pub enum VaultError {
     /// No vault was found.
-    #[error("no talvault vault found (looked for {VAULT_FILE} in {} and its parents)", start.display())]
+    #[error("no talvault vault found (looked for {VAULT_FILE} in {}{})", start.display(), if *parents { " and its parents" } else { "" })]
     NotFound {
         /// Where the search started.
         start: PathBuf,
+        /// Whether parent directories were searched too.
+        parents: bool,
     },
     /// `init` on a directory that already is a vault.
     #[error("{} is already a talvault vault", path.display())]
@@ -409,6 +414,7 @@ pub fn discover(
         } else {
             Err(VaultError::NotFound {
                 start: p.to_path_buf(),
+                parents: false,
             })
         };
     }
@@ -421,6 +427,7 @@ pub fn discover(
     }
     Err(VaultError::NotFound {
         start: cwd.to_path_buf(),
+        parents: true,
     })
 }
 

@@ -1,6 +1,9 @@
 //! EDGE: `talvault bundle generate|validate|inspect`: standalone bundles, like
 //! `talosctl gen secrets` (flag names from siderolabs/talos: cmd/talosctl/cmd/mgmt/gen/secrets.go).
-#![expect(clippy::disallowed_methods, reason = "EDGE: reads input files, the clock and the system RNG for the command line")]
+#![expect(
+    clippy::disallowed_methods,
+    reason = "EDGE: reads input files, the clock and the system RNG for the command line"
+)]
 
 use std::path::{Path, PathBuf};
 

@@ -1,7 +1,10 @@
 //! EDGE: the vault commands' arguments (`init`, `env`, `recipients`, `audit`, `bundle
 //! export|exec`) and their rendering. Each handler resolves the vault, identities and actor,
 //! calls one `vault::Vault` method, and prints its result. No vault logic lives here.
-#![expect(clippy::disallowed_methods, reason = "EDGE: resolves the vault, identities and actor from the environment")]
+#![expect(
+    clippy::disallowed_methods,
+    reason = "EDGE: resolves the vault, identities and actor from the environment"
+)]
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};

@@ -6,7 +6,10 @@
 //!
 //! Zeroization is best effort (see reference/crates.md §5): our plaintext and identity-file
 //! buffers are `Zeroizing`, but age's `StreamWriter` clears rather than wipes its chunk buffer.
-#![expect(clippy::disallowed_methods, reason = "EDGE: reads identity and recipients files")]
+#![expect(
+    clippy::disallowed_methods,
+    reason = "EDGE: reads identity and recipients files"
+)]
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;

@@ -7,7 +7,10 @@
 //! turns `envs/prod/bundle.age` (or `envs/prod` itself) into a link to `~/.ssh/id_ed25519` must not
 //! make talvault read or overwrite that file. Reads walk the path one component at a time with
 //! `openat(O_NOFOLLOW)`, so a link anywhere below the vault root is refused, not resolved.
-#![expect(clippy::disallowed_methods, reason = "EDGE: the one place that writes vault files")]
+#![expect(
+    clippy::disallowed_methods,
+    reason = "EDGE: the one place that writes vault files"
+)]
 
 use std::ffi::{OsStr, OsString};
 use std::fs::{File, OpenOptions, Permissions};

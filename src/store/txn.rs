@@ -9,7 +9,10 @@
 //! already holding that content) and rolls forward, or an incomplete commit that never renamed
 //! anything and rolls back by deleting the temporary files. Readers never see a mix. Two syncs
 //! per commit, whatever the number of files. It must not interpret file contents.
-#![expect(clippy::disallowed_methods, reason = "EDGE: applies and recovers multi-file commits")]
+#![expect(
+    clippy::disallowed_methods,
+    reason = "EDGE: applies and recovers multi-file commits"
+)]
 
 use std::path::{Component, Path, PathBuf};
 
