@@ -1,1 +1,2 @@
 //! talvault
+pub mod rsa_keygen;
