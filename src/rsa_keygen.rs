@@ -1453,7 +1453,7 @@ mod tests {
         assert!(pem.ends_with("-----END RSA PRIVATE KEY-----\n"));
         assert!(!pem.contains('\r'));
         let body: Vec<&str> = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-        let (last, full) = body.split_at(body.len() - 1);
+        let (full, last) = body.split_at(body.len() - 1);
         assert!(full.iter().all(|l| l.len() == 64));
         assert!(last.iter().all(|l| !l.is_empty() && l.len() <= 64));
 
