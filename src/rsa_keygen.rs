@@ -700,7 +700,8 @@ impl RandomFeed<'_> {
 /// One search thread: draw a random start, sieve a window, test survivors;
 /// after a prime (or an empty window) start afresh, until told to stop.
 fn search_worker(feed: &RandomFeed<'_>, sieve: &SievePrimes) {
-    let mut bitmap = vec![0u64; WINDOW / 64];
+    // Where the survivors are says something about the prime: wiped on exit.
+    let mut bitmap = Zeroizing::new(vec![0u64; WINDOW / 64]);
     let mut rems = Vec::with_capacity(sieve.primes.len());
     let mut bytes = Zeroizing::new(vec![0u8; PRIME_BYTES]);
     let mut fill = |dest: &mut [u8]| feed.fill(dest);
@@ -818,6 +819,9 @@ fn find_prime_pair(
                 }
             }
         }
+        // Joining here (rather than at the end of the scope) turns a worker
+        // panic into an error instead of a panic of the caller. A panic is a
+        // bug, so the primes found are not used then.
         let mut panicked = false;
         for handle in handles {
             panicked |= handle.join().is_err();
@@ -825,15 +829,15 @@ fn find_prime_pair(
         if rng_failed {
             return Err(RsaKeygenError::Rng);
         }
+        if panicked {
+            return Err(RsaKeygenError::Worker);
+        }
         let second = found.pop();
         let first = found.pop();
         match (first, second) {
             (Some(a), Some(b)) => Ok((a, b)),
-            // Every worker exited without two primes: only a panic does that.
-            _ => {
-                debug_assert!(panicked);
-                Err(RsaKeygenError::Worker)
-            }
+            // Not reached: workers stop only after two primes or an RNG failure.
+            _ => Err(RsaKeygenError::Worker),
         }
     })
 }
