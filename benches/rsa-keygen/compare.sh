@@ -37,13 +37,12 @@ fi
 talvault_cmd="${TALVAULT_CMD:-\"\$bin/talvault\" bundle generate -o \"\$tmp/secrets.yaml\" --force}"
 go_cmd='"$tmp/go-gensecrets" -o "$tmp/go-secrets.yaml"'
 
-# Milliseconds of wall time for one run of a command (eval'd).
+# "wall_ms cpu_ms" for one run of a command (eval'd), from bash's `time`:
+# wall clock, and user + system CPU time of the process and its children.
 time_ms() {
-    local start end
-    start="$EPOCHREALTIME"
-    eval "$1" >/dev/null
-    end="$EPOCHREALTIME"
-    awk -v s="$start" -v e="$end" 'BEGIN { printf "%.1f\n", (e - s) * 1000 }'
+    local TIMEFORMAT='%3R %3U %3S' out
+    out="$({ time eval "$1" >/dev/null; } 2>&1)"
+    awk '{ printf "%.1f %.1f\n", $1 * 1000, ($2 + $3) * 1000 }' <<<"$out"
 }
 
 median() {
@@ -62,6 +61,7 @@ eval "$talvault_cmd" >/dev/null
 
 : >"$tmp/go.ms"
 : >"$tmp/tv.ms"
+echo "        wall ms (cpu ms)"
 for i in $(seq 1 "$runs"); do
     # Alternate which side goes first.
     if [ $((i % 2)) -eq 1 ]; then
@@ -73,16 +73,21 @@ for i in $(seq 1 "$runs"); do
     fi
     echo "$g" >>"$tmp/go.ms"
     echo "$t" >>"$tmp/tv.ms"
-    printf 'run %2d: go %8.1f ms   talvault %8.1f ms\n' "$i" "$g" "$t"
+    printf 'run %2d: go %8.1f (%7.1f)   talvault %8.1f (%7.1f)\n' "$i" $g $t
 done
-
 echo "== load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
-go_med="$(median <"$tmp/go.ms")"
-tv_med="$(median <"$tmp/tv.ms")"
-go_min="$(sort -n "$tmp/go.ms" | head -1)"
-go_max="$(sort -n "$tmp/go.ms" | tail -1)"
-tv_min="$(sort -n "$tmp/tv.ms" | head -1)"
-tv_max="$(sort -n "$tmp/tv.ms" | tail -1)"
-echo "go       median ${go_med} ms (min ${go_min}, max ${go_max}, ${runs} runs)"
-echo "talvault median ${tv_med} ms (min ${tv_min}, max ${tv_max}, ${runs} runs)"
-awk -v t="$tv_med" -v g="$go_med" 'BEGIN { printf "ratio talvault/go = %.3f\n", t / g }'
+
+# summary FILE COLUMN: "median (min, max)" of one column.
+summary() {
+    local med min max
+    med="$(cut -d' ' -f"$2" "$1" | median)"
+    min="$(cut -d' ' -f"$2" "$1" | sort -n | head -1)"
+    max="$(cut -d' ' -f"$2" "$1" | sort -n | tail -1)"
+    echo "$med ms (min $min, max $max)"
+}
+echo "go       wall median $(summary "$tmp/go.ms" 1), cpu median $(summary "$tmp/go.ms" 2)"
+echo "talvault wall median $(summary "$tmp/tv.ms" 1), cpu median $(summary "$tmp/tv.ms" 2)"
+echo "runs: $runs each"
+go_med="$(cut -d' ' -f1 "$tmp/go.ms" | median)"
+tv_med="$(cut -d' ' -f1 "$tmp/tv.ms" | median)"
+awk -v t="$tv_med" -v g="$go_med" 'BEGIN { printf "ratio of wall medians talvault/go = %.3f\n", t / g }'
