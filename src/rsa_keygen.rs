@@ -61,11 +61,12 @@ const MODULUS_BITS: usize = 2 * PRIME_BITS;
 const PUBLIC_EXPONENT: u32 = 65537;
 /// Miller–Rabin rounds with random bases after the base-2 round.
 ///
-/// FIPS 186-5 Appendix B.3.1 with the round count of its Table B.1: for
-/// 2048-bit probable primes of an RSA-4096 key, 4 rounds are already enough;
-/// Go's `crypto/internal/fips140/rsa` uses 4 for candidates of ≥ 1345 bits
-/// (Go 1.19's `ProbablyPrime(20)` uses 20 plus a Lucas test). We use 5, plus
-/// the base-2 round that screens composites.
+/// FIPS 186-5 Appendix B.3.1 (random bases, steps 4.1–4.2); the round count
+/// for random candidates comes from its Table B.1. Go's
+/// `crypto/internal/fips140/rsa` uses 4 rounds for candidates of ≥ 1345 bits,
+/// and Go 1.19's `ProbablyPrime(20)` uses 20 plus a Lucas test. We use 5,
+/// one more than Go's FIPS module, after the base-2 round that screens out
+/// composites.
 const RANDOM_BASE_ROUNDS: usize = 5;
 /// Odd primes below this bound sieve the candidates (65537 is among them).
 ///
@@ -852,7 +853,8 @@ fn assemble(
     a: &[u64; LIMBS],
     b: &[u64; LIMBS],
 ) -> Result<Option<Zeroizing<Vec<u8>>>, RsaKeygenError> {
-    // p > q, as OpenSSL orders them; PKCS#1 itself does not require it.
+    // p > q, a common convention; PKCS#1 does not require it and Go does not
+    // sort the primes.
     let (p, q) = match cmp_limbs(a, b) {
         CmpOrdering::Greater => (a, b),
         CmpOrdering::Less => (b, a),
