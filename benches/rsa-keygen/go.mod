@@ -1,0 +1,3 @@
+module talvault.invalid/benches/rsa-keygen
+
+go 1.19
