@@ -9,8 +9,6 @@
 #   TALVAULT_CMD=...  the talvault side, a shell command run with `eval`; the
 #                     scratch directory is "$tmp". Default:
 #                     "$bin/talvault" bundle generate -o "$tmp/secrets.yaml" --force
-#                     For the key generator alone:
-#                     TALVAULT_CMD='"$bin/examples/rsa4096" > "$tmp/sa.pem"'
 #   CARGO_TARGET_DIR  honoured; $bin is "${CARGO_TARGET_DIR:-target}/release".
 set -euo pipefail
 
