@@ -199,24 +199,12 @@ impl Context {
 }
 
 fn decode(context: &str, field: &'static str, value: &str) -> Result<Vec<u8>, TalosconfigError> {
-    // Go's base64.StdEncoding skips CR and LF; nothing else.
-    let compact: Zeroizing<Vec<u8>> = Zeroizing::new(
-        value
-            .bytes()
-            .filter(|b| *b != b'\r' && *b != b'\n')
-            .collect(),
-    );
-    STANDARD
-        .decode(&*compact)
-        .map_err(|e| TalosconfigError::Base64 {
+    crate::bundle::yaml::decode_go_base64(value)
+        .map(|mut v| std::mem::take(&mut *v))
+        .map_err(|offset| TalosconfigError::Base64 {
             context: context.to_owned(),
             field,
-            offset: match e {
-                base64::DecodeError::InvalidByte(o, _)
-                | base64::DecodeError::InvalidLastSymbol(o, _)
-                | base64::DecodeError::InvalidLength(o) => o,
-                base64::DecodeError::InvalidPadding => compact.len(),
-            },
+            offset,
         })
 }
 

@@ -7,8 +7,6 @@
 //! pkg/machinery/config/generate/secrets/bundle.go `NewBundleFromKubernetesPKI` and
 //! `NewBundleFromConfig` (reference/talos-formats.md §1.6).
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use ring::rand::SecureRandom;
 use serde::Deserialize;
 use thiserror::Error;
@@ -744,25 +742,7 @@ fn b64_key(field: &'static str, value: Text) -> Result<SecretBytes, ImportError>
 }
 
 fn b64_decode(field: &'static str, value: &str) -> Result<Zeroizing<Vec<u8>>, ImportError> {
-    // Go's base64 decoder skips CR and LF; nothing else.
-    let compact: Zeroizing<Vec<u8>> = Zeroizing::new(
-        value
-            .bytes()
-            .filter(|b| *b != b'\r' && *b != b'\n')
-            .collect(),
-    );
-    STANDARD
-        .decode(&*compact)
-        .map(Zeroizing::new)
-        .map_err(|e| ImportError::Base64 {
-            field,
-            offset: match e {
-                base64::DecodeError::InvalidByte(o, _)
-                | base64::DecodeError::InvalidLastSymbol(o, _)
-                | base64::DecodeError::InvalidLength(o) => o,
-                base64::DecodeError::InvalidPadding => compact.len(),
-            },
-        })
+    super::yaml::decode_go_base64(value).map_err(|offset| ImportError::Base64 { field, offset })
 }
 
 /// Refuses keys that are the `******` placeholder of a redacted config.

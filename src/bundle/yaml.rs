@@ -98,8 +98,9 @@ fn text(t: Text) -> SecretText {
     }
 }
 
-fn decode(field: &str, value: &str) -> Result<Vec<u8>, BundleReadError> {
-    // Go's base64 decoder skips CR and LF; nothing else.
+/// Go's `base64.StdEncoding.DecodeString`: standard alphabet, padding required, CR and LF
+/// skipped. On failure, the byte offset of the problem (never the data).
+pub(crate) fn decode_go_base64(value: &str) -> Result<Zeroizing<Vec<u8>>, usize> {
     let compact: Zeroizing<Vec<u8>> = Zeroizing::new(
         value
             .bytes()
@@ -108,14 +109,21 @@ fn decode(field: &str, value: &str) -> Result<Vec<u8>, BundleReadError> {
     );
     STANDARD
         .decode(&*compact)
-        .map_err(|e| BundleReadError::Base64 {
+        .map(Zeroizing::new)
+        .map_err(|e| match e {
+            base64::DecodeError::InvalidByte(o, _)
+            | base64::DecodeError::InvalidLastSymbol(o, _)
+            | base64::DecodeError::InvalidLength(o) => o,
+            base64::DecodeError::InvalidPadding => compact.len(),
+        })
+}
+
+fn decode(field: &str, value: &str) -> Result<Vec<u8>, BundleReadError> {
+    decode_go_base64(value)
+        .map(|mut v| std::mem::take(&mut *v))
+        .map_err(|offset| BundleReadError::Base64 {
             field: field.to_owned(),
-            offset: match e {
-                base64::DecodeError::InvalidByte(o, _)
-                | base64::DecodeError::InvalidLastSymbol(o, _) => o,
-                base64::DecodeError::InvalidLength(o) => o,
-                base64::DecodeError::InvalidPadding => compact.len(),
-            },
+            offset,
         })
 }
 

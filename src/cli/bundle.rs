@@ -231,7 +231,8 @@ fn generate_cmd(a: GenerateArgs) -> Result<ExitCode, CliError> {
     Ok(0)
 }
 
-fn read_kubernetes_pki(dir: &Path) -> Result<KubernetesPki, CliError> {
+/// Reads the files of a kubeadm PKI directory (for `bundle generate` and `env import`).
+pub(crate) fn read_kubernetes_pki(dir: &Path) -> Result<KubernetesPki, CliError> {
     if !dir.is_dir() {
         return Err(CliError::new(format!(
             "{:?} is not a directory",

@@ -7,7 +7,7 @@
 )]
 
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
@@ -15,7 +15,6 @@ use clap::{Args, Subcommand};
 use super::bundle::{Format, contract_arg, read_input};
 use super::prompt::{TerminalCallbacks, read_hidden};
 use super::{CliError, ExitCode, output, write_stdout};
-use crate::bundle::import::KubernetesPki;
 use crate::secret::{SecretBytes, SecretText};
 use crate::store::age::{self as agestore, AgeError, Recipient};
 use crate::vault::{self, BundleSource, Context, NewEnv, SealTo, Vault, VaultError};
@@ -314,7 +313,7 @@ pub fn env_cmd(cmd: EnvCommand, o: &VaultOpts) -> Result<ExitCode, CliError> {
                 BundleSource::Secrets(SecretBytes::copy_from(&read_input(f, "secrets file")?))
             } else if let Some(d) = &a.from_kubernetes_pki {
                 BundleSource::KubernetesPki(
-                    read_pki(d)?,
+                    super::bundle::read_kubernetes_pki(d)?,
                     a.kubernetes_bootstrap_token.map(SecretText::new),
                 )
             } else if let Some(f) = &a.from_controlplane_config {
@@ -368,28 +367,6 @@ pub fn env_cmd(cmd: EnvCommand, o: &VaultOpts) -> Result<ExitCode, CliError> {
             Ok(0)
         }
     }
-}
-
-fn read_pki(dir: &Path) -> Result<KubernetesPki, CliError> {
-    if !dir.is_dir() {
-        return Err(CliError::new(format!(
-            "{:?} is not a directory",
-            dir.display().to_string()
-        ))
-        .code(2));
-    }
-    let public = |name: &str| read_input(&dir.join(name), "file").map(|b| b.to_vec());
-    let secret =
-        |name: &str| read_input(&dir.join(name), "file").map(|b| SecretBytes::copy_from(&b));
-    Ok(KubernetesPki {
-        ca_crt: public("ca.crt")?,
-        ca_key: secret("ca.key")?,
-        etcd_ca_crt: public("etcd/ca.crt")?,
-        etcd_ca_key: secret("etcd/ca.key")?,
-        front_proxy_ca_crt: public("front-proxy-ca.crt")?,
-        front_proxy_ca_key: secret("front-proxy-ca.key")?,
-        sa_key: secret("sa.key")?,
-    })
 }
 
 fn create(a: EnvCommon, source: BundleSource, o: &VaultOpts) -> Result<ExitCode, CliError> {
