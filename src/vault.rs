@@ -441,11 +441,26 @@ pub fn init(dir: &Path) -> Result<PathBuf, VaultError> {
     std::fs::create_dir_all(dir).map_err(|e| store::fs::io_err(dir, e))?;
     let _lock = VaultLock::acquire(dir, Duration::from_secs(10))?;
     let mut t = Transaction::new(dir);
-    t.write(
-        ".gitignore",
-        format!(".lock\n{}*\n{}\n", store::fs::TEMP_PREFIX, txn::JOURNAL).as_bytes(),
-        Mode::Public,
-    );
+    // Keep an existing .gitignore (a vault may live in an existing repository): add our lines.
+    let mut gitignore = match store::read_bounded(dir, Path::new(".gitignore"), META_MAX) {
+        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+        Err(StoreError::NotFound { .. }) => String::new(),
+        Err(e) => return Err(e.into()),
+    };
+    for line in [
+        ".lock".to_owned(),
+        format!("{}*", store::fs::TEMP_PREFIX),
+        txn::JOURNAL.to_owned(),
+    ] {
+        if !gitignore.lines().any(|l| l.trim() == line) {
+            if !gitignore.is_empty() && !gitignore.ends_with('\n') {
+                gitignore.push('\n');
+            }
+            gitignore.push_str(&line);
+            gitignore.push('\n');
+        }
+    }
+    t.write(".gitignore", gitignore.as_bytes(), Mode::Public);
     t.write(
         "envs/README.md",
         b"One directory per environment; see docs/vault-format.md.\n",
