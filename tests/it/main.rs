@@ -12,4 +12,5 @@ mod generate;
 mod import;
 mod issue;
 mod support;
+mod vault;
 mod vectors;
