@@ -646,8 +646,7 @@ fn unlock_if_passphrase(
     o: &VaultOpts,
     ctx: &mut Context,
 ) -> Result<(), CliError> {
-    let view = v.env_show(env).map_err(vault_err)?;
-    if view.meta.sealing == crate::model::Sealing::Passphrase {
+    if v.env_sealing(env).map_err(vault_err)? == crate::model::Sealing::Passphrase {
         ctx.passphrase = Some(passphrase(o, false)?);
     } else if ctx.identities.is_empty() {
         return Err(
