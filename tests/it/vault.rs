@@ -408,6 +408,59 @@ fn ssh_ed25519_recipient_interop() {
     s.verify_ok();
 }
 
+/// A recipient given twice (`-r` twice, or `-r` and `-R`) is stored, sealed to and audited once,
+/// as `recipients list` (which reads recipients.txt the way `age -R` does) already shows it.
+#[test]
+fn duplicate_recipients_are_stored_once() {
+    if !have("age-keygen") {
+        return;
+    }
+    let s = Sandbox::new();
+    s.init();
+    let a = s.keygen("a");
+    let b = s.keygen("b");
+    std::fs::write(
+        s.path("team.txt"),
+        format!("{}\n{}\n", a.recipient, b.recipient),
+    )
+    .unwrap();
+    s.ok(&[
+        "env",
+        "create",
+        "prod",
+        "--talos-version",
+        "v1.6",
+        "-r",
+        &a.recipient,
+        "-r",
+        &a.recipient,
+        "-R",
+        "team.txt",
+    ]);
+    let want = [a.recipient.as_str(), b.recipient.as_str()];
+    let stored = std::fs::read_to_string(s.path("v/envs/prod/recipients.txt")).unwrap();
+    let lines: Vec<&str> = stored.lines().filter(|l| !l.starts_with('#')).collect();
+    assert_eq!(lines, want);
+    assert_eq!(s.recipients("prod"), want);
+    assert_eq!(
+        s.events("prod")[0]["data"]["recipients"],
+        serde_json::json!(want)
+    );
+    // One stanza per recipient in the sealed file.
+    let armored = std::fs::read_to_string(s.path(&bundle_path("prod"))).unwrap();
+    let body: String = armored
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    let sealed = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, body).unwrap();
+    let header_end = sealed.windows(4).position(|w| w == b"\n---").unwrap();
+    let stanzas = sealed[..header_end]
+        .split(|&c| c == b'\n')
+        .filter(|l| l.starts_with(b"-> X25519 "))
+        .count();
+    assert_eq!(stanzas, 2);
+}
+
 // ---------------------------------------------------------------------------------------------
 // 2. Canary: no plaintext secret reaches any file but the one asked for
 
