@@ -546,6 +546,12 @@ impl Vault {
         Ok(out)
     }
 
+    /// How an environment is sealed. Reads env.yaml only (`env_show` also reads every audit
+    /// event, which commands that are about to open the bundle do not need).
+    pub fn env_sealing(&self, env: &str) -> Result<Sealing, VaultError> {
+        Ok(self.env_meta(&EnvName::parse(env)?)?.sealing)
+    }
+
     /// Public facts of an environment; opens nothing.
     pub fn env_show(&self, env: &str) -> Result<EnvView, VaultError> {
         let name = EnvName::parse(env)?;

@@ -282,7 +282,15 @@ fn recipients_from(args: &[String], files: &[PathBuf]) -> Result<Vec<Recipient>,
         let text = String::from_utf8_lossy(&bytes);
         out.extend(agestore::parse_recipients(&text, f).map_err(|e| age_err(e).code(2))?);
     }
-    Ok(out)
+    // The same key given twice (two -r, or -r and a -R file) is one recipient, as it is when
+    // recipients.txt is read back.
+    let mut unique: Vec<Recipient> = Vec::with_capacity(out.len());
+    for r in out {
+        if !unique.contains(&r) {
+            unique.push(r);
+        }
+    }
+    Ok(unique)
 }
 
 /// Shows the start of a string the user typed where a recipient belonged (it might be a secret
@@ -636,8 +644,7 @@ pub(crate) fn unlock_for(
     o: &VaultOpts,
     ctx: &mut Context,
 ) -> Result<(), CliError> {
-    let view = v.env_show(env).map_err(vault_err)?;
-    if view.meta.sealing == crate::model::Sealing::Passphrase {
+    if v.env_sealing(env).map_err(vault_err)? == crate::model::Sealing::Passphrase {
         ctx.passphrase = Some(passphrase(o, false)?);
     } else if ctx.identities.is_empty() {
         return Err(

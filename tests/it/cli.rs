@@ -260,9 +260,15 @@ fn init_keeps_an_existing_gitignore_and_refuses_a_second_init() {
     let (code, _, err) = talvault(d.path(), &["init", "."]);
     assert_eq!(code, 0, "{err}");
     let gi = std::fs::read_to_string(d.path().join(".gitignore")).unwrap();
-    assert_eq!(gi, "node_modules\n.lock\n.talvault-tmp-*\n.talvault-journal\n");
+    assert_eq!(
+        gi,
+        "node_modules\n.lock\n.talvault-tmp-*\n.talvault-journal\n"
+    );
     let (code, out, err) = talvault(d.path(), &["init", "."]);
     assert_eq!((code, out.as_str()), (1, ""));
     assert_eq!(err, "error: . is already a talvault vault\n");
-    assert_eq!(std::fs::read_to_string(d.path().join(".gitignore")).unwrap(), gi);
+    assert_eq!(
+        std::fs::read_to_string(d.path().join(".gitignore")).unwrap(),
+        gi
+    );
 }

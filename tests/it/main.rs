@@ -14,4 +14,5 @@ mod import;
 mod issue;
 mod issuing;
 mod support;
+mod vault;
 mod vectors;

@@ -31,7 +31,8 @@ pub fn have(tool: &str) -> bool {
             "--version"
         })
         .output()
-        .map(|o| o.status.success() || !o.stdout.is_empty())
+        // Some tools (ssh-keygen) have no version flag and print their usage to stderr.
+        .map(|o| o.status.success() || !o.stdout.is_empty() || !o.stderr.is_empty())
         .unwrap_or(false);
     if !ok {
         assert!(
