@@ -254,6 +254,7 @@ impl AgeError {
                 "the file may be truncated or edited; compare it with git (`git diff -- {}`)",
                 path.display()
             ),
+            AgeError::WrongPassphrase { .. } => "the passphrase comes from --passphrase-file, TALVAULT_PASSPHRASE or the prompt; check which one is set".to_owned(),
             AgeError::ExcessiveWork { .. } => {
                 "re-seal the file with the default work factor (2^18)".to_owned()
             }

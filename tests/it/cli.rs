@@ -272,3 +272,83 @@ fn init_keeps_an_existing_gitignore_and_refuses_a_second_init() {
         gi
     );
 }
+
+/// A passphrase-only environment: sealed with scrypt, opened with TALVAULT_PASSPHRASE or
+/// --passphrase-file; a wrong passphrase is one line; recipients cannot be changed.
+#[test]
+fn passphrase_environment() {
+    let d = tmp();
+    let pass = [
+        ("TALVAULT_PASSPHRASE", "correct horse battery staple"),
+        ("TALVAULT_ACTOR", "t"),
+    ];
+    assert_eq!(talvault(d.path(), &["init", "v"]).0, 0);
+    let (code, _, err) = talvault_env(
+        d.path(),
+        &[
+            "--vault",
+            "v",
+            "env",
+            "create",
+            "bg",
+            "--passphrase",
+            "--talos-version",
+            "v1.6",
+            "-e",
+            "10.1.1.1",
+        ],
+        &pass,
+    );
+    assert_eq!(code, 0, "{err}");
+    let sealed = std::fs::read_to_string(d.path().join("v/envs/bg/bundle.age")).unwrap();
+    assert!(sealed.starts_with("-----BEGIN AGE ENCRYPTED FILE-----"));
+    let (code, out, err) =
+        talvault_env(d.path(), &["--vault", "v", "bundle", "export", "bg"], &pass);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("cluster:\n"));
+    std::fs::write(d.path().join("pass.txt"), "correct horse battery staple\n").unwrap();
+    let (code, _, err) = talvault_env(
+        d.path(),
+        &[
+            "--vault",
+            "v",
+            "--passphrase-file",
+            "pass.txt",
+            "issue",
+            "bg",
+            "--role",
+            "os:reader",
+            "-o",
+            "tc",
+        ],
+        &[("TALVAULT_ACTOR", "t")],
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = talvault_env(
+        d.path(),
+        &["--vault", "v", "bundle", "export", "bg"],
+        &[("TALVAULT_PASSPHRASE", "wrong")],
+    );
+    assert_eq!((code, out.as_str()), (1, ""));
+    assert_matches("error: wrong passphrase for [..]bundle.age\nhint: [..]\n", &err);
+    let (code, _, err) = talvault_env(
+        d.path(),
+        &[
+            "--vault",
+            "v",
+            "recipients",
+            "add",
+            "bg",
+            "-r",
+            "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p",
+        ],
+        &pass,
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("sealed with a passphrase"), "{err}");
+    let (_, log, _) = talvault(
+        d.path(),
+        &["--vault", "v", "audit", "log", "bg", "-o", "json"],
+    );
+    assert!(log.contains("\"opened_by\": \"passphrase\""), "{log}");
+}
