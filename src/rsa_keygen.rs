@@ -19,7 +19,7 @@
 //!   favoured, a small entropy loss that they bound;
 //! * survivors get a Miller–Rabin test (FIPS 186-5 Appendix B.3.1) with base 2
 //!   first (cheap: a doubling instead of a multiplication) and then
-//!   [`RANDOM_BASE_ROUNDS`] rounds with random bases, in Montgomery arithmetic on
+//!   `RANDOM_BASE_ROUNDS` (5) rounds with random bases, in Montgomery arithmetic on
 //!   64-bit limbs (CIOS, u128 products);
 //! * two worker threads search at once and the first two acceptable primes win.
 //!
