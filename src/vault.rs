@@ -696,12 +696,13 @@ impl Vault {
             Err(StoreError::NotFound { .. }) => Vec::new(),
             other => other?,
         };
-        let events: Vec<audit::Event> = files
+        // Only the stated links are needed to find the heads; `audit verify` checks the rest.
+        let links: Vec<_> = files
             .iter()
-            .filter_map(|(_, b)| audit::Event::from_json(b).ok())
+            .filter_map(|(_, b)| audit::stated_links(b))
             .collect();
         let event = audit::new_event(
-            audit::heads(&events),
+            audit::heads_of_links(&links),
             EventBody {
                 time: ctx.now,
                 actor: ctx.actor.clone(),
