@@ -649,7 +649,10 @@ mod links_tests {
         let b = new_event(vec![a.id().clone()], body("b")).unwrap();
         let c = new_event(vec![a.id().clone()], body("c")).unwrap();
         let events = vec![a, b, c];
-        let links: Vec<_> = events.iter().map(|e| stated_links(&e.to_json()).unwrap()).collect();
+        let links: Vec<_> = events
+            .iter()
+            .map(|e| stated_links(&e.to_json()).unwrap())
+            .collect();
         assert_eq!(heads_of_links(&links), heads(&events));
         assert_eq!(heads(&events).len(), 2);
         assert!(stated_links(b"{}").is_none());

@@ -31,7 +31,11 @@ pub fn report(e: &CliError) {
 /// Runs `program args…`, replacing each argument that is exactly `{}` with `/dev/fd/N`, a pipe
 /// from which the child reads `plaintext`. Nothing is written to disk. Returns the child's exit
 /// code (128 + signal number when it was killed by a signal).
-pub fn exec_with_pipes(program: &str, args: &[String], plaintext: &[u8]) -> std::io::Result<u8> {
+pub fn exec_with_pipes(
+    program: &std::ffi::OsStr,
+    args: &[std::ffi::OsString],
+    plaintext: &[u8],
+) -> std::io::Result<u8> {
     use std::os::fd::AsRawFd as _;
     use std::os::unix::process::ExitStatusExt as _;
 
@@ -49,7 +53,7 @@ pub fn exec_with_pipes(program: &str, args: &[String], plaintext: &[u8]) -> std:
             if rc != 0 {
                 return Err(std::io::Error::last_os_error());
             }
-            child_args.push(format!("/dev/fd/{fd}"));
+            child_args.push(std::ffi::OsString::from(format!("/dev/fd/{fd}")));
             readers.push(reader);
             writers.push(writer);
         } else {

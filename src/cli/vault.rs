@@ -618,11 +618,6 @@ pub fn exec_cmd(env: &str, command: &[OsString], o: &VaultOpts) -> Result<ExitCo
     let Some((program, args)) = command.split_first() else {
         return Err(CliError::new("no command given").hint("talvault bundle exec ENV -- talosctl gen config NAME https://EP:6443 --with-secrets {}").code(2));
     };
-    let program = program.to_string_lossy().into_owned();
-    let args: Vec<String> = args
-        .iter()
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
     if !args.iter().any(|a| a == "{}") {
         return Err(CliError::new("no {} argument to replace with the bundle")
             .hint("put {} where the command expects the secrets file, e.g. --with-secrets {}")
@@ -631,11 +626,12 @@ pub fn exec_cmd(env: &str, command: &[OsString], o: &VaultOpts) -> Result<ExitCo
     let v = open_vault_for(o)?;
     let mut ctx = context_for(o, true)?;
     unlock_for(&v, env, o, &mut ctx)?;
-    let plain = v.bundle_for_exec(env, &program, &ctx).map_err(vault_err)?;
+    let shown = program.to_string_lossy().into_owned();
+    let plain = v.bundle_for_exec(env, &shown, &ctx).map_err(vault_err)?;
     // Release the vault lock before the child runs: it may take long or call talvault itself.
     drop(v);
-    crate::process::exec_with_pipes(&program, &args, plain.expose())
-        .map_err(|e| CliError::new(format!("cannot run {program}: {e}")).code(127))
+    crate::process::exec_with_pipes(program, args, plain.expose())
+        .map_err(|e| CliError::new(format!("cannot run {shown}: {e}")).code(127))
 }
 
 pub(crate) fn unlock_for(
