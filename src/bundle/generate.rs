@@ -148,8 +148,7 @@ pub fn new_ca(
     };
     let subject = name::encode(organizations, None);
     let template = CertificateTemplate {
-        // crypto x509.NewSerialNumber: uniform in [0, 2^128).
-        serial: random_bytes::<16>(rng)?.to_vec(),
+        serial: crate::pki::cert::random_serial(rng).ok_or(GenerateError::Random)?,
         issuer: subject.clone(),
         subject,
         not_before: now,

@@ -88,6 +88,20 @@ const OID_AKI: &[u8] = &[0x55, 0x1d, 0x23];
 const OID_SERVER_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x01];
 const OID_CLIENT_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x02];
 
+/// 16 random bytes, never all zero: siderolabs/crypto x509.NewSerialNumber draws uniformly from
+/// [0, 2^128); RFC 5280 §4.1.2.2 wants a positive serial, so a zero draw is drawn again.
+/// `None` when the random source fails.
+pub fn random_serial(rng: &dyn ring::rand::SecureRandom) -> Option<Vec<u8>> {
+    let mut serial = vec![0u8; 16];
+    for _ in 0..8 {
+        rng.fill(&mut serial).ok()?;
+        if serial.iter().any(|&b| b != 0) {
+            return Some(serial);
+        }
+    }
+    None
+}
+
 /// The DER AlgorithmIdentifier for a signature algorithm rcgen can sign with.
 pub fn algorithm_identifier(alg: &SignatureAlgorithm) -> Result<&'static [u8], CertError> {
     if alg == &rcgen::PKCS_ED25519 {

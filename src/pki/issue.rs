@@ -468,17 +468,8 @@ impl CaFacts {
     }
 }
 
-/// 16 random bytes, never all zero: siderolabs/crypto x509.NewSerialNumber draws uniformly from
-/// [0, 2^128); RFC 5280 §4.1.2.2 wants a positive serial, so a zero draw is drawn again.
 fn random_serial(rng: &dyn SecureRandom) -> Result<Vec<u8>, IssueError> {
-    let mut serial = vec![0u8; 16];
-    for _ in 0..8 {
-        rng.fill(&mut serial).map_err(|_| IssueError::Random)?;
-        if serial.iter().any(|&b| b != 0) {
-            return Ok(serial);
-        }
-    }
-    Err(IssueError::Random)
+    crate::pki::cert::random_serial(rng).ok_or(IssueError::Random)
 }
 
 fn hex(bytes: &[u8]) -> String {
