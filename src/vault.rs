@@ -564,7 +564,7 @@ impl Vault {
                 .collect(),
             Sealing::Passphrase => Vec::new(),
         };
-        let audit_events = audit_dir::load_all(&self.root.join(env_dir(&name)))?.len();
+        let audit_events = audit_dir::load_all_below(&self.root, &env_dir(&name))?.len();
         Ok(EnvView {
             meta,
             recipients,
@@ -691,7 +691,7 @@ impl Vault {
         data: Map<String, Value>,
     ) -> Result<(), VaultError> {
         let dir = env_dir(name);
-        let files = match audit_dir::load_all(&self.root.join(&dir)) {
+        let files = match audit_dir::load_all_below(&self.root, &dir) {
             // A new environment's directory does not exist yet: no events.
             Err(StoreError::NotFound { .. }) => Vec::new(),
             other => other?,
@@ -1128,7 +1128,7 @@ impl Vault {
     pub fn audit_log(&self, env: Option<&str>) -> Result<Vec<audit::Event>, VaultError> {
         let mut out = Vec::new();
         for name in self.envs(env)? {
-            for (_, bytes) in audit_dir::load_all(&self.root.join(env_dir(&name)))? {
+            for (_, bytes) in audit_dir::load_all_below(&self.root, &env_dir(&name))? {
                 if let Ok(e) = audit::Event::from_json(&bytes) {
                     out.push(e);
                 }
@@ -1144,7 +1144,7 @@ impl Vault {
     ) -> Result<Vec<(String, audit::Report)>, VaultError> {
         let mut out = Vec::new();
         for name in self.envs(env)? {
-            let files = audit_dir::load_all(&self.root.join(env_dir(&name)))?;
+            let files = audit_dir::load_all_below(&self.root, &env_dir(&name))?;
             out.push((name.as_str().to_owned(), audit::verify(&files)));
         }
         Ok(out)
