@@ -509,7 +509,23 @@ impl Vault {
             Err(VaultError::Store(StoreError::NotFound { .. })) => Err(VaultError::NoSuchEnv {
                 env: name.as_str().to_owned(),
             }),
-            other => Ok(EnvMeta::from_yaml(&rel.display().to_string(), &other?)?),
+            other => {
+                let file = rel.display().to_string();
+                let meta = EnvMeta::from_yaml(&file, &other?)?;
+                // A directory copied or renamed by hand still names its original inside: refuse
+                // rather than act on, and audit as, an environment under another name.
+                if meta.name != name.as_str() {
+                    return Err(VaultError::Meta(MetaError::Malformed {
+                        file,
+                        message: format!(
+                            "names environment {:?}, but its directory is {:?}",
+                            meta.name,
+                            name.as_str()
+                        ),
+                    }));
+                }
+                Ok(meta)
+            }
         }
     }
 
