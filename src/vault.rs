@@ -1048,7 +1048,11 @@ impl Vault {
         let record_yaml = serde_yaml::to_string(&record)
             .map_err(|e| VaultError::Generate(format!("certificate record: {e}")))?;
         t.create(
-            dir.join("certs").join(format!("{}.yaml", leaf.serial_hex)),
+            // The serial becomes a file name: checked like every name used in a path.
+            dir.join("certs").join(format!(
+                "{}.yaml",
+                store::name::check_hex("serial", &leaf.serial_hex, 40)?
+            )),
             record_yaml.as_bytes(),
             Mode::Public,
         );
