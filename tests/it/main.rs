@@ -10,6 +10,7 @@
 
 mod catalogue;
 mod cli;
+mod fuzz_regressions;
 mod generate;
 mod import;
 mod issue;
