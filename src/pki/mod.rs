@@ -7,6 +7,7 @@
 
 pub mod cert;
 pub mod issue;
+pub mod issuer;
 pub mod name;
 pub mod policy;
 pub mod role;
