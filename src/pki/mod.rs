@@ -6,6 +6,7 @@
 //! randomness of its own: serials, key ids and times come in as arguments.
 
 pub mod cert;
+pub mod crl;
 pub mod issue;
 pub mod issuer;
 pub mod name;
