@@ -13,6 +13,7 @@ mod generate;
 mod import;
 mod issue;
 mod issuing;
+mod revocation;
 mod support;
 mod vault;
 mod vectors;
