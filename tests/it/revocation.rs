@@ -491,3 +491,94 @@ fn refusals_change_nothing() {
     let (code, _, _) = env.run(&with(&["verify", "prod", "junk.tc"]));
     assert_eq!(code, 2);
 }
+
+#[test]
+fn break_glass_under_an_issuer_taints_until_the_issuer_retires() {
+    if !crate::support::have("age-keygen") {
+        return;
+    }
+    let env = Env::new();
+    fn with<'a>(args: &[&'a str]) -> Vec<&'a str> {
+        [&["--vault", "v"][..], args].concat()
+    }
+    let id = created_id(&env.ok(&with(&[
+        "issuer",
+        "create",
+        "prod",
+        "--algorithm",
+        "ecdsa-p256",
+    ])));
+    env.ok(&with(&["issuer", "activate", "prod", &id]));
+    let out = env.ok(&with(&[
+        "break-glass",
+        "prod",
+        "--reason",
+        "INC-7",
+        "-o",
+        "bg.tc",
+    ]));
+    assert!(out.contains(&format!("signed by issuer {id}")), "{out}");
+    // Tainted: status grades 2.
+    let (code, out, _) = env.run(&with(&["status", "prod"]));
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("TAINTED: break-glass since"), "{out}");
+    // A leaf may not outlive its issuer.
+    let short = created_id(&env.ok(&with(&["issuer", "create", "prod", "--lifetime", "2h"])));
+    env.ok(&with(&["issuer", "activate", "prod", &short]));
+    let (code, _, err) = env.run(&with(&[
+        "issue",
+        "prod",
+        "--role",
+        "os:reader",
+        "--ttl",
+        "3h",
+    ]));
+    assert_eq!(code, 1);
+    assert!(
+        err.starts_with(&format!(
+            "error: a 3h certificate would expire after issuer {short} does ("
+        )),
+        "{err}"
+    );
+    // Policy can forbid direct mode; --direct is then refused.
+    let policy = env.path("v/envs/prod/policy.yaml");
+    let text = std::fs::read_to_string(&policy).unwrap();
+    std::fs::write(
+        &policy,
+        text.replace("allow_direct: true", "allow_direct: false"),
+    )
+    .unwrap();
+    let (code, _, err) = env.run(&with(&[
+        "issue",
+        "prod",
+        "--role",
+        "os:reader",
+        "--direct",
+        "-o",
+        "d.tc",
+    ]));
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("forbids signing with the Talos OS CA"),
+        "{err}"
+    );
+    // Retiring the issuer that signed the break-glass certificate clears the taint.
+    let out = env.ok(&with(&["issuer", "retire", "prod", &id]));
+    assert!(out.contains("is no longer tainted"), "{out}");
+    // The 2h issuer expires within the default 720h window (grade 1), not within 1h.
+    let (code, _, _) = env.run(&with(&["status", "prod"]));
+    assert_eq!(code, 1);
+    let (code, _, _) = env.run(&with(&["status", "prod", "--expiring", "1h"]));
+    assert_eq!(code, 0);
+    // The audit trail holds every step and verifies.
+    let log = env.ok(&with(&["audit", "log", "prod"]));
+    for action in [
+        "issuer.create",
+        "issuer.activate",
+        "break-glass",
+        "issuer.retire",
+    ] {
+        assert!(log.contains(action), "{action}: {log}");
+    }
+    env.ok(&with(&["audit", "verify", "prod"]));
+}
