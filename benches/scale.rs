@@ -48,7 +48,7 @@ fn run(bin: &Path, dir: &Path, args: &[&str], key: &Path) -> (bool, String) {
         .output()
         .unwrap();
     (
-        out.status.code().is_some_and(|c| c <= 1),
+        out.status.code() == Some(0),
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
     )
 }
@@ -112,16 +112,21 @@ fn main() {
     let runs = env_usize("SCALE_RUNS", 15);
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_talvault"));
     let work = tempfile::tempdir().unwrap();
+    // SCALE_KEEP=1 keeps the populated vault for profiling (its path is printed).
+    let keep = std::env::var("SCALE_KEEP").as_deref() == Ok("1");
     let dir = work.path();
     let key_path = dir.join("key.txt");
     let identity = age::x25519::Identity::generate();
     {
         use age::secrecy::ExposeSecret as _;
+        use std::os::unix::fs::PermissionsExt as _;
         std::fs::write(
             &key_path,
             format!("{}\n", identity.to_string().expose_secret()),
         )
         .unwrap();
+        // Identity files readable by others are refused, as ssh does.
+        std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600)).unwrap();
     }
     let recipient = identity.to_public().to_string();
     let vault = dir.join("v");
@@ -209,6 +214,7 @@ fn main() {
     let certs_dir = vault.join("envs/prod/certs");
     let rev_dir = vault.join("envs/prod/revocations");
     std::fs::create_dir_all(&rev_dir).unwrap();
+    std::fs::create_dir_all(&certs_dir).unwrap();
     let start = Instant::now();
     let mut rev_entries = Vec::new();
     for i in 0..certs {
@@ -359,4 +365,7 @@ fn main() {
         rcgen_median.as_secs_f64() * 1000.0,
         crl_median.as_secs_f64() / rcgen_median.as_secs_f64()
     );
+    if keep {
+        println!("kept {}", work.keep().display());
+    }
 }

@@ -2003,11 +2003,12 @@ impl Vault {
         let revoked = self.revoked_entries(&name)?;
         let revoked: std::collections::HashSet<&str> =
             revoked.iter().map(|r| r.serial.as_str()).collect();
-        let cut_off: Vec<LiveCert> = certs
+        let mut cut_off: Vec<LiveCert> = certs
             .iter()
             .filter(|c| c.ca == id && c.live_at(now) && !revoked.contains(c.serial.as_str()))
             .map(LiveCert::of)
             .collect();
+        cut_off.sort_by(|a, b| a.not_after.cmp(&b.not_after).then(a.serial.cmp(&b.serial)));
         let other_active = issuers
             .iter()
             .any(|i| i.meta.id != id && i.meta.state == IssuerState::Active);
@@ -2180,7 +2181,7 @@ impl Vault {
         let (issuer_view, reissue) = match issuer {
             Some(i) => {
                 let certs = self.cert_entries(&name)?;
-                let others = certs
+                let mut others: Vec<&CertEntry> = certs
                     .iter()
                     .filter(|c| {
                         c.ca == i.meta.id
@@ -2188,8 +2189,9 @@ impl Vault {
                             && c.live_at(now)
                             && !revoked_set.contains(&c.serial)
                     })
-                    .map(LiveCert::of)
                     .collect();
+                others.sort_by(|a, b| a.not_after.cmp(&b.not_after).then(a.serial.cmp(&b.serial)));
+                let others = others.into_iter().map(LiveCert::of).collect();
                 (Some(self.issuer_view(&name, &i.meta.id, ctx)?), others)
             }
             None => (None, Vec::new()),
@@ -2341,8 +2343,9 @@ impl Vault {
     pub fn denylist(&self, env: &str, ctx: &Context) -> Result<Denylist, VaultError> {
         let name = EnvName::parse(env)?;
         self.env_meta(&name)?;
-        let revoked = self
-            .revoked_entries(&name)?
+        let mut entries = self.revoked_entries(&name)?;
+        entries.sort_by(|a, b| a.serial.cmp(&b.serial));
+        let revoked = entries
             .into_iter()
             .map(|e| DenylistEntry {
                 mode: if e.ca == OS_CA { "direct" } else { "issuer" },

@@ -359,6 +359,13 @@ impl OpenDir {
 
     /// Its entries, sorted by name, without `.` and `..`.
     pub fn entries(&self) -> Result<Vec<DirEntry>, StoreError> {
+        let mut out = self.entries_unsorted()?;
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// Its entries in directory order, without `.` and `..`.
+    pub fn entries_unsorted(&self) -> Result<Vec<DirEntry>, StoreError> {
         let (dir, shown) = (&self.fd, &self.shown);
         let entries = rfs::Dir::read_from(dir).map_err(|e| errno_error(shown, e))?;
         let mut out = Vec::new();
@@ -393,7 +400,6 @@ impl OpenDir {
                 ino: entry.ino(),
             });
         }
-        out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
     }
 

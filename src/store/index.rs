@@ -55,7 +55,7 @@ impl CacheLine for crate::inventory::RevokedEntry {
     }
 }
 
-/// Summaries of every `*.yaml` file in `dir_rel` (below `root`), in file-name order.
+/// Summaries of every `*.yaml` file in `dir_rel` (below `root`), in directory order.
 /// `summarise(file, bytes)` turns a file into its summary (or refuses it); `cache_name`
 /// identifies the cache file under `.cache/`. A missing directory gives an empty list.
 pub fn scan<T, E>(
@@ -73,13 +73,15 @@ where
         Err(StoreError::NotFound { .. }) => return Ok(Vec::new()),
         Err(e) => return Err(e.into()),
     };
-    let entries = dir.entries()?;
+    let entries = dir.entries_unsorted()?;
     let cache_rel = PathBuf::from(CACHE_DIR).join(format!("{cache_name}.idx"));
-    let cached = read_cache(root, &cache_rel);
+    let cache_text = read_cache(root, &cache_rel);
+    let cached = index_cache(&cache_text);
     let mut out = Vec::with_capacity(entries.len());
-    let mut lines = String::with_capacity(entries.len() * 160);
-    let mut changed = cached.len() != entries.len();
-    for e in entries {
+    // (inode, name, line) of every record, to rewrite the cache when anything changed.
+    let mut fresh: Vec<(u64, &str, Option<String>)> = Vec::with_capacity(entries.len());
+    let mut changed = false;
+    for e in &entries {
         if !e.name.ends_with(".yaml") {
             continue;
         }
@@ -93,34 +95,48 @@ where
         let hit = cached
             .get(e.name.as_str())
             .filter(|(ino, _)| *ino == e.ino)
-            .and_then(|(_, line)| T::from_line(line));
-        let summary = match hit {
-            Some(s) => s,
+            .and_then(|(_, line)| T::from_line(line).map(|s| (s, *line)));
+        match hit {
+            Some((summary, _)) => {
+                out.push(summary);
+                fresh.push((e.ino, &e.name, None));
+            }
             None => {
                 changed = true;
                 let bytes = dir.read(&e.name, RECORD_MAX)?;
                 let shown = dir_rel.join(&e.name);
-                summarise(&shown.display().to_string(), &bytes)?
+                let summary = summarise(&shown.display().to_string(), &bytes)?;
+                fresh.push((e.ino, &e.name, Some(summary.to_line())));
+                out.push(summary);
             }
-        };
-        lines.push_str(&format!("{}\t{}\t{}\n", e.ino, e.name, summary.to_line()));
-        out.push(summary);
+        }
     }
-    if changed {
+    if changed || fresh.len() != cached.len() {
+        let mut lines = String::with_capacity(fresh.len() * 160);
+        for (ino, name, line) in &fresh {
+            let line = match line {
+                Some(l) => l.as_str(),
+                None => cached.get(name).map(|(_, l)| *l).unwrap_or_default(),
+            };
+            lines.push_str(&format!("{ino}\t{name}\t{line}\n"));
+        }
         // Best effort: a cache that cannot be written only costs time next run.
         let _ = write_cache(root, &cache_rel, &lines);
     }
     Ok(out)
 }
 
-fn read_cache(root: &Path, rel: &Path) -> HashMap<String, (u64, String)> {
+/// The cache file's text, or empty.
+fn read_cache(root: &Path, rel: &Path) -> String {
+    fs::read_bounded(root, rel, CACHE_MAX)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .unwrap_or_default()
+}
+
+/// Name → (inode, summary line), borrowed from the cache text.
+fn index_cache(text: &str) -> HashMap<&str, (u64, &str)> {
     let mut map = HashMap::new();
-    let Ok(bytes) = fs::read_bounded(root, rel, CACHE_MAX) else {
-        return map;
-    };
-    let Ok(text) = String::from_utf8(bytes) else {
-        return map;
-    };
     let mut lines = text.lines();
     if lines.next() != Some(HEADER) {
         return map;
@@ -131,7 +147,7 @@ fn read_cache(root: &Path, rel: &Path) -> HashMap<String, (u64, String)> {
             continue;
         };
         if let Ok(ino) = ino.parse() {
-            map.insert(name.to_owned(), (ino, rest.to_owned()));
+            map.insert(name, (ino, rest));
         }
     }
     map
