@@ -9,6 +9,7 @@
 )]
 
 mod cli;
+mod crl;
 mod generate;
 mod import;
 mod issue;
