@@ -563,7 +563,23 @@ impl Vault {
             Err(VaultError::Store(StoreError::NotFound { .. })) => Err(VaultError::NoSuchEnv {
                 env: name.as_str().to_owned(),
             }),
-            other => Ok(EnvMeta::from_yaml(&rel.display().to_string(), &other?)?),
+            other => {
+                let file = rel.display().to_string();
+                let meta = EnvMeta::from_yaml(&file, &other?)?;
+                // A directory copied or renamed by hand still names its original inside: refuse
+                // rather than act on, and audit as, an environment under another name.
+                if meta.name != name.as_str() {
+                    return Err(VaultError::Meta(MetaError::Malformed {
+                        file,
+                        message: format!(
+                            "names environment {:?}, but its directory is {:?}",
+                            meta.name,
+                            name.as_str()
+                        ),
+                    }));
+                }
+                Ok(meta)
+            }
         }
     }
 
@@ -618,7 +634,7 @@ impl Vault {
                 .collect(),
             Sealing::Passphrase => Vec::new(),
         };
-        let audit_events = audit_dir::load_all(&self.root.join(env_dir(&name)))?.len();
+        let audit_events = audit_dir::load_all_below(&self.root, &env_dir(&name))?.len();
         Ok(EnvView {
             meta,
             recipients,
@@ -749,7 +765,7 @@ impl Vault {
         data: Map<String, Value>,
     ) -> Result<(), VaultError> {
         let dir = env_dir(name);
-        let files = match audit_dir::load_all(&self.root.join(&dir)) {
+        let files = match audit_dir::load_all_below(&self.root, &dir) {
             // A new environment's directory does not exist yet: no events.
             Err(StoreError::NotFound { .. }) => Vec::new(),
             other => other?,
@@ -1134,7 +1150,11 @@ impl Vault {
         };
         let record_yaml = record.to_yaml()?;
         t.create(
-            dir.join("certs").join(format!("{}.yaml", leaf.serial_hex)),
+            // The serial becomes a file name: checked like every name used in a path.
+            dir.join("certs").join(format!(
+                "{}.yaml",
+                store::name::check_hex("serial", &leaf.serial_hex, 40)?
+            )),
             record_yaml.as_bytes(),
             Mode::Public,
         );
@@ -1233,7 +1253,7 @@ impl Vault {
     pub fn audit_log(&self, env: Option<&str>) -> Result<Vec<audit::Event>, VaultError> {
         let mut out = Vec::new();
         for name in self.envs(env)? {
-            for (_, bytes) in audit_dir::load_all(&self.root.join(env_dir(&name)))? {
+            for (_, bytes) in audit_dir::load_all_below(&self.root, &env_dir(&name))? {
                 if let Ok(e) = audit::Event::from_json(&bytes) {
                     out.push(e);
                 }
@@ -1249,7 +1269,7 @@ impl Vault {
     ) -> Result<Vec<(String, audit::Report)>, VaultError> {
         let mut out = Vec::new();
         for name in self.envs(env)? {
-            let files = audit_dir::load_all(&self.root.join(env_dir(&name)))?;
+            let files = audit_dir::load_all_below(&self.root, &env_dir(&name))?;
             out.push((name.as_str().to_owned(), audit::verify(&files)));
         }
         Ok(out)

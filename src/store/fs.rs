@@ -307,6 +307,34 @@ fn read_at(
     Ok(out)
 }
 
+/// Renames `from` to `to`, both below `root`, with renameat(2) between directories opened
+/// component by component with `O_NOFOLLOW`: a link anywhere on either path (`envs/x` →
+/// `~/.ssh`) is refused, never followed. A link at `to` itself is replaced, as rename(2) does.
+/// For recovery, whose paths come from a journal file that may not be ours.
+pub(crate) fn rename_below(root: &Path, from: &Path, to: &Path) -> Result<(), StoreError> {
+    let open_parent = |path: &Path| -> Result<(OwnedFd, PathBuf, OsString), StoreError> {
+        let components = components_below(root, path)?;
+        let Some((last, dirs)) = components.split_last() else {
+            return Err(StoreError::NotAFile {
+                path: root.to_path_buf(),
+            });
+        };
+        let (dir, shown) = walk_dirs(root, dirs, None)?;
+        Ok((dir, shown.join(last), (*last).to_owned()))
+    };
+    let (from_dir, from_shown, from_name) = open_parent(from)?;
+    let (to_dir, to_shown, to_name) = open_parent(to)?;
+    // The source must be a regular file of ours, not a link or a directory.
+    let st = rfs::statat(&from_dir, &from_name, AtFlags::SYMLINK_NOFOLLOW)
+        .map_err(|e| errno_error(&from_shown, e))?;
+    match FileType::from_raw_mode(st.st_mode) {
+        FileType::RegularFile => {}
+        FileType::Symlink => return Err(StoreError::SymlinkRefused { path: from_shown }),
+        _ => return Err(StoreError::NotAFile { path: from_shown }),
+    }
+    rfs::renameat(&from_dir, &from_name, &to_dir, &to_name).map_err(|e| errno_error(&to_shown, e))
+}
+
 /// What a directory entry is, as seen without following links.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EntryKind {

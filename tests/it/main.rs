@@ -8,6 +8,7 @@
     missing_docs
 )]
 
+mod catalogue;
 mod cli;
 mod crl;
 mod generate;
