@@ -146,15 +146,19 @@ impl CertEntry {
 
     /// Reads a cache line; `None` if it is not one.
     pub fn from_line(line: &str) -> Option<Self> {
-        let f: Vec<&str> = line.split('\t').collect();
-        let [serial, fingerprint, ca, holder, roles, nb, na, bg] = f.as_slice() else {
+        let mut f = line.split('\t');
+        let mut next = || f.next();
+        let (serial, fingerprint, ca, holder, roles) =
+            (next()?, next()?, next()?, next()?, next()?);
+        let (nb, na, bg) = (next()?, next()?, next()?);
+        if next().is_some() {
             return None;
-        };
+        }
         Some(Self {
-            serial: (*serial).to_owned(),
-            fingerprint: (*fingerprint).to_owned(),
-            ca: (*ca).to_owned(),
-            holder: (!holder.is_empty()).then(|| (*holder).to_owned()),
+            serial: serial.to_owned(),
+            fingerprint: fingerprint.to_owned(),
+            ca: ca.to_owned(),
+            holder: (!holder.is_empty()).then(|| holder.to_owned()),
             roles: if roles.is_empty() {
                 Vec::new()
             } else {
@@ -162,7 +166,7 @@ impl CertEntry {
             },
             not_before: nb.parse().ok()?,
             not_after: na.parse().ok()?,
-            break_glass: match *bg {
+            break_glass: match bg {
                 "0" => false,
                 "1" => true,
                 _ => return None,
@@ -232,12 +236,35 @@ impl RevokedEntry {
     }
 }
 
-/// Formats Unix seconds as RFC 3339 (UTC).
+/// Formats Unix seconds as RFC 3339 UTC (`2026-11-27T17:00:00Z`), as `time` would, without its
+/// general formatter: `status` formats one per live certificate. Years outside 0..=9999 fall
+/// back to `time`.
 pub fn rfc3339(unix: i64) -> String {
-    OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| t.format(&Rfc3339).ok())
-        .unwrap_or_else(|| unix.to_string())
+    let days = unix.div_euclid(86_400);
+    let secs = unix.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (H. Hinnant, "chrono-compatible low-level date
+    // algorithms", days_from_civil inverse).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    if !(0..=9999).contains(&year) {
+        return OffsetDateTime::from_unix_timestamp(unix)
+            .ok()
+            .and_then(|t| t.format(&Rfc3339).ok())
+            .unwrap_or_else(|| unix.to_string());
+    }
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
 }
 
 #[cfg(test)]
@@ -265,6 +292,26 @@ mod tests {
             break_glass: false,
             reason: None,
             certificate: String::new(),
+        }
+    }
+
+    #[test]
+    fn rfc3339_matches_the_time_crate() {
+        let mut t: i64 = -2_208_988_800; // 1900-01-01
+        while t < 253_402_300_799 {
+            let expected = OffsetDateTime::from_unix_timestamp(t)
+                .unwrap()
+                .format(&Rfc3339)
+                .unwrap();
+            assert_eq!(rfc3339(t), expected, "{t}");
+            t += 86_399 * 37 + 7_919; // strides over every month, leap days and times of day
+        }
+        for t in [0, 951_782_400, 1_709_164_800, 4_107_542_399] {
+            let expected = OffsetDateTime::from_unix_timestamp(t)
+                .unwrap()
+                .format(&Rfc3339)
+                .unwrap();
+            assert_eq!(rfc3339(t), expected);
         }
     }
 

@@ -505,6 +505,7 @@ pub fn init(dir: &Path) -> Result<PathBuf, VaultError> {
         ".lock".to_owned(),
         format!("{}*", store::fs::TEMP_PREFIX),
         txn::JOURNAL.to_owned(),
+        txn::DIRTY.to_owned(),
     ] {
         if !gitignore.lines().any(|l| l.trim() == line) {
             if !gitignore.is_empty() && !gitignore.ends_with('\n') {
@@ -1361,6 +1362,19 @@ pub struct LiveCert {
     pub not_after: String,
     /// Break-glass certificate.
     pub break_glass: bool,
+}
+
+impl From<CertEntry> for LiveCert {
+    fn from(e: CertEntry) -> Self {
+        Self {
+            not_after: inventory::rfc3339(e.not_after),
+            serial: e.serial,
+            holder: e.holder,
+            roles: e.roles,
+            issuer: e.ca,
+            break_glass: e.break_glass,
+        }
+    }
 }
 
 impl LiveCert {
@@ -2677,18 +2691,24 @@ impl Vault {
                 revoked: revoked_entries.len(),
                 ..Counts::default()
             };
-            let mut live: Vec<&CertEntry> = Vec::new();
-            for c in &certs {
+            let issuer_views = Self::issuer_views(&issuers, &certs, &revoked, now);
+            let mut live_entries: Vec<CertEntry> = Vec::new();
+            // Consumes the summaries: the live ones move into the report without copies.
+            for c in certs {
                 if c.not_after < now {
                     counts.expired += 1;
                 } else if revoked.contains(c.serial.as_str()) {
                     counts.revoked_unexpired += 1;
                 } else if c.live_at(now) {
-                    live.push(c);
+                    live_entries.push(c);
                 }
             }
-            counts.live = live.len();
-            live.sort_by(|a, b| a.not_after.cmp(&b.not_after).then(a.serial.cmp(&b.serial)));
+            counts.live = live_entries.len();
+            live_entries.sort_unstable_by(|a, b| {
+                a.not_after
+                    .cmp(&b.not_after)
+                    .then_with(|| a.serial.cmp(&b.serial))
+            });
             let mut findings = Vec::new();
             let mut cas = Vec::new();
             for (ca, pem) in meta.certificates.named() {
@@ -2728,9 +2748,9 @@ impl Vault {
                 recipients,
                 tainted: meta.tainted.clone(),
                 cas,
-                issuers: Self::issuer_views(&issuers, &certs, &revoked, now),
+                issuers: issuer_views,
                 counts,
-                live: live.into_iter().map(LiveCert::of).collect(),
+                live: live_entries.into_iter().map(LiveCert::from).collect(),
                 findings,
                 grade,
             });

@@ -93,8 +93,8 @@ where
             .into());
         }
         let hit = cached
-            .get(e.name.as_str())
-            .filter(|(ino, _)| *ino == e.ino)
+            .get(&e.ino)
+            .filter(|(name, _)| *name == e.name)
             .and_then(|(_, line)| T::from_line(line).map(|s| (s, *line)));
         match hit {
             Some((summary, _)) => {
@@ -116,7 +116,7 @@ where
         for (ino, name, line) in &fresh {
             let line = match line {
                 Some(l) => l.as_str(),
-                None => cached.get(name).map(|(_, l)| *l).unwrap_or_default(),
+                None => cached.get(ino).map(|(_, l)| *l).unwrap_or_default(),
             };
             lines.push_str(&format!("{ino}\t{name}\t{line}\n"));
         }
@@ -134,9 +134,30 @@ fn read_cache(root: &Path, rel: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// Name → (inode, summary line), borrowed from the cache text.
-fn index_cache(text: &str) -> HashMap<&str, (u64, &str)> {
-    let mut map = HashMap::new();
+/// Hashes inode numbers (already well spread) with one multiplication; SipHash over 100,000 keys
+/// was a visible share of `status`.
+#[derive(Default)]
+struct InodeHasher(u64);
+
+impl std::hash::Hasher for InodeHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (n ^ (n >> 29)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+type InodeMap<'a> = HashMap<u64, (&'a str, &'a str), std::hash::BuildHasherDefault<InodeHasher>>;
+
+/// Inode → (name, summary line), borrowed from the cache text.
+fn index_cache(text: &str) -> InodeMap<'_> {
+    let mut map = InodeMap::default();
     let mut lines = text.lines();
     if lines.next() != Some(HEADER) {
         return map;
@@ -147,7 +168,7 @@ fn index_cache(text: &str) -> HashMap<&str, (u64, &str)> {
             continue;
         };
         if let Ok(ino) = ino.parse() {
-            map.insert(name, (ino, rest));
+            map.insert(ino, (name, rest));
         }
     }
     map
