@@ -14,6 +14,7 @@ mod generate;
 mod import;
 mod issue;
 mod issuing;
+mod patch;
 mod support;
 mod vault;
 mod vectors;
