@@ -168,7 +168,8 @@ pub fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
 
 /// Returns a SEQUENCE whose content is the concatenation of `parts`.
 pub fn sequence(parts: &[&[u8]]) -> Vec<u8> {
-    let content: Vec<u8> = parts.concat();
+    // Wiped: a part may be a private key (PKCS#8 wrapping), and this copy is dropped here.
+    let content = zeroize::Zeroizing::new(parts.concat());
     tlv(tag::SEQUENCE, &content)
 }
 

@@ -359,7 +359,10 @@ impl PrivateKey {
                 };
                 let mut content = Zeroizing::new(Vec::with_capacity(121));
                 content.extend_from_slice(&der::tlv(tag::INTEGER, &[1]));
-                content.extend_from_slice(&der::tlv(tag::OCTET_STRING, parsed.private_key));
+                content.extend_from_slice(&Zeroizing::new(der::tlv(
+                    tag::OCTET_STRING,
+                    parsed.private_key,
+                )));
                 content.extend_from_slice(&der::tlv(0xa0, &der::tlv(tag::OID, OID_P256)));
                 let mut bits = Vec::with_capacity(public.len() + 1);
                 bits.push(0);

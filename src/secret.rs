@@ -95,9 +95,40 @@ pub fn wipe_string(mut s: String) {
     s.zeroize();
 }
 
+/// Appends `text` to a zeroizing string without leaving an unwiped copy behind. `String::push_str`
+/// reallocates when the capacity runs out and frees the old buffer as it is; here the contents
+/// move to a fresh zeroizing buffer (at least twice as large) and the old one is wiped on drop.
+pub fn push_zeroizing(buf: &mut Zeroizing<String>, text: &str) {
+    if buf.capacity() - buf.len() < text.len() {
+        let capacity = (buf.len() + text.len()).max(buf.capacity().saturating_mul(2));
+        let mut bigger = Zeroizing::new(String::with_capacity(capacity));
+        bigger.push_str(buf);
+        std::mem::swap(buf, &mut bigger);
+    }
+    buf.push_str(text);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn push_zeroizing_grows_into_a_new_buffer() {
+        let mut buf = Zeroizing::new(String::with_capacity(4));
+        push_zeroizing(&mut buf, "abc");
+        let first = buf.as_ptr();
+        push_zeroizing(&mut buf, "defgh");
+        assert_eq!(buf.as_str(), "abcdefgh");
+        assert_ne!(
+            buf.as_ptr(),
+            first,
+            "grown by moving, not by realloc in place"
+        );
+        assert!(buf.capacity() >= 8);
+        let before = buf.as_ptr();
+        push_zeroizing(&mut buf, "");
+        assert_eq!(buf.as_ptr(), before);
+    }
 
     #[test]
     fn debug_is_redacted() {

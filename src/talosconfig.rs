@@ -534,24 +534,31 @@ fn sanitize(err: &serde_yaml::Error) -> TalosconfigError {
 struct Writer(Zeroizing<String>);
 
 impl Writer {
+    /// Every byte goes through here, so growing the buffer never leaves a secret behind.
+    fn put(&mut self, text: &str) {
+        crate::secret::push_zeroizing(&mut self.0, text);
+    }
+}
+
+impl Writer {
     fn indent(&mut self, col: usize) {
         for _ in 0..col {
-            self.0.push(' ');
+            self.put(" ");
         }
     }
 
     fn key_line(&mut self, col: usize, key: &str) {
         self.indent(col);
-        self.0.push_str(&go_scalar(key));
-        self.0.push_str(":\n");
+        self.put(&go_scalar(key));
+        self.put(":\n");
     }
 
     fn raw_entry(&mut self, col: usize, key: &str, value: &str) {
         self.indent(col);
-        self.0.push_str(&go_scalar(key));
-        self.0.push_str(": ");
-        self.0.push_str(value);
-        self.0.push('\n');
+        self.put(&go_scalar(key));
+        self.put(": ");
+        self.put(value);
+        self.put("\n");
     }
 
     fn scalar_entry(&mut self, col: usize, key: &str, value: &str) {
@@ -567,9 +574,9 @@ impl Writer {
         self.key_line(col, key);
         for item in items {
             self.indent(col + 4);
-            self.0.push_str("- ");
-            self.0.push_str(&go_scalar(item));
-            self.0.push('\n');
+            self.put("- ");
+            self.put(&go_scalar(item));
+            self.put("\n");
         }
     }
 
@@ -621,8 +628,8 @@ impl Writer {
             if !(inline_first && i == 0) {
                 self.indent(col);
             }
-            self.0.push_str(&value_scalar(key));
-            self.0.push(':');
+            self.put(&value_scalar(key));
+            self.put(":");
             self.entry_value(col, value);
         }
     }
@@ -633,7 +640,7 @@ impl Writer {
             if !(inline_first && i == 0) {
                 self.indent(col);
             }
-            self.0.push_str("- ");
+            self.put("- ");
             self.item_value(col + 2, item);
         }
     }
@@ -642,22 +649,22 @@ impl Writer {
     fn entry_value(&mut self, col: usize, value: &Value) {
         match value {
             Value::Mapping(m) if !m.is_empty() => {
-                self.0.push('\n');
+                self.put("\n");
                 self.mapping(col + 4, m, false);
             }
             Value::Sequence(s) if !s.is_empty() => {
-                self.0.push('\n');
+                self.put("\n");
                 self.sequence(col + 4, s, false);
             }
             Value::Tagged(t) => {
-                self.0.push(' ');
-                self.0.push_str(&t.tag.to_string());
+                self.put(" ");
+                self.put(&t.tag.to_string());
                 self.entry_value(col, &t.value);
             }
             other => {
-                self.0.push(' ');
-                self.0.push_str(&value_scalar(other));
-                self.0.push('\n');
+                self.put(" ");
+                self.put(&value_scalar(other));
+                self.put("\n");
             }
         }
     }
@@ -668,25 +675,25 @@ impl Writer {
             Value::Mapping(m) if !m.is_empty() => self.mapping(col, m, true),
             Value::Sequence(s) if !s.is_empty() => self.sequence(col, s, true),
             Value::Tagged(t) => {
-                self.0.push_str(&t.tag.to_string());
+                self.put(&t.tag.to_string());
                 match &t.value {
                     Value::Mapping(m) if !m.is_empty() => {
-                        self.0.push('\n');
+                        self.put("\n");
                         self.mapping(col, m, false);
                     }
                     Value::Sequence(s) if !s.is_empty() => {
-                        self.0.push('\n');
+                        self.put("\n");
                         self.sequence(col, s, false);
                     }
                     other => {
-                        self.0.push(' ');
+                        self.put(" ");
                         self.item_value(col, other);
                     }
                 }
             }
             other => {
-                self.0.push_str(&value_scalar(other));
-                self.0.push('\n');
+                self.put(&value_scalar(other));
+                self.put("\n");
             }
         }
     }

@@ -309,17 +309,24 @@ impl SecretsBundle {
 struct Writer(Zeroizing<String>);
 
 impl Writer {
+    /// Every byte goes through here, so growing the buffer never leaves a secret behind.
+    fn put(&mut self, text: &str) {
+        crate::secret::push_zeroizing(&mut self.0, text);
+    }
+}
+
+impl Writer {
     fn line(&mut self, depth: usize, key: &str, value: Option<&str>) {
         for _ in 0..depth {
-            self.0.push_str("    ");
+            self.put("    ");
         }
-        self.0.push_str(key);
-        self.0.push(':');
+        self.put(key);
+        self.put(":");
         if let Some(v) = value {
-            self.0.push(' ');
-            self.0.push_str(v);
+            self.put(" ");
+            self.put(v);
         }
-        self.0.push('\n');
+        self.put("\n");
     }
 
     fn scalar(&mut self, depth: usize, key: &str, value: &str) {

@@ -152,7 +152,6 @@ pub fn contract_arg(v: Option<&str>) -> Result<VersionContract, CliError> {
 
 /// Reads a whole input file (bounded), into a wiped buffer.
 pub fn read_input(path: &Path, what: &str) -> Result<Zeroizing<Vec<u8>>, CliError> {
-    use std::io::Read as _;
     let fail = |e: std::io::Error| {
         let hint = match e.kind() {
             std::io::ErrorKind::NotFound => "check the path",
@@ -176,17 +175,27 @@ pub fn read_input(path: &Path, what: &str) -> Result<Zeroizing<Vec<u8>>, CliErro
         ))
         .code(2));
     }
-    let mut buf = Zeroizing::new(Vec::with_capacity(meta.len().min(MAX_INPUT) as usize));
-    f.take(MAX_INPUT + 1).read_to_end(&mut buf).map_err(fail)?;
-    if buf.len() as u64 > MAX_INPUT {
-        return Err(CliError::new(format!(
+    let too_large = || {
+        CliError::new(format!(
             "cannot read {what} {}: larger than {} MiB",
             path.display(),
             MAX_INPUT >> 20
         ))
-        .code(2));
+        .code(2)
+    };
+    // A regular file's size is known: refuse an oversized one without reading it.
+    if meta.len() > MAX_INPUT {
+        return Err(too_large());
     }
-    Ok(buf)
+    // Pipes and devices are read up to the limit. Growing copies into fresh zeroizing buffers,
+    // so no unwiped copy of a secret input (a passphrase through `<(…)`) is left behind.
+    let limit = MAX_INPUT as usize + 1;
+    match crate::store::age::read_zeroizing(f, meta.len() as usize + 1, limit) {
+        Ok(buf) if buf.len() < limit => Ok(buf),
+        Ok(_) => Err(too_large()),
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => Err(too_large()),
+        Err(e) => Err(fail(e)),
+    }
 }
 
 fn io_reason(e: &std::io::Error) -> String {

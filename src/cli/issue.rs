@@ -61,6 +61,9 @@ pub struct IssueArgs {
     /// Sign this PKCS#10 request instead of generating a key (the key never reaches talvault).
     #[arg(long, value_name = "FILE")]
     pub csr: Option<PathBuf>,
+    /// Sign with the Talos OS CA even when an issuer is active (if the policy allows it).
+    #[arg(long)]
+    pub direct: bool,
     /// Output.
     #[command(flatten)]
     pub dest: Destination,
@@ -83,6 +86,9 @@ pub struct BreakGlassArgs {
     /// Talos API endpoint (repeatable; default: the environment's).
     #[arg(long = "endpoint", short = 'e', value_name = "ENDPOINT")]
     pub endpoints: Vec<String>,
+    /// Sign with the Talos OS CA even when an issuer is active (if the policy allows it).
+    #[arg(long)]
+    pub direct: bool,
     /// Output.
     #[command(flatten)]
     pub dest: Destination,
@@ -104,6 +110,7 @@ pub fn issue_cmd(a: IssueArgs, o: &VaultOpts) -> Result<ExitCode, CliError> {
         nodes: a.nodes,
         csr,
         break_glass: None,
+        direct: a.direct,
     };
     run(req, &a.dest, o)
 }
@@ -121,6 +128,7 @@ pub fn break_glass_cmd(a: BreakGlassArgs, o: &VaultOpts) -> Result<ExitCode, Cli
         holder: a.holder,
         endpoints: a.endpoints,
         break_glass: Some(a.reason),
+        direct: a.direct,
         ..IssueRequest::default()
     };
     run(req, &a.dest, o)
@@ -177,6 +185,7 @@ fn run(req: IssueRequest, dest: &Destination, o: &VaultOpts) -> Result<ExitCode,
         plan,
         leaf,
         context,
+        signed_by,
     } = issued;
     let written = write_talosconfig(context, &plan.context, dest, existing)?;
     let roles: Vec<&str> = leaf.roles.iter().map(|r| r.as_str()).collect();
@@ -194,6 +203,11 @@ fn run(req: IssueRequest, dest: &Destination, o: &VaultOpts) -> Result<ExitCode,
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default(),
     );
+    msg.push_str(&if signed_by == crate::model::OS_CA {
+        "signed directly by the Talos OS CA (revocation needs expiry or an OS CA rotation; see `talvault issuer create`)\n".to_owned()
+    } else {
+        format!("signed by issuer {signed_by}\n")
+    });
     msg.push_str(&format!(
         "talosconfig context {:?} written to {written}\n",
         plan.context

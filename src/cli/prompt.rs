@@ -4,7 +4,7 @@
 //! terminal's echo setting is restored even when reading fails.
 #![expect(clippy::disallowed_methods, reason = "EDGE: talks to the terminal")]
 
-use std::io::{BufRead as _, Write as _};
+use std::io::Write as _;
 use std::os::fd::AsRawFd as _;
 
 use crate::secret::SecretText;
@@ -38,11 +38,27 @@ pub fn read_hidden(prompt: &str) -> std::io::Result<SecretText> {
         let mut out = &tty;
         out.write_all(prompt.as_bytes())?;
         out.flush()?;
-        let mut line = String::with_capacity(1024);
-        std::io::BufReader::new(&tty).read_line(&mut line)?;
-        let trimmed_len = line.trim_end_matches(['\r', '\n']).len();
-        line.truncate(trimmed_len);
-        Ok(SecretText::new(line))
+        // Byte by byte into a fixed zeroizing buffer: a BufReader would keep the passphrase in
+        // its own buffer, and a growing String would leave copies behind; both are freed
+        // unwiped. The terminal hands over the whole line at once anyway.
+        const MAX: usize = 1024;
+        let mut line = zeroize::Zeroizing::new(Vec::with_capacity(MAX));
+        let mut byte = zeroize::Zeroizing::new([0u8; 1]);
+        let mut input = &tty;
+        while std::io::Read::read(&mut input, &mut byte[..])? == 1 && byte[0] != b'\n' {
+            if line.len() == MAX {
+                return Err(std::io::Error::other(
+                    "the passphrase is longer than 1024 bytes",
+                ));
+            }
+            line.push(byte[0]);
+        }
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+        let text = std::str::from_utf8(&line)
+            .map_err(|_| std::io::Error::other("the passphrase is not UTF-8"))?;
+        Ok(SecretText::from(text))
     })();
     // SAFETY: restores the attributes saved above on the same descriptor.
     #[expect(unsafe_code, reason = "termios has no safe std API")]

@@ -14,3 +14,4 @@ pub mod name;
 pub mod policy;
 pub mod role;
 pub mod ttl;
+pub mod verify;

@@ -561,7 +561,7 @@ pub fn resolve_identity_files(
 /// Reads `reader` into a zeroizing buffer of `capacity` bytes, growing (by copying into a fresh
 /// zeroizing buffer, so no unwiped copy is left behind) only up to `limit` bytes.
 /// `read_to_end` would reallocate and leave the old buffers unwiped in freed memory.
-fn read_zeroizing<R: Read>(
+pub(crate) fn read_zeroizing<R: Read>(
     mut reader: R,
     capacity: usize,
     limit: usize,

@@ -35,9 +35,18 @@ pub fn append(env_dir: &Path, event: &Event) -> Result<PathBuf, StoreError> {
 /// unexpected places are returned too, so `verify` reports them; symbolic links are refused;
 /// temporary files left by a crash (`.talvault-tmp-*`) are skipped.
 pub fn load_all(env_dir: &Path) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+    load_all_below(env_dir, Path::new(""))
+}
+
+/// [`load_all`] for the environment directory `env_rel` below the vault `root`: every
+/// directory from `root` down is opened without following links, so a vault whose `envs` or
+/// `envs/<env>` is a link is refused rather than read through (`load_all(root.join(env_rel))`
+/// would trust everything above `audit/`).
+pub fn load_all_below(root: &Path, env_rel: &Path) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
     let mut out = Vec::new();
-    match walk(env_dir, Path::new(AUDIT_DIR), "", 0, &mut out) {
-        Err(StoreError::NotFound { path }) if path == env_dir.join(AUDIT_DIR) => {
+    let audit = env_rel.join(AUDIT_DIR);
+    match walk(root, &audit, "", 0, &mut out) {
+        Err(StoreError::NotFound { path }) if path == root.join(&audit) => {
             return Ok(Vec::new());
         }
         other => other?,

@@ -267,14 +267,25 @@ pub fn read_bounded(root: &Path, path: &Path, max_len: u64) -> Result<Vec<u8>, S
     };
     let (dir, mut shown) = walk_dirs(root, dirs, None)?;
     shown.push(last);
+    read_at(&dir, last, shown, max_len)
+}
+
+/// Reads the regular file `name` in the open directory `dir` (`shown` names it for messages),
+/// without following a link, at most `max_len` bytes.
+fn read_at(
+    dir: &OwnedFd,
+    name: &OsStr,
+    shown: PathBuf,
+    max_len: u64,
+) -> Result<Vec<u8>, StoreError> {
     // O_NONBLOCK: opening a FIFO planted in the vault must not hang; it is refused below.
     let fd = rfs::openat(
-        &dir,
-        *last,
+        dir,
+        name,
         OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY,
         rfs::Mode::empty(),
     )
-    .map_err(|e| openat_error(&dir, last, &shown, e))?;
+    .map_err(|e| openat_error(dir, name, &shown, e))?;
     let st = rfs::fstat(&fd).map_err(|e| errno_error(&shown, e))?;
     if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
         return Err(StoreError::NotAFile { path: shown });
@@ -294,6 +305,34 @@ pub fn read_bounded(root: &Path, path: &Path, max_len: u64) -> Result<Vec<u8>, S
         return Err(too_large(shown));
     }
     Ok(out)
+}
+
+/// Renames `from` to `to`, both below `root`, with renameat(2) between directories opened
+/// component by component with `O_NOFOLLOW`: a link anywhere on either path (`envs/x` →
+/// `~/.ssh`) is refused, never followed. A link at `to` itself is replaced, as rename(2) does.
+/// For recovery, whose paths come from a journal file that may not be ours.
+pub(crate) fn rename_below(root: &Path, from: &Path, to: &Path) -> Result<(), StoreError> {
+    let open_parent = |path: &Path| -> Result<(OwnedFd, PathBuf, OsString), StoreError> {
+        let components = components_below(root, path)?;
+        let Some((last, dirs)) = components.split_last() else {
+            return Err(StoreError::NotAFile {
+                path: root.to_path_buf(),
+            });
+        };
+        let (dir, shown) = walk_dirs(root, dirs, None)?;
+        Ok((dir, shown.join(last), (*last).to_owned()))
+    };
+    let (from_dir, from_shown, from_name) = open_parent(from)?;
+    let (to_dir, to_shown, to_name) = open_parent(to)?;
+    // The source must be a regular file of ours, not a link or a directory.
+    let st = rfs::statat(&from_dir, &from_name, AtFlags::SYMLINK_NOFOLLOW)
+        .map_err(|e| errno_error(&from_shown, e))?;
+    match FileType::from_raw_mode(st.st_mode) {
+        FileType::RegularFile => {}
+        FileType::Symlink => return Err(StoreError::SymlinkRefused { path: from_shown }),
+        _ => return Err(StoreError::NotAFile { path: from_shown }),
+    }
+    rfs::renameat(&from_dir, &from_name, &to_dir, &to_name).map_err(|e| errno_error(&to_shown, e))
 }
 
 /// What a directory entry is, as seen without following links.
@@ -316,44 +355,94 @@ pub struct DirEntry {
     pub name: String,
     /// What it is.
     pub kind: EntryKind,
+    /// Its inode number (from the directory entry; changes when a file is replaced).
+    pub ino: u64,
 }
 
 /// Lists the directory `rel` below `root` (links refused on the way), sorted by name, without
 /// `.` and `..`.
 pub fn list_dir(root: &Path, rel: &Path) -> Result<Vec<DirEntry>, StoreError> {
+    open_dir(root, rel)?.entries()
+}
+
+/// A directory below the vault root, opened once (links refused on the way), for listing and
+/// reading many files without walking the path again for each.
+pub struct OpenDir {
+    fd: OwnedFd,
+    shown: PathBuf,
+}
+
+/// Opens the directory `rel` below `root`, refusing links on the way.
+pub fn open_dir(root: &Path, rel: &Path) -> Result<OpenDir, StoreError> {
     let components = components_below(root, rel)?;
-    let (dir, shown) = walk_dirs(root, &components, None)?;
-    let entries = rfs::Dir::read_from(&dir).map_err(|e| errno_error(&shown, e))?;
-    let mut out = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| errno_error(&shown, e))?;
-        let raw = entry.file_name().to_bytes();
-        if raw == b"." || raw == b".." {
-            continue;
-        }
-        let mut file_type = entry.file_type();
-        if file_type == FileType::Unknown {
-            // Some file systems do not fill d_type; ask without following links.
-            file_type = rfs::statat(&dir, entry.file_name(), AtFlags::SYMLINK_NOFOLLOW)
-                .map(|st| FileType::from_raw_mode(st.st_mode))
-                .map_err(|e| errno_error(&shown.join(OsStr::from_bytes(raw)), e))?;
-        }
-        let (name, kind) = match std::str::from_utf8(raw) {
-            Ok(name) => (
-                name.to_owned(),
-                match file_type {
-                    FileType::RegularFile => EntryKind::File,
-                    FileType::Directory => EntryKind::Dir,
-                    FileType::Symlink => EntryKind::Symlink,
-                    _ => EntryKind::Other,
-                },
-            ),
-            Err(_) => (String::from_utf8_lossy(raw).into_owned(), EntryKind::Other),
-        };
-        out.push(DirEntry { name, kind });
+    let (fd, shown) = walk_dirs(root, &components, None)?;
+    Ok(OpenDir { fd, shown })
+}
+
+impl OpenDir {
+    /// The directory's path, for messages.
+    pub fn path(&self) -> &Path {
+        &self.shown
     }
-    out.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(out)
+
+    /// Its entries, sorted by name, without `.` and `..`.
+    pub fn entries(&self) -> Result<Vec<DirEntry>, StoreError> {
+        let mut out = self.entries_unsorted()?;
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// Its entries in directory order, without `.` and `..`.
+    pub fn entries_unsorted(&self) -> Result<Vec<DirEntry>, StoreError> {
+        let (dir, shown) = (&self.fd, &self.shown);
+        let entries = rfs::Dir::read_from(dir).map_err(|e| errno_error(shown, e))?;
+        let mut out = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| errno_error(shown, e))?;
+            let raw = entry.file_name().to_bytes();
+            if raw == b"." || raw == b".." {
+                continue;
+            }
+            let mut file_type = entry.file_type();
+            if file_type == FileType::Unknown {
+                // Some file systems do not fill d_type; ask without following links.
+                file_type = rfs::statat(dir, entry.file_name(), AtFlags::SYMLINK_NOFOLLOW)
+                    .map(|st| FileType::from_raw_mode(st.st_mode))
+                    .map_err(|e| errno_error(&shown.join(OsStr::from_bytes(raw)), e))?;
+            }
+            let (name, kind) = match std::str::from_utf8(raw) {
+                Ok(name) => (
+                    name.to_owned(),
+                    match file_type {
+                        FileType::RegularFile => EntryKind::File,
+                        FileType::Directory => EntryKind::Dir,
+                        FileType::Symlink => EntryKind::Symlink,
+                        _ => EntryKind::Other,
+                    },
+                ),
+                Err(_) => (String::from_utf8_lossy(raw).into_owned(), EntryKind::Other),
+            };
+            out.push(DirEntry {
+                name,
+                kind,
+                ino: entry.ino(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Reads the regular file `name` in this directory (a link or non-file is refused), at most
+    /// `max_len` bytes.
+    pub fn read(&self, name: &str, max_len: u64) -> Result<Vec<u8>, StoreError> {
+        let name = OsStr::new(name);
+        if Path::new(name).components().count() != 1 || name == ".." || name == "." {
+            return Err(StoreError::OutsideRoot {
+                path: self.shown.join(name),
+                root: self.shown.clone(),
+            });
+        }
+        read_at(&self.fd, name, self.shown.join(name), max_len)
+    }
 }
 
 /// A temporary file beside its target, removed on drop unless it was renamed into place.
@@ -489,6 +578,19 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: Mode) -> Result<(), StoreEr
     std::fs::rename(&temp.path, path).map_err(|e| io_error(path, e))?;
     temp.disarm();
     sync_dir(dir)
+}
+
+/// Replaces a derived, rebuildable file (a cache) atomically but without fsync: after a crash it
+/// may be missing or old, never torn, and it is rebuilt. Never for vault state.
+pub fn write_cache_file(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let (dir, name) = split_target(path)?;
+    let mut temp = TempFile::create(dir, name, Mode::Public)?;
+    temp.file
+        .write_all(bytes)
+        .map_err(|e| io_error(&temp.path, e))?;
+    std::fs::rename(&temp.path, path).map_err(|e| io_error(path, e))?;
+    temp.disarm();
+    Ok(())
 }
 
 /// Like `write_atomic`, but refuses an existing target (`StoreError::AlreadyExists`), for records

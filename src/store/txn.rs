@@ -244,9 +244,10 @@ pub fn recover(root: &Path) -> Result<Recovery, StoreError> {
         let intact = complete && entries.iter().all(|e| temp_ok(e) || applied(e));
         if any_temp && intact {
             for e in &entries {
-                if root.join(&e.temp).exists() {
-                    std::fs::rename(root.join(&e.temp), root.join(&e.target))
-                        .map_err(|err| fs::io_err(&root.join(&e.target), err))?;
+                if root.join(&e.temp).symlink_metadata().is_ok() {
+                    // Not a path-based rename: a journal (it may have come with a pulled
+                    // commit) naming `envs/<link>/…` must not move a file out of the vault.
+                    fs::rename_below(root, &e.temp, &e.target)?;
                     rec.rolled_forward += 1;
                 }
             }
@@ -261,7 +262,9 @@ pub fn recover(root: &Path) -> Result<Recovery, StoreError> {
 }
 
 fn remove_temporaries(dir: &Path, depth: usize) -> usize {
-    if depth > 6 {
+    // Entries below are typed without following links; the top (`envs`) is checked here, so a
+    // vault whose `envs` is a link never has files deleted elsewhere.
+    if depth > 6 || !dir.symlink_metadata().is_ok_and(|m| m.is_dir()) {
         return 0;
     }
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -382,6 +385,34 @@ mod tests {
             assert_eq!(std::fs::read(p.join("envs/a/y")).unwrap(), b"old-y");
             assert!(!p.join(JOURNAL).exists());
         }
+    }
+
+    #[test]
+    fn recover_never_renames_through_a_link() {
+        let d = setup();
+        let p = d.path();
+        let outside = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), p.join("envs/evil")).unwrap();
+        std::fs::write(
+            p.join(format!("envs/a/{TEMP_PREFIX}k-1")),
+            b"ssh-ed25519 AAAA evil",
+        )
+        .unwrap();
+        let journal = journal_line(
+            &format!("envs/a/{TEMP_PREFIX}k-1"),
+            "envs/evil/authorized_keys",
+            b"ssh-ed25519 AAAA evil",
+        ) + "end\n";
+        std::fs::write(p.join(JOURNAL), journal).unwrap();
+        let err = recover(p).unwrap_err();
+        assert!(matches!(err, StoreError::SymlinkRefused { .. }), "{err:?}");
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+        // `envs` itself a link: leftover temporaries there are not ours to delete.
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join(format!("{TEMP_PREFIX}keep")), b"x").unwrap();
+        std::os::unix::fs::symlink(outside.path(), d.path().join("envs")).unwrap();
+        assert_eq!(recover(d.path()).unwrap(), Recovery::default());
+        assert!(outside.path().join(format!("{TEMP_PREFIX}keep")).exists());
     }
 
     #[test]

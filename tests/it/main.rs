@@ -8,6 +8,7 @@
     missing_docs
 )]
 
+mod catalogue;
 mod cli;
 mod crl;
 mod generate;
@@ -15,6 +16,7 @@ mod import;
 mod issue;
 mod issuing;
 mod patch;
+mod revocation;
 mod support;
 mod vault;
 mod vectors;

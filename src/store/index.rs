@@ -1,0 +1,272 @@
+//! EDGE: reads every record file of one directory (`certs/`, `revocations/`) as one-line
+//! summaries, with a local cache so that an environment with 100,000 certificates does not parse
+//! 100,000 YAML files on every `status`. It must not decide what a record means (the caller's
+//! `summarise` does) or write anything inside the versioned vault.
+//!
+//! The cache lives in `.cache/` at the vault root, which carries its own `.gitignore` (`*`), so
+//! it never reaches git. Records are append-only and never rewritten in place (`store::fs` writes
+//! a new file and renames it), so a cached line is reused only while the directory entry keeps
+//! both its name and its inode number; anything else is read and parsed again. A missing,
+//! unreadable or foreign cache only costs time.
+#![cfg_attr(
+    test,
+    expect(
+        clippy::disallowed_methods,
+        reason = "tests edit record directories directly"
+    )
+)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use super::fs::{self, EntryKind, Mode, StoreError};
+
+/// Directory (below the vault root) that holds caches.
+pub const CACHE_DIR: &str = ".cache";
+const HEADER: &str = "talvault-index v1";
+/// Largest record file read.
+const RECORD_MAX: u64 = 64 << 10;
+/// Largest cache file read.
+const CACHE_MAX: u64 = 1 << 30;
+
+/// A summary that can live on one cache line.
+pub trait CacheLine: Sized {
+    /// The line (no newline; the name and inode are prepended by the cache).
+    fn to_line(&self) -> String;
+    /// Reads a line back; `None` if it is not valid.
+    fn from_line(line: &str) -> Option<Self>;
+}
+
+impl CacheLine for crate::inventory::CertEntry {
+    fn to_line(&self) -> String {
+        crate::inventory::CertEntry::to_line(self)
+    }
+    fn from_line(line: &str) -> Option<Self> {
+        crate::inventory::CertEntry::from_line(line)
+    }
+}
+
+impl CacheLine for crate::inventory::RevokedEntry {
+    fn to_line(&self) -> String {
+        crate::inventory::RevokedEntry::to_line(self)
+    }
+    fn from_line(line: &str) -> Option<Self> {
+        crate::inventory::RevokedEntry::from_line(line)
+    }
+}
+
+/// Summaries of every `*.yaml` file in `dir_rel` (below `root`), in directory order.
+/// `summarise(file, bytes)` turns a file into its summary (or refuses it); `cache_name`
+/// identifies the cache file under `.cache/`. A missing directory gives an empty list.
+pub fn scan<T, E>(
+    root: &Path,
+    dir_rel: &Path,
+    cache_name: &str,
+    summarise: impl Fn(&str, &[u8]) -> Result<T, E>,
+) -> Result<Vec<T>, E>
+where
+    T: CacheLine,
+    E: From<StoreError>,
+{
+    let dir = match fs::open_dir(root, dir_rel) {
+        Ok(d) => d,
+        Err(StoreError::NotFound { .. }) => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let entries = dir.entries_unsorted()?;
+    let cache_rel = PathBuf::from(CACHE_DIR).join(format!("{cache_name}.idx"));
+    let cache_text = read_cache(root, &cache_rel);
+    let cached = index_cache(&cache_text);
+    let mut out = Vec::with_capacity(entries.len());
+    // (inode, name, line) of every record, to rewrite the cache when anything changed.
+    let mut fresh: Vec<(u64, &str, Option<String>)> = Vec::with_capacity(entries.len());
+    let mut changed = false;
+    for e in &entries {
+        if !e.name.ends_with(".yaml") {
+            continue;
+        }
+        if e.kind != EntryKind::File {
+            // A link or anything else where a record should be: refuse, never follow.
+            return Err(StoreError::NotAFile {
+                path: dir.path().join(&e.name),
+            }
+            .into());
+        }
+        let hit = cached
+            .get(e.name.as_str())
+            .filter(|(ino, _)| *ino == e.ino)
+            .and_then(|(_, line)| T::from_line(line).map(|s| (s, *line)));
+        match hit {
+            Some((summary, _)) => {
+                out.push(summary);
+                fresh.push((e.ino, &e.name, None));
+            }
+            None => {
+                changed = true;
+                let bytes = dir.read(&e.name, RECORD_MAX)?;
+                let shown = dir_rel.join(&e.name);
+                let summary = summarise(&shown.display().to_string(), &bytes)?;
+                fresh.push((e.ino, &e.name, Some(summary.to_line())));
+                out.push(summary);
+            }
+        }
+    }
+    if changed || fresh.len() != cached.len() {
+        let mut lines = String::with_capacity(fresh.len() * 160);
+        for (ino, name, line) in &fresh {
+            let line = match line {
+                Some(l) => l.as_str(),
+                None => cached.get(name).map(|(_, l)| *l).unwrap_or_default(),
+            };
+            lines.push_str(&format!("{ino}\t{name}\t{line}\n"));
+        }
+        // Best effort: a cache that cannot be written only costs time next run.
+        let _ = write_cache(root, &cache_rel, &lines);
+    }
+    Ok(out)
+}
+
+/// The cache file's text, or empty.
+fn read_cache(root: &Path, rel: &Path) -> String {
+    fs::read_bounded(root, rel, CACHE_MAX)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .unwrap_or_default()
+}
+
+/// Name → (inode, summary line), borrowed from the cache text.
+fn index_cache(text: &str) -> HashMap<&str, (u64, &str)> {
+    let mut map = HashMap::new();
+    let mut lines = text.lines();
+    if lines.next() != Some(HEADER) {
+        return map;
+    }
+    for line in lines {
+        let mut parts = line.splitn(3, '\t');
+        let (Some(ino), Some(name), Some(rest)) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
+        if let Ok(ino) = ino.parse() {
+            map.insert(name, (ino, rest));
+        }
+    }
+    map
+}
+
+fn write_cache(root: &Path, rel: &Path, lines: &str) -> Result<(), StoreError> {
+    let dir = fs::ensure_dir(root, Path::new(CACHE_DIR), Mode::Public)?;
+    let ignore = dir.join(".gitignore");
+    if !ignore.exists() {
+        fs::write_atomic(
+            &ignore,
+            b"# Local caches of talvault; never committed.\n*\n",
+            Mode::Public,
+        )?;
+    }
+    if let Some(parent) = rel.parent() {
+        fs::ensure_dir(root, parent, Mode::Public)?;
+    }
+    let mut text = String::with_capacity(lines.len() + HEADER.len() + 1);
+    text.push_str(HEADER);
+    text.push('\n');
+    text.push_str(lines);
+    fs::write_cache_file(&root.join(rel), text.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::RevokedEntry;
+
+    fn entry(serial: &str) -> String {
+        format!("serial: {serial}\nreason: keyCompromise\n")
+    }
+
+    fn parse(file: &str, bytes: &[u8]) -> Result<RevokedEntry, StoreError> {
+        let text = String::from_utf8_lossy(bytes);
+        let serial = text
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("serial: "))
+            .ok_or_else(|| StoreError::NotAFile { path: file.into() })?;
+        Ok(RevokedEntry {
+            serial: serial.to_owned(),
+            fingerprint: format!("sha256:{}", "0".repeat(64)),
+            ca: "os".into(),
+            reason: "keyCompromise".into(),
+            revoked: 1,
+            not_after: 2,
+        })
+    }
+
+    #[test]
+    fn cache_is_reused_and_follows_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let rel = Path::new("envs/prod/revocations");
+        fs::ensure_dir(root, rel, Mode::Public).unwrap();
+        for s in ["01", "02"] {
+            fs::write_atomic(
+                &root.join(rel).join(format!("{s}.yaml")),
+                entry(s).as_bytes(),
+                Mode::Public,
+            )
+            .unwrap();
+        }
+        let got = scan(root, rel, "prod/revocations", parse).unwrap();
+        assert_eq!(
+            got.iter().map(|e| e.serial.as_str()).collect::<Vec<_>>(),
+            ["01", "02"]
+        );
+        let cache = root.join(".cache/prod/revocations.idx");
+        assert!(cache.is_file());
+        assert!(root.join(".cache/.gitignore").is_file());
+
+        // A second scan parses nothing: a parser that always fails proves it.
+        let again = scan(
+            root,
+            rel,
+            "prod/revocations",
+            |f: &str, _: &[u8]| -> Result<RevokedEntry, StoreError> {
+                Err(StoreError::NotAFile { path: f.into() })
+            },
+        )
+        .unwrap();
+        assert_eq!(again.len(), 2);
+
+        // A replaced file (new inode) is read again; a removed one disappears.
+        fs::write_atomic(
+            &root.join(rel).join("02.yaml"),
+            entry("2b").as_bytes(),
+            Mode::Public,
+        )
+        .unwrap();
+        std::fs::remove_file(root.join(rel).join("01.yaml")).unwrap();
+        let got = scan(root, rel, "prod/revocations", parse).unwrap();
+        assert_eq!(
+            got.iter().map(|e| e.serial.as_str()).collect::<Vec<_>>(),
+            ["2b"]
+        );
+
+        // A garbage cache is ignored.
+        std::fs::write(&cache, b"talvault-index v1\nxx\tyy\n\x00").unwrap();
+        assert_eq!(scan(root, rel, "prod/revocations", parse).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn links_in_record_directories_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let rel = Path::new("envs/prod/certs");
+        fs::ensure_dir(root, rel, Mode::Public).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", root.join(rel).join("01.yaml")).unwrap();
+        let err = scan(root, rel, "prod/certs", parse).unwrap_err();
+        assert!(matches!(err, StoreError::NotAFile { .. }), "{err:?}");
+        // A missing directory is simply empty.
+        assert!(
+            scan(root, Path::new("envs/prod/none"), "prod/none", parse)
+                .unwrap()
+                .is_empty()
+        );
+    }
+}
