@@ -2,8 +2,8 @@
 //! talvault's `pki::crl::sign_crl` against rcgen 0.14's `CertificateRevocationListParams::
 //! signed_by` for the same entries (rcgen's issuer read from the same certificate, so its key
 //! usages include cRLSign and its key id is the certificate's SKI; the CRL's AKI pre-specified as
-//! that SKI). Prints the median of several runs of each and the ratio ours/rcgen, and checks that
-//! both produce the same bytes (Ed25519 signatures are deterministic).
+//! that SKI). Runs the two alternately, prints the median of each and the ratio ours/rcgen, and
+//! checks that both produce the same bytes (Ed25519 signatures are deterministic).
 //! Run: `cargo bench --bench crl`.
 
 #![allow(
@@ -20,18 +20,29 @@ use talvault::keys::PrivateKey;
 use talvault::pki::crl::{CrlParams, RevocationReason, RevokedCertificate, sign_crl};
 use talvault::pki::issuer::{IssuerSpec, create_issuer_certificate};
 
-/// Median wall time of `runs` calls of `f`, after one warm-up call.
-fn median(runs: usize, mut f: impl FnMut()) -> Duration {
-    f();
-    let mut times: Vec<Duration> = (0..runs)
-        .map(|_| {
-            let start = Instant::now();
-            f();
-            start.elapsed()
-        })
-        .collect();
-    times.sort_unstable();
-    times[runs / 2]
+/// Median wall times of `a` and `b` over `runs` rounds, after one warm-up call of each. The two
+/// alternate (a, b, b, a, …) so that both see the same load on a shared machine.
+fn medians(runs: usize, mut a: impl FnMut(), mut b: impl FnMut()) -> (Duration, Duration) {
+    let time = |f: &mut dyn FnMut()| {
+        let start = Instant::now();
+        f();
+        start.elapsed()
+    };
+    a();
+    b();
+    let (mut ta, mut tb) = (Vec::with_capacity(runs), Vec::with_capacity(runs));
+    for round in 0..runs {
+        if round % 2 == 0 {
+            ta.push(time(&mut a));
+            tb.push(time(&mut b));
+        } else {
+            tb.push(time(&mut b));
+            ta.push(time(&mut a));
+        }
+    }
+    ta.sort_unstable();
+    tb.sort_unstable();
+    (ta[runs / 2], tb[runs / 2])
 }
 
 fn rcgen_reason(r: RevocationReason) -> rcgen::RevocationReason {
@@ -91,9 +102,6 @@ fn main() {
 
         let signer = key.key_pair().unwrap();
         let ours = sign_crl(&issuer.der, &signer, &params, &revoked).unwrap();
-        let ours_time = median(runs, || {
-            std::hint::black_box(sign_crl(&issuer.der, &signer, &params, &revoked).unwrap());
-        });
 
         let rcgen_issuer =
             rcgen::Issuer::from_ca_cert_der(&issuer.der.clone().into(), key.key_pair().unwrap())
@@ -121,9 +129,15 @@ fn main() {
         };
         let theirs = rcgen_params.signed_by(&rcgen_issuer).unwrap();
         assert_eq!(ours.der, theirs.der().as_ref(), "same entries, same bytes");
-        let rcgen_time = median(runs, || {
-            std::hint::black_box(rcgen_params.signed_by(&rcgen_issuer).unwrap());
-        });
+        let (ours_time, rcgen_time) = medians(
+            runs,
+            || {
+                std::hint::black_box(sign_crl(&issuer.der, &signer, &params, &revoked).unwrap());
+            },
+            || {
+                std::hint::black_box(rcgen_params.signed_by(&rcgen_issuer).unwrap());
+            },
+        );
 
         println!(
             "{entries:>7} entries ({:>7} bytes DER): talvault sign_crl {:>8.2} ms | rcgen signed_by {:>8.2} ms | ratio ours/rcgen {:.2}",

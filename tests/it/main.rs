@@ -15,6 +15,7 @@ mod generate;
 mod import;
 mod issue;
 mod issuing;
+mod patch;
 mod revocation;
 mod support;
 mod vault;

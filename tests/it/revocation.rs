@@ -148,9 +148,18 @@ fn issuer_cycle_cuts_access_and_crls_verify() {
     assert!(verdict.accepted, "{verdict:?}");
     assert!(!apid_check(dir, &[&ca, &issuer], &pcrt, &pkey).accepted);
 
-    // The patch lists exactly the two accepted issuers.
+    // The patch lists exactly the two accepted issuers: a document deleting the current list
+    // (so the patch replaces rather than appends, src/patch.rs), then the list.
     let patch = env.ok(&with(&["patch", "accepted-cas", "prod"]));
-    let doc: serde_yaml::Value = serde_yaml::from_str(&patch).unwrap();
+    let docs: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&patch)
+        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+        .collect();
+    assert_eq!(docs.len(), 2, "{patch}");
+    assert_eq!(
+        docs[0]["machine"]["acceptedCAs"]["$patch"], "delete",
+        "{patch}"
+    );
+    let doc = &docs[1];
     let listed: Vec<Vec<u8>> = doc["machine"]["acceptedCAs"]
         .as_sequence()
         .unwrap_or_else(|| panic!("{patch}"))
