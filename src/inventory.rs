@@ -84,8 +84,6 @@ fn check_text(field: &'static str, s: &str, separator: Option<char>) -> Result<(
 pub struct CertEntry {
     /// Serial, lowercase hex.
     pub serial: String,
-    /// `sha256:…` of the DER.
-    pub fingerprint: String,
     /// `os` or the issuer id.
     pub ca: String,
     /// Holder, if recorded.
@@ -114,7 +112,6 @@ impl CertEntry {
         }
         Ok(Self {
             serial: r.serial.clone(),
-            fingerprint: r.fingerprint.clone(),
             ca: r.signed_by.ca.clone(),
             holder: r.holder.clone(),
             roles: r.roles.clone(),
@@ -132,9 +129,8 @@ impl CertEntry {
     /// The cache line (tab-separated, no newline).
     pub fn to_line(&self) -> String {
         format!(
-            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}",
             self.serial,
-            self.fingerprint,
             self.ca,
             self.holder.as_deref().unwrap_or(""),
             self.roles.join(","),
@@ -148,15 +144,13 @@ impl CertEntry {
     pub fn from_line(line: &str) -> Option<Self> {
         let mut f = line.split('\t');
         let mut next = || f.next();
-        let (serial, fingerprint, ca, holder, roles) =
-            (next()?, next()?, next()?, next()?, next()?);
+        let (serial, ca, holder, roles) = (next()?, next()?, next()?, next()?);
         let (nb, na, bg) = (next()?, next()?, next()?);
         if next().is_some() {
             return None;
         }
         Some(Self {
             serial: serial.to_owned(),
-            fingerprint: fingerprint.to_owned(),
             ca: ca.to_owned(),
             holder: (!holder.is_empty()).then(|| holder.to_owned()),
             roles: if roles.is_empty() {

@@ -645,12 +645,24 @@ pub fn status_cmd(a: StatusArgs, o: &VaultOpts) -> Result<ExitCode, CliError> {
         .status(a.env.as_deref(), window.as_duration(), &ctx)
         .map_err(vault_err)?;
     let grade = report.iter().map(|s| s.grade).max().unwrap_or(0);
-    let bytes = match a.format {
-        StatusFormat::Json => json(&report)?,
-        StatusFormat::Table => status_table(&report).into_bytes(),
-        StatusFormat::Prometheus => prometheus(&report, ctx.now.unix_timestamp()).into_bytes(),
-    };
-    write_stdout(&bytes)?;
+    match a.format {
+        // Streamed: a report with 100,000 live certificates is tens of megabytes of JSON.
+        StatusFormat::Json => {
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+            serde_json::to_writer_pretty(&mut out, &report)
+                .map_err(|e| CliError::new(format!("cannot write to stdout: {e}")))?;
+            std::io::Write::write_all(&mut out, b"\n")
+                .and_then(|()| std::io::Write::flush(&mut out))
+                .map_err(|e| CliError::new(format!("cannot write to stdout: {e}")))?;
+        }
+        StatusFormat::Table => write_stdout(status_table(&report).as_bytes())?,
+        StatusFormat::Prometheus => {
+            write_stdout(prometheus(&report, ctx.now.unix_timestamp()).as_bytes())?;
+        }
+    }
+    // The process exits next: freeing 100,000 summaries one by one costs more than making them.
+    std::mem::forget(report);
     Ok(grade)
 }
 

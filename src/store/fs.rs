@@ -394,9 +394,27 @@ impl OpenDir {
 
     /// Its entries in directory order, without `.` and `..`.
     pub fn entries_unsorted(&self) -> Result<Vec<DirEntry>, StoreError> {
+        let mut out = Vec::new();
+        self.visit(|name, kind, ino| {
+            out.push(DirEntry {
+                name: name.to_owned(),
+                kind,
+                ino,
+            });
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Calls `f(name, kind, inode)` for each entry in directory order, without `.` and `..`
+    /// and without allocating a name per entry. A name that is not UTF-8 is passed lossily with
+    /// kind `Other`.
+    pub fn visit(
+        &self,
+        mut f: impl FnMut(&str, EntryKind, u64) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
         let (dir, shown) = (&self.fd, &self.shown);
         let entries = rfs::Dir::read_from(dir).map_err(|e| errno_error(shown, e))?;
-        let mut out = Vec::new();
         for entry in entries {
             let entry = entry.map_err(|e| errno_error(shown, e))?;
             let raw = entry.file_name().to_bytes();
@@ -410,25 +428,21 @@ impl OpenDir {
                     .map(|st| FileType::from_raw_mode(st.st_mode))
                     .map_err(|e| errno_error(&shown.join(OsStr::from_bytes(raw)), e))?;
             }
-            let (name, kind) = match std::str::from_utf8(raw) {
-                Ok(name) => (
-                    name.to_owned(),
+            match std::str::from_utf8(raw) {
+                Ok(name) => f(
+                    name,
                     match file_type {
                         FileType::RegularFile => EntryKind::File,
                         FileType::Directory => EntryKind::Dir,
                         FileType::Symlink => EntryKind::Symlink,
                         _ => EntryKind::Other,
                     },
-                ),
-                Err(_) => (String::from_utf8_lossy(raw).into_owned(), EntryKind::Other),
-            };
-            out.push(DirEntry {
-                name,
-                kind,
-                ino: entry.ino(),
-            });
+                    entry.ino(),
+                )?,
+                Err(_) => f(&String::from_utf8_lossy(raw), EntryKind::Other, entry.ino())?,
+            }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Reads the regular file `name` in this directory (a link or non-file is refused), at most

@@ -17,13 +17,14 @@
 )]
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use super::fs::{self, EntryKind, Mode, StoreError};
 
 /// Directory (below the vault root) that holds caches.
 pub const CACHE_DIR: &str = ".cache";
-const HEADER: &str = "talvault-index v1";
+const HEADER: &str = "talvault-index v2";
 /// Largest record file read.
 const RECORD_MAX: u64 = 64 << 10;
 /// Largest cache file read.
@@ -73,53 +74,49 @@ where
         Err(StoreError::NotFound { .. }) => return Ok(Vec::new()),
         Err(e) => return Err(e.into()),
     };
-    let entries = dir.entries_unsorted()?;
     let cache_rel = PathBuf::from(CACHE_DIR).join(format!("{cache_name}.idx"));
     let cache_text = read_cache(root, &cache_rel);
     let cached = index_cache(&cache_text);
-    let mut out = Vec::with_capacity(entries.len());
-    // (inode, name, line) of every record, to rewrite the cache when anything changed.
-    let mut fresh: Vec<(u64, &str, Option<String>)> = Vec::with_capacity(entries.len());
+    let mut out = Vec::with_capacity(cached.len());
+    // The cache as it should be now, rewritten only when something changed.
+    let mut lines = String::new();
+    let mut records = 0usize;
     let mut changed = false;
-    for e in &entries {
-        if !e.name.ends_with(".yaml") {
-            continue;
+    dir.visit(|name, kind, ino| {
+        if !name.ends_with(".yaml") {
+            return Ok(());
         }
-        if e.kind != EntryKind::File {
+        if kind != EntryKind::File {
             // A link or anything else where a record should be: refuse, never follow.
             return Err(StoreError::NotAFile {
-                path: dir.path().join(&e.name),
-            }
-            .into());
+                path: dir.path().join(name),
+            });
         }
+        records += 1;
         let hit = cached
-            .get(&e.ino)
-            .filter(|(name, _)| *name == e.name)
+            .get(&ino)
+            .filter(|(cached_name, _)| *cached_name == name)
             .and_then(|(_, line)| T::from_line(line).map(|s| (s, *line)));
         match hit {
-            Some((summary, _)) => {
-                out.push(summary);
-                fresh.push((e.ino, &e.name, None));
+            Some((summary, line)) => {
+                out.push(Ok(summary));
+                let _ = writeln!(lines, "{ino}\t{name}\t{line}");
             }
             None => {
                 changed = true;
-                let bytes = dir.read(&e.name, RECORD_MAX)?;
-                let shown = dir_rel.join(&e.name);
-                let summary = summarise(&shown.display().to_string(), &bytes)?;
-                fresh.push((e.ino, &e.name, Some(summary.to_line())));
+                let bytes = dir.read(name, RECORD_MAX)?;
+                let shown = dir_rel.join(name);
+                let summary = summarise(&shown.display().to_string(), &bytes);
+                if let Ok(s) = &summary {
+                    let _ = writeln!(lines, "{ino}\t{name}\t{}", s.to_line());
+                }
                 out.push(summary);
             }
         }
-    }
-    if changed || fresh.len() != cached.len() {
-        let mut lines = String::with_capacity(fresh.len() * 160);
-        for (ino, name, line) in &fresh {
-            let line = match line {
-                Some(l) => l.as_str(),
-                None => cached.get(ino).map(|(_, l)| *l).unwrap_or_default(),
-            };
-            lines.push_str(&format!("{ino}\t{name}\t{line}\n"));
-        }
+        Ok(())
+    })?;
+    let out = out.into_iter().collect::<Result<Vec<T>, E>>()?;
+    if changed || records != cached.len() {
         // Best effort: a cache that cannot be written only costs time next run.
         let _ = write_cache(root, &cache_rel, &lines);
     }
@@ -270,7 +267,7 @@ mod tests {
         );
 
         // A garbage cache is ignored.
-        std::fs::write(&cache, b"talvault-index v1\nxx\tyy\n\x00").unwrap();
+        std::fs::write(&cache, b"talvault-index v2\nxx\tyy\n\x00").unwrap();
         assert_eq!(scan(root, rel, "prod/revocations", parse).unwrap().len(), 1);
     }
 
