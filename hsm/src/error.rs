@@ -66,7 +66,7 @@ pub enum HsmError {
     #[error("{function} returned {rv} while {doing}")]
     Pkcs11 {
         /// The PKCS#11 function, e.g. `C_Sign`.
-        function: &'static str,
+        function: String,
         /// The return code, e.g. `CKR_KEY_FUNCTION_NOT_PERMITTED`.
         rv: String,
         /// What talvault was doing, e.g. `signing with key "ca"`.
@@ -262,7 +262,7 @@ impl HsmError {
                 doing,
             },
             other => Self::Pkcs11 {
-                function: "cryptoki",
+                function: "cryptoki".to_owned(),
                 rv: other.to_string(),
                 doing,
             },
@@ -290,43 +290,10 @@ pub(crate) fn rv_name(rv: RvError) -> String {
     }
 }
 
-/// `C_…` name of a function, e.g. `C_Sign` (cryptoki's variant names are the C names minus `C_`).
-pub(crate) fn function_name(function: Function) -> &'static str {
-    macro_rules! names {
-        ($($v:ident),* $(,)?) => {
-            match function {
-                $(Function::$v => concat!("C_", stringify!($v)),)*
-                _ => "C_(unlisted)",
-            }
-        };
-    }
-    names!(
-        Initialize,
-        Finalize,
-        GetInfo,
-        GetFunctionList,
-        GetSlotList,
-        GetSlotInfo,
-        GetTokenInfo,
-        GetMechanismList,
-        GetMechanismInfo,
-        OpenSession,
-        CloseSession,
-        GetSessionInfo,
-        Login,
-        Logout,
-        CreateObject,
-        DestroyObject,
-        GetAttributeValue,
-        FindObjectsInit,
-        FindObjects,
-        FindObjectsFinal,
-        SignInit,
-        Sign,
-        GenerateKeyPair,
-        GenerateRandom,
-        GetInterface,
-    )
+/// `C_…` name of a function, e.g. `C_Sign`: cryptoki's variant names are the C names without
+/// the `C_` prefix.
+pub(crate) fn function_name(function: Function) -> String {
+    format!("C_{function:?}")
 }
 
 fn screaming_snake(camel: &str) -> String {
@@ -422,6 +389,11 @@ mod tests {
             "C_GetMechanismList"
         );
         assert_eq!(function_name(Function::Login), "C_Login");
+        assert_eq!(function_name(Function::InitPIN), "C_InitPIN");
+        assert_eq!(
+            function_name(Function::GetAttributeValue),
+            "C_GetAttributeValue"
+        );
     }
 
     #[test]

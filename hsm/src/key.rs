@@ -695,7 +695,7 @@ fn random_id() -> Result<Vec<u8>, HsmError> {
     ring::rand::SystemRandom::new()
         .fill(&mut id)
         .map_err(|_| HsmError::Pkcs11 {
-            function: "getrandom",
+            function: "getrandom (the OS RNG)".to_owned(),
             rv: "failure".into(),
             doing: "drawing a random CKA_ID".into(),
         })?;

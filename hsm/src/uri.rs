@@ -484,7 +484,9 @@ impl Pkcs11Uri {
                     .map_err(|reason| UriError::InvalidValue { name, reason })?;
                 self.pin_source = Some(value);
             }
-            Attr::SlotId | Attr::PinValue => unreachable_attr(attr)?,
+            // Refused in parse_component before values are decoded; kept as errors, not panics.
+            Attr::SlotId => return Err(UriError::SlotId),
+            Attr::PinValue => return Err(UriError::PinValue),
         }
         Ok(())
     }
@@ -639,14 +641,6 @@ fn strip_prefix_ignore_case<'a>(value: &'a str, prefix: &str) -> Option<&'a str>
         Some(head) if head.eq_ignore_ascii_case(prefix) => Some(&value[prefix.len()..]),
         _ => None,
     }
-}
-
-fn unreachable_attr(attr: Attr) -> Result<(), UriError> {
-    // Refused before `set` is called; kept as an error rather than a panic.
-    Err(match attr {
-        Attr::SlotId => UriError::SlotId,
-        _ => UriError::PinValue,
-    })
 }
 
 /// RFC 3986 §2.3 unreserved.

@@ -890,6 +890,28 @@ fn a_token_that_is_not_there_is_reported_with_the_tokens_that_are() {
                     .starts_with("no token matches token=\"prod-ca\" in "),
                 "{e}"
             );
+
+            // Token fields other than the label select too, and library-* match C_GetInfo.
+            let with = |path: &str| {
+                Pkcs11Uri::parse(&format!("pkcs11:{path}?module-path={}", t.module.display()))
+                    .unwrap()
+            };
+            let report = check(
+                &with("manufacturer=SoftHSM%20project;model=SoftHSM%20v2;library-manufacturer=SoftHSM;library-version=2"),
+                &opts(),
+            )
+            .unwrap();
+            assert_eq!(report.token.label, LABEL);
+            let e = check(&with("model=Other"), &opts()).unwrap_err();
+            assert!(matches!(e, HsmError::TokenNotPresent { .. }), "{e}");
+            let e = check(&with("library-manufacturer=Acme"), &opts()).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!(
+                    "module {} does not match the URI: its library-manufacturer is \"SoftHSM\", the URI asks for \"Acme\"",
+                    t.module.display()
+                )
+            );
         },
     );
 }
