@@ -750,27 +750,36 @@ fn generate_pair(
         (KeyAlgorithm::Ed25519, EdwardsParams::Oid) => attempt(ED25519_PARAMS_OID),
         (KeyAlgorithm::Ed25519, EdwardsParams::CurveName) => attempt(ED25519_PARAMS_NAME),
         (KeyAlgorithm::Ed25519, EdwardsParams::Auto) => match attempt(ED25519_PARAMS_OID) {
-            Err(e)
-                if matches!(
-                    rv_of(&e),
-                    Some(
-                        RvError::AttributeValueInvalid
-                            | RvError::DomainParamsInvalid
-                            | RvError::CurveNotSupported
-                    )
-                ) =>
-            {
-                attempt(ED25519_PARAMS_NAME)
-            }
+            Err(e) if rv_of(&e).is_some_and(rejects_curve_encoding) => attempt(ED25519_PARAMS_NAME),
             other => other,
         },
     };
     result.map_err(|e| HsmError::from_cryptoki(e, doing))
 }
 
+/// Return codes with which a token turns down the OID form of CKA_EC_PARAMS for Ed25519, so the
+/// PKCS#11 3.0 curve-name form is worth one more try.
+fn rejects_curve_encoding(rv: RvError) -> bool {
+    matches!(
+        rv,
+        RvError::AttributeValueInvalid | RvError::DomainParamsInvalid | RvError::CurveNotSupported
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_curve_encoding_refusals_retry_with_the_curve_name() {
+        assert!(rejects_curve_encoding(RvError::AttributeValueInvalid));
+        assert!(rejects_curve_encoding(RvError::DomainParamsInvalid));
+        assert!(rejects_curve_encoding(RvError::CurveNotSupported));
+        // Anything else (a PIN problem, a full token, a missing mechanism) is reported as is.
+        assert!(!rejects_curve_encoding(RvError::MechanismInvalid));
+        assert!(!rejects_curve_encoding(RvError::UserNotLoggedIn));
+        assert!(!rejects_curve_encoding(RvError::DeviceMemory));
+    }
 
     #[test]
     fn algorithm_names_round_trip() {
