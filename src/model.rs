@@ -470,6 +470,9 @@ pub enum IssuerKey {
         uri: String,
         /// The public key (raw subjectPublicKey bits, hex), checked against the token's.
         public_key: String,
+        /// The key was accepted although it may leave the token (`--danger-allow-extractable`).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        danger_allow_extractable: bool,
     },
 }
 

@@ -258,6 +258,12 @@ pub enum VaultError {
     /// Building or signing a CRL or an issuer certificate failed.
     #[error("{0}")]
     Sign(String),
+    /// A PKCS#11 token or module failed (the function and return code are in the message).
+    #[error(transparent)]
+    Hsm(#[from] talvault_hsm::HsmError),
+    /// A malformed `pkcs11:` URI.
+    #[error("--pkcs11: {0}")]
+    HsmUri(#[from] talvault_hsm::UriError),
 }
 
 impl VaultError {
@@ -292,6 +298,8 @@ impl VaultError {
             VaultError::NoEndpoints { .. } => {
                 "pass --endpoint HOST (or record endpoints in env.yaml at `env create --endpoint`)".into()
             }
+            VaultError::Hsm(e) => return e.hint(),
+            VaultError::HsmUri(e) => return e.hint().map(str::to_owned),
             VaultError::NoSuchIssuer { .. } => "list them with `talvault issuer list ENV`".into(),
             VaultError::IssuerState { operation: "retire", .. } => "a retired issuer stays retired; create a new one with `talvault issuer rotate ENV`".into(),
             VaultError::IssuerState { .. } => "see the states with `talvault issuer list ENV`".into(),
@@ -320,6 +328,36 @@ pub struct Context {
     pub identities: Vec<Identity>,
     /// The passphrase for passphrase-sealed environments.
     pub passphrase: Option<SecretText>,
+    /// Asks for a PKCS#11 token's PIN (given its label) when the URI's `pin-source` and
+    /// `TALVAULT_PKCS11_PIN` do not give one.
+    pub pin_prompt: Option<PinPrompt>,
+}
+
+/// Given a token label, the PIN, or why it cannot be had.
+pub type PinPrompt = Box<dyn Fn(&str) -> Result<secrecy::SecretString, String>>;
+
+/// A CA key ready to sign: in memory (an unsealed issuer key) or in a PKCS#11 token.
+enum CaSigner {
+    Memory(rcgen::KeyPair),
+    Token(talvault_hsm::HsmKey),
+}
+
+impl CaSigner {
+    fn key(&self) -> &dyn rcgen::SigningKey {
+        match self {
+            CaSigner::Memory(k) => k,
+            CaSigner::Token(k) => k,
+        }
+    }
+
+    /// A signing failure as the token reported it (rcgen's `RemoteKeyError` carries nothing),
+    /// else `fallback`.
+    fn explain(&self, fallback: VaultError) -> VaultError {
+        match self {
+            CaSigner::Token(k) => k.last_error().map_or(fallback, VaultError::Hsm),
+            CaSigner::Memory(_) => fallback,
+        }
+    }
 }
 
 /// Where a new environment's bundle comes from.
@@ -428,6 +466,8 @@ pub struct Issued {
     pub context: talosconfig::Context,
     /// `os` (direct) or the issuer id that signed it.
     pub signed_by: String,
+    /// The signature was made inside a PKCS#11 token.
+    pub in_token: bool,
 }
 
 pub use crate::model::{CertRecord, SignedBy};
@@ -1059,6 +1099,7 @@ impl Vault {
                 env: req.env.clone(),
             });
         }
+        let mut in_token = false;
         let (mut meta, leaf, signed_by, opened_by) = match issuer {
             Some(issuer) => {
                 let meta = self.env_meta(&name)?;
@@ -1071,14 +1112,16 @@ impl Vault {
                     });
                 }
                 let (signer, opened_by) = self.issuer_signer(&name, &meta, issuer, ctx)?;
+                in_token = matches!(signer, CaSigner::Token(_));
                 let leaf = issue_leaf(
                     issuer.meta.certificate.as_bytes(),
-                    &signer,
+                    signer.key(),
                     &grant,
                     subject_key,
                     IssueTime::new(ctx.now),
                     &rng,
-                )?;
+                )
+                .map_err(|e| signer.explain(e.into()))?;
                 let by = SignedBy {
                     ca: issuer.meta.id.clone(),
                     fingerprint: issuer.meta.fingerprint.clone(),
@@ -1204,6 +1247,7 @@ impl Vault {
             leaf,
             context,
             signed_by: record.signed_by.ca,
+            in_token,
         })
     }
 
@@ -1297,10 +1341,28 @@ pub struct Issuer {
 pub struct NewIssuer {
     /// The environment.
     pub env: String,
-    /// Key algorithm (Ed25519 or ECDSA P-256).
-    pub algorithm: KeyAlgorithm,
+    /// Key algorithm (Ed25519 or ECDSA P-256); `None`: Ed25519 for a new key, the key's own
+    /// for an existing token key.
+    pub algorithm: Option<KeyAlgorithm>,
+    /// Where the key comes from.
+    pub key: NewIssuerKey,
     /// Lifetime (the CLI's default is [`DEFAULT_ISSUER_LIFETIME`]).
     pub lifetime: Ttl,
+}
+
+/// Where a new issuer's key comes from.
+pub enum NewIssuerKey {
+    /// Generated in memory and sealed with age to the environment's recipients.
+    Sealed,
+    /// In a PKCS#11 token: generated there (`generate`) or an existing key, by URI.
+    Pkcs11 {
+        /// The `pkcs11:` URI (`pin-source` allowed, `pin-value` refused).
+        uri: String,
+        /// Generate the key pair in the token.
+        generate: bool,
+        /// Accept a key that may leave the token (`--danger-allow-extractable`).
+        allow_extractable: bool,
+    },
 }
 
 /// An issuer as `issuer list` and `status` show it.
@@ -1438,6 +1500,8 @@ pub struct CrlOutput {
     pub entries: usize,
     /// The vault file it was stored in.
     pub stored: String,
+    /// Signed inside a PKCS#11 token.
+    pub in_token: bool,
 }
 
 /// One revoked certificate in the JSON denylist.
@@ -1717,39 +1781,69 @@ impl Vault {
         })
     }
 
-    /// Unseals an issuer's key and checks it against the issuer certificate.
+    /// The issuer's signing key, checked against the issuer certificate: unsealed from
+    /// `key.age`, or opened in its PKCS#11 token (logging in once per process).
     fn issuer_signer(
         &self,
         name: &EnvName,
         meta: &EnvMeta,
         issuer: &Issuer,
         ctx: &Context,
-    ) -> Result<(rcgen::KeyPair, OpenedBy), VaultError> {
-        let rel = Self::issuers_dir(name)
-            .join(&issuer.meta.id)
-            .join(ISSUER_KEY_FILE);
-        let bad = |problem: String| VaultError::BadIssuer {
-            file: rel.display().to_string(),
+    ) -> Result<(CaSigner, OpenedBy), VaultError> {
+        let dir = Self::issuers_dir(name).join(&issuer.meta.id);
+        let bad = |file: &Path, problem: String| VaultError::BadIssuer {
+            file: file.display().to_string(),
             problem,
         };
         match &issuer.meta.key {
-            IssuerKey::Age { .. } => {}
-            IssuerKey::Pkcs11 { .. } => {
-                return Err(bad(
-                    "this issuer's key is in a PKCS#11 token, which this build cannot use".into(),
-                ));
+            IssuerKey::Age { .. } => {
+                let rel = dir.join(ISSUER_KEY_FILE);
+                let (plain, opened_by) = self.open_sealed(meta, &rel, ctx)?;
+                let key = PrivateKey::from_talos_pem(plain.expose())
+                    .map_err(|e| bad(&rel, format!("not an issuer key: {e}")))?;
+                let pair = key
+                    .key_pair()
+                    .map_err(|e| bad(&rel, format!("not an issuer key: {e}")))?;
+                if rcgen::PublicKeyData::der_bytes(&pair) != issuer.facts.public_key.as_slice() {
+                    return Err(bad(
+                        &rel,
+                        "the key does not match the issuer certificate".into(),
+                    ));
+                }
+                Ok((CaSigner::Memory(pair), opened_by))
+            }
+            IssuerKey::Pkcs11 {
+                uri,
+                public_key,
+                danger_allow_extractable,
+            } => {
+                let rel = dir.join("issuer.yaml");
+                if *public_key != hex(&issuer.facts.public_key) {
+                    return Err(bad(
+                        &rel,
+                        "key.public_key does not match the issuer certificate".into(),
+                    ));
+                }
+                let parsed = talvault_hsm::Pkcs11Uri::parse(uri)
+                    .map_err(|e| bad(&rel, format!("key.uri: {e}")))?;
+                let key = talvault_hsm::HsmKey::open(
+                    &parsed,
+                    &talvault_hsm::OpenOptions {
+                        pin_prompt: ctx.pin_prompt.as_deref(),
+                        allow_extractable: *danger_allow_extractable,
+                        ..talvault_hsm::OpenOptions::default()
+                    },
+                )?;
+                // The token must hold the very key the certificate names.
+                if key.public_key_der() != issuer.facts.public_key.as_slice() {
+                    return Err(bad(
+                        &rel,
+                        format!("the token's key at {uri} does not match the issuer certificate"),
+                    ));
+                }
+                Ok((CaSigner::Token(key), OpenedBy::Pkcs11(uri.clone())))
             }
         }
-        let (plain, opened_by) = self.open_sealed(meta, &rel, ctx)?;
-        let key = PrivateKey::from_talos_pem(plain.expose())
-            .map_err(|e| bad(format!("not an issuer key: {e}")))?;
-        let pair = key
-            .key_pair()
-            .map_err(|e| bad(format!("not an issuer key: {e}")))?;
-        if rcgen::PublicKeyData::der_bytes(&pair) != issuer.facts.public_key.as_slice() {
-            return Err(bad("the key does not match the issuer certificate".into()));
-        }
-        Ok((pair, opened_by))
     }
 
     /// Summaries of every certificate record of the environment (cached, see `store::index`).
@@ -1876,19 +1970,76 @@ impl Vault {
             )));
         }
         let rng = ring::rand::SystemRandom::new();
-        let key = match req.algorithm {
-            KeyAlgorithm::Ed25519 => PrivateKey::generate_ed25519(&rng),
-            KeyAlgorithm::EcdsaP256 => PrivateKey::generate_p256(&rng),
-            KeyAlgorithm::Rsa => {
-                return Err(VaultError::BadRequest(
-                    "--algorithm: issuers are ed25519 or ecdsa-p256".into(),
-                ));
+        // The signer, and what the environment keeps of its key: a sealed copy, or a URI.
+        let (signer, sealed_key) = match &req.key {
+            NewIssuerKey::Sealed => {
+                let key = match req.algorithm.unwrap_or(KeyAlgorithm::Ed25519) {
+                    KeyAlgorithm::Ed25519 => PrivateKey::generate_ed25519(&rng),
+                    KeyAlgorithm::EcdsaP256 => PrivateKey::generate_p256(&rng),
+                    KeyAlgorithm::Rsa => {
+                        return Err(VaultError::BadRequest(
+                            "--algorithm: issuers are ed25519 or ecdsa-p256".into(),
+                        ));
+                    }
+                }
+                .map_err(|e| VaultError::Generate(format!("issuer key: {e}")))?;
+                let pair = key
+                    .key_pair()
+                    .map_err(|e| VaultError::Generate(format!("issuer key: {e}")))?;
+                let pem = key
+                    .to_talos_pem()
+                    .map_err(|e| VaultError::Generate(format!("issuer key: {e}")))?;
+                (
+                    CaSigner::Memory(pair),
+                    Some(self.seal_for(&name, &meta, pem.expose(), ctx)?),
+                )
             }
-        }
-        .map_err(|e| VaultError::Generate(format!("issuer key: {e}")))?;
-        let pair = key
-            .key_pair()
-            .map_err(|e| VaultError::Generate(format!("issuer key: {e}")))?;
+            NewIssuerKey::Pkcs11 {
+                uri,
+                generate,
+                allow_extractable,
+            } => {
+                let uri = talvault_hsm::Pkcs11Uri::parse(uri)?;
+                let options = talvault_hsm::OpenOptions {
+                    pin_prompt: ctx.pin_prompt.as_deref(),
+                    allow_extractable: *allow_extractable,
+                    ..talvault_hsm::OpenOptions::default()
+                };
+                let wanted = match req.algorithm {
+                    Some(KeyAlgorithm::EcdsaP256) => Some(talvault_hsm::KeyAlgorithm::EcdsaP256),
+                    Some(KeyAlgorithm::Ed25519) => Some(talvault_hsm::KeyAlgorithm::Ed25519),
+                    Some(KeyAlgorithm::Rsa) => {
+                        return Err(VaultError::BadRequest(
+                            "--algorithm: issuers are ed25519 or ecdsa-p256".into(),
+                        ));
+                    }
+                    None => None,
+                };
+                let key = if *generate {
+                    talvault_hsm::HsmKey::generate(
+                        &uri,
+                        wanted.unwrap_or(talvault_hsm::KeyAlgorithm::Ed25519),
+                        &options,
+                    )?
+                } else {
+                    talvault_hsm::HsmKey::open(&uri, &options)?
+                };
+                if let Some(w) = wanted
+                    && w != key.algorithm()
+                {
+                    return Err(VaultError::BadRequest(format!(
+                        "--algorithm {}: the token's key is {}",
+                        w.as_str(),
+                        key.algorithm().as_str()
+                    )));
+                }
+                (CaSigner::Token(key), None)
+            }
+        };
+        let algorithm = match &signer {
+            CaSigner::Token(k) => k.algorithm().as_str(),
+            CaSigner::Memory(_) => algorithm_name(req.algorithm.unwrap_or(KeyAlgorithm::Ed25519)),
+        };
         let epoch = issuers.iter().map(|i| i.meta.epoch).max().unwrap_or(0) + 1;
         let mut suffix = [0u8; 2];
         ring::rand::SecureRandom::fill(&rng, &mut suffix)
@@ -1902,7 +2053,7 @@ impl Vault {
             u8::from(now.month())
         );
         let cert = create_issuer_certificate(
-            &pair,
+            signer.key(),
             &IssuerSpec {
                 common_name: &common_name,
                 // The same clock-skew allowance as leaves get.
@@ -1911,19 +2062,30 @@ impl Vault {
             },
             &rng,
         )
-        .map_err(|e| VaultError::Sign(format!("issuer certificate: {e}")))?;
+        .map_err(|e| signer.explain(VaultError::Sign(format!("issuer certificate: {e}"))))?;
         let facts = read_issuer_certificate(cert.pem.as_bytes())
             .map_err(|e| VaultError::Sign(format!("issuer certificate: {e}")))?;
-        let key_pem = key
-            .to_talos_pem()
-            .map_err(|e| VaultError::Generate(format!("issuer key: {e}")))?;
-        let sealed = self.seal_for(&name, &meta, key_pem.expose(), ctx)?;
+        let key_record = match &signer {
+            CaSigner::Memory(_) => IssuerKey::Age {
+                file: ISSUER_KEY_FILE.into(),
+            },
+            CaSigner::Token(k) => IssuerKey::Pkcs11 {
+                uri: k.uri_without_pin().to_string(),
+                public_key: hex(k.public_key_der()),
+                danger_allow_extractable: match &req.key {
+                    NewIssuerKey::Pkcs11 {
+                        allow_extractable, ..
+                    } => *allow_extractable,
+                    NewIssuerKey::Sealed => false,
+                },
+            },
+        };
         let issuer = IssuerMeta {
             format_version: FORMAT_VERSION,
             id: id.clone(),
             epoch,
             state: IssuerState::Pending,
-            algorithm: algorithm_name(req.algorithm).into(),
+            algorithm: algorithm.into(),
             subject: format!("O=talvault, CN={common_name}"),
             serial: facts.serial_hex.clone(),
             fingerprint: facts.fingerprint.0.clone(),
@@ -1933,14 +2095,14 @@ impl Vault {
             created: rfc3339(ctx.now),
             activated: None,
             retired: None,
-            key: IssuerKey::Age {
-                file: ISSUER_KEY_FILE.into(),
-            },
+            key: key_record,
             certificate: cert.pem.clone(),
         };
         let dir = Self::issuers_dir(&name).join(&id);
         let mut t = Transaction::new(&self.root);
-        t.create(dir.join(ISSUER_KEY_FILE), &sealed, Mode::Secret);
+        if let Some(sealed) = &sealed_key {
+            t.create(dir.join(ISSUER_KEY_FILE), sealed, Mode::Secret);
+        }
         t.create(
             dir.join("issuer.yaml"),
             issuer.to_yaml()?.as_bytes(),
@@ -1952,8 +2114,25 @@ impl Vault {
         data.insert("algorithm".into(), json!(issuer.algorithm));
         data.insert("fingerprint".into(), json!(issuer.fingerprint));
         data.insert("not_after".into(), json!(issuer.not_after));
-        data.insert("key_store".into(), json!("age"));
-        self.stage_event(&mut t, &name, ctx, None, "issuer.create", data)?;
+        let opened_by = match &issuer.key {
+            IssuerKey::Age { .. } => {
+                data.insert("key_store".into(), json!("age"));
+                None
+            }
+            IssuerKey::Pkcs11 { uri, .. } => {
+                data.insert("key_store".into(), json!("pkcs11"));
+                data.insert("pkcs11_uri".into(), json!(uri));
+                Some(OpenedBy::Pkcs11(uri.clone()))
+            }
+        };
+        self.stage_event(
+            &mut t,
+            &name,
+            ctx,
+            opened_by.as_ref(),
+            "issuer.create",
+            data,
+        )?;
         t.commit()?;
         self.issuer_view(&name, &id, ctx)
     }
@@ -2314,7 +2493,7 @@ impl Vault {
         let (signer, opened_by) = self.issuer_signer(name, meta, issuer, ctx)?;
         let crl = sign_crl(
             &certificate_der(issuer.meta.certificate.as_bytes()).map_err(VaultError::Sign)?,
-            &signer,
+            signer.key(),
             &CrlParams {
                 this_update: now,
                 next_update: now + policy.crl_validity.as_duration(),
@@ -2322,9 +2501,10 @@ impl Vault {
             },
             &revoked,
         )
-        .map_err(|e| VaultError::Sign(format!("CRL: {e}")))?;
+        .map_err(|e| signer.explain(VaultError::Sign(format!("CRL: {e}"))))?;
         Ok((
             CrlOutput {
+                in_token: matches!(signer, CaSigner::Token(_)),
                 issuer: issuer.meta.id.clone(),
                 number,
                 entries: revoked.len(),

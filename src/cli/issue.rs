@@ -186,6 +186,7 @@ fn run(req: IssueRequest, dest: &Destination, o: &VaultOpts) -> Result<ExitCode,
         leaf,
         context,
         signed_by,
+        in_token,
     } = issued;
     let written = write_talosconfig(context, &plan.context, dest, existing)?;
     let roles: Vec<&str> = leaf.roles.iter().map(|r| r.as_str()).collect();
@@ -206,7 +207,14 @@ fn run(req: IssueRequest, dest: &Destination, o: &VaultOpts) -> Result<ExitCode,
     msg.push_str(&if signed_by == crate::model::OS_CA {
         "signed directly by the Talos OS CA (revocation needs expiry or an OS CA rotation; see `talvault issuer create`)\n".to_owned()
     } else {
-        format!("signed by issuer {signed_by}\n")
+        format!(
+            "signed by issuer {signed_by}{}\n",
+            if in_token {
+                " inside its PKCS#11 token"
+            } else {
+                ""
+            }
+        )
     });
     msg.push_str(&format!(
         "talosconfig context {:?} written to {written}\n",

@@ -60,6 +60,9 @@ pub enum Command {
     Verify(pki::VerifyArgs),
     /// Certificates, issuers, CA expiry and taint per environment (graded exit code).
     Status(pki::StatusArgs),
+    /// PKCS#11 tokens: check what a token offers before a key ceremony.
+    #[command(subcommand)]
+    Hsm(pki::HsmCommand),
     /// Show the effective issuance policy of an environment.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -139,6 +142,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Crl(a) => pki::crl_cmd(a, &cli.vault),
         Command::Verify(a) => pki::verify_cmd(a, &cli.vault),
         Command::Status(a) => pki::status_cmd(a, &cli.vault),
+        Command::Hsm(cmd) => pki::hsm_cmd(cmd, &cli.vault),
         Command::Policy(PolicyCommand::Show { env }) => issue::policy_show(&env, &cli.vault),
         Command::Recipients(cmd) => vault::recipients_cmd(cmd, &cli.vault),
         Command::Audit(cmd) => vault::audit_cmd(cmd, &cli.vault),

@@ -17,7 +17,7 @@ use crate::store::{Mode, write_atomic};
 use crate::talosconfig::Config;
 use crate::vault::{
     DEFAULT_ISSUER_LIFETIME, EnvStatus, IssuerChange, IssuerView, LiveCert, NewIssuer,
-    RevokeOutcome, RevokeTarget, Verification,
+    NewIssuerKey, RevokeOutcome, RevokeTarget, Verification,
 };
 
 /// Issuer key algorithms.
@@ -92,6 +92,16 @@ pub struct CreateArgs {
     /// Lifetime of the issuer certificate.
     #[arg(long, value_name = "DURATION", default_value = DEFAULT_ISSUER_LIFETIME)]
     pub lifetime: String,
+    /// Keep the issuer key in a PKCS#11 token, named by an RFC 7512 URI
+    /// ('pkcs11:token=…;object=…?module-path=…&pin-source=…'); it never leaves the token.
+    #[arg(long, value_name = "URI")]
+    pub pkcs11: Option<String>,
+    /// With --pkcs11: generate the key pair in the token (sensitive, not extractable).
+    #[arg(long, requires = "pkcs11")]
+    pub generate: bool,
+    /// With --pkcs11: accept a key that may leave the token (extractable or not sensitive).
+    #[arg(long, requires = "pkcs11")]
+    pub danger_allow_extractable: bool,
 }
 
 /// `talvault patch …`
@@ -324,11 +334,21 @@ fn create(
         .issuer_list(&a.env, &context_for(o, false)?)
         .map_err(vault_err)?;
     let signing = current.iter().find(|i| i.signing);
-    // rotate keeps the algorithm of the issuer that signs now, unless told otherwise.
+    // rotate keeps the algorithm of the issuer that signs now, unless told otherwise; an
+    // existing token key has its own.
     let algorithm = match (a.algorithm, signing) {
-        (Some(alg), _) => alg.into(),
-        (None, Some(s)) if rotate && s.algorithm == "ecdsa-p256" => KeyAlgorithm::EcdsaP256,
-        _ => KeyAlgorithm::Ed25519,
+        (Some(alg), _) => Some(alg.into()),
+        (None, Some(s)) if rotate && s.algorithm == "ecdsa-p256" => Some(KeyAlgorithm::EcdsaP256),
+        (None, _) if a.pkcs11.is_some() && !a.generate => None,
+        _ => Some(KeyAlgorithm::Ed25519),
+    };
+    let key = match &a.pkcs11 {
+        Some(uri) => NewIssuerKey::Pkcs11 {
+            uri: uri.clone(),
+            generate: a.generate,
+            allow_extractable: a.danger_allow_extractable,
+        },
+        None => NewIssuerKey::Sealed,
     };
     let mut ctx = context_for(o, false)?;
     // Sealing to recipients needs no identity; a passphrase environment needs its passphrase.
@@ -340,6 +360,7 @@ fn create(
             &NewIssuer {
                 env: a.env.clone(),
                 algorithm,
+                key,
                 lifetime,
             },
             &ctx,
@@ -351,6 +372,12 @@ fn create(
         "created issuer {id} ({}, {}, valid until {}), pending\n",
         view.algorithm, view.subject, view.not_after
     );
+    if view.key_store == "pkcs11" {
+        let _ = writeln!(
+            msg,
+            "its key is in the PKCS#11 token and never leaves it; the certificate was signed there"
+        );
+    }
     let _ = writeln!(msg, "next steps:");
     let _ = writeln!(
         msg,
@@ -580,8 +607,16 @@ pub fn crl_cmd(a: CrlArgs, o: &VaultOpts) -> Result<ExitCode, CliError> {
     if a.output.is_some() {
         write_stdout(
             format!(
-                "CRL number {} of issuer {} with {} entries (also stored as {})\n",
-                crl.number, crl.issuer, crl.entries, crl.stored
+                "CRL number {} of issuer {} with {} entries, signed {} (also stored as {})\n",
+                crl.number,
+                crl.issuer,
+                crl.entries,
+                if crl.in_token {
+                    "inside its PKCS#11 token"
+                } else {
+                    "with its sealed key"
+                },
+                crl.stored
             )
             .as_bytes(),
         )?;
@@ -825,4 +860,50 @@ fn prometheus(report: &[EnvStatus], now: i64) -> String {
     let _ = writeln!(m, "# TYPE talvault_status_generated_seconds gauge");
     let _ = writeln!(m, "talvault_status_generated_seconds {now}");
     m
+}
+
+/// `talvault hsm …`
+#[derive(Debug, Subcommand)]
+pub enum HsmCommand {
+    /// Show what a PKCS#11 token offers talvault: module, token, the mechanisms each algorithm
+    /// needs, and whether the named key is sensitive and never extractable.
+    Check {
+        /// The RFC 7512 `pkcs11:` URI (token, and object/id for a key).
+        uri: String,
+        /// Output format.
+        #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
+        format: ListFormat,
+    },
+}
+
+/// `talvault hsm check`: exit 0 when the token (and the key, if named) will work, 1 when not.
+pub fn hsm_cmd(cmd: HsmCommand, o: &VaultOpts) -> Result<ExitCode, CliError> {
+    let HsmCommand::Check { uri, format } = cmd;
+    let parsed = talvault_hsm::Pkcs11Uri::parse(&uri).map_err(|e| {
+        let hint = e.hint();
+        let err = usage(format!("URI: {e}"));
+        match hint {
+            Some(h) => err.hint(h),
+            None => err,
+        }
+    })?;
+    let ctx = context_for(o, false)?;
+    let report = talvault_hsm::check(
+        &parsed,
+        &talvault_hsm::OpenOptions {
+            pin_prompt: ctx.pin_prompt.as_deref(),
+            ..talvault_hsm::OpenOptions::default()
+        },
+    )
+    .map_err(|e| vault_err(crate::vault::VaultError::Hsm(e)))?;
+    match format {
+        ListFormat::Json => write_stdout(&json(&report)?)?,
+        ListFormat::Text => write_stdout(report.to_text().as_bytes())?,
+    }
+    // Usable: the named key would be accepted, or (no key named) some algorithm is fully offered.
+    let usable = match &report.key {
+        Some(k) => k.usable,
+        None => report.algorithms.iter().any(|a| a.usable),
+    };
+    Ok(if usable { 0 } else { 1 })
 }

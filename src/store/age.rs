@@ -460,6 +460,8 @@ pub enum OpenedBy {
     },
     /// The passphrase (scrypt).
     Passphrase,
+    /// Not an age identity: a key in a PKCS#11 token, by its URI (never with a PIN).
+    Pkcs11(String),
 }
 
 impl OpenedBy {
@@ -468,7 +470,7 @@ impl OpenedBy {
         match self {
             OpenedBy::X25519(r) | OpenedBy::Ssh(r) => Some(r),
             OpenedBy::Plugin { recipient, .. } => recipient.as_deref(),
-            OpenedBy::Passphrase => None,
+            OpenedBy::Passphrase | OpenedBy::Pkcs11(_) => None,
         }
     }
 }
@@ -485,6 +487,7 @@ impl fmt::Display for OpenedBy {
                 recipient: None,
             } => write!(f, "age-plugin-{plugin} identity"),
             OpenedBy::Passphrase => f.write_str("passphrase"),
+            OpenedBy::Pkcs11(uri) => write!(f, "PKCS#11 key {uri}"),
         }
     }
 }
