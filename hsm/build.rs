@@ -9,14 +9,9 @@
 
 use std::path::Path;
 
-/// Where Debian, Fedora and source installs put the SoftHSM2 module.
-const SOFTHSM_MODULES: &[&str] = &[
-    "/usr/lib/softhsm/libsofthsm2.so",
-    "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
-    "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so",
-    "/usr/lib64/pkcs11/libsofthsm2.so",
-    "/usr/local/lib/softhsm/libsofthsm2.so",
-];
+/// Where Debian, Ubuntu, Fedora and source installs put the SoftHSM2 module (the tests and the
+/// benchmark look in the same places).
+const SOFTHSM_MODULES: &[&str] = include!("tests/common/softhsm_modules.rs");
 
 /// Changes whenever apt/dpkg installs or removes a package, so installing softhsm2 re-runs this
 /// script on Debian and Ubuntu.

@@ -24,20 +24,15 @@ use ring::rand::SystemRandom;
 use ring::signature::{self, EcdsaKeyPair, Ed25519KeyPair};
 use talvault_hsm::{HsmKey, KeyAlgorithm, OpenOptions, Pkcs11Uri};
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 const LABEL: &str = "talvault-bench";
 const DIR: &str = "TALVAULT_HSM_BENCH_DIR";
 const MESSAGE_LEN: usize = 300;
 const BATCHES: usize = 7;
 const BATCH_TIME: Duration = Duration::from_millis(300);
 const PROCESSES: usize = 15;
-
-const SOFTHSM_MODULES: &[&str] = &[
-    "/usr/lib/softhsm/libsofthsm2.so",
-    "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
-    "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so",
-    "/usr/lib64/pkcs11/libsofthsm2.so",
-    "/usr/local/lib/softhsm/libsofthsm2.so",
-];
 
 fn uri(module: &Path, dir: &Path, object: &str) -> Pkcs11Uri {
     Pkcs11Uri::parse(&format!(
@@ -77,11 +72,7 @@ fn micros(seconds: f64) -> String {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let Some(module) = SOFTHSM_MODULES
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-    else {
+    let Some(module) = common::softhsm_module() else {
         println!("sign: skipped, SoftHSM2 is not installed (apt-get install softhsm2)");
         return;
     };
@@ -120,37 +111,8 @@ fn main() {
     // First run: make a token, then run again with SOFTHSM2_CONF set.
     let Ok(dir) = std::env::var(DIR) else {
         let dir = tempfile::tempdir().unwrap();
-        let tokens = dir.path().join("tokens");
-        std::fs::create_dir(&tokens).unwrap();
-        let conf = dir.path().join("softhsm2.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-                tokens.display()
-            ),
-        )
-        .unwrap();
+        let conf = common::init_token(dir.path(), LABEL, "1234", "5678", "");
         std::fs::write(dir.path().join("pin"), "1234\n").unwrap();
-        let init = Command::new("softhsm2-util")
-            .args([
-                "--init-token",
-                "--free",
-                "--label",
-                LABEL,
-                "--pin",
-                "1234",
-                "--so-pin",
-                "5678",
-            ])
-            .env("SOFTHSM2_CONF", &conf)
-            .output()
-            .expect("softhsm2-util runs");
-        assert!(
-            init.status.success(),
-            "{}",
-            String::from_utf8_lossy(&init.stderr)
-        );
         let status = Command::new(&args[0])
             .args(&args[1..])
             .env("SOFTHSM2_CONF", &conf)

@@ -25,6 +25,8 @@ use rcgen::{
     Issuer, KeyPair, KeyUsagePurpose, PublicKeyData, SerialNumber, SigningKey,
 };
 use secrecy::SecretString;
+mod common;
+
 use talvault_hsm::{EdwardsParams, HsmError, HsmKey, KeyAlgorithm, OpenOptions, Pkcs11Uri, check};
 
 const LABEL: &str = "talvault-test";
@@ -32,14 +34,6 @@ const PIN: &str = "1234";
 const SO_PIN: &str = "5678";
 /// Set in the child: the test's directory (SoftHSM conf, tokens, PIN file).
 const CHILD: &str = "TALVAULT_HSM_TEST_DIR";
-
-const SOFTHSM_MODULES: &[&str] = &[
-    "/usr/lib/softhsm/libsofthsm2.so",
-    "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
-    "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so",
-    "/usr/lib64/pkcs11/libsofthsm2.so",
-    "/usr/local/lib/softhsm/libsofthsm2.so",
-];
 
 const SPY_MODULES: &[&str] = &[
     "/usr/lib/x86_64-linux-gnu/pkcs11/pkcs11-spy.so",
@@ -58,6 +52,16 @@ fn first_existing(candidates: &[&str], what: &str) -> PathBuf {
                 "{what} not found at {candidates:?} (apt-get install softhsm2 opensc; .ci/run does)"
             )
         })
+}
+
+/// The SoftHSM2 module; its absence fails the test (the test only runs with cfg(softhsm)).
+fn softhsm_module() -> PathBuf {
+    common::softhsm_module().unwrap_or_else(|| {
+        panic!(
+            "SoftHSM2 not found at {:?} (apt-get install softhsm2 opensc; .ci/run does)",
+            common::SOFTHSM_MODULES
+        )
+    })
 }
 
 /// Whether `tool` runs. Under `CI=true` a missing tool fails the test instead of skipping a check.
@@ -90,7 +94,7 @@ impl Token {
     fn from_env(dir: &str) -> Token {
         Token {
             dir: PathBuf::from(dir),
-            module: first_existing(SOFTHSM_MODULES, "the SoftHSM2 module"),
+            module: softhsm_module(),
         }
     }
 
@@ -115,6 +119,27 @@ impl Token {
             self.module.display()
         ))
         .unwrap()
+    }
+
+    /// A URI for `object` through pkcs11-spy, with the PIN read from `pin_file` in the test
+    /// directory. For tests run with [`SPY`].
+    fn spy_uri(&self, pin_file: &str, object: &str) -> Pkcs11Uri {
+        let spy = first_existing(SPY_MODULES, "pkcs11-spy (OpenSC)");
+        let path = if object.is_empty() {
+            String::new()
+        } else {
+            format!(";object={object}")
+        };
+        Pkcs11Uri::parse(&format!(
+            "pkcs11:token={LABEL}{path}?module-path={}&pin-source={}",
+            spy.display(),
+            self.dir.join(pin_file).display()
+        ))
+        .unwrap()
+    }
+
+    fn spy_log(&self) -> PathBuf {
+        self.dir.join("spy.log")
     }
 
     /// Runs pkcs11-tool on this token, logged in.
@@ -145,6 +170,16 @@ struct Setup<'a> {
     env: &'a [(&'a str, &'a str)],
 }
 
+/// A child whose module is pkcs11-spy (OpenSC) in front of SoftHSM, logging every PKCS#11 call
+/// to `spy.log` in the test directory; pair with [`Token::spy_uri`].
+const SPY: Setup<'static> = Setup {
+    conf: "",
+    env: &[
+        ("PKCS11SPY", "{softhsm}"),
+        ("PKCS11SPY_OUTPUT", "{dir}/spy.log"),
+    ],
+};
+
 /// Runs `body` in a child process with a private SoftHSM configuration and token.
 fn softhsm(name: &str, setup: Setup<'_>, body: impl FnOnce(&Token)) {
     if let Ok(dir) = std::env::var(CHILD) {
@@ -152,40 +187,8 @@ fn softhsm(name: &str, setup: Setup<'_>, body: impl FnOnce(&Token)) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let tokens = dir.path().join("tokens");
-    std::fs::create_dir(&tokens).unwrap();
-    let conf = dir.path().join("softhsm2.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n{}\n",
-            tokens.display(),
-            setup.conf
-        ),
-    )
-    .unwrap();
+    let conf = common::init_token(dir.path(), LABEL, PIN, SO_PIN, setup.conf);
     std::fs::write(dir.path().join("pin"), format!("{PIN}\n")).unwrap();
-    let init = Command::new("softhsm2-util")
-        .args([
-            "--init-token",
-            "--free",
-            "--label",
-            LABEL,
-            "--pin",
-            PIN,
-            "--so-pin",
-            SO_PIN,
-        ])
-        .env("SOFTHSM2_CONF", &conf)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("softhsm2-util: {e} (apt-get install softhsm2 opensc; .ci/run does)")
-        });
-    assert!(
-        init.status.success(),
-        "softhsm2-util --init-token failed: {}",
-        String::from_utf8_lossy(&init.stderr)
-    );
     let mut child = Command::new(std::env::current_exe().unwrap());
     child
         .args([
@@ -201,10 +204,7 @@ fn softhsm(name: &str, setup: Setup<'_>, body: impl FnOnce(&Token)) {
     for (key, value) in setup.env {
         let value = value
             .replace("{dir}", &dir.path().to_string_lossy())
-            .replace(
-                "{softhsm}",
-                &first_existing(SOFTHSM_MODULES, "the SoftHSM2 module").to_string_lossy(),
-            );
+            .replace("{softhsm}", &softhsm_module().to_string_lossy());
         child.env(key, value);
     }
     let out = child.output().unwrap();
@@ -593,26 +593,10 @@ fn private_key_cannot_be_read_out() {
     ignore = "SoftHSM2 not installed (apt-get install softhsm2 opensc); runs under CI=true"
 )]
 fn wrong_pin_makes_exactly_one_login_attempt() {
-    let setup = Setup {
-        conf: "",
-        env: &[
-            ("PKCS11SPY", "{softhsm}"),
-            ("PKCS11SPY_OUTPUT", "{dir}/spy.log"),
-        ],
-    };
-    softhsm("wrong_pin_makes_exactly_one_login_attempt", setup, |t| {
-        // pkcs11-spy sits between talvault and SoftHSM (PKCS11SPY) and logs every call.
-        let spy = first_existing(SPY_MODULES, "pkcs11-spy (OpenSC)");
-        let log = t.dir.join("spy.log");
+    softhsm("wrong_pin_makes_exactly_one_login_attempt", SPY, |t| {
+        let log = t.spy_log();
         std::fs::write(t.dir.join("wrong-pin"), "wrong-pin-7391\n").unwrap();
-        let uri = |pin_file: &str, object: &str| {
-            Pkcs11Uri::parse(&format!(
-                "pkcs11:token={LABEL};object={object}?module-path={}&pin-source={}",
-                spy.display(),
-                t.dir.join(pin_file).display()
-            ))
-            .unwrap()
-        };
+        let uri = |pin_file: &str, object: &str| t.spy_uri(pin_file, object);
         let e =
             HsmKey::generate(&uri("wrong-pin", "k"), KeyAlgorithm::Ed25519, &opts()).unwrap_err();
         assert_eq!(
@@ -630,12 +614,7 @@ fn wrong_pin_makes_exactly_one_login_attempt() {
         assert_eq!(spy_calls(&log, "C_Login"), 1, "one open, one C_Login");
 
         // The token noticed: CKF_USER_PIN_COUNT_LOW (check() does not log in without an object).
-        let token_only = Pkcs11Uri::parse(&format!(
-            "pkcs11:token={LABEL}?module-path={}&pin-source={}",
-            spy.display(),
-            t.dir.join("wrong-pin").display()
-        ))
-        .unwrap();
+        let token_only = t.spy_uri("wrong-pin", "");
         let report = check(&token_only, &opts()).unwrap();
         assert!(report.token.user_pin_count_low);
         assert_eq!(spy_calls(&log, "C_Login"), 1);
@@ -663,26 +642,11 @@ fn wrong_pin_makes_exactly_one_login_attempt() {
     ignore = "SoftHSM2 not installed (apt-get install softhsm2 opensc); runs under CI=true"
 )]
 fn one_login_and_one_session_per_token_per_process() {
-    let setup = Setup {
-        conf: "",
-        env: &[
-            ("PKCS11SPY", "{softhsm}"),
-            ("PKCS11SPY_OUTPUT", "{dir}/spy.log"),
-        ],
-    };
     softhsm(
         "one_login_and_one_session_per_token_per_process",
-        setup,
+        SPY,
         |t| {
-            let spy = first_existing(SPY_MODULES, "pkcs11-spy (OpenSC)");
-            let uri = |object: &str| {
-                Pkcs11Uri::parse(&format!(
-                    "pkcs11:token={LABEL};object={object}?module-path={}&pin-source={}",
-                    spy.display(),
-                    t.dir.join("pin").display()
-                ))
-                .unwrap()
-            };
+            let uri = |object: &str| t.spy_uri("pin", object);
             let a = HsmKey::generate(&uri("a"), KeyAlgorithm::Ed25519, &opts()).unwrap();
             let b = HsmKey::generate(&uri("b"), KeyAlgorithm::EcdsaP256, &opts()).unwrap();
             let a2 = HsmKey::open(&uri("a"), &opts()).unwrap();
@@ -693,7 +657,7 @@ fn one_login_and_one_session_per_token_per_process() {
                     s.spawn(move || verify_with_ring(key, b"t", &key.sign(b"t").unwrap()));
                 }
             });
-            let log = t.dir.join("spy.log");
+            let log = t.spy_log();
             assert_eq!(spy_calls(&log, "C_Initialize"), 1);
             assert_eq!(spy_calls(&log, "C_Login"), 1);
             assert_eq!(spy_calls(&log, "C_OpenSession"), 1);
@@ -1207,8 +1171,15 @@ fn a_library_that_is_not_pkcs11_is_refused() {
     .expect("zlib or libm at a usual place");
     let uri = Pkcs11Uri::parse(&format!("pkcs11:token=t;object=k?module-path={lib}")).unwrap();
     let e = HsmKey::open(&uri, &opts()).unwrap_err();
-    assert!(
-        matches!(&e, HsmError::NotAPkcs11Module { reason, .. } if reason == "it exports no C_GetFunctionList"),
-        "{e}"
+    assert_eq!(
+        e,
+        HsmError::NotAPkcs11Module {
+            path: PathBuf::from(lib),
+            reason: "it exports no C_GetFunctionList".into()
+        }
+    );
+    assert_eq!(
+        e.to_string(),
+        format!("{lib} is not a PKCS#11 module: it exports no C_GetFunctionList")
     );
 }
