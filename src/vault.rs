@@ -258,6 +258,12 @@ pub enum VaultError {
     /// Building or signing a CRL or an issuer certificate failed.
     #[error("{0}")]
     Sign(String),
+    /// A sealed file must be opened but no identity was given.
+    #[error("no identity to open {file}")]
+    NoIdentity {
+        /// The sealed file.
+        file: String,
+    },
     /// A PKCS#11 token or module failed (the function and return code are in the message).
     #[error(transparent)]
     Hsm(#[from] talvault_hsm::HsmError),
@@ -299,6 +305,9 @@ impl VaultError {
                 "pass --endpoint HOST (or record endpoints in env.yaml at `env create --endpoint`)".into()
             }
             VaultError::Hsm(e) => return e.hint(),
+            VaultError::NoIdentity { .. } => {
+                "pass -i KEYFILE, or set TALVAULT_IDENTITY or SOPS_AGE_KEY_FILE".into()
+            }
             VaultError::HsmUri(e) => return e.hint().map(str::to_owned),
             VaultError::NoSuchIssuer { .. } => "list them with `talvault issuer list ENV`".into(),
             VaultError::IssuerState { operation: "retire", .. } => "a retired issuer stays retired; create a new one with `talvault issuer rotate ENV`".into(),
@@ -1769,6 +1778,11 @@ impl Vault {
     ) -> Result<(SecretBytes, OpenedBy), VaultError> {
         let sealed = self.read(rel, SEALED_MAX)?;
         let shown = self.root.join(rel);
+        if meta.sealing == Sealing::Recipients && ctx.identities.is_empty() {
+            return Err(VaultError::NoIdentity {
+                file: rel.display().to_string(),
+            });
+        }
         Ok(match meta.sealing {
             Sealing::Recipients => agestore::open(&shown, &sealed, &ctx.identities)?,
             Sealing::Passphrase => {

@@ -214,6 +214,21 @@ pub struct StatusArgs {
     pub format: StatusFormat,
 }
 
+/// The context for commands that may open an issuer key: identities when given (a sealed key
+/// needs one; a token key or a direct-mode revocation does not), and the passphrase of a
+/// passphrase-sealed environment.
+fn unlocked_if_sealed_keys(
+    v: &crate::vault::Vault,
+    env: &str,
+    o: &VaultOpts,
+) -> Result<crate::vault::Context, CliError> {
+    let mut ctx = context_for(o, true)?;
+    if v.env_sealing(env).map_err(vault_err)? == crate::model::Sealing::Passphrase {
+        unlock_for(v, env, o, &mut ctx)?;
+    }
+    Ok(ctx)
+}
+
 fn usage(message: String) -> CliError {
     CliError::new(message).code(2)
 }
@@ -496,8 +511,7 @@ pub fn revoke_cmd(a: RevokeArgs, o: &VaultOpts) -> Result<ExitCode, CliError> {
         _ => return Err(usage("give a SERIAL or --talosconfig FILE".into())),
     };
     let v = open_vault_for(o)?;
-    let mut ctx = context_for(o, true)?;
-    unlock_for(&v, &a.env, o, &mut ctx)?;
+    let ctx = unlocked_if_sealed_keys(&v, &a.env, o)?;
     let out = v.revoke(&a.env, &target, reason, &ctx).map_err(vault_err)?;
     if a.format == ListFormat::Json {
         write_stdout(&json(&out)?)?;
@@ -593,8 +607,7 @@ pub fn crl_cmd(a: CrlArgs, o: &VaultOpts) -> Result<ExitCode, CliError> {
         let bytes = json(&list)?;
         return emit(&a.output, &bytes);
     }
-    let mut ctx = context_for(o, true)?;
-    unlock_for(&v, &a.env, o, &mut ctx)?;
+    let ctx = unlocked_if_sealed_keys(&v, &a.env, o)?;
     let crl = v
         .crl(&a.env, a.issuer.as_deref(), &ctx)
         .map_err(vault_err)?;
