@@ -181,6 +181,7 @@ pub fn crl_number(der: &[u8]) -> Option<u64> {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods, reason = "tests draw real randomness")]
 mod tests {
     use super::*;
     use crate::pki::crl::{CrlParams, RevocationReason, RevokedCertificate, sign_crl};
