@@ -16,6 +16,7 @@
     )
 )]
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -78,9 +79,9 @@ where
     let cache_text = read_cache(root, &cache_rel);
     let cached = index_cache(&cache_text);
     let mut out = Vec::with_capacity(cached.len());
-    // The cache as it should be now, rewritten only when something changed.
-    let mut lines = String::new();
-    let mut records = 0usize;
+    // The cache as it should be now: borrowed cached lines for hits, new lines for misses;
+    // written out only when something changed.
+    let mut fresh: Vec<(u64, Cow<'_, str>, Cow<'_, str>)> = Vec::with_capacity(cached.len());
     let mut changed = false;
     dir.visit(|name, kind, ino| {
         if !name.ends_with(".yaml") {
@@ -92,15 +93,14 @@ where
                 path: dir.path().join(name),
             });
         }
-        records += 1;
         let hit = cached
             .get(&ino)
             .filter(|(cached_name, _)| *cached_name == name)
-            .and_then(|(_, line)| T::from_line(line).map(|s| (s, *line)));
+            .and_then(|(cached_name, line)| T::from_line(line).map(|s| (s, *cached_name, *line)));
         match hit {
-            Some((summary, line)) => {
+            Some((summary, cached_name, line)) => {
                 out.push(Ok(summary));
-                let _ = writeln!(lines, "{ino}\t{name}\t{line}");
+                fresh.push((ino, Cow::Borrowed(cached_name), Cow::Borrowed(line)));
             }
             None => {
                 changed = true;
@@ -108,19 +108,22 @@ where
                 let shown = dir_rel.join(name);
                 let summary = summarise(&shown.display().to_string(), &bytes);
                 if let Ok(s) = &summary {
-                    let _ = writeln!(lines, "{ino}\t{name}\t{}", s.to_line());
+                    fresh.push((ino, Cow::Owned(name.to_owned()), Cow::Owned(s.to_line())));
                 }
                 out.push(summary);
             }
         }
         Ok(())
     })?;
-    let out = out.into_iter().collect::<Result<Vec<T>, E>>()?;
-    if changed || records != cached.len() {
+    if changed || fresh.len() != cached.len() {
+        let mut lines = String::with_capacity(fresh.len() * 128);
+        for (ino, name, line) in &fresh {
+            let _ = writeln!(lines, "{ino}\t{name}\t{line}");
+        }
         // Best effort: a cache that cannot be written only costs time next run.
         let _ = write_cache(root, &cache_rel, &lines);
     }
-    Ok(out)
+    out.into_iter().collect::<Result<Vec<T>, E>>()
 }
 
 /// The cache file's text, or empty.
