@@ -12,6 +12,7 @@ mod catalogue;
 mod cli;
 mod crl;
 mod generate;
+mod hsm;
 mod import;
 mod issue;
 mod issuing;
