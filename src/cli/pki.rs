@@ -538,7 +538,17 @@ fn revoke_text(env: &str, out: &RevokeOutcome) -> String {
         )
     };
     if let Some(crl) = &out.crl {
-        let _ = writeln!(msg, "CRL regenerated: {crl}");
+        // The CRL is the certificate's issuer's, signed with its key wherever that lives.
+        let in_token = out.issuer.as_ref().is_some_and(|i| i.key_store == "pkcs11");
+        let _ = writeln!(
+            msg,
+            "CRL regenerated: {crl}{}",
+            if in_token {
+                " (signed inside its PKCS#11 token)"
+            } else {
+                ""
+            }
+        );
     }
     if out.remaining_seconds == 0 {
         let _ = writeln!(msg, "it has already expired: nothing more to do");

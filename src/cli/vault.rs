@@ -213,6 +213,19 @@ pub(crate) fn context_for(o: &VaultOpts, need_secrets: bool) -> Result<Context, 
         o.actor.as_deref(),
         std::env::var("TALVAULT_ACTOR").ok().as_deref(),
     );
+    // talvault-hsm reads TALVAULT_PKCS11_PIN before it calls the prompt below, so with both set
+    // the variable would silently win over --pin-file and spend one of the token's PIN attempts.
+    if o.pin_file.is_some() && std::env::var_os(talvault_hsm::PIN_ENV).is_some() {
+        return Err(CliError::new(format!(
+            "--pin-file and {} are both set; talvault will not guess which PIN is meant",
+            talvault_hsm::PIN_ENV
+        ))
+        .hint(format!(
+            "unset {} or drop --pin-file",
+            talvault_hsm::PIN_ENV
+        ))
+        .code(2));
+    }
     let mut ctx = Context {
         actor,
         now: time::OffsetDateTime::now_utc(),

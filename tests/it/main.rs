@@ -13,6 +13,7 @@ mod cli;
 mod crl;
 mod fuzz_regressions;
 mod generate;
+mod hsm;
 mod import;
 mod issue;
 mod issuing;
