@@ -502,6 +502,8 @@ fn policy_file(p: &Policy) -> String {
 pub struct Vault {
     root: PathBuf,
     _lock: VaultLock,
+    /// Record caches rebuilt by this command, saved by [`Vault::save_caches`] once it succeeded.
+    caches: std::cell::RefCell<Vec<store::index::CacheUpdate>>,
 }
 
 /// Finds the vault: `--vault`, then `TALVAULT_VAULT`, then the nearest parent of `cwd` holding
@@ -595,12 +597,28 @@ impl Vault {
         Ok(Self {
             root: root.to_path_buf(),
             _lock: lock,
+            caches: std::cell::RefCell::new(Vec::new()),
         })
     }
 
     /// The vault directory.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Saves the record caches this command rebuilt (`.cache/`, git-ignored). Called after a
+    /// command succeeded, so that a refused command changes nothing in the vault directory.
+    pub fn save_caches(&self) {
+        for update in self.caches.borrow_mut().drain(..) {
+            store::index::save(&self.root, &update);
+        }
+    }
+
+    fn keep_cache<T>(&self, (out, update): (Vec<T>, Option<store::index::CacheUpdate>)) -> Vec<T> {
+        if let Some(u) = update {
+            self.caches.borrow_mut().push(u);
+        }
+        out
     }
 
     fn read(&self, rel: &Path, max: u64) -> Result<Vec<u8>, VaultError> {
@@ -1862,7 +1880,7 @@ impl Vault {
 
     /// Summaries of every certificate record of the environment (cached, see `store::index`).
     fn cert_entries(&self, name: &EnvName) -> Result<Vec<CertEntry>, VaultError> {
-        store::index::scan(
+        let scanned = store::index::scan(
             &self.root,
             &env_dir(name).join("certs"),
             &format!("{}/certs", name.as_str()),
@@ -1875,12 +1893,13 @@ impl Vault {
                 check_record_name(file, &entry.serial)?;
                 Ok(entry)
             },
-        )
+        )?;
+        Ok(self.keep_cache(scanned))
     }
 
     /// Summaries of every revocation record of the environment (cached).
     fn revoked_entries(&self, name: &EnvName) -> Result<Vec<RevokedEntry>, VaultError> {
-        store::index::scan(
+        let scanned = store::index::scan(
             &self.root,
             &env_dir(name).join("revocations"),
             &format!("{}/revocations", name.as_str()),
@@ -1894,7 +1913,8 @@ impl Vault {
                 check_record_name(file, &entry.serial)?;
                 Ok(entry)
             },
-        )
+        )?;
+        Ok(self.keep_cache(scanned))
     }
 
     fn issuer_views(

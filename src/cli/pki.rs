@@ -276,6 +276,7 @@ pub fn issuer_cmd(cmd: IssuerCommand, o: &VaultOpts) -> Result<ExitCode, CliErro
         IssuerCommand::Activate { env, id } => {
             let ctx = context_for(o, false)?;
             v.issuer_activate(&env, &id, &ctx).map_err(vault_err)?;
+            v.save_caches();
             let mut msg = format!("issuer {id} is active and signs new certificates\n");
             let _ = writeln!(
                 msg,
@@ -289,6 +290,7 @@ pub fn issuer_cmd(cmd: IssuerCommand, o: &VaultOpts) -> Result<ExitCode, CliErro
             let IssuerChange {
                 cut_off, untainted, ..
             } = v.issuer_retire(&env, &id, force, &ctx).map_err(vault_err)?;
+            v.save_caches();
             let mut msg = format!("issuer {id} is retired\n");
             let _ = writeln!(
                 msg,
@@ -316,6 +318,7 @@ pub fn issuer_cmd(cmd: IssuerCommand, o: &VaultOpts) -> Result<ExitCode, CliErro
         IssuerCommand::List { env, format } => {
             let ctx = context_for(o, false)?;
             let list = v.issuer_list(&env, &ctx).map_err(vault_err)?;
+            v.save_caches();
             match format {
                 ListFormat::Json => write_stdout(&json(&list)?)?,
                 ListFormat::Text => {
@@ -381,6 +384,7 @@ fn create(
             &ctx,
         )
         .map_err(vault_err)?;
+    v.save_caches();
     let env = &a.env;
     let id = &view.id;
     let mut msg = format!(
@@ -513,6 +517,7 @@ pub fn revoke_cmd(a: RevokeArgs, o: &VaultOpts) -> Result<ExitCode, CliError> {
     let v = open_vault_for(o)?;
     let ctx = unlocked_if_sealed_keys(&v, &a.env, o)?;
     let out = v.revoke(&a.env, &target, reason, &ctx).map_err(vault_err)?;
+    v.save_caches();
     if a.format == ListFormat::Json {
         write_stdout(&json(&out)?)?;
         return Ok(0);
@@ -614,6 +619,7 @@ pub fn crl_cmd(a: CrlArgs, o: &VaultOpts) -> Result<ExitCode, CliError> {
         }
         let ctx = context_for(o, false)?;
         let list = v.denylist(&a.env, &ctx).map_err(vault_err)?;
+        v.save_caches();
         let bytes = json(&list)?;
         return emit(&a.output, &bytes);
     }
@@ -621,6 +627,7 @@ pub fn crl_cmd(a: CrlArgs, o: &VaultOpts) -> Result<ExitCode, CliError> {
     let crl = v
         .crl(&a.env, a.issuer.as_deref(), &ctx)
         .map_err(vault_err)?;
+    v.save_caches();
     let bytes = if a.der {
         crl.der.clone()
     } else {
@@ -702,6 +709,7 @@ pub fn status_cmd(a: StatusArgs, o: &VaultOpts) -> Result<ExitCode, CliError> {
     let report = v
         .status(a.env.as_deref(), window.as_duration(), &ctx)
         .map_err(vault_err)?;
+    v.save_caches();
     let grade = report.iter().map(|s| s.grade).max().unwrap_or(0);
     match a.format {
         // Streamed: a report with 100,000 live certificates is tens of megabytes of JSON.

@@ -57,22 +57,31 @@ impl CacheLine for crate::inventory::RevokedEntry {
     }
 }
 
-/// Summaries of every `*.yaml` file in `dir_rel` (below `root`), in directory order.
-/// `summarise(file, bytes)` turns a file into its summary (or refuses it); `cache_name`
-/// identifies the cache file under `.cache/`. A missing directory gives an empty list.
+/// A rebuilt cache, to be saved (with [`save`]) once the command that read it has succeeded,
+/// so that a refused command leaves the vault directory exactly as it was.
+#[derive(Debug)]
+pub struct CacheUpdate {
+    rel: PathBuf,
+    lines: String,
+}
+
+/// Summaries of every `*.yaml` file in `dir_rel` (below `root`), in directory order, and the
+/// rebuilt cache when it is out of date. `summarise(file, bytes)` turns a file into its summary
+/// (or refuses it); `cache_name` identifies the cache file under `.cache/`. A missing directory
+/// gives an empty list.
 pub fn scan<T, E>(
     root: &Path,
     dir_rel: &Path,
     cache_name: &str,
     summarise: impl Fn(&str, &[u8]) -> Result<T, E>,
-) -> Result<Vec<T>, E>
+) -> Result<(Vec<T>, Option<CacheUpdate>), E>
 where
     T: CacheLine,
     E: From<StoreError>,
 {
     let dir = match fs::open_dir(root, dir_rel) {
         Ok(d) => d,
-        Err(StoreError::NotFound { .. }) => return Ok(Vec::new()),
+        Err(StoreError::NotFound { .. }) => return Ok((Vec::new(), None)),
         Err(e) => return Err(e.into()),
     };
     let cache_rel = PathBuf::from(CACHE_DIR).join(format!("{cache_name}.idx"));
@@ -115,15 +124,23 @@ where
         }
         Ok(())
     })?;
-    if changed || fresh.len() != cached.len() {
+    let out = out.into_iter().collect::<Result<Vec<T>, E>>()?;
+    let update = (changed || fresh.len() != cached.len()).then(|| {
         let mut lines = String::with_capacity(fresh.len() * 128);
         for (ino, name, line) in &fresh {
             let _ = writeln!(lines, "{ino}\t{name}\t{line}");
         }
-        // Best effort: a cache that cannot be written only costs time next run.
-        let _ = write_cache(root, &cache_rel, &lines);
-    }
-    out.into_iter().collect::<Result<Vec<T>, E>>()
+        CacheUpdate {
+            rel: cache_rel,
+            lines,
+        }
+    });
+    Ok((out, update))
+}
+
+/// Writes a rebuilt cache. Best effort: a cache that cannot be written only costs time later.
+pub fn save(root: &Path, update: &CacheUpdate) {
+    let _ = write_cache(root, &update.rel, &update.lines);
 }
 
 /// The cache file's text, or empty.
@@ -220,6 +237,18 @@ mod tests {
         })
     }
 
+    fn scan_saved(
+        root: &Path,
+        rel: &Path,
+        parse: impl Fn(&str, &[u8]) -> Result<RevokedEntry, StoreError>,
+    ) -> Vec<RevokedEntry> {
+        let (out, update) = scan(root, rel, "prod/revocations", parse).unwrap();
+        if let Some(u) = update {
+            save(root, &u);
+        }
+        out
+    }
+
     #[test]
     fn cache_is_reused_and_follows_changes() {
         let dir = tempfile::tempdir().unwrap();
@@ -227,24 +256,24 @@ mod tests {
         let rel = Path::new("envs/prod/revocations");
         fs::ensure_dir(root, rel, Mode::Public).unwrap();
         for s in ["01", "02"] {
-            fs::write_atomic(
-                &root.join(rel).join(format!("{s}.yaml")),
-                entry(s).as_bytes(),
-                Mode::Public,
-            )
-            .unwrap();
+            let path = root.join(rel).join(format!("{s}.yaml"));
+            fs::write_atomic(&path, entry(s).as_bytes(), Mode::Public).unwrap();
         }
-        let got = scan(root, rel, "prod/revocations", parse).unwrap();
-        assert_eq!(
-            got.iter().map(|e| e.serial.as_str()).collect::<Vec<_>>(),
-            ["01", "02"]
-        );
+        let serials = |mut v: Vec<RevokedEntry>| {
+            v.sort_by(|a, b| a.serial.cmp(&b.serial));
+            v.into_iter().map(|e| e.serial).collect::<Vec<_>>()
+        };
+        // Nothing is written until the caller saves the update.
+        let (got, update) = scan(root, rel, "prod/revocations", parse).unwrap();
+        assert_eq!(serials(got), ["01", "02"]);
         let cache = root.join(".cache/prod/revocations.idx");
+        assert!(!cache.exists());
+        save(root, &update.unwrap());
         assert!(cache.is_file());
         assert!(root.join(".cache/.gitignore").is_file());
 
-        // A second scan parses nothing: a parser that always fails proves it.
-        let again = scan(
+        // A second scan parses nothing (a parser that always fails proves it) and has no update.
+        let (again, update) = scan(
             root,
             rel,
             "prod/revocations",
@@ -254,24 +283,17 @@ mod tests {
         )
         .unwrap();
         assert_eq!(again.len(), 2);
+        assert!(update.is_none());
 
         // A replaced file (new inode) is read again; a removed one disappears.
-        fs::write_atomic(
-            &root.join(rel).join("02.yaml"),
-            entry("2b").as_bytes(),
-            Mode::Public,
-        )
-        .unwrap();
+        let path = root.join(rel).join("02.yaml");
+        fs::write_atomic(&path, entry("2b").as_bytes(), Mode::Public).unwrap();
         std::fs::remove_file(root.join(rel).join("01.yaml")).unwrap();
-        let got = scan(root, rel, "prod/revocations", parse).unwrap();
-        assert_eq!(
-            got.iter().map(|e| e.serial.as_str()).collect::<Vec<_>>(),
-            ["2b"]
-        );
+        assert_eq!(serials(scan_saved(root, rel, parse)), ["2b"]);
 
         // A garbage cache is ignored.
         std::fs::write(&cache, b"talvault-index v2\nxx\tyy\n\x00").unwrap();
-        assert_eq!(scan(root, rel, "prod/revocations", parse).unwrap().len(), 1);
+        assert_eq!(scan_saved(root, rel, parse).len(), 1);
     }
 
     #[test]
@@ -287,6 +309,7 @@ mod tests {
         assert!(
             scan(root, Path::new("envs/prod/none"), "prod/none", parse)
                 .unwrap()
+                .0
                 .is_empty()
         );
     }
