@@ -298,6 +298,40 @@ pub enum RecipientType {
     Plugin,
 }
 
+/// Whether `s` is an `ssh-rsa` key whose exponent or modulus is a non-empty run of zero bytes.
+/// age 0.12.1 panics on that (an index out of bounds in `read_ssh::mpint`, found by the
+/// `recipients` fuzz target), and a recipients file dropped into the vault would crash every
+/// command that reads it. This reads the key exactly as age does (the longest run of
+/// unpadded standard base64 after `ssh-rsa `) and leaves every other judgement to age.
+fn ssh_rsa_has_zero_mpint(s: &str) -> bool {
+    use base64::Engine as _;
+    let Some(rest) = s.strip_prefix("ssh-rsa ") else {
+        return false;
+    };
+    let end = rest
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '+' || c == '/'))
+        .unwrap_or(rest.len());
+    let Ok(blob) = base64::engine::general_purpose::STANDARD_NO_PAD.decode(&rest[..end]) else {
+        return false;
+    };
+    // string key-type, mpint e, mpint n (RFC 4253 §6.6); each a u32 length and its bytes.
+    let mut input = blob.as_slice();
+    for field in 0..3 {
+        let Some((len, tail)) = input.split_first_chunk::<4>() else {
+            return false;
+        };
+        let len = u32::from_be_bytes(*len) as usize;
+        let Some((value, tail)) = (len <= tail.len()).then(|| tail.split_at(len)) else {
+            return false;
+        };
+        if field > 0 && !value.is_empty() && value.iter().all(|&b| b == 0) {
+            return true;
+        }
+        input = tail;
+    }
+    false
+}
+
 /// A public key to seal to. Compared and displayed by its canonical text (ssh comments dropped).
 #[derive(Clone)]
 pub struct Recipient {
@@ -340,6 +374,9 @@ impl Recipient {
         }
         if s.starts_with("ssh-") || s.starts_with("ecdsa-") || s.starts_with("sk-") {
             use ::age::ssh::ParseRecipientKeyError as E;
+            if ssh_rsa_has_zero_mpint(s) {
+                return Err(RecipientProblem::InvalidSsh);
+            }
             return match ::age::ssh::Recipient::from_str(s) {
                 Ok(r) => Ok(Self::from_kind(RecipientKind::Ssh(r))),
                 Err(E::Unsupported(key_type)) => Err(RecipientProblem::SshKeyType(key_type)),
@@ -1424,6 +1461,22 @@ AAAEDrJqceblh1O+eCtvcm459K/iGiu/3OR8QzUFHlZ9q+1QeixtDucSUn8g0qLEHO6UhQ
             seal_with_passphrase(PLAINTEXT, &SecretText::from("")),
             Err(AgeError::EmptyPassphrase)
         ));
+    }
+
+    #[test]
+    fn ssh_rsa_key_with_a_zero_mpint_is_refused_not_a_panic() {
+        // Fuzz finding: age 0.12.1 indexes an empty slice for an all-zero mpint.
+        for key in [
+            "ssh-rsa AAAAB3NzaC1yc2EAAAABAAFjDBAQA9k",
+            "ssh-rsa AAAAB3NzaC1yc2EAAAABAAAAAAIAAA",
+        ] {
+            assert!(matches!(
+                Recipient::parse(key),
+                Err(RecipientProblem::InvalidSsh)
+            ));
+        }
+        assert!(!ssh_rsa_has_zero_mpint("ssh-rsa AAAAB3NzaC1yc2EAAAADAQAB"));
+        assert!(!ssh_rsa_has_zero_mpint("ssh-ed25519 AAAA"));
     }
 
     #[test]

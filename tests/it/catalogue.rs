@@ -29,6 +29,8 @@ struct Case {
     name: String,
     /// Comment lines before the case, kept when blessing.
     comments: Vec<String>,
+    /// Comment lines between the header and the first key: notes about the case.
+    notes: Vec<String>,
     setup: Vec<String>,
     /// The command line, without the leading `--vault v` (unless `bare`).
     run: String,
@@ -61,7 +63,12 @@ fn parse_cases(text: &str) -> (String, Vec<Case>) {
             continue;
         };
         if line.starts_with('#') || line.trim().is_empty() {
-            comments.push(line.to_owned());
+            let started = !case.setup.is_empty() || !case.run.is_empty() || case.exit != -1;
+            if line.starts_with('#') && !started {
+                case.notes.push(line.to_owned());
+            } else {
+                comments.push(line.to_owned());
+            }
             continue;
         }
         let (key, value) = line
@@ -91,6 +98,9 @@ fn render_case(c: &Case) -> String {
         let _ = writeln!(s, "{l}");
     }
     let _ = writeln!(s, "== {}", c.name);
+    for l in &c.notes {
+        let _ = writeln!(s, "{l}");
+    }
     for l in &c.setup {
         let _ = writeln!(s, "setup: {l}");
     }

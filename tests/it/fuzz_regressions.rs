@@ -68,3 +68,17 @@ fn recipients_secret_key_with_non_ascii_is_refused_without_echo() {
     );
     assert_no_key_echo(&data, &msg);
 }
+
+/// recipients: an `ssh-rsa` key whose exponent is a zero byte made age 0.12.1 panic (index out
+/// of bounds in its mpint reader); a recipients file dropped into the vault crashed every
+/// command that read it. talvault now refuses such a key before age sees it.
+#[test]
+fn recipients_ssh_rsa_zero_mpint_is_refused_not_a_panic() {
+    let data = input("recipients-ssh-rsa-zero-mpint.txt");
+    let text = String::from_utf8_lossy(&data);
+    let err = parse_recipients(&text, Path::new("recipients.txt")).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "recipients.txt line 2: not a valid ssh public key"
+    );
+}
