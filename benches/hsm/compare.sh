@@ -113,7 +113,8 @@ else:
         for n in names[i % len(names):] + names[:i % len(names)]:
             r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
             t0 = time.perf_counter()
-            subprocess.run(argv[n], check=True, stdout=subprocess.DEVNULL)
+            subprocess.run(argv[n], check=True, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
             t1 = time.perf_counter()
             r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
             if i >= 3:
