@@ -253,12 +253,28 @@ pub fn rfc3339(unix: i64) -> String {
             .and_then(|t| t.format(&Rfc3339).ok())
             .unwrap_or_else(|| unix.to_string());
     }
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
+    // Digits by hand: the formatting machinery was a visible share of `status`.
+    fn push2(out: &mut String, n: i64) {
+        // 0 <= n < 100 here (year halves, month, day, hour, minute, second).
+        let n = u8::try_from(n.rem_euclid(100)).unwrap_or(0);
+        out.push(char::from(b'0' + n / 10));
+        out.push(char::from(b'0' + n % 10));
+    }
+    let mut out = String::with_capacity(20);
+    push2(&mut out, year / 100);
+    push2(&mut out, year % 100);
+    for (sep, n) in [
+        ('-', month),
+        ('-', day),
+        ('T', secs / 3600),
+        (':', secs % 3600 / 60),
+        (':', secs % 60),
+    ] {
+        out.push(sep);
+        push2(&mut out, n);
+    }
+    out.push('Z');
+    out
 }
 
 #[cfg(test)]

@@ -202,10 +202,22 @@ fn decode(context: &str, field: &'static str, value: &str) -> Result<Vec<u8>, Ta
     crate::bundle::yaml::decode_go_base64(value)
         .map(|mut v| std::mem::take(&mut *v))
         .map_err(|offset| TalosconfigError::Base64 {
-            context: context.to_owned(),
+            context: shown_name(context),
             field,
             offset,
         })
+}
+
+/// A context name as errors show it: names are public, but a mangled file can put anything in
+/// the name position (the fuzzer moved a base64 key line there), so long ones are cut short.
+fn shown_name(name: &str) -> String {
+    const SHOWN_CHARS: usize = 24;
+    if name.chars().count() <= 40 {
+        return name.to_owned();
+    }
+    let mut short: String = name.chars().take(SHOWN_CHARS).collect();
+    short.push('…');
+    short
 }
 
 /// The context name `talosctl config new` picks: `<role without os:>@<cluster>` for exactly one

@@ -258,6 +258,12 @@ pub enum VaultError {
     /// Building or signing a CRL or an issuer certificate failed.
     #[error("{0}")]
     Sign(String),
+    /// A sealed file must be opened but no identity was given.
+    #[error("no identity to open {file}")]
+    NoIdentity {
+        /// The sealed file.
+        file: String,
+    },
     /// A PKCS#11 token or module failed (the function and return code are in the message).
     #[error(transparent)]
     Hsm(#[from] talvault_hsm::HsmError),
@@ -299,6 +305,9 @@ impl VaultError {
                 "pass --endpoint HOST (or record endpoints in env.yaml at `env create --endpoint`)".into()
             }
             VaultError::Hsm(e) => return e.hint(),
+            VaultError::NoIdentity { .. } => {
+                "pass -i KEYFILE, or set TALVAULT_IDENTITY or SOPS_AGE_KEY_FILE".into()
+            }
             VaultError::HsmUri(e) => return e.hint().map(str::to_owned),
             VaultError::NoSuchIssuer { .. } => "list them with `talvault issuer list ENV`".into(),
             VaultError::IssuerState { operation: "retire", .. } => "a retired issuer stays retired; create a new one with `talvault issuer rotate ENV`".into(),
@@ -493,6 +502,8 @@ fn policy_file(p: &Policy) -> String {
 pub struct Vault {
     root: PathBuf,
     _lock: VaultLock,
+    /// Record caches rebuilt by this command, saved by [`Vault::save_caches`] once it succeeded.
+    caches: std::cell::RefCell<Vec<store::index::CacheUpdate>>,
 }
 
 /// Finds the vault: `--vault`, then `TALVAULT_VAULT`, then the nearest parent of `cwd` holding
@@ -586,12 +597,28 @@ impl Vault {
         Ok(Self {
             root: root.to_path_buf(),
             _lock: lock,
+            caches: std::cell::RefCell::new(Vec::new()),
         })
     }
 
     /// The vault directory.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Saves the record caches this command rebuilt (`.cache/`, git-ignored). Called after a
+    /// command succeeded, so that a refused command changes nothing in the vault directory.
+    pub fn save_caches(&self) {
+        for update in self.caches.borrow_mut().drain(..) {
+            store::index::save(&self.root, &update);
+        }
+    }
+
+    fn keep_cache<T>(&self, (out, update): (Vec<T>, Option<store::index::CacheUpdate>)) -> Vec<T> {
+        if let Some(u) = update {
+            self.caches.borrow_mut().push(u);
+        }
+        out
     }
 
     fn read(&self, rel: &Path, max: u64) -> Result<Vec<u8>, VaultError> {
@@ -1769,6 +1796,11 @@ impl Vault {
     ) -> Result<(SecretBytes, OpenedBy), VaultError> {
         let sealed = self.read(rel, SEALED_MAX)?;
         let shown = self.root.join(rel);
+        if meta.sealing == Sealing::Recipients && ctx.identities.is_empty() {
+            return Err(VaultError::NoIdentity {
+                file: rel.display().to_string(),
+            });
+        }
         Ok(match meta.sealing {
             Sealing::Recipients => agestore::open(&shown, &sealed, &ctx.identities)?,
             Sealing::Passphrase => {
@@ -1848,7 +1880,7 @@ impl Vault {
 
     /// Summaries of every certificate record of the environment (cached, see `store::index`).
     fn cert_entries(&self, name: &EnvName) -> Result<Vec<CertEntry>, VaultError> {
-        store::index::scan(
+        let scanned = store::index::scan(
             &self.root,
             &env_dir(name).join("certs"),
             &format!("{}/certs", name.as_str()),
@@ -1861,12 +1893,13 @@ impl Vault {
                 check_record_name(file, &entry.serial)?;
                 Ok(entry)
             },
-        )
+        )?;
+        Ok(self.keep_cache(scanned))
     }
 
     /// Summaries of every revocation record of the environment (cached).
     fn revoked_entries(&self, name: &EnvName) -> Result<Vec<RevokedEntry>, VaultError> {
-        store::index::scan(
+        let scanned = store::index::scan(
             &self.root,
             &env_dir(name).join("revocations"),
             &format!("{}/revocations", name.as_str()),
@@ -1880,7 +1913,8 @@ impl Vault {
                 check_record_name(file, &entry.serial)?;
                 Ok(entry)
             },
-        )
+        )?;
+        Ok(self.keep_cache(scanned))
     }
 
     fn issuer_views(

@@ -176,8 +176,12 @@ fn run(req: IssueRequest, dest: &Destination, o: &VaultOpts) -> Result<ExitCode,
             None
         }
     };
+    // An identity is needed only for sealed keys (the bundle, an age-sealed issuer key); a
+    // token-held issuer key needs none, and the vault says which file it could not open.
     let mut ctx = context_for(o, true)?;
-    unlock_for(&v, &req.env, o, &mut ctx)?;
+    if v.env_sealing(&req.env).map_err(vault_err)? == crate::model::Sealing::Passphrase {
+        unlock_for(&v, &req.env, o, &mut ctx)?;
+    }
     let issued = v.issue(&req, &ctx).map_err(vault_err)?;
     drop(v);
     let csr = req.csr.is_some();

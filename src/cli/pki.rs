@@ -214,6 +214,21 @@ pub struct StatusArgs {
     pub format: StatusFormat,
 }
 
+/// The context for commands that may open an issuer key: identities when given (a sealed key
+/// needs one; a token key or a direct-mode revocation does not), and the passphrase of a
+/// passphrase-sealed environment.
+fn unlocked_if_sealed_keys(
+    v: &crate::vault::Vault,
+    env: &str,
+    o: &VaultOpts,
+) -> Result<crate::vault::Context, CliError> {
+    let mut ctx = context_for(o, true)?;
+    if v.env_sealing(env).map_err(vault_err)? == crate::model::Sealing::Passphrase {
+        unlock_for(v, env, o, &mut ctx)?;
+    }
+    Ok(ctx)
+}
+
 fn usage(message: String) -> CliError {
     CliError::new(message).code(2)
 }
@@ -261,6 +276,7 @@ pub fn issuer_cmd(cmd: IssuerCommand, o: &VaultOpts) -> Result<ExitCode, CliErro
         IssuerCommand::Activate { env, id } => {
             let ctx = context_for(o, false)?;
             v.issuer_activate(&env, &id, &ctx).map_err(vault_err)?;
+            v.save_caches();
             let mut msg = format!("issuer {id} is active and signs new certificates\n");
             let _ = writeln!(
                 msg,
@@ -274,6 +290,7 @@ pub fn issuer_cmd(cmd: IssuerCommand, o: &VaultOpts) -> Result<ExitCode, CliErro
             let IssuerChange {
                 cut_off, untainted, ..
             } = v.issuer_retire(&env, &id, force, &ctx).map_err(vault_err)?;
+            v.save_caches();
             let mut msg = format!("issuer {id} is retired\n");
             let _ = writeln!(
                 msg,
@@ -301,6 +318,7 @@ pub fn issuer_cmd(cmd: IssuerCommand, o: &VaultOpts) -> Result<ExitCode, CliErro
         IssuerCommand::List { env, format } => {
             let ctx = context_for(o, false)?;
             let list = v.issuer_list(&env, &ctx).map_err(vault_err)?;
+            v.save_caches();
             match format {
                 ListFormat::Json => write_stdout(&json(&list)?)?,
                 ListFormat::Text => {
@@ -366,6 +384,7 @@ fn create(
             &ctx,
         )
         .map_err(vault_err)?;
+    v.save_caches();
     let env = &a.env;
     let id = &view.id;
     let mut msg = format!(
@@ -496,9 +515,9 @@ pub fn revoke_cmd(a: RevokeArgs, o: &VaultOpts) -> Result<ExitCode, CliError> {
         _ => return Err(usage("give a SERIAL or --talosconfig FILE".into())),
     };
     let v = open_vault_for(o)?;
-    let mut ctx = context_for(o, true)?;
-    unlock_for(&v, &a.env, o, &mut ctx)?;
+    let ctx = unlocked_if_sealed_keys(&v, &a.env, o)?;
     let out = v.revoke(&a.env, &target, reason, &ctx).map_err(vault_err)?;
+    v.save_caches();
     if a.format == ListFormat::Json {
         write_stdout(&json(&out)?)?;
         return Ok(0);
@@ -600,14 +619,15 @@ pub fn crl_cmd(a: CrlArgs, o: &VaultOpts) -> Result<ExitCode, CliError> {
         }
         let ctx = context_for(o, false)?;
         let list = v.denylist(&a.env, &ctx).map_err(vault_err)?;
+        v.save_caches();
         let bytes = json(&list)?;
         return emit(&a.output, &bytes);
     }
-    let mut ctx = context_for(o, true)?;
-    unlock_for(&v, &a.env, o, &mut ctx)?;
+    let ctx = unlocked_if_sealed_keys(&v, &a.env, o)?;
     let crl = v
         .crl(&a.env, a.issuer.as_deref(), &ctx)
         .map_err(vault_err)?;
+    v.save_caches();
     let bytes = if a.der {
         crl.der.clone()
     } else {
@@ -689,6 +709,7 @@ pub fn status_cmd(a: StatusArgs, o: &VaultOpts) -> Result<ExitCode, CliError> {
     let report = v
         .status(a.env.as_deref(), window.as_duration(), &ctx)
         .map_err(vault_err)?;
+    v.save_caches();
     let grade = report.iter().map(|s| s.grade).max().unwrap_or(0);
     match a.format {
         // Streamed: a report with 100,000 live certificates is tens of megabytes of JSON.

@@ -132,10 +132,99 @@ pub fn not_after(pem: &[u8]) -> Result<OffsetDateTime, String> {
     Ok(cert.validity().not_after.to_datetime())
 }
 
-/// The CRL number of a DER CRL, if it has one that fits in 64 bits.
+/// The CRL number of a DER CRL, if it has one that fits in 64 bits. Walks the TBSCertList
+/// without reading its entries (RFC 5280 §5.1: the extensions are the `[0]` element after the
+/// optional revokedCertificates), so a 100,000-entry CRL costs no more than an empty one. The
+/// signature is not checked: the number only keeps the next CRL's number increasing.
 pub fn crl_number(der: &[u8]) -> Option<u64> {
-    use x509_parser::revocation_list::CertificateRevocationList;
-    let (_, crl) = CertificateRevocationList::from_der(der).ok()?;
-    let n = crl.crl_number()?;
-    u64::try_from(n).ok()
+    use crate::der::{self, Reader, tag};
+    let list = der::parse_one(der, tag::SEQUENCE).ok()?;
+    let tbs = Reader::new(list.content).expect(tag::SEQUENCE).ok()?;
+    let mut fields = Reader::new(tbs.content);
+    let extensions = loop {
+        let field = fields.any().ok()?;
+        if field.tag == 0xa0 {
+            break field;
+        }
+    };
+    let mut list = Reader::new(
+        Reader::new(extensions.content)
+            .expect(tag::SEQUENCE)
+            .ok()?
+            .content,
+    );
+    while !list.is_empty() {
+        let mut ext = Reader::new(list.expect(tag::SEQUENCE).ok()?.content);
+        let oid = ext.expect(tag::OID).ok()?;
+        let mut value = ext.any().ok()?;
+        if value.tag == 0x01 {
+            value = ext.any().ok()?; // critical BOOLEAN
+        }
+        // id-ce-cRLNumber 2.5.29.20
+        if oid.content == [0x55, 0x1d, 0x14] && value.tag == tag::OCTET_STRING {
+            let n = der::parse_one(value.content, tag::INTEGER).ok()?;
+            let bytes = n.content;
+            if bytes.first().is_some_and(|b| b & 0x80 != 0) {
+                return None;
+            }
+            let bytes = match bytes {
+                [0, rest @ ..] => rest,
+                _ => bytes,
+            };
+            if bytes.len() > 8 {
+                return None;
+            }
+            return Some(bytes.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b)));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+#[allow(clippy::disallowed_methods, reason = "tests draw real randomness")]
+mod tests {
+    use super::*;
+    use crate::pki::crl::{CrlParams, RevocationReason, RevokedCertificate, sign_crl};
+    use crate::pki::issuer::{IssuerSpec, create_issuer_certificate};
+
+    #[test]
+    fn crl_number_is_read_without_parsing_entries() {
+        let rng = ring::rand::SystemRandom::new();
+        let key = crate::keys::PrivateKey::generate_ed25519(&rng).unwrap();
+        let pair = key.key_pair().unwrap();
+        let now = time::OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let issuer = create_issuer_certificate(
+            &pair,
+            &IssuerSpec {
+                common_name: "t issuer",
+                not_before: now,
+                not_after: now + time::Duration::days(30),
+            },
+            &rng,
+        )
+        .unwrap();
+        for (number, entries) in [(0u64, 0usize), (1_795_802_848, 3), (u64::MAX, 1000)] {
+            let revoked: Vec<RevokedCertificate> = (0..entries)
+                .map(|i| RevokedCertificate {
+                    serial: (i as u32 + 1).to_be_bytes().to_vec(),
+                    revoked_at: now,
+                    reason: RevocationReason::KeyCompromise,
+                })
+                .collect();
+            let crl = sign_crl(
+                &issuer.der,
+                &pair,
+                &CrlParams {
+                    this_update: now,
+                    next_update: now + time::Duration::days(7),
+                    crl_number: number,
+                },
+                &revoked,
+            )
+            .unwrap();
+            assert_eq!(crl_number(&crl.der), Some(number));
+        }
+        assert_eq!(crl_number(b"\x30\x00"), None);
+        assert_eq!(crl_number(&issuer.der), None, "a certificate is not a CRL");
+    }
 }

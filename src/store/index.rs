@@ -16,6 +16,7 @@
     )
 )]
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -56,31 +57,40 @@ impl CacheLine for crate::inventory::RevokedEntry {
     }
 }
 
-/// Summaries of every `*.yaml` file in `dir_rel` (below `root`), in directory order.
-/// `summarise(file, bytes)` turns a file into its summary (or refuses it); `cache_name`
-/// identifies the cache file under `.cache/`. A missing directory gives an empty list.
+/// A rebuilt cache, to be saved (with [`save`]) once the command that read it has succeeded,
+/// so that a refused command leaves the vault directory exactly as it was.
+#[derive(Debug)]
+pub struct CacheUpdate {
+    rel: PathBuf,
+    lines: String,
+}
+
+/// Summaries of every `*.yaml` file in `dir_rel` (below `root`), in directory order, and the
+/// rebuilt cache when it is out of date. `summarise(file, bytes)` turns a file into its summary
+/// (or refuses it); `cache_name` identifies the cache file under `.cache/`. A missing directory
+/// gives an empty list.
 pub fn scan<T, E>(
     root: &Path,
     dir_rel: &Path,
     cache_name: &str,
     summarise: impl Fn(&str, &[u8]) -> Result<T, E>,
-) -> Result<Vec<T>, E>
+) -> Result<(Vec<T>, Option<CacheUpdate>), E>
 where
     T: CacheLine,
     E: From<StoreError>,
 {
     let dir = match fs::open_dir(root, dir_rel) {
         Ok(d) => d,
-        Err(StoreError::NotFound { .. }) => return Ok(Vec::new()),
+        Err(StoreError::NotFound { .. }) => return Ok((Vec::new(), None)),
         Err(e) => return Err(e.into()),
     };
     let cache_rel = PathBuf::from(CACHE_DIR).join(format!("{cache_name}.idx"));
     let cache_text = read_cache(root, &cache_rel);
     let cached = index_cache(&cache_text);
     let mut out = Vec::with_capacity(cached.len());
-    // The cache as it should be now, rewritten only when something changed.
-    let mut lines = String::new();
-    let mut records = 0usize;
+    // The cache as it should be now: borrowed cached lines for hits, new lines for misses;
+    // written out only when something changed.
+    let mut fresh: Vec<(u64, Cow<'_, str>, Cow<'_, str>)> = Vec::with_capacity(cached.len());
     let mut changed = false;
     dir.visit(|name, kind, ino| {
         if !name.ends_with(".yaml") {
@@ -92,15 +102,14 @@ where
                 path: dir.path().join(name),
             });
         }
-        records += 1;
         let hit = cached
             .get(&ino)
             .filter(|(cached_name, _)| *cached_name == name)
-            .and_then(|(_, line)| T::from_line(line).map(|s| (s, *line)));
+            .and_then(|(cached_name, line)| T::from_line(line).map(|s| (s, *cached_name, *line)));
         match hit {
-            Some((summary, line)) => {
+            Some((summary, cached_name, line)) => {
                 out.push(Ok(summary));
-                let _ = writeln!(lines, "{ino}\t{name}\t{line}");
+                fresh.push((ino, Cow::Borrowed(cached_name), Cow::Borrowed(line)));
             }
             None => {
                 changed = true;
@@ -108,7 +117,7 @@ where
                 let shown = dir_rel.join(name);
                 let summary = summarise(&shown.display().to_string(), &bytes);
                 if let Ok(s) = &summary {
-                    let _ = writeln!(lines, "{ino}\t{name}\t{}", s.to_line());
+                    fresh.push((ino, Cow::Owned(name.to_owned()), Cow::Owned(s.to_line())));
                 }
                 out.push(summary);
             }
@@ -116,11 +125,22 @@ where
         Ok(())
     })?;
     let out = out.into_iter().collect::<Result<Vec<T>, E>>()?;
-    if changed || records != cached.len() {
-        // Best effort: a cache that cannot be written only costs time next run.
-        let _ = write_cache(root, &cache_rel, &lines);
-    }
-    Ok(out)
+    let update = (changed || fresh.len() != cached.len()).then(|| {
+        let mut lines = String::with_capacity(fresh.len() * 128);
+        for (ino, name, line) in &fresh {
+            let _ = writeln!(lines, "{ino}\t{name}\t{line}");
+        }
+        CacheUpdate {
+            rel: cache_rel,
+            lines,
+        }
+    });
+    Ok((out, update))
+}
+
+/// Writes a rebuilt cache. Best effort: a cache that cannot be written only costs time later.
+pub fn save(root: &Path, update: &CacheUpdate) {
+    let _ = write_cache(root, &update.rel, &update.lines);
 }
 
 /// The cache file's text, or empty.
@@ -217,6 +237,18 @@ mod tests {
         })
     }
 
+    fn scan_saved(
+        root: &Path,
+        rel: &Path,
+        parse: impl Fn(&str, &[u8]) -> Result<RevokedEntry, StoreError>,
+    ) -> Vec<RevokedEntry> {
+        let (out, update) = scan(root, rel, "prod/revocations", parse).unwrap();
+        if let Some(u) = update {
+            save(root, &u);
+        }
+        out
+    }
+
     #[test]
     fn cache_is_reused_and_follows_changes() {
         let dir = tempfile::tempdir().unwrap();
@@ -224,24 +256,24 @@ mod tests {
         let rel = Path::new("envs/prod/revocations");
         fs::ensure_dir(root, rel, Mode::Public).unwrap();
         for s in ["01", "02"] {
-            fs::write_atomic(
-                &root.join(rel).join(format!("{s}.yaml")),
-                entry(s).as_bytes(),
-                Mode::Public,
-            )
-            .unwrap();
+            let path = root.join(rel).join(format!("{s}.yaml"));
+            fs::write_atomic(&path, entry(s).as_bytes(), Mode::Public).unwrap();
         }
-        let got = scan(root, rel, "prod/revocations", parse).unwrap();
-        assert_eq!(
-            got.iter().map(|e| e.serial.as_str()).collect::<Vec<_>>(),
-            ["01", "02"]
-        );
+        let serials = |mut v: Vec<RevokedEntry>| {
+            v.sort_by(|a, b| a.serial.cmp(&b.serial));
+            v.into_iter().map(|e| e.serial).collect::<Vec<_>>()
+        };
+        // Nothing is written until the caller saves the update.
+        let (got, update) = scan(root, rel, "prod/revocations", parse).unwrap();
+        assert_eq!(serials(got), ["01", "02"]);
         let cache = root.join(".cache/prod/revocations.idx");
+        assert!(!cache.exists());
+        save(root, &update.unwrap());
         assert!(cache.is_file());
         assert!(root.join(".cache/.gitignore").is_file());
 
-        // A second scan parses nothing: a parser that always fails proves it.
-        let again = scan(
+        // A second scan parses nothing (a parser that always fails proves it) and has no update.
+        let (again, update) = scan(
             root,
             rel,
             "prod/revocations",
@@ -251,24 +283,17 @@ mod tests {
         )
         .unwrap();
         assert_eq!(again.len(), 2);
+        assert!(update.is_none());
 
         // A replaced file (new inode) is read again; a removed one disappears.
-        fs::write_atomic(
-            &root.join(rel).join("02.yaml"),
-            entry("2b").as_bytes(),
-            Mode::Public,
-        )
-        .unwrap();
+        let path = root.join(rel).join("02.yaml");
+        fs::write_atomic(&path, entry("2b").as_bytes(), Mode::Public).unwrap();
         std::fs::remove_file(root.join(rel).join("01.yaml")).unwrap();
-        let got = scan(root, rel, "prod/revocations", parse).unwrap();
-        assert_eq!(
-            got.iter().map(|e| e.serial.as_str()).collect::<Vec<_>>(),
-            ["2b"]
-        );
+        assert_eq!(serials(scan_saved(root, rel, parse)), ["2b"]);
 
         // A garbage cache is ignored.
         std::fs::write(&cache, b"talvault-index v2\nxx\tyy\n\x00").unwrap();
-        assert_eq!(scan(root, rel, "prod/revocations", parse).unwrap().len(), 1);
+        assert_eq!(scan_saved(root, rel, parse).len(), 1);
     }
 
     #[test]
@@ -284,6 +309,7 @@ mod tests {
         assert!(
             scan(root, Path::new("envs/prod/none"), "prod/none", parse)
                 .unwrap()
+                .0
                 .is_empty()
         );
     }

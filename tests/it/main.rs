@@ -11,6 +11,7 @@
 mod catalogue;
 mod cli;
 mod crl;
+mod fuzz_regressions;
 mod generate;
 mod hsm;
 mod import;
