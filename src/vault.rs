@@ -2153,9 +2153,16 @@ impl Vault {
                 data.insert("key_store".into(), json!("age"));
                 None
             }
-            IssuerKey::Pkcs11 { uri, .. } => {
+            IssuerKey::Pkcs11 {
+                uri,
+                danger_allow_extractable,
+                ..
+            } => {
                 data.insert("key_store".into(), json!("pkcs11"));
                 data.insert("pkcs11_uri".into(), json!(uri));
+                if *danger_allow_extractable {
+                    data.insert("danger_allow_extractable".into(), json!(true));
+                }
                 Some(OpenedBy::Pkcs11(uri.clone()))
             }
         };
