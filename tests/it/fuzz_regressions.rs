@@ -82,3 +82,18 @@ fn recipients_ssh_rsa_zero_mpint_is_refused_not_a_panic() {
         "recipients.txt line 2: not a valid ssh public key"
     );
 }
+
+/// pkcs11_uri: a URI whose token *value* contains the text `pin-value` parses (rightly); the
+/// harness's own check mistook it for a PIN attribute. The check now looks at attribute names,
+/// and this input pins that such a value is kept, while a real `pin-value` attribute is refused.
+#[test]
+fn pkcs11_uri_value_containing_pin_value_is_not_a_pin() {
+    let data = input("pkcs11-uri-value-containing-pin-value.txt");
+    let text = std::str::from_utf8(&data).unwrap();
+    let uri = talvault_hsm::Pkcs11Uri::parse(text).unwrap();
+    assert!(uri.token().unwrap().contains("pin-value"));
+    let shown = uri.to_string();
+    assert_eq!(talvault_hsm::Pkcs11Uri::parse(&shown).unwrap(), uri);
+    let err = talvault_hsm::Pkcs11Uri::parse("pkcs11:token=t?pin-value=s3cr3t-pin").unwrap_err();
+    assert!(!err.to_string().contains("s3cr3t-pin"), "{err}");
+}
