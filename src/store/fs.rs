@@ -385,6 +385,17 @@ impl OpenDir {
         &self.shown
     }
 
+    /// Its inode and modification time (seconds, nanoseconds): any entry added, removed or
+    /// renamed in it changes the time.
+    pub fn stamp(&self) -> Result<(u64, i64, i64), StoreError> {
+        let st = rfs::fstat(&self.fd).map_err(|e| errno_error(&self.shown, e))?;
+        Ok((
+            st.st_ino,
+            st.st_mtime,
+            i64::try_from(st.st_mtime_nsec).unwrap_or(0),
+        ))
+    }
+
     /// Its entries, sorted by name, without `.` and `..`.
     pub fn entries(&self) -> Result<Vec<DirEntry>, StoreError> {
         let mut out = self.entries_unsorted()?;

@@ -25,7 +25,7 @@ use super::fs::{self, EntryKind, Mode, StoreError};
 
 /// Directory (below the vault root) that holds caches.
 pub const CACHE_DIR: &str = ".cache";
-const HEADER: &str = "talvault-index v2";
+const HEADER: &str = "talvault-index v3";
 /// Largest record file read.
 const RECORD_MAX: u64 = 64 << 10;
 /// Largest cache file read.
@@ -86,7 +86,21 @@ where
     };
     let cache_rel = PathBuf::from(CACHE_DIR).join(format!("{cache_name}.idx"));
     let cache_text = read_cache(root, &cache_rel);
-    let cached = index_cache(&cache_text);
+    let (header, cached) = index_cache(&cache_text);
+    let stamp = dir.stamp()?;
+    let now = unix_now();
+    // Fast path: the directory is exactly as it was (same inode and mtime) and had been still
+    // for two seconds when the cache was built, so no entry was added, removed or renamed since
+    // (a change within the same timestamp tick as the last one is ruled out by the wait).
+    if header.is_some_and(|h| h.stamp == stamp && h.built >= stamp.1 + 2) {
+        let fast: Option<Vec<T>> = cached
+            .values()
+            .map(|(_, line)| T::from_line(line))
+            .collect();
+        if let Some(out) = fast {
+            return Ok((out, None));
+        }
+    }
     let mut out = Vec::with_capacity(cached.len());
     // The cache as it should be now: borrowed cached lines for hits, new lines for misses;
     // written out only when something changed.
@@ -125,8 +139,18 @@ where
         Ok(())
     })?;
     let out = out.into_iter().collect::<Result<Vec<T>, E>>()?;
-    let update = (changed || fresh.len() != cached.len()).then(|| {
+    // Rewrite when a record changed, or when the directory has now been still long enough for
+    // the fast path and the cache does not say so yet.
+    let settled = now >= stamp.1 + 2;
+    let header_ok =
+        header.is_some_and(|h| h.stamp == stamp && (h.built >= stamp.1 + 2 || !settled));
+    let update = (changed || fresh.len() != cached.len() || !header_ok).then(|| {
         let mut lines = String::with_capacity(fresh.len() * 128);
+        let _ = writeln!(
+            lines,
+            "{} {} {} {} {}",
+            HEADER, stamp.0, stamp.1, stamp.2, now
+        );
         for (ino, name, line) in &fresh {
             let _ = writeln!(lines, "{ino}\t{name}\t{line}");
         }
@@ -172,13 +196,45 @@ impl std::hash::Hasher for InodeHasher {
 
 type InodeMap<'a> = HashMap<u64, (&'a str, &'a str), std::hash::BuildHasherDefault<InodeHasher>>;
 
-/// Inode → (name, summary line), borrowed from the cache text.
-fn index_cache(text: &str) -> InodeMap<'_> {
+/// The cache's first line: the directory's (inode, mtime seconds, mtime nanoseconds) when it
+/// was listed, and when the cache was built (Unix seconds).
+#[derive(Clone, Copy)]
+struct Header {
+    stamp: (u64, i64, i64),
+    built: i64,
+}
+
+fn parse_header(line: &str) -> Option<Header> {
+    let rest = line.strip_prefix(HEADER)?.strip_prefix(' ')?;
+    let mut f = rest.split(' ');
+    let header = Header {
+        stamp: (
+            f.next()?.parse().ok()?,
+            f.next()?.parse().ok()?,
+            f.next()?.parse().ok()?,
+        ),
+        built: f.next()?.parse().ok()?,
+    };
+    f.next().is_none().then_some(header)
+}
+
+#[expect(
+    clippy::disallowed_methods,
+    reason = "the cache records when it was built, to know when the directory had settled"
+)]
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
+}
+
+/// The header and inode → (name, summary line), borrowed from the cache text.
+fn index_cache(text: &str) -> (Option<Header>, InodeMap<'_>) {
     let mut map = InodeMap::default();
     let mut lines = text.lines();
-    if lines.next() != Some(HEADER) {
-        return map;
-    }
+    let Some(header) = lines.next().and_then(parse_header) else {
+        return (None, map);
+    };
     for line in lines {
         let mut parts = line.splitn(3, '\t');
         let (Some(ino), Some(name), Some(rest)) = (parts.next(), parts.next(), parts.next()) else {
@@ -188,7 +244,7 @@ fn index_cache(text: &str) -> InodeMap<'_> {
             map.insert(ino, (name, rest));
         }
     }
-    map
+    (Some(header), map)
 }
 
 fn write_cache(root: &Path, rel: &Path, lines: &str) -> Result<(), StoreError> {
@@ -204,11 +260,7 @@ fn write_cache(root: &Path, rel: &Path, lines: &str) -> Result<(), StoreError> {
     if let Some(parent) = rel.parent() {
         fs::ensure_dir(root, parent, Mode::Public)?;
     }
-    let mut text = String::with_capacity(lines.len() + HEADER.len() + 1);
-    text.push_str(HEADER);
-    text.push('\n');
-    text.push_str(lines);
-    fs::write_cache_file(&root.join(rel), text.as_bytes())
+    fs::write_cache_file(&root.join(rel), lines.as_bytes())
 }
 
 #[cfg(test)]
@@ -292,8 +344,50 @@ mod tests {
         assert_eq!(serials(scan_saved(root, rel, parse)), ["2b"]);
 
         // A garbage cache is ignored.
-        std::fs::write(&cache, b"talvault-index v2\nxx\tyy\n\x00").unwrap();
+        std::fs::write(&cache, b"talvault-index v3 1 2 3 4\nxx\tyy\n\x00").unwrap();
         assert_eq!(scan_saved(root, rel, parse).len(), 1);
+    }
+
+    #[test]
+    fn a_settled_directory_is_read_from_the_cache_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let rel = Path::new("envs/prod/revocations");
+        fs::ensure_dir(root, rel, Mode::Public).unwrap();
+        for s in ["01", "02"] {
+            let path = root.join(rel).join(format!("{s}.yaml"));
+            fs::write_atomic(&path, entry(s).as_bytes(), Mode::Public).unwrap();
+        }
+        let (_, update) = scan(root, rel, "prod/revocations", parse).unwrap();
+        save(root, &update.unwrap());
+        // Pretend the cache was built three seconds after the directory's last change.
+        let cache = root.join(".cache/prod/revocations.idx");
+        let text = std::fs::read_to_string(&cache).unwrap();
+        let (head, rest) = text.split_once('\n').unwrap();
+        let mut f: Vec<i64> = head
+            .strip_prefix(HEADER)
+            .unwrap()
+            .split_whitespace()
+            .map(|n| n.parse().unwrap())
+            .collect();
+        f[3] = f[1] + 3;
+        let settled = format!("{HEADER} {} {} {} {}\n{rest}", f[0], f[1], f[2], f[3]);
+        std::fs::write(&cache, &settled).unwrap();
+        let refuse = |p: &str, _: &[u8]| -> Result<RevokedEntry, StoreError> {
+            Err(StoreError::NotAFile { path: p.into() })
+        };
+        // Nothing is listed or parsed: a parser that always fails proves it.
+        let (fast, update) = scan(root, rel, "prod/revocations", refuse).unwrap();
+        assert_eq!(fast.len(), 2);
+        assert!(update.is_none());
+        // A new record changes the directory: it is listed and parsed again.
+        let path = root.join(rel).join("03.yaml");
+        fs::write_atomic(&path, entry("03").as_bytes(), Mode::Public).unwrap();
+        assert!(scan(root, rel, "prod/revocations", refuse).is_err());
+        assert_eq!(scan_saved(root, rel, parse).len(), 3);
+        // A header from another directory (another inode) is not trusted either.
+        std::fs::write(&cache, settled.replacen(&f[0].to_string(), "1", 1)).unwrap();
+        assert!(scan(root, rel, "prod/revocations", refuse).is_err());
     }
 
     #[test]
