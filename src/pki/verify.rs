@@ -33,7 +33,7 @@ pub struct LeafFacts {
 pub const CLIENT_AUTH_OID: &str = "1.3.6.1.5.5.7.3.2";
 
 impl LeafFacts {
-    /// Talos apid: a non-CA certificate's EKU must be exactly [clientAuth]
+    /// Talos apid: a non-CA certificate's EKU must be exactly `[clientAuth]`
     /// (siderolabs/talos internal/app/apid/service.go `verifyExtKeyUsage`).
     pub fn eku_is_client_auth_only(&self) -> bool {
         self.extended_key_usage == [CLIENT_AUTH_OID]
