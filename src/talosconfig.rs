@@ -668,11 +668,14 @@ impl Writer {
                 self.put("\n");
                 self.sequence(col + 4, s, false);
             }
-            Value::Tagged(t) => {
-                self.put(" ");
-                self.put(&t.tag.to_string());
-                self.entry_value(col, &t.value);
-            }
+            Value::Tagged(t) => match tag_text(&t.tag) {
+                Some(tag) => {
+                    self.put(" ");
+                    self.put(&tag);
+                    self.entry_value(col, &t.value);
+                }
+                None => self.entry_value(col, &t.value),
+            },
             other => {
                 self.put(" ");
                 self.put(&value_scalar(other));
@@ -686,8 +689,9 @@ impl Writer {
         match value {
             Value::Mapping(m) if !m.is_empty() => self.mapping(col, m, true),
             Value::Sequence(s) if !s.is_empty() => self.sequence(col, s, true),
+            Value::Tagged(t) if tag_text(&t.tag).is_none() => self.item_value(col, &t.value),
             Value::Tagged(t) => {
-                self.put(&t.tag.to_string());
+                self.put(&tag_text(&t.tag).unwrap_or_default());
                 match &t.value {
                     Value::Mapping(m) if !m.is_empty() => {
                         self.put("\n");
@@ -709,6 +713,14 @@ impl Writer {
             }
         }
     }
+}
+
+/// A tag as written back, or `None` for the non-specific tag (`! value`), which serde_yaml_ng
+/// shows as `!!` with nothing after it: written like that, the file no longer parses (fuzz
+/// finding). The value itself already carries what `!` meant (a string stays a string).
+fn tag_text(tag: &serde_yaml::value::Tag) -> Option<String> {
+    let text = tag.to_string();
+    (text != "!" && text != "!!").then_some(text)
 }
 
 fn is_scalar(v: &Value) -> bool {

@@ -228,12 +228,13 @@ fn parse_go_duration(input: &str) -> Result<i128, TtlError> {
         let mut term = whole.checked_mul(per_unit).ok_or_else(too_large)?;
         if !frac_digits.is_empty() {
             // Digits beyond nanosecond precision of the largest unit cannot change the result.
-            let frac_digits = &frac_digits[..frac_digits.len().min(24)];
+            // 23 digits keep numerator × per_unit below 2^128 (10^23 × 6.048·10^14 for `w`);
+            // 24 overflowed (fuzz: a panic with overflow checks, a wrong TTL without).
+            let frac_digits = &frac_digits[..frac_digits.len().min(23)];
             let numerator = parse_digits(frac_digits).ok_or_else(too_large)?;
             let scale = 10u128.pow(frac_digits.len() as u32);
-            term = term
-                .checked_add(numerator * per_unit / scale)
-                .ok_or_else(too_large)?;
+            let fraction = numerator.checked_mul(per_unit).ok_or_else(too_large)? / scale;
+            term = term.checked_add(fraction).ok_or_else(too_large)?;
         }
         total = total.checked_add(term).ok_or_else(too_large)?;
         if total > MAX_NANOS {
@@ -305,6 +306,17 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn long_fractions_of_large_units_do_not_overflow() {
+        // Fuzz finding: 24 fractional digits of `w` overflowed u128.
+        let t = Ttl::parse("0.750000000000000000000000w").unwrap();
+        assert_eq!(t.to_string(), "126h");
+        assert!(matches!(
+            Ttl::parse("1.9999999999999999999999999999w"),
+            Err(TtlError::FractionalSecond { .. })
+        ));
     }
 
     #[test]

@@ -53,6 +53,31 @@ fn talosconfig_key_in_context_name_is_not_echoed() {
     assert!(errors > 0, "the input no longer reaches the error path");
 }
 
+/// talosconfig: an unknown field with the non-specific tag (`key: ! value`) was written back as
+/// `key: !! value`, which does not parse: `issue --merge` would have written a talosconfig that
+/// neither talvault nor talosctl can read. The tag is now dropped (the value keeps its type).
+#[test]
+fn talosconfig_non_specific_tag_writes_back_readably() {
+    let data = input("talosconfig-non-specific-tag.yaml");
+    let first = Config::from_yaml(&data).unwrap().to_yaml();
+    let again = Config::from_yaml(first.expose().as_bytes())
+        .unwrap_or_else(|e| panic!("our own output does not read back: {e}"));
+    assert!(again.to_yaml().expose() == first.expose());
+}
+
+/// ttl: 24 fractional digits of a large unit overflowed u128 in the fraction (a panic with
+/// overflow checks, a silently wrong TTL in release builds). The same input now parses or is
+/// refused without a panic.
+#[test]
+fn ttl_long_fraction_does_not_overflow() {
+    let data = input("ttl-long-fraction-overflow.txt");
+    let text = String::from_utf8_lossy(&data);
+    let _ = talvault::pki::ttl::Ttl::parse(&text);
+    for part in text.split(',') {
+        let _ = talvault::pki::ttl::Ttl::parse(part);
+    }
+}
+
 /// recipients: an age secret key followed by non-ASCII bytes. The harness itself panicked
 /// (it sliced the line at a byte that is not a character boundary); talvault refused the line
 /// correctly. Kept so the refusal, and the absence of the key in the message, stay checked.
