@@ -122,3 +122,17 @@ fn pkcs11_uri_value_containing_pin_value_is_not_a_pin() {
     let err = talvault_hsm::Pkcs11Uri::parse("pkcs11:token=t?pin-value=s3cr3t-pin").unwrap_err();
     assert!(!err.to_string().contains("s3cr3t-pin"), "{err}");
 }
+
+/// pkcs11_uri: `pin-value=kcs11:` in an input that is not a `pkcs11:` URI. The message ("it does
+/// not start with \"pkcs11:\"") contains the text of that would-be PIN by coincidence; the
+/// harness now tells a coincidence from an echo by replacing the PIN and looking again.
+#[test]
+fn pkcs11_uri_message_words_are_not_a_pin_echo() {
+    let data = input("pkcs11-uri-pin-value-matching-message-words.txt");
+    let text = String::from_utf8_lossy(&data).into_owned();
+    let err = talvault_hsm::Pkcs11Uri::parse(&text).unwrap_err().to_string();
+    assert!(err.contains("kcs11:"));
+    let other = text.replacen("kcs11:", "QQQQQQ", 1);
+    let again = talvault_hsm::Pkcs11Uri::parse(&other).unwrap_err().to_string();
+    assert!(again.contains("kcs11:"), "the text is the message's own, not the input's");
+}
