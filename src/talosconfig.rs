@@ -745,6 +745,12 @@ fn scalar_text(v: &Value) -> String {
 fn value_scalar(v: &Value) -> Cow<'_, str> {
     match v {
         Value::String(s) => go_scalar(s),
+        // A tagged scalar (as a mapping key): the tag, then the value; a non-specific tag only
+        // the value (fuzz finding: the key was written as its bare tag, losing the value).
+        Value::Tagged(t) => match tag_text(&t.tag) {
+            Some(tag) => Cow::Owned(format!("{tag} {}", value_scalar(&t.value))),
+            None => value_scalar(&t.value),
+        },
         Value::Sequence(_) => Cow::Borrowed("[]"),
         Value::Mapping(_) => Cow::Borrowed("{}"),
         other => Cow::Owned(scalar_text(other)),

@@ -65,6 +65,17 @@ fn talosconfig_non_specific_tag_writes_back_readably() {
     assert!(again.to_yaml().expose() == first.expose());
 }
 
+/// talosconfig: an unknown field whose mapping key carries a tag (`! -x: …`) was written back as
+/// the bare tag, losing the key. A tagged key is now written as tag and value.
+#[test]
+fn talosconfig_tagged_key_writes_back_stably() {
+    let data = input("talosconfig-tagged-key.yaml");
+    let first = Config::from_yaml(&data).unwrap().to_yaml();
+    let again = Config::from_yaml(first.expose().as_bytes())
+        .unwrap_or_else(|e| panic!("our own output does not read back: {e}"));
+    assert!(again.to_yaml().expose() == first.expose());
+}
+
 /// ttl: 24 fractional digits of a large unit overflowed u128 in the fraction (a panic with
 /// overflow checks, a silently wrong TTL in release builds). The same input now parses or is
 /// refused without a panic.
