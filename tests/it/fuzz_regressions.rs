@@ -141,9 +141,16 @@ fn pkcs11_uri_value_containing_pin_value_is_not_a_pin() {
 fn pkcs11_uri_message_words_are_not_a_pin_echo() {
     let data = input("pkcs11-uri-pin-value-matching-message-words.txt");
     let text = String::from_utf8_lossy(&data).into_owned();
-    let err = talvault_hsm::Pkcs11Uri::parse(&text).unwrap_err().to_string();
+    let err = talvault_hsm::Pkcs11Uri::parse(&text)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("kcs11:"));
     let other = text.replacen("kcs11:", "QQQQQQ", 1);
-    let again = talvault_hsm::Pkcs11Uri::parse(&other).unwrap_err().to_string();
-    assert!(again.contains("kcs11:"), "the text is the message's own, not the input's");
+    let again = talvault_hsm::Pkcs11Uri::parse(&other)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        again.contains("kcs11:"),
+        "the text is the message's own, not the input's"
+    );
 }
