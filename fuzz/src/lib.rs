@@ -438,15 +438,22 @@ pub fn pkcs11_uri(data: &[u8]) {
         }
         Err(e) => {
             let message = e.to_string();
-            if let Some(i) = text.find("pin-value=") {
-                let pin: String = text[i + 10..]
+            // Only a real `pin-value` attribute (at the start of a path or query attribute)
+            // holds a PIN; the same text inside another attribute's value is just text.
+            let starts = text.match_indices("pin-value=").filter(|(i, _)| {
+                *i > 0 && matches!(text.as_bytes()[i - 1], b':' | b';' | b'?' | b'&')
+            });
+            for (i, _) in starts {
+                let value_at = i + "pin-value=".len();
+                let pin: String = text[value_at..]
                     .chars()
                     .take_while(|c| *c != '&' && *c != ';')
                     .collect();
-                // An echo, not a coincidence with the message's own words: the text must vanish
-                // from the message when the PIN is replaced by another of the same length.
+                // An echo, not a coincidence with other parts of the input or the message's
+                // own words: the text must vanish when this PIN is replaced by another.
                 if pin.len() >= 4 && message.contains(&pin) {
-                    let other = text.replacen(&pin, &"Q".repeat(pin.len()), 1);
+                    let mut other = text.to_owned();
+                    other.replace_range(value_at..value_at + pin.len(), &"Q".repeat(pin.len()));
                     let again = Pkcs11Uri::parse(&other).err().map(|e| e.to_string());
                     assert!(
                         again.is_some_and(|m| m.contains(&pin)),

@@ -154,3 +154,21 @@ fn pkcs11_uri_message_words_are_not_a_pin_echo() {
         "the text is the message's own, not the input's"
     );
 }
+
+/// pkcs11_uri: `pin-value=` inside another attribute's value, whose text also appears in the
+/// unknown attribute's name that the error names. Not a PIN (no `pin-value` attribute), so
+/// nothing is echoed; the harness now looks only at real `pin-value` attributes.
+#[test]
+fn pkcs11_uri_pin_value_text_inside_a_value_is_not_a_pin() {
+    let data = input("pkcs11-uri-pin-value-text-inside-a-value.txt");
+    let text = String::from_utf8_lossy(&data).into_owned();
+    let err = talvault_hsm::Pkcs11Uri::parse(&text)
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("unknown attribute"), "{err}");
+    // A real pin-value attribute is refused without its value in the message.
+    let err = talvault_hsm::Pkcs11Uri::parse("pkcs11:token=t;pin-value=cccoduld-pathcc")
+        .unwrap_err()
+        .to_string();
+    assert!(!err.contains("cccoduld-pathcc"), "{err}");
+}
