@@ -522,7 +522,16 @@ fn sanitize(err: &serde_yaml::Error) -> TalosconfigError {
     let what = if let Some(pos) = full.find("talosconfig: ") {
         // Our own messages name only keys and context names.
         let own = &full[pos + "talosconfig: ".len()..];
-        own.split(" at line ").next().unwrap_or(own).to_owned()
+        let own = own.split(" at line ").next().unwrap_or(own);
+        // A name in backticks can be anything a mangled file put in a key position (fuzz: a
+        // 90-character key in a duplicate-key error): cut long ones short.
+        match own
+            .split_once('`')
+            .and_then(|(head, rest)| rest.split_once('`').map(|(name, tail)| (head, name, tail)))
+        {
+            Some((head, name, tail)) => format!("{head}`{}`{tail}", shown_name(name)),
+            None => own.to_owned(),
+        }
     } else if full.contains("invalid type") || full.contains("invalid value") {
         match full.split_once(", expected ") {
             Some((_, expected)) => {

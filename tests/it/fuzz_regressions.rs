@@ -76,6 +76,16 @@ fn talosconfig_tagged_key_writes_back_stably() {
     assert!(again.to_yaml().expose() == first.expose());
 }
 
+/// talosconfig: a duplicate-key error quoted the key, and a mangled file can put a 90-character
+/// base64 run there. Long names in our own messages are now cut short.
+#[test]
+fn talosconfig_long_duplicate_key_is_not_echoed() {
+    let data = input("talosconfig-long-duplicate-key.yaml");
+    let msg = Config::from_yaml(&data).unwrap_err().to_string();
+    assert!(msg.contains("duplicate key"), "{msg}");
+    assert_no_key_echo(&data, &msg);
+}
+
 /// ttl: 24 fractional digits of a large unit overflowed u128 in the fraction (a panic with
 /// overflow checks, a silently wrong TTL in release builds). The same input now parses or is
 /// refused without a panic.
