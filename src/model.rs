@@ -1,4 +1,5 @@
-//! PURE: the public metadata files of a vault (`talvault.yaml`, `envs/ENV/env.yaml`) as types.
+//! PURE: the public metadata files of a vault (`talvault.yaml`, `envs/ENV/env.yaml`,
+//! `issuers/ID/issuer.yaml`, `certs/SERIAL.yaml`, `revocations/SERIAL.yaml`) as types.
 //!
 //! These files are meant to be reviewed in pull requests, so they are plain YAML with stable
 //! field names, read strictly (unknown fields refused) and versioned. They never hold a secret.
@@ -153,6 +154,61 @@ impl Pins {
     }
 }
 
+/// The four CA certificates of an environment's bundle, PEM (public).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaCertificates {
+    /// `certs.etcd.crt`
+    pub etcd: String,
+    /// `certs.k8s.crt`
+    pub k8s: String,
+    /// `certs.k8saggregator.crt`
+    pub k8saggregator: String,
+    /// `certs.os.crt`: the Talos API CA, `ca` of every talosconfig.
+    pub os: String,
+}
+
+impl CaCertificates {
+    /// The certificates of a bundle; `None` when a CA is missing.
+    pub fn of(bundle: &SecretsBundle) -> Option<Self> {
+        let certs = bundle.certs.as_ref()?;
+        let pem = |n: CaName| -> Option<String> {
+            Some(String::from_utf8_lossy(&certs.ca(n)?.crt).into_owned())
+        };
+        Some(Self {
+            etcd: pem(CaName::Etcd)?,
+            k8s: pem(CaName::K8s)?,
+            k8saggregator: pem(CaName::K8sAggregator)?,
+            os: pem(CaName::Os)?,
+        })
+    }
+
+    /// Their pins; `Err(name)` names one that does not parse.
+    fn pins(&self) -> Result<Pins, &'static str> {
+        let pin = |name: &'static str, pem: &str| {
+            crate::bundle::validate::parse_cert(pem.as_bytes())
+                .map(|der| Fingerprint::of(&der))
+                .map_err(|_| name)
+        };
+        Ok(Pins {
+            etcd: pin("etcd", &self.etcd)?,
+            k8s: pin("k8s", &self.k8s)?,
+            k8saggregator: pin("k8saggregator", &self.k8saggregator)?,
+            os: pin("os", &self.os)?,
+        })
+    }
+
+    /// The certificates by name, in Talos order.
+    pub fn named(&self) -> [(&'static str, &str); 4] {
+        [
+            ("etcd", &self.etcd),
+            ("k8s", &self.k8s),
+            ("k8saggregator", &self.k8saggregator),
+            ("os", &self.os),
+        ]
+    }
+}
+
 /// Why an environment is tainted (a break-glass certificate exists).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -193,6 +249,9 @@ pub struct EnvMeta {
     pub created: String,
     /// CA certificate pins; every open checks the bundle against them.
     pub pins: Pins,
+    /// The four CA certificates (public), so that `verify`, `status` and issuer-mode issuance
+    /// need not open the sealed bundle. Each must match its pin.
+    pub certificates: CaCertificates,
     /// Set while a break-glass certificate is live and its issuer not yet rotated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tainted: Option<Taint>,
@@ -208,6 +267,22 @@ impl EnvMeta {
                 found: m.format_version,
                 supported: FORMAT_VERSION,
             });
+        }
+        match m.certificates.pins() {
+            Ok(pins) => {
+                if let Some(ca) = m.pins.mismatches(&pins).first() {
+                    return Err(MetaError::Malformed {
+                        file: file.into(),
+                        message: format!("certificates.{ca} does not match pins.{ca}"),
+                    });
+                }
+            }
+            Err(ca) => {
+                return Err(MetaError::Malformed {
+                    file: file.into(),
+                    message: format!("certificates.{ca} is not a PEM certificate"),
+                });
+            }
         }
         Ok(m)
     }
@@ -250,4 +325,220 @@ pub fn contract_label(c: VersionContract) -> String {
         VersionContract::Current => "current".into(),
         VersionContract::Named { major, minor } => format!("v{major}.{minor}"),
     }
+}
+
+/// Which CA signed a recorded certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedBy {
+    /// `os` for the Talos OS CA, else the issuer id.
+    pub ca: String,
+    /// SHA-256 of the signing CA certificate.
+    pub fingerprint: String,
+}
+
+/// The CA id of the Talos OS CA in records (`signed_by.ca`).
+pub const OS_CA: &str = "os";
+
+/// `envs/ENV/certs/<serial>.yaml`: what was issued. Public; the key is never stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertRecord {
+    /// Serial, lowercase hex.
+    pub serial: String,
+    /// SHA-256 of the certificate DER.
+    pub fingerprint: String,
+    /// Roles in the subject.
+    pub roles: Vec<String>,
+    /// Holder (CN).
+    pub holder: Option<String>,
+    /// NotBefore.
+    pub not_before: String,
+    /// NotAfter.
+    pub not_after: String,
+    /// The granted TTL.
+    pub ttl: String,
+    /// The signing CA.
+    pub signed_by: SignedBy,
+    /// `direct` (OS CA) or `issuer`.
+    pub mode: String,
+    /// `generated` or `csr`.
+    pub key: String,
+    /// Who issued it.
+    pub actor: String,
+    /// When.
+    pub issued: String,
+    /// Whether it is a break-glass certificate.
+    pub break_glass: bool,
+    /// The break-glass reason.
+    pub reason: Option<String>,
+    /// The certificate PEM.
+    pub certificate: String,
+}
+
+impl CertRecord {
+    /// Reads a certificate record.
+    pub fn from_yaml(file: &str, bytes: &[u8]) -> Result<Self, MetaError> {
+        parse(file, bytes)
+    }
+
+    /// Renders it.
+    pub fn to_yaml(&self) -> Result<String, MetaError> {
+        to_yaml("certificate record", self)
+    }
+}
+
+/// `envs/ENV/revocations/<serial>.yaml`: a revoked certificate. Public.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevocationRecord {
+    /// Serial, lowercase hex.
+    pub serial: String,
+    /// SHA-256 of the certificate DER.
+    pub fingerprint: String,
+    /// The CA that signed it.
+    pub signed_by: SignedBy,
+    /// RFC 5280 §5.3.1 reason name (`keyCompromise`, …).
+    pub reason: String,
+    /// When it was revoked (RFC 3339).
+    pub revoked: String,
+    /// Who revoked it.
+    pub actor: String,
+    /// The certificate's holder, if recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder: Option<String>,
+    /// Its roles.
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Its notAfter (RFC 3339): after this the entry may leave the CRL.
+    pub not_after: String,
+}
+
+impl RevocationRecord {
+    /// Reads a revocation record.
+    pub fn from_yaml(file: &str, bytes: &[u8]) -> Result<Self, MetaError> {
+        parse(file, bytes)
+    }
+
+    /// Renders it.
+    pub fn to_yaml(&self) -> Result<String, MetaError> {
+        to_yaml("revocation record", self)
+    }
+}
+
+/// The life cycle of an issuer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IssuerState {
+    /// In `acceptedCAs` (once the patch is applied), not yet signing.
+    Pending,
+    /// Accepted and signing (the most recently activated one signs).
+    Active,
+    /// Dropped from `acceptedCAs`: everything it signed stops working once the patch is applied.
+    /// Its sealed key is deleted.
+    Retired,
+}
+
+impl IssuerState {
+    /// The lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IssuerState::Pending => "pending",
+            IssuerState::Active => "active",
+            IssuerState::Retired => "retired",
+        }
+    }
+
+    /// Whether nodes should accept it (it belongs in `machine.acceptedCAs`).
+    pub fn accepted(self) -> bool {
+        self != IssuerState::Retired
+    }
+}
+
+/// Where an issuer's private key lives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "store", rename_all = "lowercase", deny_unknown_fields)]
+pub enum IssuerKey {
+    /// Sealed with age to the environment's recipients, in the issuer's directory.
+    Age {
+        /// File name in the issuer directory (`key.age`).
+        file: String,
+    },
+    /// In a PKCS#11 token; never leaves it.
+    Pkcs11 {
+        /// The RFC 7512 URI (never with a PIN).
+        uri: String,
+        /// The public key (raw subjectPublicKey bits, hex), checked against the token's.
+        public_key: String,
+        /// The key was accepted although it may leave the token (`--danger-allow-extractable`).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        danger_allow_extractable: bool,
+    },
+}
+
+/// `envs/ENV/issuers/<id>/issuer.yaml`: a client-issuing CA of the environment. Public.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerMeta {
+    /// Format version of this file.
+    pub format_version: u32,
+    /// Issuer id (the directory name).
+    pub id: String,
+    /// Epoch number within the environment (1, 2, …).
+    pub epoch: u32,
+    /// Life-cycle state.
+    pub state: IssuerState,
+    /// `ed25519` or `ecdsa-p256`.
+    pub algorithm: String,
+    /// The certificate's subject, as text.
+    pub subject: String,
+    /// Certificate serial, hex.
+    pub serial: String,
+    /// SHA-256 of the certificate DER.
+    pub fingerprint: String,
+    /// Subject key identifier, hex (the AKI of everything it signs).
+    pub subject_key_id: String,
+    /// notBefore (RFC 3339).
+    pub not_before: String,
+    /// notAfter (RFC 3339): no leaf it signs may outlive it.
+    pub not_after: String,
+    /// When it was created.
+    pub created: String,
+    /// When it was (last) activated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activated: Option<String>,
+    /// When it was retired.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retired: Option<String>,
+    /// Where its key is.
+    pub key: IssuerKey,
+    /// The self-signed certificate, PEM.
+    pub certificate: String,
+}
+
+impl IssuerMeta {
+    /// Reads `issuer.yaml`.
+    pub fn from_yaml(file: &str, bytes: &[u8]) -> Result<Self, MetaError> {
+        let m: Self = parse(file, bytes)?;
+        if m.format_version > FORMAT_VERSION {
+            return Err(MetaError::NewerFormat {
+                file: file.into(),
+                found: m.format_version,
+                supported: FORMAT_VERSION,
+            });
+        }
+        Ok(m)
+    }
+
+    /// Renders `issuer.yaml`.
+    pub fn to_yaml(&self) -> Result<String, MetaError> {
+        to_yaml("issuer.yaml", self)
+    }
+}
+
+fn to_yaml<T: Serialize>(what: &str, value: &T) -> Result<String, MetaError> {
+    serde_yaml::to_string(value).map_err(|e| MetaError::Malformed {
+        file: what.into(),
+        message: e.to_string(),
+    })
 }

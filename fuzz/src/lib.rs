@@ -22,7 +22,12 @@ use talvault::pki::role::Role;
 use talvault::pki::ttl::Ttl;
 use talvault::store::age::{Recipient, parse_recipients};
 use talvault::talosconfig::{self, Config, MergeError};
+use talvault::inventory::{CertEntry, RevokedEntry};
+use talvault::model::{IssuerMeta, RevocationRecord};
+use talvault::pki::issuer::read_issuer_certificate;
+use talvault::pki::verify::{certificate_der, crl_number, leaf_facts};
 use talvault::vault::CertRecord;
+use talvault_hsm::Pkcs11Uri;
 
 /// A fixed "now" for the checks that depend on time (2026-11-27T00:00:00Z).
 fn now() -> time::OffsetDateTime {
@@ -352,5 +357,110 @@ pub fn pem_key(data: &[u8]) {
             );
         }
         Err(e) => assert_no_key_echo(data, &e.to_string()),
+    }
+}
+
+/// `issuers/<id>/issuer.yaml` (read by every command that lists or uses issuers): parse, round
+/// trip, and read its certificate the way `vault` checks it.
+pub fn issuer_meta(data: &[u8]) {
+    let Ok(m) = IssuerMeta::from_yaml("issuer.yaml", data) else {
+        return;
+    };
+    let out = m.to_yaml().expect("issuer.yaml renders");
+    let again = IssuerMeta::from_yaml("issuer.yaml", out.as_bytes())
+        .unwrap_or_else(|e| panic!("our issuer.yaml does not read back: {e}"));
+    assert_eq!(again, m);
+    if let Err(e) = read_issuer_certificate(m.certificate.as_bytes()) {
+        assert_no_key_echo(data, &e.to_string());
+    }
+}
+
+/// `revocations/<serial>.yaml` and `certs/<serial>.yaml` as `status`, `crl` and `revoke` read
+/// them: parse, summarise, and the summary's cache line reads back identically (a hostile
+/// field must never break the tab-separated cache). The first byte picks the record type.
+/// Also: any bytes as a stored CRL (`crl_number`) and as a certificate (`leaf_facts`).
+pub fn revocation_record(data: &[u8]) {
+    let Some((&selector, rest)) = data.split_first() else {
+        return;
+    };
+    match selector % 4 {
+        0 => {
+            if let Ok(r) = RevocationRecord::from_yaml("r.yaml", rest)
+                && let Ok(e) = RevokedEntry::from_record(&r)
+            {
+                let line = e.to_line();
+                assert!(!line.contains('\n'), "a summary line holds a newline");
+                assert_eq!(RevokedEntry::from_line(&line), Some(e));
+            }
+        }
+        1 => {
+            if let Ok(r) = CertRecord::from_yaml("c.yaml", rest)
+                && let Ok(e) = CertEntry::from_record(&r)
+            {
+                let line = e.to_line();
+                assert!(!line.contains('\n'), "a summary line holds a newline");
+                assert_eq!(CertEntry::from_line(&line), Some(e));
+            }
+        }
+        2 => {
+            let _ = crl_number(rest);
+        }
+        _ => {
+            if let Ok(der) = certificate_der(rest) {
+                let _ = leaf_facts(&der);
+            }
+        }
+    }
+}
+
+/// `pkcs11:` URIs (`issuer create --pkcs11`, `hsm check`, issuer.yaml): parse; a parsed URI's
+/// canonical form parses back to the same URI; an error never repeats a `pin-value`.
+pub fn pkcs11_uri(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    match Pkcs11Uri::parse(text) {
+        Ok(uri) => {
+            let shown = uri.to_string();
+            let again = Pkcs11Uri::parse(&shown)
+                .unwrap_or_else(|e| panic!("our canonical URI {shown:?} does not parse: {e}"));
+            assert_eq!(again, uri);
+            assert_eq!(again.to_string(), shown);
+            // No attribute of the canonical form is a PIN (a value may contain the text).
+            let body = shown.strip_prefix("pkcs11:").unwrap_or(&shown);
+            let attributes = body.split(['?', ';', '&']);
+            assert!(
+                attributes
+                    .filter_map(|a| a.split_once('=').map(|(k, _)| k))
+                    .all(|k| !k.eq_ignore_ascii_case("pin-value")),
+                "a parsed URI carries a PIN"
+            );
+        }
+        Err(e) => {
+            let message = e.to_string();
+            // Only a real `pin-value` attribute (at the start of a path or query attribute)
+            // holds a PIN; the same text inside another attribute's value is just text.
+            let starts = text.match_indices("pin-value=").filter(|(i, _)| {
+                *i > 0 && matches!(text.as_bytes()[i - 1], b':' | b';' | b'?' | b'&')
+            });
+            for (i, _) in starts {
+                let value_at = i + "pin-value=".len();
+                let pin: String = text[value_at..]
+                    .chars()
+                    .take_while(|c| *c != '&' && *c != ';')
+                    .collect();
+                // An echo, not a coincidence with other parts of the input or the message's
+                // own words: the text must vanish when this PIN is replaced by another.
+                if pin.len() >= 4 && message.contains(&pin) {
+                    let mut other = text.to_owned();
+                    other.replace_range(value_at..value_at + pin.len(), &"Q".repeat(pin.len()));
+                    let again = Pkcs11Uri::parse(&other).err().map(|e| e.to_string());
+                    assert!(
+                        again.is_some_and(|m| m.contains(&pin)),
+                        "the PIN is echoed: {message}"
+                    );
+                }
+            }
+        }
     }
 }

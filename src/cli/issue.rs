@@ -61,6 +61,9 @@ pub struct IssueArgs {
     /// Sign this PKCS#10 request instead of generating a key (the key never reaches talvault).
     #[arg(long, value_name = "FILE")]
     pub csr: Option<PathBuf>,
+    /// Sign with the Talos OS CA even when an issuer is active (if the policy allows it).
+    #[arg(long)]
+    pub direct: bool,
     /// Output.
     #[command(flatten)]
     pub dest: Destination,
@@ -83,6 +86,9 @@ pub struct BreakGlassArgs {
     /// Talos API endpoint (repeatable; default: the environment's).
     #[arg(long = "endpoint", short = 'e', value_name = "ENDPOINT")]
     pub endpoints: Vec<String>,
+    /// Sign with the Talos OS CA even when an issuer is active (if the policy allows it).
+    #[arg(long)]
+    pub direct: bool,
     /// Output.
     #[command(flatten)]
     pub dest: Destination,
@@ -104,6 +110,7 @@ pub fn issue_cmd(a: IssueArgs, o: &VaultOpts) -> Result<ExitCode, CliError> {
         nodes: a.nodes,
         csr,
         break_glass: None,
+        direct: a.direct,
     };
     run(req, &a.dest, o)
 }
@@ -121,6 +128,7 @@ pub fn break_glass_cmd(a: BreakGlassArgs, o: &VaultOpts) -> Result<ExitCode, Cli
         holder: a.holder,
         endpoints: a.endpoints,
         break_glass: Some(a.reason),
+        direct: a.direct,
         ..IssueRequest::default()
     };
     run(req, &a.dest, o)
@@ -168,8 +176,12 @@ fn run(req: IssueRequest, dest: &Destination, o: &VaultOpts) -> Result<ExitCode,
             None
         }
     };
+    // An identity is needed only for sealed keys (the bundle, an age-sealed issuer key); a
+    // token-held issuer key needs none, and the vault says which file it could not open.
     let mut ctx = context_for(o, true)?;
-    unlock_for(&v, &req.env, o, &mut ctx)?;
+    if v.env_sealing(&req.env).map_err(vault_err)? == crate::model::Sealing::Passphrase {
+        unlock_for(&v, &req.env, o, &mut ctx)?;
+    }
     let issued = v.issue(&req, &ctx).map_err(vault_err)?;
     drop(v);
     let csr = req.csr.is_some();
@@ -177,6 +189,8 @@ fn run(req: IssueRequest, dest: &Destination, o: &VaultOpts) -> Result<ExitCode,
         plan,
         leaf,
         context,
+        signed_by,
+        in_token,
     } = issued;
     let written = write_talosconfig(context, &plan.context, dest, existing)?;
     let roles: Vec<&str> = leaf.roles.iter().map(|r| r.as_str()).collect();
@@ -194,6 +208,18 @@ fn run(req: IssueRequest, dest: &Destination, o: &VaultOpts) -> Result<ExitCode,
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default(),
     );
+    msg.push_str(&if signed_by == crate::model::OS_CA {
+        "signed directly by the Talos OS CA (revocation needs expiry or an OS CA rotation; see `talvault issuer create`)\n".to_owned()
+    } else {
+        format!(
+            "signed by issuer {signed_by}{}\n",
+            if in_token {
+                " inside its PKCS#11 token"
+            } else {
+                ""
+            }
+        )
+    });
     msg.push_str(&format!(
         "talosconfig context {:?} written to {written}\n",
         plan.context

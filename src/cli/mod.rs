@@ -7,6 +7,7 @@
 pub mod bundle;
 pub mod issue;
 pub mod output;
+pub mod pki;
 pub mod prompt;
 pub mod vault;
 
@@ -45,6 +46,23 @@ pub enum Command {
     Issue(issue::IssueArgs),
     /// Issue an emergency os:admin talosconfig (mandatory reason; taints the environment).
     BreakGlass(issue::BreakGlassArgs),
+    /// Manage the environment's client-issuing CAs (issuers).
+    #[command(subcommand)]
+    Issuer(pki::IssuerCommand),
+    /// Machine-config patches for the nodes.
+    #[command(subcommand)]
+    Patch(pki::PatchCommand),
+    /// Revoke a certificate and say what will actually cut access.
+    Revoke(pki::RevokeArgs),
+    /// Sign and print an issuer's CRL, or list every revocation as JSON.
+    Crl(pki::CrlArgs),
+    /// Check a talosconfig: chain, EKU, roles, validity, revocation, acceptance, policy.
+    Verify(pki::VerifyArgs),
+    /// Certificates, issuers, CA expiry and taint per environment (graded exit code).
+    Status(pki::StatusArgs),
+    /// PKCS#11 tokens: check what a token offers before a key ceremony.
+    #[command(subcommand)]
+    Hsm(pki::HsmCommand),
     /// Show the effective issuance policy of an environment.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -118,6 +136,13 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Bundle(cmd) => bundle::run(cmd, &cli.vault),
         Command::Issue(a) => issue::issue_cmd(a, &cli.vault),
         Command::BreakGlass(a) => issue::break_glass_cmd(a, &cli.vault),
+        Command::Issuer(cmd) => pki::issuer_cmd(cmd, &cli.vault),
+        Command::Patch(cmd) => pki::patch_cmd(cmd, &cli.vault),
+        Command::Revoke(a) => pki::revoke_cmd(a, &cli.vault),
+        Command::Crl(a) => pki::crl_cmd(a, &cli.vault),
+        Command::Verify(a) => pki::verify_cmd(a, &cli.vault),
+        Command::Status(a) => pki::status_cmd(a, &cli.vault),
+        Command::Hsm(cmd) => pki::hsm_cmd(cmd, &cli.vault),
         Command::Policy(PolicyCommand::Show { env }) => issue::policy_show(&env, &cli.vault),
         Command::Recipients(cmd) => vault::recipients_cmd(cmd, &cli.vault),
         Command::Audit(cmd) => vault::audit_cmd(cmd, &cli.vault),

@@ -35,6 +35,10 @@ pub struct VaultOpts {
     /// TALVAULT_PASSPHRASE, else a prompt).
     #[arg(long, global = true, value_name = "FILE")]
     pub passphrase_file: Option<PathBuf>,
+    /// Read the user PIN of a PKCS#11 token from this file when the key's URI has no
+    /// pin-source (else TALVAULT_PKCS11_PIN, else a prompt). Never give a PIN on the command line.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub pin_file: Option<PathBuf>,
     /// How long to wait for another talvault process to release the vault lock.
     #[arg(long, global = true, value_name = "SECONDS", default_value_t = 30)]
     pub lock_timeout: u64,
@@ -209,11 +213,45 @@ pub(crate) fn context_for(o: &VaultOpts, need_secrets: bool) -> Result<Context, 
         o.actor.as_deref(),
         std::env::var("TALVAULT_ACTOR").ok().as_deref(),
     );
+    // talvault-hsm reads TALVAULT_PKCS11_PIN before it calls the prompt below, so with both set
+    // the variable would silently win over --pin-file and spend one of the token's PIN attempts.
+    if o.pin_file.is_some() && std::env::var_os(talvault_hsm::PIN_ENV).is_some() {
+        return Err(CliError::new(format!(
+            "--pin-file and {} are both set; talvault will not guess which PIN is meant",
+            talvault_hsm::PIN_ENV
+        ))
+        .hint(format!(
+            "unset {} or drop --pin-file",
+            talvault_hsm::PIN_ENV
+        ))
+        .code(2));
+    }
     let mut ctx = Context {
         actor,
         now: time::OffsetDateTime::now_utc(),
         identities: Vec::new(),
         passphrase: None,
+        pin_prompt: Some(match o.pin_file.clone() {
+            Some(path) => Box::new(move |_token: &str| {
+                let bytes = read_input(&path, "PIN file").map_err(|e| e.message)?;
+                let text = String::from_utf8(bytes.to_vec())
+                    .map_err(|_| "the PIN file is not UTF-8 text".to_owned())?;
+                let pin = text.strip_suffix('\n').unwrap_or(&text);
+                let pin =
+                    secrecy::SecretString::from(pin.strip_suffix('\r').unwrap_or(pin).to_owned());
+                crate::secret::wipe_string(text);
+                Ok(pin)
+            }),
+            None => Box::new(|token: &str| {
+                super::prompt::read_hidden(&format!("PIN for PKCS#11 token {token:?}: "))
+                    .map(|pin| secrecy::SecretString::from(pin.expose().to_owned()))
+                    .map_err(|e| {
+                        format!(
+                            "cannot ask for the PIN ({e}); use --pin-file, pin-source in the URI or TALVAULT_PKCS11_PIN"
+                        )
+                    })
+            }),
+        }),
     };
     if need_secrets {
         let talvault_identity = std::env::var_os("TALVAULT_IDENTITY");

@@ -1,4 +1,5 @@
-//! PURE: X.509 building blocks shared by the bundle CAs and (later) talosconfig issuance.
+//! PURE: X.509 building blocks shared by the bundle CAs, talosconfig issuance, the environment
+//! issuers and their CRLs.
 //!
 //! Certificates are assembled here field by field so that their DER matches what Go's
 //! `crypto/x509` writes for Talos (extension order, string types, multi-valued RDNs), and are
@@ -6,8 +7,11 @@
 //! randomness of its own: serials, key ids and times come in as arguments.
 
 pub mod cert;
+pub mod crl;
 pub mod issue;
+pub mod issuer;
 pub mod name;
 pub mod policy;
 pub mod role;
 pub mod ttl;
+pub mod verify;

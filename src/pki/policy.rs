@@ -197,17 +197,27 @@ pub struct Policy {
     /// [`Policy::grant`]; the caller that picks the signing CA checks it.
     #[serde(default = "default_true")]
     pub allow_direct: bool,
+    /// How long an issuer's CRL stays current: nextUpdate − thisUpdate (default 7 days).
+    #[serde(default = "default_crl_validity")]
+    pub crl_validity: Ttl,
+}
+
+/// RFC 5280 §5.1.2.5 nextUpdate: a week, a common CA default.
+fn default_crl_validity() -> Ttl {
+    hours(168)
 }
 
 impl Default for Policy {
     /// The safe defaults: os:admin 8h/168h, os:operator 24h/720h, os:reader 720h/2160h,
-    /// os:etcd:backup 720h/2160h, break-glass 1h/4h, no holder restrictions, direct signing allowed.
+    /// os:etcd:backup 720h/2160h, break-glass 1h/4h, no holder restrictions, direct signing
+    /// allowed, CRLs current for 7 days.
     fn default() -> Self {
         Policy {
             version: POLICY_VERSION,
             roles: default_roles(),
             break_glass: BreakGlassPolicy::default(),
             allow_direct: true,
+            crl_validity: default_crl_validity(),
         }
     }
 }

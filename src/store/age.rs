@@ -497,6 +497,8 @@ pub enum OpenedBy {
     },
     /// The passphrase (scrypt).
     Passphrase,
+    /// Not an age identity: a key in a PKCS#11 token, by its URI (never with a PIN).
+    Pkcs11(String),
 }
 
 impl OpenedBy {
@@ -505,7 +507,7 @@ impl OpenedBy {
         match self {
             OpenedBy::X25519(r) | OpenedBy::Ssh(r) => Some(r),
             OpenedBy::Plugin { recipient, .. } => recipient.as_deref(),
-            OpenedBy::Passphrase => None,
+            OpenedBy::Passphrase | OpenedBy::Pkcs11(_) => None,
         }
     }
 }
@@ -522,6 +524,7 @@ impl fmt::Display for OpenedBy {
                 recipient: None,
             } => write!(f, "age-plugin-{plugin} identity"),
             OpenedBy::Passphrase => f.write_str("passphrase"),
+            OpenedBy::Pkcs11(uri) => write!(f, "PKCS#11 key {uri}"),
         }
     }
 }

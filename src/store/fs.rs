@@ -267,14 +267,25 @@ pub fn read_bounded(root: &Path, path: &Path, max_len: u64) -> Result<Vec<u8>, S
     };
     let (dir, mut shown) = walk_dirs(root, dirs, None)?;
     shown.push(last);
+    read_at(&dir, last, shown, max_len)
+}
+
+/// Reads the regular file `name` in the open directory `dir` (`shown` names it for messages),
+/// without following a link, at most `max_len` bytes.
+fn read_at(
+    dir: &OwnedFd,
+    name: &OsStr,
+    shown: PathBuf,
+    max_len: u64,
+) -> Result<Vec<u8>, StoreError> {
     // O_NONBLOCK: opening a FIFO planted in the vault must not hang; it is refused below.
     let fd = rfs::openat(
-        &dir,
-        *last,
+        dir,
+        name,
         OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY,
         rfs::Mode::empty(),
     )
-    .map_err(|e| openat_error(&dir, last, &shown, e))?;
+    .map_err(|e| openat_error(dir, name, &shown, e))?;
     let st = rfs::fstat(&fd).map_err(|e| errno_error(&shown, e))?;
     if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
         return Err(StoreError::NotAFile { path: shown });
@@ -344,44 +355,119 @@ pub struct DirEntry {
     pub name: String,
     /// What it is.
     pub kind: EntryKind,
+    /// Its inode number (from the directory entry; changes when a file is replaced).
+    pub ino: u64,
 }
 
 /// Lists the directory `rel` below `root` (links refused on the way), sorted by name, without
 /// `.` and `..`.
 pub fn list_dir(root: &Path, rel: &Path) -> Result<Vec<DirEntry>, StoreError> {
+    open_dir(root, rel)?.entries()
+}
+
+/// A directory below the vault root, opened once (links refused on the way), for listing and
+/// reading many files without walking the path again for each.
+pub struct OpenDir {
+    fd: OwnedFd,
+    shown: PathBuf,
+}
+
+/// Opens the directory `rel` below `root`, refusing links on the way.
+pub fn open_dir(root: &Path, rel: &Path) -> Result<OpenDir, StoreError> {
     let components = components_below(root, rel)?;
-    let (dir, shown) = walk_dirs(root, &components, None)?;
-    let entries = rfs::Dir::read_from(&dir).map_err(|e| errno_error(&shown, e))?;
-    let mut out = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| errno_error(&shown, e))?;
-        let raw = entry.file_name().to_bytes();
-        if raw == b"." || raw == b".." {
-            continue;
-        }
-        let mut file_type = entry.file_type();
-        if file_type == FileType::Unknown {
-            // Some file systems do not fill d_type; ask without following links.
-            file_type = rfs::statat(&dir, entry.file_name(), AtFlags::SYMLINK_NOFOLLOW)
-                .map(|st| FileType::from_raw_mode(st.st_mode))
-                .map_err(|e| errno_error(&shown.join(OsStr::from_bytes(raw)), e))?;
-        }
-        let (name, kind) = match std::str::from_utf8(raw) {
-            Ok(name) => (
-                name.to_owned(),
-                match file_type {
-                    FileType::RegularFile => EntryKind::File,
-                    FileType::Directory => EntryKind::Dir,
-                    FileType::Symlink => EntryKind::Symlink,
-                    _ => EntryKind::Other,
-                },
-            ),
-            Err(_) => (String::from_utf8_lossy(raw).into_owned(), EntryKind::Other),
-        };
-        out.push(DirEntry { name, kind });
+    let (fd, shown) = walk_dirs(root, &components, None)?;
+    Ok(OpenDir { fd, shown })
+}
+
+impl OpenDir {
+    /// The directory's path, for messages.
+    pub fn path(&self) -> &Path {
+        &self.shown
     }
-    out.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(out)
+
+    /// Its inode and modification time (seconds, nanoseconds): any entry added, removed or
+    /// renamed in it changes the time.
+    pub fn stamp(&self) -> Result<(u64, i64, i64), StoreError> {
+        let st = rfs::fstat(&self.fd).map_err(|e| errno_error(&self.shown, e))?;
+        Ok((
+            st.st_ino,
+            st.st_mtime,
+            i64::try_from(st.st_mtime_nsec).unwrap_or(0),
+        ))
+    }
+
+    /// Its entries, sorted by name, without `.` and `..`.
+    pub fn entries(&self) -> Result<Vec<DirEntry>, StoreError> {
+        let mut out = self.entries_unsorted()?;
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// Its entries in directory order, without `.` and `..`.
+    pub fn entries_unsorted(&self) -> Result<Vec<DirEntry>, StoreError> {
+        let mut out = Vec::new();
+        self.visit(|name, kind, ino| {
+            out.push(DirEntry {
+                name: name.to_owned(),
+                kind,
+                ino,
+            });
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Calls `f(name, kind, inode)` for each entry in directory order, without `.` and `..`
+    /// and without allocating a name per entry. A name that is not UTF-8 is passed lossily with
+    /// kind `Other`.
+    pub fn visit(
+        &self,
+        mut f: impl FnMut(&str, EntryKind, u64) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let (dir, shown) = (&self.fd, &self.shown);
+        let entries = rfs::Dir::read_from(dir).map_err(|e| errno_error(shown, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| errno_error(shown, e))?;
+            let raw = entry.file_name().to_bytes();
+            if raw == b"." || raw == b".." {
+                continue;
+            }
+            let mut file_type = entry.file_type();
+            if file_type == FileType::Unknown {
+                // Some file systems do not fill d_type; ask without following links.
+                file_type = rfs::statat(dir, entry.file_name(), AtFlags::SYMLINK_NOFOLLOW)
+                    .map(|st| FileType::from_raw_mode(st.st_mode))
+                    .map_err(|e| errno_error(&shown.join(OsStr::from_bytes(raw)), e))?;
+            }
+            match std::str::from_utf8(raw) {
+                Ok(name) => f(
+                    name,
+                    match file_type {
+                        FileType::RegularFile => EntryKind::File,
+                        FileType::Directory => EntryKind::Dir,
+                        FileType::Symlink => EntryKind::Symlink,
+                        _ => EntryKind::Other,
+                    },
+                    entry.ino(),
+                )?,
+                Err(_) => f(&String::from_utf8_lossy(raw), EntryKind::Other, entry.ino())?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the regular file `name` in this directory (a link or non-file is refused), at most
+    /// `max_len` bytes.
+    pub fn read(&self, name: &str, max_len: u64) -> Result<Vec<u8>, StoreError> {
+        let name = OsStr::new(name);
+        if Path::new(name).components().count() != 1 || name == ".." || name == "." {
+            return Err(StoreError::OutsideRoot {
+                path: self.shown.join(name),
+                root: self.shown.clone(),
+            });
+        }
+        read_at(&self.fd, name, self.shown.join(name), max_len)
+    }
 }
 
 /// A temporary file beside its target, removed on drop unless it was renamed into place.
@@ -517,6 +603,19 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: Mode) -> Result<(), StoreEr
     std::fs::rename(&temp.path, path).map_err(|e| io_error(path, e))?;
     temp.disarm();
     sync_dir(dir)
+}
+
+/// Replaces a derived, rebuildable file (a cache) atomically but without fsync: after a crash it
+/// may be missing or old, never torn, and it is rebuilt. Never for vault state.
+pub fn write_cache_file(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let (dir, name) = split_target(path)?;
+    let mut temp = TempFile::create(dir, name, Mode::Public)?;
+    temp.file
+        .write_all(bytes)
+        .map_err(|e| io_error(&temp.path, e))?;
+    std::fs::rename(&temp.path, path).map_err(|e| io_error(path, e))?;
+    temp.disarm();
+    Ok(())
 }
 
 /// Like `write_atomic`, but refuses an existing target (`StoreError::AlreadyExists`), for records

@@ -8,10 +8,12 @@
 //! - [`lock`]: the vault lock.
 //! - [`age`]: recipients, identities, seal and open.
 //! - [`audit_dir`]: append and load the audit event files of an environment.
+//! - [`index`]: record directories read as cached one-line summaries.
 
 pub mod age;
 pub mod audit_dir;
 pub mod fs;
+pub mod index;
 pub mod lock;
 pub mod name;
 pub mod txn;

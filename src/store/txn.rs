@@ -23,6 +23,11 @@ use super::fs::{self, Mode, StoreError, TEMP_PREFIX};
 /// The journal file at the vault root; present only while a commit is being applied.
 pub const JOURNAL: &str = ".talvault-journal";
 
+/// Present at the vault root while a commit may have temporary files on disk. `recover` looks
+/// for leftover temporaries only when it (or a journal) is there, so that opening a vault with
+/// 100,000 records does not walk them all on every command.
+pub const DIRTY: &str = ".talvault-dirty";
+
 /// The journal's last line, so that a journal cut short is recognised.
 const JOURNAL_END: &str = "end";
 
@@ -82,6 +87,25 @@ impl Transaction {
 
     /// Applies every write, or none. Returns the paths written.
     pub fn commit(self) -> Result<Vec<PathBuf>, StoreError> {
+        // Mark before the first temporary file exists; cleared once the commit is complete.
+        // No fsync: after a power loss the unsynced temporaries it would point at are gone too,
+        // and a leftover temporary is harmless (git-ignored, never read).
+        let dirty = self.root.join(DIRTY);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&dirty)
+            .map_err(|e| fs::io_err(&dirty, e))?;
+        let result = self.commit_marked();
+        // On success nothing is left; on failure the commit removed its own temporaries, or it
+        // failed after its commit point and the journal (which `recover` always honours) is
+        // still there.
+        let _ = std::fs::remove_file(&dirty);
+        result
+    }
+
+    fn commit_marked(self) -> Result<Vec<PathBuf>, StoreError> {
         // One file is atomic on its own: skip the journal.
         if let [
             Op::Write {
@@ -212,7 +236,8 @@ fn file_hash(root: &Path, rel: &Path) -> Option<String> {
 pub fn recover(root: &Path) -> Result<Recovery, StoreError> {
     let mut rec = Recovery::default();
     let journal_path = root.join(JOURNAL);
-    if journal_path.symlink_metadata().is_ok() {
+    let journal_found = journal_path.symlink_metadata().is_ok();
+    if journal_found {
         let text = fs::read_bounded(root, Path::new(JOURNAL), JOURNAL_MAX)?;
         let text = String::from_utf8_lossy(&text);
         let complete = text.lines().last() == Some(JOURNAL_END);
@@ -257,7 +282,17 @@ pub fn recover(root: &Path) -> Result<Recovery, StoreError> {
         // temporary files are removed below; or it was finished long ago (no temporary file).
         std::fs::remove_file(&journal_path).map_err(|e| fs::io_err(&journal_path, e))?;
     }
-    rec.removed_temporaries = remove_temporaries(&root.join("envs"), 0);
+    let dirty = root.join(DIRTY);
+    if journal_found || dirty.symlink_metadata().is_ok() {
+        rec.removed_temporaries = remove_temporaries(&root.join("envs"), 0);
+        std::fs::remove_file(&dirty).or_else(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Ok(())
+            } else {
+                Err(fs::io_err(&dirty, e))
+            }
+        })?;
+    }
     Ok(rec)
 }
 
@@ -341,6 +376,29 @@ mod tests {
         std::fs::write(d.path().join("envs/a/x"), b"old-x").unwrap();
         std::fs::write(d.path().join("envs/a/y"), b"old-y").unwrap();
         d
+    }
+
+    #[test]
+    fn temporaries_are_swept_only_after_a_commit_left_its_marker() {
+        let d = setup();
+        let p = d.path();
+        let mut t = Transaction::new(p);
+        t.write("envs/a/x", b"new-x", Mode::Public);
+        t.write("envs/a/y", b"new-y", Mode::Public);
+        t.commit().unwrap();
+        assert!(
+            !p.join(DIRTY).exists(),
+            "a finished commit leaves no marker"
+        );
+        let temp = p.join("envs/a").join(format!("{TEMP_PREFIX}x-1-1"));
+        std::fs::write(&temp, b"half").unwrap();
+        // No marker, no journal: recovery does not walk the records.
+        assert_eq!(recover(p).unwrap().removed_temporaries, 0);
+        assert!(temp.exists());
+        // A commit killed while staging leaves the marker: the next recovery sweeps.
+        std::fs::write(p.join(DIRTY), b"").unwrap();
+        assert_eq!(recover(p).unwrap().removed_temporaries, 1);
+        assert!(!temp.exists() && !p.join(DIRTY).exists());
     }
 
     #[test]

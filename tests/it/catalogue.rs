@@ -266,6 +266,34 @@ fn fixture() -> &'static Fixture {
             "-o",
             "home/alice.talosconfig",
         ]);
+        // stage signs with an issuer: one active issuer ({ISSUER}) and one certificate under it.
+        ok(&["--vault", "v", "issuer", "create", "stage"]);
+        let issuer = std::fs::read_dir(base.join("v/envs/stage/issuers"))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .into_owned();
+        ok(&["--vault", "v", "issuer", "activate", "stage", &issuer]);
+        ok(&[
+            "--vault",
+            "v",
+            "-i",
+            &vars["A"],
+            "issue",
+            "stage",
+            "--role",
+            "os:operator",
+            "--holder",
+            "bob",
+            "-o",
+            "home/bob.talosconfig",
+        ]);
+        // Warm the record caches, as any earlier `status` would have.
+        ok(&["--vault", "v", "status"]);
+        vars.insert("ISSUER", issuer);
         // Things outside the vault that hostile links aim at.
         std::fs::write(base.join("outside/precious"), "do not touch\n").unwrap();
         copy_tree(&base.join("v/envs/prod"), &base.join("outside/prod"));

@@ -262,7 +262,7 @@ fn init_keeps_an_existing_gitignore_and_refuses_a_second_init() {
     let gi = std::fs::read_to_string(d.path().join(".gitignore")).unwrap();
     assert_eq!(
         gi,
-        "node_modules\n.lock\n.talvault-tmp-*\n.talvault-journal\n"
+        "node_modules\n.lock\n.talvault-tmp-*\n.talvault-journal\n.talvault-dirty\n"
     );
     let (code, out, err) = talvault(d.path(), &["init", "."]);
     assert_eq!((code, out.as_str()), (1, ""));

@@ -128,3 +128,57 @@ fn recipients_ssh_rsa_zero_mpint_is_refused_not_a_panic() {
         "recipients.txt line 2: not a valid ssh public key"
     );
 }
+
+/// pkcs11_uri: a URI whose token *value* contains the text `pin-value` parses (rightly); the
+/// harness's own check mistook it for a PIN attribute. The check now looks at attribute names,
+/// and this input pins that such a value is kept, while a real `pin-value` attribute is refused.
+#[test]
+fn pkcs11_uri_value_containing_pin_value_is_not_a_pin() {
+    let data = input("pkcs11-uri-value-containing-pin-value.txt");
+    let text = std::str::from_utf8(&data).unwrap();
+    let uri = talvault_hsm::Pkcs11Uri::parse(text).unwrap();
+    assert!(uri.token().unwrap().contains("pin-value"));
+    let shown = uri.to_string();
+    assert_eq!(talvault_hsm::Pkcs11Uri::parse(&shown).unwrap(), uri);
+    let err = talvault_hsm::Pkcs11Uri::parse("pkcs11:token=t?pin-value=s3cr3t-pin").unwrap_err();
+    assert!(!err.to_string().contains("s3cr3t-pin"), "{err}");
+}
+
+/// pkcs11_uri: `pin-value=kcs11:` in an input that is not a `pkcs11:` URI. The message ("it does
+/// not start with \"pkcs11:\"") contains the text of that would-be PIN by coincidence; the
+/// harness now tells a coincidence from an echo by replacing the PIN and looking again.
+#[test]
+fn pkcs11_uri_message_words_are_not_a_pin_echo() {
+    let data = input("pkcs11-uri-pin-value-matching-message-words.txt");
+    let text = String::from_utf8_lossy(&data).into_owned();
+    let err = talvault_hsm::Pkcs11Uri::parse(&text)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("kcs11:"));
+    let other = text.replacen("kcs11:", "QQQQQQ", 1);
+    let again = talvault_hsm::Pkcs11Uri::parse(&other)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        again.contains("kcs11:"),
+        "the text is the message's own, not the input's"
+    );
+}
+
+/// pkcs11_uri: `pin-value=` inside another attribute's value, whose text also appears in the
+/// unknown attribute's name that the error names. Not a PIN (no `pin-value` attribute), so
+/// nothing is echoed; the harness now looks only at real `pin-value` attributes.
+#[test]
+fn pkcs11_uri_pin_value_text_inside_a_value_is_not_a_pin() {
+    let data = input("pkcs11-uri-pin-value-text-inside-a-value.txt");
+    let text = String::from_utf8_lossy(&data).into_owned();
+    let err = talvault_hsm::Pkcs11Uri::parse(&text)
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("unknown attribute"), "{err}");
+    // A real pin-value attribute is refused without its value in the message.
+    let err = talvault_hsm::Pkcs11Uri::parse("pkcs11:token=t;pin-value=cccoduld-pathcc")
+        .unwrap_err()
+        .to_string();
+    assert!(!err.contains("cccoduld-pathcc"), "{err}");
+}

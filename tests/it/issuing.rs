@@ -9,13 +9,13 @@ use std::process::Command;
 use crate::issue::{apid_check, from_talosconfig, have_go};
 use crate::support::{snapshot, talvault_env};
 
-struct Env {
-    dir: tempfile::TempDir,
-    key: String,
+pub(crate) struct Env {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) key: String,
 }
 
 impl Env {
-    fn new() -> Env {
+    pub(crate) fn new() -> Env {
         let dir = tempfile::tempdir().unwrap();
         let key = dir.path().join("id.key");
         let out = Command::new("age-keygen").arg("-o").arg(&key).output();
@@ -53,7 +53,7 @@ impl Env {
         env
     }
 
-    fn run(&self, args: &[&str]) -> (i32, String, String) {
+    pub(crate) fn run(&self, args: &[&str]) -> (i32, String, String) {
         let home = self.dir.path().display().to_string();
         talvault_env(
             self.dir.path(),
@@ -66,31 +66,39 @@ impl Env {
         )
     }
 
-    fn ok(&self, args: &[&str]) -> String {
+    pub(crate) fn ok(&self, args: &[&str]) -> String {
         let (code, out, err) = self.run(args);
         assert_eq!(code, 0, "{args:?}: {err}");
         out
     }
 
-    fn path(&self, p: &str) -> std::path::PathBuf {
+    pub(crate) fn path(&self, p: &str) -> std::path::PathBuf {
         self.dir.path().join(p)
     }
 
     /// Every file of the vault and the work dir, by path, with its contents.
-    fn tree(&self) -> BTreeMap<String, Vec<u8>> {
+    pub(crate) fn tree(&self) -> BTreeMap<String, Vec<u8>> {
         let mut out = BTreeMap::new();
         walk(self.dir.path(), self.dir.path(), &mut out);
         out
     }
 }
 
+/// Walks the tree; `.lock` and the derived, git-ignored `.cache/` (record summaries) are not
+/// vault state and are left out.
 fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
     for e in std::fs::read_dir(dir).unwrap() {
         let e = e.unwrap();
         let p = e.path();
         if e.file_type().unwrap().is_dir() {
             walk(root, &p, out);
-        } else if p.file_name().unwrap() != ".lock" {
+        } else if p.file_name().unwrap() != ".lock"
+            && !p
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .contains(".cache/")
+        {
             out.insert(
                 p.strip_prefix(root).unwrap().display().to_string(),
                 std::fs::read(&p).unwrap(),

@@ -10,11 +10,15 @@
 
 mod catalogue;
 mod cli;
+mod crl;
 mod fuzz_regressions;
 mod generate;
+mod hsm;
 mod import;
 mod issue;
 mod issuing;
+mod patch;
+mod revocation;
 mod support;
 mod vault;
 mod vectors;

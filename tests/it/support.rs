@@ -58,8 +58,10 @@ pub fn talvault_env(
     let out = Command::new(env!("CARGO_BIN_EXE_talvault"))
         .args(args)
         .current_dir(dir)
-        .envs(env.iter().copied())
+        // The caller's own settings must not leak in; `env` may set them on purpose.
         .env_remove("TALVAULT_KUBERNETES_BOOTSTRAP_TOKEN")
+        .env_remove("TALVAULT_PKCS11_PIN")
+        .envs(env.iter().copied())
         .stdin(std::process::Stdio::null())
         .output()
         .unwrap();

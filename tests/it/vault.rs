@@ -542,6 +542,70 @@ fn canary_no_plaintext_outside_the_export_file() {
         &[],
         0,
     );
+    // An issuer: its key sealed beside the bundle; issue, revoke and a CRL use it.
+    step(&["--vault", "v", "issuer", "create", "prod"], &[], 0);
+    let issuer_id = std::fs::read_dir(s.path("v/envs/prod/issuers"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .into_owned();
+    step(
+        &["--vault", "v", "issuer", "activate", "prod", &issuer_id],
+        &[],
+        0,
+    );
+    step(
+        &[
+            "--vault",
+            "v",
+            "-i",
+            &a.file,
+            "issue",
+            "prod",
+            "--role",
+            "os:reader",
+            "-e",
+            "1.2.3.4",
+            "-o",
+            "home/r.talosconfig",
+        ],
+        &[],
+        0,
+    );
+    step(
+        &[
+            "--vault",
+            "v",
+            "-i",
+            &a.file,
+            "revoke",
+            "prod",
+            "--talosconfig",
+            "home/r.talosconfig",
+            "--reason",
+            "superseded",
+        ],
+        &[],
+        0,
+    );
+    step(
+        &[
+            "--vault",
+            "v",
+            "-i",
+            &a.file,
+            "crl",
+            "prod",
+            "-o",
+            "home/crl.pem",
+        ],
+        &[],
+        0,
+    );
+    let issuer_key = format!("v/envs/prod/issuers/{issuer_id}/key.age");
     step(
         &[
             "--vault", "v", "-i", &a.file, "bundle", "export", "prod", "-o", "out.yaml",
@@ -643,6 +707,32 @@ fn canary_no_plaintext_outside_the_export_file() {
     std::fs::remove_file(s.path("out.yaml")).unwrap();
     let mut needles: Vec<Vec<u8>> = needles.into_iter().map(String::into_bytes).collect();
     needles.push(b"PRIVATE KEY".to_vec());
+    // The issuer key, as the Go age CLI opens it with the remaining recipient's key; the removed
+    // key no longer opens it (recipients remove re-sealed it too).
+    if crate::support::have("age") {
+        let open = |key: &std::path::Path| {
+            std::process::Command::new("age")
+                .args(["-d", "-i"])
+                .arg(key)
+                .arg(s.path(&issuer_key))
+                .output()
+                .unwrap()
+        };
+        let opened = open(&sops);
+        assert!(opened.status.success(), "age -d {issuer_key}");
+        let pem = String::from_utf8(opened.stdout).unwrap();
+        assert!(pem.starts_with("-----BEGIN ") && pem.contains("PRIVATE KEY"));
+        for line in pem
+            .lines()
+            .filter(|l| !l.starts_with("-----") && l.len() >= 16)
+        {
+            needles.push(line.as_bytes().to_vec());
+        }
+        assert!(
+            !open(&s.path(&a.file)).status.success(),
+            "the removed key still opens {issuer_key}"
+        );
+    }
 
     let found = |hay: &[u8]| {
         needles

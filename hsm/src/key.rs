@@ -1,0 +1,838 @@
+//! A signing key that stays inside a PKCS#11 token, usable wherever rcgen takes a key
+//! (`rcgen::SigningKey` + `rcgen::PublicKeyData`): open an existing one by URI or generate one.
+//!
+//! The private key is never read: talvault only asks the token to sign. Keys that could leave
+//! the token (CKA_EXTRACTABLE true or CKA_SENSITIVE false) are refused unless the caller opts in.
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use cryptoki::error::RvError;
+use cryptoki::mechanism::eddsa::{EddsaParams, EddsaSignatureScheme};
+use cryptoki::mechanism::{Mechanism, MechanismType};
+use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
+use cryptoki::session::Session;
+use rcgen::{PublicKeyData, SignatureAlgorithm, SigningKey};
+use secrecy::SecretString;
+use serde::Serialize;
+
+use crate::asn1::{
+    ED25519_PARAMS_NAME, ED25519_PARAMS_OID, P256_PARAMS_OID, algorithm_for_params,
+    ec_point_to_raw, raw_ecdsa_to_der,
+};
+use crate::error::{HsmError, rv_of};
+use crate::module::{self, Module, lock};
+use crate::token::{self, Token};
+use crate::uri::{ObjectType, Pkcs11Uri};
+
+/// The signature algorithms talvault can use with a token key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeyAlgorithm {
+    /// Ed25519 (CKK_EC_EDWARDS, pure CKM_EDDSA; RFC 8032, RFC 8410).
+    Ed25519,
+    /// ECDSA on P-256 with SHA-256 (CKK_EC, CKM_ECDSA over a SHA-256 digest made locally).
+    EcdsaP256,
+}
+
+impl KeyAlgorithm {
+    /// The name used in reports and on the command line: `ed25519`, `ecdsa-p256`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ed25519 => "ed25519",
+            Self::EcdsaP256 => "ecdsa-p256",
+        }
+    }
+
+    /// The X.509 signature algorithm rcgen writes for it.
+    pub fn signature_algorithm(self) -> &'static SignatureAlgorithm {
+        match self {
+            Self::Ed25519 => &rcgen::PKCS_ED25519,
+            Self::EcdsaP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
+        }
+    }
+
+    pub(crate) fn key_type(self) -> KeyType {
+        match self {
+            Self::Ed25519 => KeyType::EC_EDWARDS,
+            Self::EcdsaP256 => KeyType::EC,
+        }
+    }
+
+    /// (key-pair generation, signing) mechanisms with their PKCS#11 names.
+    pub(crate) fn mechanisms(self) -> [(MechanismType, &'static str); 2] {
+        match self {
+            // PKCS#11 3.0 Current Mechanisms §2.3: Edwards curves.
+            Self::Ed25519 => [
+                (
+                    MechanismType::ECC_EDWARDS_KEY_PAIR_GEN,
+                    "CKM_EC_EDWARDS_KEY_PAIR_GEN",
+                ),
+                (MechanismType::EDDSA, "CKM_EDDSA"),
+            ],
+            // PKCS#11 v2.40 Current Mechanisms §2.3. CKM_ECDSA_SHA256 is not used: SoftHSM 2.6.1
+            // lacks it, and hashing locally sends only 32 bytes to the token.
+            Self::EcdsaP256 => [
+                (MechanismType::ECC_KEY_PAIR_GEN, "CKM_EC_KEY_PAIR_GEN"),
+                (MechanismType::ECDSA, "CKM_ECDSA"),
+            ],
+        }
+    }
+}
+
+impl fmt::Display for KeyAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for KeyAlgorithm {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "ed25519" => Ok(Self::Ed25519),
+            "ecdsa-p256" => Ok(Self::EcdsaP256),
+            other => Err(format!(
+                "unknown key algorithm {other:?} (expected ed25519 or ecdsa-p256)"
+            )),
+        }
+    }
+}
+
+/// How CKA_EC_PARAMS names the curve of a new Ed25519 key. Tokens disagree: PKCS#11 3.0 asks for
+/// the curve name, many tokens (and SoftHSM 2.6.1, which takes both) accept the RFC 8410 OID.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum EdwardsParams {
+    /// The OID first; the curve name if the token answers CKR_ATTRIBUTE_VALUE_INVALID,
+    /// CKR_DOMAIN_PARAMS_INVALID or CKR_CURVE_NOT_SUPPORTED.
+    #[default]
+    Auto,
+    /// Only the OID `id-Ed25519` (1.3.101.112).
+    Oid,
+    /// Only the PrintableString `edwards25519`.
+    CurveName,
+}
+
+/// The PIN prompt the CLI supplies: given the token label, return the PIN or a reason why not.
+pub type PinPrompt<'a> = &'a dyn Fn(&str) -> Result<SecretString, String>;
+
+/// How to open or generate a key.
+#[derive(Clone, Copy, Default)]
+pub struct OpenOptions<'a> {
+    /// Asked for the user PIN (with the token label) when neither the URI's `pin-source` nor
+    /// `TALVAULT_PKCS11_PIN` gives one. This crate never reads the terminal itself.
+    pub pin_prompt: Option<PinPrompt<'a>>,
+    /// Accept a private key that may leave the token (CKA_EXTRACTABLE true or CKA_SENSITIVE
+    /// false). The CLI spells this `--danger-allow-extractable`.
+    pub allow_extractable: bool,
+    /// CKA_EC_PARAMS encoding for generated Ed25519 keys.
+    pub ed25519_params: EdwardsParams,
+}
+
+impl fmt::Debug for OpenOptions<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OpenOptions")
+            .field("pin_prompt", &self.pin_prompt.map(|_| "<prompt>"))
+            .field("allow_extractable", &self.allow_extractable)
+            .field("ed25519_params", &self.ed25519_params)
+            .finish()
+    }
+}
+
+/// A module, a token in it, and the process-wide session on that token (logged in if asked).
+pub(crate) struct Connection {
+    pub(crate) token: Token,
+    pub(crate) session: Arc<Mutex<Session>>,
+}
+
+impl Connection {
+    pub(crate) fn open(
+        uri: &Pkcs11Uri,
+        options: &OpenOptions<'_>,
+        login: bool,
+    ) -> Result<Self, HsmError> {
+        let module = module::load(uri)?;
+        let token = token::find(&module, uri)?;
+        let session = module.session(token.slot)?;
+        if login {
+            token::login(&token, &lock(&session), uri, options)?;
+        }
+        Ok(Connection { token, session })
+    }
+
+    pub(crate) fn module(&self) -> &Module {
+        &self.token.module
+    }
+
+    /// Fails unless `C_GetMechanismList` offers both mechanisms `algorithm` needs.
+    fn require_mechanisms(&self, algorithm: KeyAlgorithm, which: &[usize]) -> Result<(), HsmError> {
+        let offered = self
+            .module()
+            .pkcs11
+            .get_mechanism_list(self.token.slot)
+            .map_err(|e| HsmError::from_cryptoki(e, "listing the token's mechanisms"))?;
+        let needed = algorithm.mechanisms();
+        for &i in which {
+            let (mechanism, name) = needed[i];
+            if !offered.contains(&mechanism) {
+                return Err(HsmError::MechanismUnsupported {
+                    token: self.token.label().to_owned(),
+                    mechanism: name,
+                    algorithm,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What talvault reads from a private key object (PKCS#11 v2.40 base §4.9, private key objects).
+/// `None` where the token did not disclose the attribute: `C_GetAttributeValue` marks unreadable
+/// attributes CK_UNAVAILABLE_INFORMATION and cryptoki's `get_attributes` drops them from the list.
+#[derive(Debug, Default)]
+pub(crate) struct PrivateKeyFacts {
+    pub(crate) key_type: Option<KeyType>,
+    pub(crate) ec_params: Option<Vec<u8>>,
+    pub(crate) label: Option<Vec<u8>>,
+    pub(crate) id: Option<Vec<u8>>,
+    pub(crate) sign: Option<bool>,
+    pub(crate) sensitive: Option<bool>,
+    pub(crate) extractable: Option<bool>,
+    pub(crate) always_sensitive: Option<bool>,
+    pub(crate) never_extractable: Option<bool>,
+    pub(crate) always_authenticate: Option<bool>,
+}
+
+impl PrivateKeyFacts {
+    pub(crate) fn read(session: &Session, handle: ObjectHandle) -> Result<Self, HsmError> {
+        let attributes = session
+            .get_attributes(
+                handle,
+                &[
+                    AttributeType::KeyType,
+                    AttributeType::EcParams,
+                    AttributeType::Label,
+                    AttributeType::Id,
+                    AttributeType::Sign,
+                    AttributeType::Sensitive,
+                    AttributeType::Extractable,
+                    AttributeType::AlwaysSensitive,
+                    AttributeType::NeverExtractable,
+                    AttributeType::AlwaysAuthenticate,
+                ],
+            )
+            .map_err(|e| HsmError::from_cryptoki(e, "reading the private key's attributes"))?;
+        let mut facts = PrivateKeyFacts::default();
+        for attribute in attributes {
+            match attribute {
+                Attribute::KeyType(v) => facts.key_type = Some(v),
+                Attribute::EcParams(v) => facts.ec_params = Some(v),
+                Attribute::Label(v) => facts.label = Some(v),
+                Attribute::Id(v) => facts.id = Some(v),
+                Attribute::Sign(v) => facts.sign = Some(v),
+                Attribute::Sensitive(v) => facts.sensitive = Some(v),
+                Attribute::Extractable(v) => facts.extractable = Some(v),
+                Attribute::AlwaysSensitive(v) => facts.always_sensitive = Some(v),
+                Attribute::NeverExtractable(v) => facts.never_extractable = Some(v),
+                Attribute::AlwaysAuthenticate(v) => facts.always_authenticate = Some(v),
+                _ => {}
+            }
+        }
+        Ok(facts)
+    }
+
+    /// Sensitive and not extractable, as the token states it; undisclosed counts as unprotected.
+    pub(crate) fn protected(&self) -> bool {
+        self.sensitive == Some(true) && self.extractable == Some(false)
+    }
+
+    /// The algorithm, or why talvault cannot sign with this key.
+    pub(crate) fn algorithm(&self) -> Result<KeyAlgorithm, String> {
+        let key_type = self
+            .key_type
+            .ok_or("the token does not disclose CKA_KEY_TYPE")?;
+        let edwards = if key_type == KeyType::EC_EDWARDS {
+            true
+        } else if key_type == KeyType::EC {
+            false
+        } else {
+            return Err(format!(
+                "key type {key_type} is not supported (Ed25519 CKK_EC_EDWARDS or P-256 CKK_EC only)"
+            ));
+        };
+        let params = self
+            .ec_params
+            .as_deref()
+            .ok_or("the token does not disclose CKA_EC_PARAMS")?;
+        algorithm_for_params(edwards, params).ok_or_else(|| {
+            format!(
+                "curve parameters {} of this {key_type} key are not supported (Ed25519 or P-256 only)",
+                hex(params)
+            )
+        })
+    }
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Private key objects matching the URI's `object`/`id`.
+pub(crate) fn find_private_keys(
+    session: &Session,
+    uri: &Pkcs11Uri,
+) -> Result<Vec<ObjectHandle>, HsmError> {
+    let mut template = vec![Attribute::Class(ObjectClass::PRIVATE_KEY)];
+    if let Some(label) = uri.object() {
+        template.push(Attribute::Label(label.as_bytes().to_vec()));
+    }
+    if let Some(id) = uri.id() {
+        template.push(Attribute::Id(id.to_vec()));
+    }
+    session
+        .find_objects(&template)
+        .map_err(|e| HsmError::from_cryptoki(e, "searching for the private key"))
+}
+
+/// A private key in a PKCS#11 token, signing through the token.
+///
+/// Cloning is not offered; share it behind `&` or `Arc` (it is `Send + Sync`: the process-wide
+/// token session sits behind a `Mutex`).
+pub struct HsmKey {
+    session: Arc<Mutex<Session>>,
+    handle: ObjectHandle,
+    public_key: Vec<u8>,
+    algorithm: KeyAlgorithm,
+    uri: Pkcs11Uri,
+    last_error: Mutex<Option<HsmError>>,
+}
+
+impl fmt::Debug for HsmKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HsmKey")
+            .field("uri", &self.uri.to_string())
+            .field("algorithm", &self.algorithm)
+            .finish_non_exhaustive()
+    }
+}
+
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<HsmKey>();
+};
+
+impl HsmKey {
+    /// Opens the private key the URI names (`object=` and/or `id=`; exactly one must match) in
+    /// the token it names, logging in once per process.
+    pub fn open(uri: &Pkcs11Uri, options: &OpenOptions<'_>) -> Result<HsmKey, HsmError> {
+        key_uri_checks(uri, "open a signing key", false)?;
+        let connection = Connection::open(uri, options, true)?;
+        let session = lock(&connection.session);
+        let label = connection.token.label().to_owned();
+        let wanted = uri.describe_object();
+        let handles = find_private_keys(&session, uri)?;
+        let handle = match handles.as_slice() {
+            [] => {
+                return Err(HsmError::KeyNotFound {
+                    token: label,
+                    wanted,
+                });
+            }
+            [one] => *one,
+            many => {
+                return Err(HsmError::AmbiguousKey {
+                    token: label,
+                    wanted,
+                    count: many.len(),
+                });
+            }
+        };
+        let facts = PrivateKeyFacts::read(&session, handle)?;
+        let unsuitable = |reason: String| HsmError::KeyUnsuitable {
+            token: label.clone(),
+            wanted: wanted.clone(),
+            reason,
+        };
+        let algorithm = facts.algorithm().map_err(unsuitable)?;
+        if !facts.protected() && !options.allow_extractable {
+            return Err(HsmError::KeyExtractable {
+                token: label,
+                wanted,
+                extractable: facts.extractable,
+                sensitive: facts.sensitive,
+            });
+        }
+        if facts.sign != Some(true) {
+            return Err(unsuitable("CKA_SIGN is not true".to_owned()));
+        }
+        if facts.always_authenticate == Some(true) {
+            return Err(unsuitable(
+                "CKA_ALWAYS_AUTHENTICATE is set (a PIN per signature), which talvault does not support"
+                    .to_owned(),
+            ));
+        }
+        connection.require_mechanisms(algorithm, &[1])?;
+        drop(session);
+        HsmKey::assemble(&connection, uri, handle, &facts, algorithm)
+    }
+
+    /// Generates a key pair in the token: the private key sensitive, not extractable, able to
+    /// sign, labelled `object=` and identified by `id=` (16 random bytes when the URI has none).
+    /// Refuses when any object on the token already has that label or id.
+    pub fn generate(
+        uri: &Pkcs11Uri,
+        algorithm: KeyAlgorithm,
+        options: &OpenOptions<'_>,
+    ) -> Result<HsmKey, HsmError> {
+        key_uri_checks(uri, "generate a key", true)?;
+        let Some(label) = uri.object() else {
+            return Err(HsmError::UriUnsuitable {
+                uri: uri.to_string(),
+                operation: "generate a key",
+                reason: "it has no object= label for the new key".to_owned(),
+            });
+        };
+        let connection = Connection::open(uri, options, true)?;
+        connection.require_mechanisms(algorithm, &[0, 1])?;
+        let token_label = connection.token.label().to_owned();
+        let session = lock(&connection.session);
+
+        // Refuse to shadow anything: a second key under the same label or id would make every
+        // later open by URI ambiguous.
+        let mut clashes = Vec::new();
+        let label_taken = !session
+            .find_objects(&[Attribute::Label(label.as_bytes().to_vec())])
+            .map_err(|e| HsmError::from_cryptoki(e, "checking that the label is free"))?
+            .is_empty();
+        if label_taken {
+            clashes.push(format!("label {label:?}"));
+        }
+        if let Some(id) = uri.id() {
+            let id_taken = !session
+                .find_objects(&[Attribute::Id(id.to_vec())])
+                .map_err(|e| HsmError::from_cryptoki(e, "checking that the id is free"))?
+                .is_empty();
+            if id_taken {
+                clashes.push(format!("id {}", hex(id)));
+            }
+        }
+        if !clashes.is_empty() {
+            return Err(HsmError::KeyExists {
+                token: token_label,
+                what: clashes.join(" and "),
+            });
+        }
+        let id = match uri.id() {
+            Some(id) => id.to_vec(),
+            None => random_id()?,
+        };
+
+        let (private, _public) = generate_pair(&session, algorithm, label, &id, options)?;
+        let facts = PrivateKeyFacts::read(&session, private)?;
+        // Trust, but verify: a token that ignored the template must not leave a weak key behind.
+        if !facts.protected() {
+            let _ = session.destroy_object(private);
+            let _ = session.destroy_object(_public);
+            return Err(HsmError::KeyExtractable {
+                token: token_label,
+                wanted: format!("object={label:?}"),
+                extractable: facts.extractable,
+                sensitive: facts.sensitive,
+            });
+        }
+        drop(session);
+        HsmKey::assemble(&connection, uri, private, &facts, algorithm)
+    }
+
+    /// Finds the public half, reads the public key, proves the pair with one test signature.
+    fn assemble(
+        connection: &Connection,
+        uri: &Pkcs11Uri,
+        handle: ObjectHandle,
+        facts: &PrivateKeyFacts,
+        algorithm: KeyAlgorithm,
+    ) -> Result<HsmKey, HsmError> {
+        let token_label = connection.token.label().to_owned();
+        let unsuitable = |reason: String| HsmError::KeyUnsuitable {
+            token: token_label.clone(),
+            wanted: uri.describe_object(),
+            reason,
+        };
+        let session = lock(&connection.session);
+        // The private key object holds no CKA_EC_POINT (PKCS#11 v2.40 base §4.9); the public key
+        // object sharing its CKA_ID (else its CKA_LABEL) does.
+        let mut template = vec![Attribute::Class(ObjectClass::PUBLIC_KEY)];
+        match (&facts.id, &facts.label) {
+            (Some(id), _) if !id.is_empty() => template.push(Attribute::Id(id.clone())),
+            (_, Some(label)) if !label.is_empty() => template.push(Attribute::Label(label.clone())),
+            _ => {
+                return Err(unsuitable(
+                    "it has neither CKA_ID nor CKA_LABEL, so its public key cannot be found".into(),
+                ));
+            }
+        }
+        let publics = session
+            .find_objects(&template)
+            .map_err(|e| HsmError::from_cryptoki(e, "searching for the public key"))?;
+        let public = match publics.as_slice() {
+            [one] => *one,
+            [] => {
+                return Err(unsuitable(
+                    "no public key object shares its CKA_ID/CKA_LABEL (needed for CKA_EC_POINT)"
+                        .into(),
+                ));
+            }
+            many => {
+                return Err(unsuitable(format!(
+                    "{} public key objects share its CKA_ID/CKA_LABEL",
+                    many.len()
+                )));
+            }
+        };
+        let attributes = session
+            .get_attributes(public, &[AttributeType::KeyType, AttributeType::EcPoint])
+            .map_err(|e| HsmError::from_cryptoki(e, "reading the public key"))?;
+        let mut point = None;
+        for attribute in attributes {
+            match attribute {
+                Attribute::EcPoint(v) => point = Some(v),
+                Attribute::KeyType(t) if t != algorithm.key_type() => {
+                    return Err(unsuitable(format!(
+                        "its public key object has key type {t}, not {}",
+                        algorithm.key_type()
+                    )));
+                }
+                _ => {}
+            }
+        }
+        let point = point.ok_or_else(|| HsmError::MalformedTokenData {
+            function: "C_GetAttributeValue",
+            reason: "the public key object does not disclose CKA_EC_POINT".into(),
+        })?;
+        let public_key = ec_point_to_raw(algorithm, &point)?;
+        drop(session);
+
+        let key = HsmKey {
+            session: Arc::clone(&connection.session),
+            handle,
+            public_key,
+            algorithm,
+            uri: stored_uri(uri, connection, facts),
+            last_error: Mutex::new(None),
+        };
+        key.prove_pair().map_err(|e| match e {
+            PairCheck::Token(e) => e,
+            PairCheck::Mismatch => unsuitable(
+                "a test signature does not verify under its public key object (mismatched pair?)"
+                    .into(),
+            ),
+        })?;
+        Ok(key)
+    }
+
+    /// Signs a fixed message and verifies it with ring against the public key: catches a public
+    /// key object that belongs to another key, and a token whose signatures do not verify.
+    fn prove_pair(&self) -> Result<(), PairCheck> {
+        const MESSAGE: &[u8] = b"talvault-hsm: proving the key pair";
+        let signature = self.try_sign(MESSAGE).map_err(PairCheck::Token)?;
+        let verifier: &dyn ring::signature::VerificationAlgorithm = match self.algorithm {
+            KeyAlgorithm::Ed25519 => &ring::signature::ED25519,
+            KeyAlgorithm::EcdsaP256 => &ring::signature::ECDSA_P256_SHA256_ASN1,
+        };
+        ring::signature::UnparsedPublicKey::new(verifier, &self.public_key)
+            .verify(MESSAGE, &signature)
+            .map_err(|_| PairCheck::Mismatch)
+    }
+
+    fn try_sign(&self, message: &[u8]) -> Result<Vec<u8>, HsmError> {
+        let session = lock(&self.session);
+        let doing = || format!("signing with {}", self.uri.describe_object());
+        match self.algorithm {
+            KeyAlgorithm::Ed25519 => {
+                // PureEdDSA: the whole message goes to the token (RFC 8032 §5.1.6).
+                let mechanism = Mechanism::Eddsa(EddsaParams::new(EddsaSignatureScheme::Pure));
+                let signature = session
+                    .sign(&mechanism, self.handle, message)
+                    .map_err(|e| HsmError::from_cryptoki(e, doing()))?;
+                if signature.len() != 64 {
+                    return Err(HsmError::MalformedTokenData {
+                        function: "C_Sign",
+                        reason: format!(
+                            "an Ed25519 signature must be 64 bytes, got {}",
+                            signature.len()
+                        ),
+                    });
+                }
+                Ok(signature)
+            }
+            KeyAlgorithm::EcdsaP256 => {
+                // CKM_ECDSA signs the data as given (truncated to the order's length), so the
+                // SHA-256 digest is made here (RFC 5758 §3.2 ecdsa-with-SHA256).
+                let digest = ring::digest::digest(&ring::digest::SHA256, message);
+                let raw = session
+                    .sign(&Mechanism::Ecdsa, self.handle, digest.as_ref())
+                    .map_err(|e| HsmError::from_cryptoki(e, doing()))?;
+                if raw.len() != 64 {
+                    return Err(HsmError::MalformedTokenData {
+                        function: "C_Sign",
+                        reason: format!(
+                            "a raw P-256 signature (r ‖ s) must be 64 bytes, got {}",
+                            raw.len()
+                        ),
+                    });
+                }
+                raw_ecdsa_to_der(&raw)
+            }
+        }
+    }
+
+    /// The URI to store for this key: the caller's token and module attributes, the key's actual
+    /// label and id, `type=private`, and no `pin-source` (where one operator keeps a PIN is not
+    /// part of the key's identity).
+    pub fn uri_without_pin(&self) -> &Pkcs11Uri {
+        &self.uri
+    }
+
+    /// The raw public key, as rcgen's `PublicKeyData::der_bytes`: 32 bytes for Ed25519, the
+    /// 65-byte uncompressed point for P-256.
+    pub fn public_key_der(&self) -> &[u8] {
+        &self.public_key
+    }
+
+    /// The key's algorithm. (rcgen's `PublicKeyData::algorithm` gives the X.509 signature
+    /// algorithm instead.)
+    pub fn algorithm(&self) -> KeyAlgorithm {
+        self.algorithm
+    }
+
+    /// The last PKCS#11 failure, kept because rcgen reduces signing errors to an empty
+    /// `rcgen::Error::RemoteKeyError`.
+    pub fn last_error(&self) -> Option<HsmError> {
+        lock(&self.last_error).clone()
+    }
+}
+
+enum PairCheck {
+    Token(HsmError),
+    Mismatch,
+}
+
+impl PublicKeyData for HsmKey {
+    fn der_bytes(&self) -> &[u8] {
+        &self.public_key
+    }
+
+    fn algorithm(&self) -> &'static SignatureAlgorithm {
+        self.algorithm.signature_algorithm()
+    }
+}
+
+impl SigningKey for HsmKey {
+    /// Signs through the token. On failure the PKCS#11 error is kept for [`HsmKey::last_error`].
+    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
+        self.try_sign(msg).map_err(|e| {
+            *lock(&self.last_error) = Some(e);
+            rcgen::Error::RemoteKeyError
+        })
+    }
+}
+
+/// Checks that apply to both open and generate.
+fn key_uri_checks(
+    uri: &Pkcs11Uri,
+    operation: &'static str,
+    generating: bool,
+) -> Result<(), HsmError> {
+    let unsuitable = |reason: &str| HsmError::UriUnsuitable {
+        uri: uri.to_string(),
+        operation,
+        reason: reason.to_owned(),
+    };
+    if let Some(t @ (ObjectType::Cert | ObjectType::SecretKey | ObjectType::Data)) = uri.object_type
+    {
+        return Err(unsuitable(&format!(
+            "type={} does not name a key pair (use type=private or leave type out)",
+            match t {
+                ObjectType::Cert => "cert",
+                ObjectType::SecretKey => "secret-key",
+                _ => "data",
+            }
+        )));
+    }
+    if !generating && !uri.names_object() {
+        return Err(unsuitable("it names no key (add object=LABEL and/or id=…)"));
+    }
+    Ok(())
+}
+
+/// The URI a key is stored under: see [`HsmKey::uri_without_pin`].
+fn stored_uri(uri: &Pkcs11Uri, connection: &Connection, facts: &PrivateKeyFacts) -> Pkcs11Uri {
+    let mut stored = uri.clone();
+    stored.pin_source = None;
+    stored.token = Some(connection.token.label().to_owned());
+    stored.object_type = Some(ObjectType::Private);
+    if let Some(label) = facts
+        .label
+        .as_ref()
+        .and_then(|l| String::from_utf8(l.clone()).ok())
+    {
+        stored.object = Some(label);
+    }
+    if let Some(id) = facts.id.as_ref().filter(|id| !id.is_empty()) {
+        stored.id = Some(id.clone());
+    }
+    stored
+}
+
+#[expect(
+    clippy::disallowed_methods,
+    reason = "EDGE: a fresh CKA_ID for a new key comes from the OS RNG"
+)]
+fn random_id() -> Result<Vec<u8>, HsmError> {
+    use ring::rand::SecureRandom as _;
+    let mut id = vec![0u8; 16];
+    ring::rand::SystemRandom::new()
+        .fill(&mut id)
+        .map_err(|_| HsmError::Pkcs11 {
+            function: "getrandom (the OS RNG)".to_owned(),
+            rv: "failure".into(),
+            doing: "drawing a random CKA_ID".into(),
+        })?;
+    Ok(id)
+}
+
+/// C_GenerateKeyPair with talvault's templates (PKCS#11 v2.40 base §5.14; attributes §4.8/§4.9).
+fn generate_pair(
+    session: &Session,
+    algorithm: KeyAlgorithm,
+    label: &str,
+    id: &[u8],
+    options: &OpenOptions<'_>,
+) -> Result<(ObjectHandle, ObjectHandle), HsmError> {
+    let attempt = |params: &[u8]| {
+        // Only signing: SoftHSM otherwise defaults CKA_DECRYPT/CKA_UNWRAP (and CKA_ENCRYPT/CKA_WRAP
+        // on the public half) to true, and CKA_DERIVE would allow ECDH with a CA key.
+        let public = [
+            Attribute::Token(true),
+            Attribute::Private(false),
+            Attribute::Verify(true),
+            Attribute::Encrypt(false),
+            Attribute::Wrap(false),
+            Attribute::Derive(false),
+            Attribute::EcParams(params.to_vec()),
+            Attribute::Label(label.as_bytes().to_vec()),
+            Attribute::Id(id.to_vec()),
+        ];
+        let private = [
+            Attribute::Token(true),
+            Attribute::Private(true),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(false),
+            Attribute::Sign(true),
+            Attribute::Decrypt(false),
+            Attribute::Unwrap(false),
+            Attribute::Derive(false),
+            Attribute::Label(label.as_bytes().to_vec()),
+            Attribute::Id(id.to_vec()),
+        ];
+        let mechanism = match algorithm {
+            KeyAlgorithm::Ed25519 => Mechanism::EccEdwardsKeyPairGen,
+            KeyAlgorithm::EcdsaP256 => Mechanism::EccKeyPairGen,
+        };
+        session
+            .generate_key_pair(&mechanism, &public, &private)
+            .map(|(public, private)| (private, public))
+    };
+    let doing = format!("generating a {algorithm} key labelled {label:?}");
+    let result = match (algorithm, options.ed25519_params) {
+        (KeyAlgorithm::EcdsaP256, _) => attempt(P256_PARAMS_OID),
+        (KeyAlgorithm::Ed25519, EdwardsParams::Oid) => attempt(ED25519_PARAMS_OID),
+        (KeyAlgorithm::Ed25519, EdwardsParams::CurveName) => attempt(ED25519_PARAMS_NAME),
+        (KeyAlgorithm::Ed25519, EdwardsParams::Auto) => match attempt(ED25519_PARAMS_OID) {
+            Err(e) if rv_of(&e).is_some_and(rejects_curve_encoding) => attempt(ED25519_PARAMS_NAME),
+            other => other,
+        },
+    };
+    result.map_err(|e| HsmError::from_cryptoki(e, doing))
+}
+
+/// Return codes with which a token turns down the OID form of CKA_EC_PARAMS for Ed25519, so the
+/// PKCS#11 3.0 curve-name form is worth one more try.
+fn rejects_curve_encoding(rv: RvError) -> bool {
+    matches!(
+        rv,
+        RvError::AttributeValueInvalid | RvError::DomainParamsInvalid | RvError::CurveNotSupported
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_curve_encoding_refusals_retry_with_the_curve_name() {
+        assert!(rejects_curve_encoding(RvError::AttributeValueInvalid));
+        assert!(rejects_curve_encoding(RvError::DomainParamsInvalid));
+        assert!(rejects_curve_encoding(RvError::CurveNotSupported));
+        // Anything else (a PIN problem, a full token, a missing mechanism) is reported as is.
+        assert!(!rejects_curve_encoding(RvError::MechanismInvalid));
+        assert!(!rejects_curve_encoding(RvError::UserNotLoggedIn));
+        assert!(!rejects_curve_encoding(RvError::DeviceMemory));
+    }
+
+    #[test]
+    fn algorithm_names_round_trip() {
+        for a in [KeyAlgorithm::Ed25519, KeyAlgorithm::EcdsaP256] {
+            assert_eq!(a.as_str().parse::<KeyAlgorithm>().unwrap(), a);
+            assert_eq!(
+                serde_json::to_string(&a).unwrap(),
+                format!("\"{}\"", a.as_str())
+            );
+        }
+        assert!("rsa".parse::<KeyAlgorithm>().is_err());
+    }
+
+    #[test]
+    fn uri_checks_refuse_non_key_types_and_missing_names() {
+        let uri = Pkcs11Uri::parse("pkcs11:token=L;object=x;type=cert").unwrap();
+        let e = key_uri_checks(&uri, "open a signing key", false).unwrap_err();
+        assert!(
+            e.to_string().contains("type=cert does not name a key pair"),
+            "{e}"
+        );
+        let uri = Pkcs11Uri::parse("pkcs11:token=L").unwrap();
+        let e = key_uri_checks(&uri, "open a signing key", false).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "the pkcs11: URI pkcs11:token=L cannot be used to open a signing key: it names no key (add object=LABEL and/or id=…)"
+        );
+        let uri = Pkcs11Uri::parse("pkcs11:token=L;object=x;type=public").unwrap();
+        key_uri_checks(&uri, "open a signing key", false).unwrap();
+    }
+
+    #[test]
+    fn options_debug_hides_the_prompt() {
+        let prompt = |_: &str| Ok(SecretString::from("1234"));
+        let options = OpenOptions {
+            pin_prompt: Some(&prompt),
+            ..OpenOptions::default()
+        };
+        assert_eq!(
+            format!("{options:?}"),
+            "OpenOptions { pin_prompt: Some(\"<prompt>\"), allow_extractable: false, ed25519_params: Auto }"
+        );
+    }
+
+    #[test]
+    fn undisclosed_protection_counts_as_unprotected() {
+        let mut facts = PrivateKeyFacts::default();
+        assert!(!facts.protected());
+        facts.sensitive = Some(true);
+        assert!(!facts.protected());
+        facts.extractable = Some(false);
+        assert!(facts.protected());
+        facts.sensitive = Some(false);
+        assert!(!facts.protected());
+    }
+}

@@ -1,0 +1,56 @@
+//! What the SoftHSM2 tests and the benchmark share: where the module is, and making a private
+//! SoftHSM configuration with one initialised token. Not a test target of its own.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Candidate paths of the SoftHSM2 module, in order.
+pub const SOFTHSM_MODULES: &[&str] = include!("softhsm_modules.rs");
+
+/// The installed SoftHSM2 module, if any.
+pub fn softhsm_module() -> Option<PathBuf> {
+    SOFTHSM_MODULES
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+}
+
+/// Writes `dir/softhsm2.conf` (token directory `dir/tokens`, file object store, plus
+/// `extra_conf` lines), initialises a token labelled `label` with `pin` and `so_pin` via
+/// softhsm2-util, and returns the configuration's path for SOFTHSM2_CONF.
+pub fn init_token(dir: &Path, label: &str, pin: &str, so_pin: &str, extra_conf: &str) -> PathBuf {
+    let tokens = dir.join("tokens");
+    std::fs::create_dir(&tokens).unwrap();
+    let conf = dir.join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n\
+             slots.removable = false\n{extra_conf}\n",
+            tokens.display()
+        ),
+    )
+    .unwrap();
+    let init = Command::new("softhsm2-util")
+        .args([
+            "--init-token",
+            "--free",
+            "--label",
+            label,
+            "--pin",
+            pin,
+            "--so-pin",
+            so_pin,
+        ])
+        .env("SOFTHSM2_CONF", &conf)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("softhsm2-util: {e} (apt-get install softhsm2 opensc; .ci/run does)")
+        });
+    assert!(
+        init.status.success(),
+        "softhsm2-util --init-token failed: {}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    conf
+}
