@@ -729,7 +729,15 @@ impl Writer {
 /// finding). The value itself already carries what `!` meant (a string stays a string).
 fn tag_text(tag: &serde_yaml::value::Tag) -> Option<String> {
     let text = tag.to_string();
-    (text != "!" && text != "!!").then_some(text)
+    // Only plain tags are written back (`!name`, `!!str`); anything else, such as a `!` that
+    // came from `%21` in the original (fuzz finding), would not parse again and is dropped.
+    let body = text.trim_start_matches('!');
+    let plain = !body.is_empty()
+        && text.len() - body.len() <= 2
+        && body
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:".contains(c));
+    plain.then_some(text)
 }
 
 fn is_scalar(v: &Value) -> bool {
