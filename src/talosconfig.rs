@@ -649,7 +649,18 @@ impl Writer {
             if !(inline_first && i == 0) {
                 self.indent(col);
             }
-            self.put(&value_scalar(key));
+            if is_complex_key(key) {
+                // A collection as a key (`? - a`): written as an explicit key in flow form, as
+                // `[]` it collided with the next such key (fuzz finding 9).
+                let mut flow = Zeroizing::new(String::new());
+                flow_node(&mut flow, key);
+                self.put("? ");
+                self.put(&flow);
+                self.put("\n");
+                self.indent(col);
+            } else {
+                self.put(&value_scalar(key));
+            }
             self.put(":");
             self.entry_value(col, value);
         }
@@ -738,6 +749,53 @@ fn tag_text(tag: &serde_yaml::value::Tag) -> Option<String> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_./:".contains(c));
     plain.then_some(text)
+}
+
+/// A mapping key that is a non-empty collection (possibly tagged); it cannot be written as a
+/// plain key.
+fn is_complex_key(v: &Value) -> bool {
+    match v {
+        Value::Sequence(s) => !s.is_empty(),
+        Value::Mapping(m) => !m.is_empty(),
+        Value::Tagged(t) => is_complex_key(&t.value),
+        _ => false,
+    }
+}
+
+/// A value in flow form on one line: strings double-quoted, collections as `[a, b]` and
+/// `{? k : v}` (explicit keys, so a collection can be a key inside it too).
+fn flow_node(out: &mut Zeroizing<String>, v: &Value) {
+    match v {
+        Value::String(s) => crate::secret::push_zeroizing(out, &double_quoted(s)),
+        Value::Sequence(items) => {
+            crate::secret::push_zeroizing(out, "[");
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    crate::secret::push_zeroizing(out, ", ");
+                }
+                flow_node(out, item);
+            }
+            crate::secret::push_zeroizing(out, "]");
+        }
+        Value::Mapping(map) => {
+            crate::secret::push_zeroizing(out, "{");
+            for (i, (key, value)) in map.iter().enumerate() {
+                crate::secret::push_zeroizing(out, if i > 0 { ", ? " } else { "? " });
+                flow_node(out, key);
+                crate::secret::push_zeroizing(out, " : ");
+                flow_node(out, value);
+            }
+            crate::secret::push_zeroizing(out, "}");
+        }
+        Value::Tagged(t) => {
+            if let Some(tag) = tag_text(&t.tag) {
+                crate::secret::push_zeroizing(out, &tag);
+                crate::secret::push_zeroizing(out, " ");
+            }
+            flow_node(out, &t.value);
+        }
+        other => crate::secret::push_zeroizing(out, &scalar_text(other)),
+    }
 }
 
 fn is_scalar(v: &Value) -> bool {

@@ -97,6 +97,39 @@ fn talosconfig_escaped_tag_writes_back_readably() {
     assert!(again.to_yaml().expose() == first.expose());
 }
 
+/// talosconfig: unknown fields whose mapping keys are sequences (`? - a`) were written back with
+/// `[]` for each key, so two such keys became a duplicate key and the file no longer read. They
+/// are now written as explicit keys in flow form, and keep their values.
+#[test]
+fn talosconfig_sequence_keys_write_back_readably() {
+    let data = input("talosconfig-sequence-keys.yaml");
+    let config = Config::from_yaml(&data).unwrap();
+    let first = config.to_yaml();
+    let again = Config::from_yaml(first.expose().as_bytes())
+        .unwrap_or_else(|e| panic!("our own output does not read back: {e}"));
+    assert!(again.to_yaml().expose() == first.expose());
+    assert!(
+        first.expose().contains("? [{? \"03015.1tdpoy ts\" : "),
+        "{}",
+        first.expose()
+    );
+}
+
+/// A collection key inside a collection key, tagged and nested, also reads back as the same
+/// value.
+#[test]
+fn talosconfig_nested_collection_keys_round_trip() {
+    let text = "context: a\ncontexts:\n  a:\n    endpoints: []\n    x:\n      ? {? [k, 1] : !t {a: [b, null]}}\n      : v\n      ? - q\n      : - w\n";
+    let config = Config::from_yaml(text.as_bytes()).unwrap();
+    let first = config.to_yaml();
+    let again = Config::from_yaml(first.expose().as_bytes())
+        .unwrap_or_else(|e| panic!("our own output does not read back: {e}\n{}", first.expose()));
+    assert!(again.to_yaml().expose() == first.expose());
+    let a: serde_yaml::Value = serde_yaml::from_str(text).unwrap();
+    let b: serde_yaml::Value = serde_yaml::from_str(first.expose()).unwrap();
+    assert_eq!(a["contexts"]["a"]["x"], b["contexts"]["a"]["x"]);
+}
+
 /// ttl: 24 fractional digits of a large unit overflowed u128 in the fraction (a panic with
 /// overflow checks, a silently wrong TTL in release builds). The same input now parses or is
 /// refused without a panic.
