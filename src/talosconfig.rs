@@ -688,14 +688,11 @@ impl Writer {
                 self.put("\n");
                 self.sequence(col + 4, s, false);
             }
-            Value::Tagged(t) => match tag_text(&t.tag) {
-                Some(tag) => {
-                    self.put(" ");
-                    self.put(&tag);
-                    self.entry_value(col, &t.value);
-                }
-                None => self.entry_value(col, &t.value),
-            },
+            Value::Tagged(t) => {
+                self.put(" ");
+                self.put(&tag_text(&t.tag));
+                self.entry_value(col, &t.value);
+            }
             other => {
                 self.put(" ");
                 self.put(&value_scalar(other));
@@ -709,9 +706,8 @@ impl Writer {
         match value {
             Value::Mapping(m) if !m.is_empty() => self.mapping(col, m, true),
             Value::Sequence(s) if !s.is_empty() => self.sequence(col, s, true),
-            Value::Tagged(t) if tag_text(&t.tag).is_none() => self.item_value(col, &t.value),
             Value::Tagged(t) => {
-                self.put(&tag_text(&t.tag).unwrap_or_default());
+                self.put(&tag_text(&t.tag));
                 match &t.value {
                     Value::Mapping(m) if !m.is_empty() => {
                         self.put("\n");
@@ -735,20 +731,35 @@ impl Writer {
     }
 }
 
-/// A tag as written back, or `None` for the non-specific tag (`! value`), which serde_yaml_ng
-/// shows as `!!` with nothing after it: written like that, the file no longer parses (fuzz
-/// finding). The value itself already carries what `!` meant (a string stays a string).
-fn tag_text(tag: &serde_yaml::value::Tag) -> Option<String> {
+/// A tag as written back: plain (`!name`) when that reads back as the same tag, else in verbatim
+/// form, `!<…>` with every character outside the safe URI set percent-escaped, which YAML
+/// decodes back to the same tag. Fuzz findings: dropping tags that could not be written plainly
+/// (the non-specific `!`, shown by serde_yaml_ng as `!!`; a `!` that came from `%21`; `(`, `'`)
+/// made two keys that differed only in their tags collide, and writing them plainly did not
+/// parse.
+fn tag_text(tag: &serde_yaml::value::Tag) -> String {
     let text = tag.to_string();
-    // Only plain tags are written back (`!name`, `!!str`); anything else, such as a `!` that
-    // came from `%21` in the original (fuzz finding), would not parse again and is dropped.
     let body = text.trim_start_matches('!');
     let plain = !body.is_empty()
         && text.len() - body.len() <= 2
         && body
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_./:".contains(c));
-    plain.then_some(text)
+    if plain {
+        return text;
+    }
+    let mut out = String::from("!<");
+    for b in text.bytes() {
+        // The characters libyaml takes literally in a tag (`yaml_parser_scan_tag_uri`), less
+        // `,[]`, which would end a flow collection; everything else as %XX.
+        if b.is_ascii_alphanumeric() || b"-_.!~*'();/?:@&=+$".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out.push('>');
+    out
 }
 
 /// A mapping key that is a non-empty collection (possibly tagged); it cannot be written as a
@@ -788,10 +799,8 @@ fn flow_node(out: &mut Zeroizing<String>, v: &Value) {
             crate::secret::push_zeroizing(out, "}");
         }
         Value::Tagged(t) => {
-            if let Some(tag) = tag_text(&t.tag) {
-                crate::secret::push_zeroizing(out, &tag);
-                crate::secret::push_zeroizing(out, " ");
-            }
+            crate::secret::push_zeroizing(out, &tag_text(&t.tag));
+            crate::secret::push_zeroizing(out, " ");
             flow_node(out, &t.value);
         }
         other => crate::secret::push_zeroizing(out, &scalar_text(other)),
@@ -822,10 +831,7 @@ fn value_scalar(v: &Value) -> Cow<'_, str> {
         Value::String(s) => go_scalar(s),
         // A tagged scalar (as a mapping key): the tag, then the value; a non-specific tag only
         // the value (fuzz finding: the key was written as its bare tag, losing the value).
-        Value::Tagged(t) => match tag_text(&t.tag) {
-            Some(tag) => Cow::Owned(format!("{tag} {}", value_scalar(&t.value))),
-            None => value_scalar(&t.value),
-        },
+        Value::Tagged(t) => Cow::Owned(format!("{} {}", tag_text(&t.tag), value_scalar(&t.value))),
         Value::Sequence(_) => Cow::Borrowed("[]"),
         Value::Mapping(_) => Cow::Borrowed("{}"),
         other => Cow::Owned(scalar_text(other)),
