@@ -1,6 +1,6 @@
 //! Benchmark: what a token key costs. Per process, opening a key (load the module, C_Initialize,
-//! find the token, open a session, C_Login, find the key and its public half, one proving
-//! signature); per signature, Ed25519 and ECDSA P-256 in SoftHSM2 against ring in memory. Prints
+//! find the token, open a session, C_Login, find the key and its public half); per signature
+//! (each verified in memory before it is returned), Ed25519 and ECDSA P-256 in SoftHSM2 against ring in memory. Prints
 //! medians. Run: `cargo bench -p talvault-hsm --bench sign` (needs SoftHSM2; skips without it).
 //!
 //! Like the tests, it needs its own SOFTHSM2_CONF before C_Initialize: the first run sets up a
@@ -89,8 +89,8 @@ fn main() {
         return;
     }
     // A child splitting the open: `check` without an object (dlopen, C_Initialize, find token,
-    // C_OpenSession, mechanism list; no login), then the open (C_Login, find key, proving
-    // signature) on the now-loaded module.
+    // C_OpenSession, mechanism list; no login), then the open (C_Login, find key and public
+    // key) on the now-loaded module.
     if let Some(i) = args.iter().position(|a| a == "--open-split") {
         let dir = PathBuf::from(std::env::var(DIR).unwrap());
         let object = &args[i + 1];
@@ -145,7 +145,7 @@ fn main() {
     );
     println!(
         "per-process open (dlopen + C_Initialize + find token + C_OpenSession + C_Login + find key \
-         and public key + 1 proving signature), {PROCESSES} fresh processes each:"
+         and public key), {PROCESSES} fresh processes each:"
     );
     for (algorithm, object) in [
         (KeyAlgorithm::Ed25519, "bench-ed25519"),
@@ -186,7 +186,7 @@ fn main() {
         }
         println!(
             "  {:<11} open {:>6.2} ms in process (of which: load module + C_Initialize + token + \
-             session {:.2} ms, C_Login + key + proving signature {:.2} ms); whole child process \
+             session {:.2} ms, C_Login + key {:.2} ms); whole child process \
              {:.2} ms",
             algorithm.as_str(),
             median(open) * 1e3,

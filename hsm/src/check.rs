@@ -8,7 +8,9 @@ use cryptoki::slot::TokenInfo;
 use serde::Serialize;
 
 use crate::error::HsmError;
-use crate::key::{Connection, KeyAlgorithm, OpenOptions, PrivateKeyFacts, find_private_keys, hex};
+use crate::key::{
+    Connection, HsmKey, KeyAlgorithm, OpenOptions, PrivateKeyFacts, find_private_keys, hex,
+};
 use crate::module::lock;
 use crate::uri::Pkcs11Uri;
 
@@ -124,7 +126,8 @@ pub struct KeyReport {
     pub sign: Option<bool>,
     /// CKA_ALWAYS_AUTHENTICATE.
     pub always_authenticate: Option<bool>,
-    /// Whether `HsmKey::open` would accept it with the given options.
+    /// Whether `HsmKey::open` would accept it with the given options and a test signature
+    /// verifies under its public key object.
     pub usable: bool,
     /// One sentence: why it is or is not usable.
     pub verdict: String,
@@ -321,6 +324,16 @@ fn key_report(
         )
     } else {
         report.usable = true;
+        // A test signature, checked against the public key object: the attributes can all be
+        // right and the pair still mismatched.
+        drop(session);
+        let tested = HsmKey::assemble(connection, uri, *handle, &facts, algorithm)
+            .and_then(|key| key.self_test());
+        if let Err(e) = tested {
+            report.usable = false;
+            report.verdict = format!("unusable: a test signature failed: {e}");
+            return Ok(report);
+        }
         if facts.protected() {
             let history =
                 if facts.never_extractable == Some(true) && facts.always_sensitive == Some(true) {

@@ -358,6 +358,89 @@ fn ed25519_params_in_both_encodings_give_usable_keys() {
     );
 }
 
+/// A private key whose public key object (same CKA_ID and label) belongs to another key: the
+/// attributes all look right, so open succeeds, but no signature leaves `sign` and `hsm check`
+/// calls the key unusable. The pair is made with pkcs11-tool, as an operator might by mistake.
+#[test]
+#[cfg_attr(
+    not(softhsm),
+    ignore = "SoftHSM2 not installed (apt-get install softhsm2 opensc); runs under CI=true"
+)]
+fn a_mismatched_pair_never_signs() {
+    softhsm("a_mismatched_pair_never_signs", Setup::default(), |t| {
+        if !have("pkcs11-tool") {
+            return;
+        }
+        for (label, id) in [("mine", "01"), ("other", "02")] {
+            let out = t.pkcs11_tool(&[
+                "--keypairgen",
+                "--key-type",
+                "EC:prime256v1",
+                "--label",
+                label,
+                "--id",
+                id,
+                "--usage-sign",
+            ]);
+            assert!(out.status.success());
+        }
+        let other_public = t.dir.join("other.der");
+        let other = other_public.to_str().unwrap();
+        for args in [
+            &[
+                "--read-object",
+                "--type",
+                "pubkey",
+                "--id",
+                "02",
+                "-o",
+                other,
+            ][..],
+            &["--delete-object", "--type", "pubkey", "--id", "01"],
+            &[
+                "--write-object",
+                other,
+                "--type",
+                "pubkey",
+                "--id",
+                "01",
+                "--label",
+                "mine",
+            ],
+        ] {
+            assert!(t.pkcs11_tool(args).status.success());
+        }
+        let key = HsmKey::open(&t.uri("object=mine"), &opts()).unwrap();
+        let e = key.sign(b"tbs").unwrap_err();
+        assert!(matches!(e, rcgen::Error::RemoteKeyError));
+        let e = key.last_error().unwrap();
+        assert!(matches!(e, HsmError::KeyUnsuitable { .. }), "{e:?}");
+        assert!(
+            e.to_string()
+                .contains("does not verify under its public key object"),
+            "{e}"
+        );
+        // rcgen cannot make a certificate with it either.
+        assert!(
+            CertificateParams::new(Vec::<String>::new())
+                .unwrap()
+                .self_signed(&key)
+                .is_err()
+        );
+        let report = check(&t.uri("object=mine"), &opts()).unwrap();
+        let k = report.key.unwrap();
+        assert!(!k.usable);
+        assert!(
+            k.verdict.starts_with("unusable: a test signature failed"),
+            "{}",
+            k.verdict
+        );
+        // The good key next to it still checks out.
+        let report = check(&t.uri("object=other"), &opts()).unwrap();
+        assert!(report.key.unwrap().usable);
+    });
+}
+
 #[test]
 #[cfg_attr(
     not(softhsm),

@@ -897,7 +897,8 @@ fn prometheus(report: &[EnvStatus], now: i64) -> String {
 #[derive(Debug, Subcommand)]
 pub enum HsmCommand {
     /// Show what a PKCS#11 token offers talvault: module, token, the mechanisms each algorithm
-    /// needs, and whether the named key is sensitive and never extractable.
+    /// needs, and whether the named key is sensitive and never extractable and signs (one test
+    /// signature, checked against its public key object).
     Check {
         /// The RFC 7512 `pkcs11:` URI (token, and object/id for a key).
         uri: String,
