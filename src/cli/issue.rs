@@ -117,11 +117,7 @@ pub fn issue_cmd(a: IssueArgs, o: &VaultOpts) -> Result<ExitCode, CliError> {
 
 /// `talvault break-glass`
 pub fn break_glass_cmd(a: BreakGlassArgs, o: &VaultOpts) -> Result<ExitCode, CliError> {
-    if a.reason.trim().is_empty() {
-        return Err(CliError::new("--reason must not be empty")
-            .hint("say why, e.g. --reason \"INC-123: API unreachable\"")
-            .code(2));
-    }
+    require_reason(&a.reason, "INC-123: API unreachable")?;
     let req = IssueRequest {
         env: a.env,
         ttl: a.ttl,
@@ -281,8 +277,19 @@ pub fn policy_show(env: &str, o: &VaultOpts) -> Result<ExitCode, CliError> {
     Ok(0)
 }
 
+/// A `--reason` that says something: a usage error (exit 2) before the vault is opened.
+fn require_reason(reason: &str, example: &str) -> Result<(), CliError> {
+    if reason.trim().is_empty() {
+        return Err(CliError::new("--reason must not be empty")
+            .hint(format!("say why, e.g. --reason \"{example}\""))
+            .code(2));
+    }
+    Ok(())
+}
+
 /// `talvault env untaint ENV --reason TEXT`
 pub fn untaint(env: &str, reason: &str, o: &VaultOpts) -> Result<ExitCode, CliError> {
+    require_reason(reason, "INC-123 resolved, leaf expired")?;
     let v = open_vault_for(o)?;
     let ctx = context_for(o, false)?;
     v.untaint(env, reason, &ctx).map_err(vault_err)?;
