@@ -28,6 +28,37 @@ pub fn report(e: &CliError) {
     }
 }
 
+/// Where `program` would be run from: itself when it contains a `/`, else the first executable
+/// regular file of that name in `PATH` (as `execvp` looks; `/usr/local/bin:/usr/bin:/bin` when
+/// `PATH` is unset). Lets `bundle exec` refuse a missing program before the bundle is opened and
+/// the use audited.
+pub fn find_program(program: &std::ffi::OsStr) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let runnable = |p: &std::path::Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    let path = std::path::Path::new(program);
+    if program.as_encoded_bytes().contains(&b'/') {
+        return runnable(path).then(|| path.to_path_buf());
+    }
+    if program.is_empty() {
+        return None;
+    }
+    let search = std::env::var_os("PATH")
+        .unwrap_or_else(|| std::ffi::OsString::from("/usr/local/bin:/usr/bin:/bin"));
+    std::env::split_paths(&search)
+        .map(|dir| {
+            // An empty PATH entry means the current directory.
+            let dir = if dir.as_os_str().is_empty() {
+                std::path::PathBuf::from(".")
+            } else {
+                dir
+            };
+            dir.join(program)
+        })
+        .find(|candidate| runnable(candidate))
+}
+
 /// Runs `program args…`, replacing each argument that is exactly `{}` with `/dev/fd/N`, a pipe
 /// from which the child reads `plaintext`. Nothing is written to disk. Returns the child's exit
 /// code (128 + signal number when it was killed by a signal).

@@ -661,10 +661,19 @@ pub fn exec_cmd(env: &str, command: &[OsString], o: &VaultOpts) -> Result<ExitCo
             .hint("put {} where the command expects the secrets file, e.g. --with-secrets {}")
             .code(2));
     }
+    let shown = program.to_string_lossy().into_owned();
+    // A missing program is refused before the bundle is opened, so no use is audited for it.
+    if crate::process::find_program(program).is_none() {
+        return Err(CliError::new(format!(
+            "cannot run {shown}: no such executable{}",
+            if shown.contains('/') { "" } else { " in PATH" }
+        ))
+        .hint("check the command's name, or give its full path")
+        .code(127));
+    }
     let v = open_vault_for(o)?;
     let mut ctx = context_for(o, true)?;
     unlock_for(&v, env, o, &mut ctx)?;
-    let shown = program.to_string_lossy().into_owned();
     let plain = v.bundle_for_exec(env, &shown, &ctx).map_err(vault_err)?;
     // Release the vault lock before the child runs: it may take long or call talvault itself.
     drop(v);

@@ -125,7 +125,11 @@ fn talosconfig_keys_differing_in_tag_write_back_readably() {
     let again = Config::from_yaml(first.expose().as_bytes())
         .unwrap_or_else(|e| panic!("our own output does not read back: {e}"));
     assert!(again.to_yaml().expose() == first.expose());
-    assert!(first.expose().contains("!<!BCk1JSUJQek('+k>"), "{}", first.expose());
+    assert!(
+        first.expose().contains("!<!BCk1JSUJQek('+k>"),
+        "{}",
+        first.expose()
+    );
 }
 
 /// Every kind of tag, on keys and values, plain and not: written back, read again, the same
@@ -142,7 +146,11 @@ fn talosconfig_tags_round_trip() {
     let b: serde_yaml::Value = serde_yaml::from_str(first.expose()).unwrap();
     assert_eq!(a["contexts"]["a"]["x"], b["contexts"]["a"]["x"]);
     assert_eq!(b["contexts"]["a"]["x"].as_mapping().unwrap().len(), 6);
-    assert!(first.expose().contains("    !t k: !t v\n"), "{}", first.expose());
+    assert!(
+        first.expose().contains("    !t k: !t v\n"),
+        "{}",
+        first.expose()
+    );
 }
 
 /// A collection key inside a collection key, tagged and nested, also reads back as the same
