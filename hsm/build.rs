@@ -1,40 +1,15 @@
-//! Sets `cfg(softhsm)` when the SoftHSM2 integration tests should run: under `CI=true` (where a
-//! missing SoftHSM must fail the tests, not skip them) or when the SoftHSM2 module is installed.
-//! Without it, those tests are reported as ignored. Builds nothing and links nothing.
+//! Sets `cfg(softhsm)` when the SoftHSM2 integration tests should run (`build/softhsm_cfg.rs`:
+//! under `CI=true`, or when the SoftHSM2 module is installed). Builds nothing and links nothing.
 
 #![expect(
     clippy::disallowed_methods,
     reason = "a build script reads its environment"
 )]
 
-use std::path::Path;
-
-/// Where Debian, Ubuntu, Fedora and source installs put the SoftHSM2 module (the tests and the
-/// benchmark look in the same places).
-const SOFTHSM_MODULES: &[&str] = include!("tests/common/softhsm_modules.rs");
-
-/// Changes whenever apt/dpkg installs or removes a package, so installing softhsm2 re-runs this
-/// script on Debian and Ubuntu.
-const DPKG_STATUS: &str = "/var/lib/dpkg/status";
+include!("build/softhsm_cfg.rs");
 
 fn main() {
-    println!("cargo::rustc-check-cfg=cfg(softhsm)");
-    println!("cargo::rerun-if-changed=build.rs");
-    println!("cargo::rerun-if-env-changed=CI");
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-    let mut installed = false;
-    for path in SOFTHSM_MODULES {
-        // Cargo treats a missing rerun-if-changed path as always stale (the crate would rebuild
-        // on every build), so only existing paths are watched.
-        if Path::new(path).exists() {
-            println!("cargo::rerun-if-changed={path}");
-            installed = true;
-        }
-    }
-    if !installed && Path::new(DPKG_STATUS).exists() {
-        println!("cargo::rerun-if-changed={DPKG_STATUS}");
-    }
-    if ci || installed {
-        println!("cargo::rustc-cfg=softhsm");
-    }
+    println!("cargo::rerun-if-changed=build/softhsm_cfg.rs");
+    println!("cargo::rerun-if-changed=tests/common/softhsm_modules.rs");
+    set_softhsm_cfg();
 }
