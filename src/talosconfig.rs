@@ -309,7 +309,8 @@ fn take_secret(z: Option<Zeroizing<String>>) -> SecretText {
 fn check_duplicate<E: de::Error>(seen: &mut Vec<Value>, key: &Value) -> Result<(), E> {
     if seen.contains(key) {
         return Err(E::custom(format!(
-            "talosconfig: duplicate key `{}`",
+            "{}duplicate key `{}`",
+            own_marker(),
             scalar_text(key)
         )));
     }
@@ -323,7 +324,10 @@ fn unknown_entry<'de, A: MapAccess<'de>>(
     extra: &mut Extra,
 ) -> Result<(), A::Error> {
     if !is_scalar(&key) {
-        return Err(de::Error::custom("talosconfig: non-scalar mapping key"));
+        return Err(de::Error::custom(format!(
+            "{}non-scalar mapping key",
+            own_marker()
+        )));
     }
     let value: Value = map.next_value()?;
     extra.0.insert(key, value);
@@ -377,7 +381,8 @@ impl<'de> Deserialize<'de> for Contexts {
                 while let Some(name) = map.next_key::<String>()? {
                     if contexts.contains_key(&name) {
                         return Err(de::Error::custom(format!(
-                            "talosconfig: duplicate context `{name}`"
+                            "{}duplicate context `{name}`",
+                            own_marker()
                         )));
                     }
                     // Go decodes `name: null` as a nil *Context; an empty context is the
@@ -514,14 +519,30 @@ impl<'de> Deserialize<'de> for SideroV1 {
     }
 }
 
+/// The prefix of talvault's own deserialisation errors, unique to this process: serde quotes
+/// input in its messages, so a fixed prefix could be spoofed by a value that contains it (fuzz
+/// finding 11: a value holding `talosconfig: ` and a key made [`sanitize`] pass serde's
+/// value-echoing "invalid type" message through as if it were ours).
+fn own_marker() -> &'static str {
+    static MARKER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    MARKER.get_or_init(|| {
+        use std::hash::{BuildHasher as _, Hasher as _};
+        // RandomState is seeded from the OS once per process: unguessable, not a secret.
+        let nonce = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        format!("talvault-own-{nonce:016x}: ")
+    })
+}
+
 /// Reduces a serde error to a value-free message: serde echoes offending values, and a
 /// talosconfig value may be a key.
 fn sanitize(err: &serde_yaml::Error) -> TalosconfigError {
     let location = err.location().map(|l| (l.line(), l.column()));
     let full = err.to_string();
-    let what = if let Some(pos) = full.find("talosconfig: ") {
+    let what = if let Some(pos) = full.find(own_marker()) {
         // Our own messages name only keys and context names.
-        let own = &full[pos + "talosconfig: ".len()..];
+        let own = &full[pos + own_marker().len()..];
         let own = own.split(" at line ").next().unwrap_or(own);
         // A name in backticks can be anything a mangled file put in a key position (fuzz: a
         // 90-character key in a duplicate-key error): cut long ones short.
@@ -533,7 +554,9 @@ fn sanitize(err: &serde_yaml::Error) -> TalosconfigError {
             None => own.to_owned(),
         }
     } else if full.contains("invalid type") || full.contains("invalid value") {
-        match full.split_once(", expected ") {
+        // `invalid type: <the input>, expected <ours>`: only what follows the last ", expected "
+        // is talvault's text (the input may itself contain ", expected ").
+        match full.rsplit_once(", expected ") {
             Some((_, expected)) => {
                 let expected = expected.split(" at line ").next().unwrap_or(expected);
                 format!("wrong type, expected {expected}")

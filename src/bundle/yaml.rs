@@ -180,7 +180,9 @@ pub(crate) fn sanitize(err: &serde_yaml::Error) -> BundleReadError {
     } else if let Some(f) = field_name("duplicate field ") {
         format!("duplicate field {f}")
     } else if msg.starts_with("invalid type") || msg.starts_with("invalid value") {
-        match msg.split_once(", expected ") {
+        // `invalid type: <the input>, expected <ours>`: only what follows the last ", expected "
+        // is ours (the input may itself contain ", expected ").
+        match msg.rsplit_once(", expected ") {
             Some((_, expected)) => {
                 let expected = expected.split(" at line ").next().unwrap_or(expected);
                 format!("wrong type, expected {expected}")
@@ -470,6 +472,8 @@ mod tests {
             format!("certs:\n    os:\n        key: \"{token}!\"\n"),
             format!("{token}: 1\n"),
             format!("cluster: {{id: {token}\n"),
+            format!("secrets: \"x, expected {token}\"\n"),
+            format!("certs: x, expected {token}\n"),
         ] {
             let err = SecretsBundle::from_yaml(doc.as_bytes())
                 .unwrap_err()

@@ -132,6 +132,24 @@ fn talosconfig_keys_differing_in_tag_write_back_readably() {
     );
 }
 
+/// talosconfig: a value containing `talosconfig: ` (the prefix talvault's own errors had) made
+/// serde's "invalid type" message, which quotes the value and here 42 characters of a key, pass
+/// for talvault's own. Own errors now carry a per-process marker.
+#[test]
+fn talosconfig_marker_in_value_is_not_echoed() {
+    let data = input("talosconfig-marker-in-value.yaml");
+    let msg = Config::from_yaml(&data).unwrap_err().to_string();
+    assert_no_key_echo(&data, &msg);
+    assert!(
+        msg.starts_with("not a valid talosconfig: wrong type, expected"),
+        "{msg}"
+    );
+    // The same holds when the value also contains ", expected " followed by key material.
+    let text = "context: a\ncontexts:\n    a: x, expected LS0tLS1CRUdJTiBFRDI1NTE5IFBSSVZBVEUgS0VZLS0tLS0KTUM0Q0FRQXdCUVlESzJW\n";
+    let msg = Config::from_yaml(text.as_bytes()).unwrap_err().to_string();
+    assert_no_key_echo(text.as_bytes(), &msg);
+}
+
 /// Every kind of tag, on keys and values, plain and not: written back, read again, the same
 /// values (serde_yaml_ng's own equality).
 #[test]
