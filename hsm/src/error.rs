@@ -173,6 +173,19 @@ pub enum HsmError {
         reason: String,
     },
 
+    /// A signature the token made does not verify under the key's public key object: the pair
+    /// is mismatched (the public object belongs to another key) or the token is faulty. The
+    /// signature is never used.
+    #[error(
+        "a signature by private key {wanted} on token {token:?} does not verify under its public key object (C_Sign)"
+    )]
+    SignatureMismatch {
+        /// Token label.
+        token: String,
+        /// The key's object attributes.
+        wanted: String,
+    },
+
     /// The token does not list a mechanism the operation needs in `C_GetMechanismList`.
     #[error(
         "token {token:?} does not offer {mechanism} (C_GetMechanismList), needed for {algorithm}"
@@ -241,6 +254,9 @@ impl HsmError {
             }
             Self::KeyUnsuitable { .. } => {
                 "talvault signs with Ed25519 (CKK_EC_EDWARDS) and ECDSA P-256 (CKK_EC) keys that have CKA_SIGN set"
+            }
+            Self::SignatureMismatch { .. } => {
+                "its public key object (same CKA_ID or CKA_LABEL) belongs to another key, or the token is faulty; compare them with `pkcs11-tool -O`"
             }
             Self::MechanismUnsupported { .. } => {
                 "run `talvault hsm check URI` to see what the token offers; pick the other algorithm if it is offered"

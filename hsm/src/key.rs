@@ -542,12 +542,9 @@ impl HsmKey {
         };
         ring::signature::UnparsedPublicKey::new(verifier, &self.public_key)
             .verify(message, &signature)
-            .map_err(|_| HsmError::KeyUnsuitable {
+            .map_err(|_| HsmError::SignatureMismatch {
                 token: self.uri.token().unwrap_or_default().to_owned(),
                 wanted: self.uri.describe_object(),
-                reason: "a signature it made does not verify under its public key object \
-                         (a mismatched pair, or a faulty token); the signature was not used"
-                    .into(),
             })?;
         Ok(signature)
     }
