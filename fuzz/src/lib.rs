@@ -106,10 +106,15 @@ pub fn talosconfig(data: &[u8]) {
         "write → read → write is not stable"
     );
 
-    let existing = config.contexts.keys().next().cloned();
+    let existing = config.contexts.keys().find(|k| !k.is_empty()).cloned();
     let name = existing.clone().unwrap_or_else(|| "fuzz".to_owned());
     let fresh = || talosconfig::Context::issued(b"ca", b"crt", None, vec!["e".into()], vec![]);
     let reread_again = || Config::from_yaml(first.expose().as_bytes()).expect("read above");
+    // A context named "" reads (talosctl writes none); talvault never merges under that name.
+    if config.contexts.contains_key("") {
+        let refused = talosconfig::merge(reread_again(), "", fresh(), true);
+        assert!(matches!(refused, Err(MergeError::EmptyName)));
+    }
     match talosconfig::merge(reread, &name, fresh(), false) {
         Err(MergeError::ContextExists { .. }) => assert!(existing.is_some()),
         Err(e) => panic!("merge failed: {e}"),

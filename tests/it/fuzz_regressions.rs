@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use talvault::store::age::parse_recipients;
-use talvault::talosconfig::Config;
+use talvault::talosconfig::{self, Config};
 
 fn input(name: &str) -> Vec<u8> {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -148,6 +148,21 @@ fn talosconfig_marker_in_value_is_not_echoed() {
     let text = "context: a\ncontexts:\n    a: x, expected LS0tLS1CRUdJTiBFRDI1NTE5IFBSSVZBVEUgS0VZLS0tLS0KTUM0Q0FRQXdCUVlESzJW\n";
     let msg = Config::from_yaml(text.as_bytes()).unwrap_err().to_string();
     assert_no_key_echo(text.as_bytes(), &msg);
+}
+
+/// talosconfig: a file whose only context is named "" reads, and merging under that name is
+/// refused (`EmptyName`); the harness had picked that name to merge under and took the refusal
+/// for a failure. Merging under another name still works.
+#[test]
+fn talosconfig_empty_context_name_is_never_merged_under() {
+    let data = input("talosconfig-empty-context-name.yaml");
+    let config = Config::from_yaml(&data).unwrap();
+    assert!(config.contexts.contains_key(""));
+    let fresh = || talosconfig::Context::issued(b"ca", b"crt", None, vec!["e".into()], vec![]);
+    let err = talosconfig::merge(Config::from_yaml(&data).unwrap(), "", fresh(), true).unwrap_err();
+    assert!(matches!(err, talosconfig::MergeError::EmptyName));
+    let merged = talosconfig::merge(config, "fuzz", fresh(), false).unwrap();
+    Config::from_yaml(merged.to_yaml().expose().as_bytes()).unwrap();
 }
 
 /// Every kind of tag, on keys and values, plain and not: written back, read again, the same
