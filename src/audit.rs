@@ -382,6 +382,44 @@ pub fn stated_links(bytes: &[u8]) -> Option<(EventId, Vec<EventId>)> {
     Some((id, parents))
 }
 
+/// What one file in an audit month directory states: an event's id and parents, or nothing (a
+/// file that is not an event; `verify` reports it). One line in the record cache.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatedLinks(pub Option<(EventId, Vec<EventId>)>);
+
+impl StatedLinks {
+    /// Reads a file's links ([`stated_links`]).
+    pub fn read(bytes: &[u8]) -> Self {
+        StatedLinks(stated_links(bytes))
+    }
+
+    /// `ID PARENT…`, or `-` for a file that is not an event.
+    pub fn to_line(&self) -> String {
+        match &self.0 {
+            None => "-".to_owned(),
+            Some((id, parents)) => {
+                let mut line = id.as_str().to_owned();
+                for p in parents {
+                    line.push(' ');
+                    line.push_str(p.as_str());
+                }
+                line
+            }
+        }
+    }
+
+    /// The inverse of [`StatedLinks::to_line`]; `None` for anything else.
+    pub fn from_line(line: &str) -> Option<Self> {
+        if line == "-" {
+            return Some(StatedLinks(None));
+        }
+        let mut ids = line.split(' ').map(|s| EventId::parse(s).ok());
+        let id = ids.next()??;
+        let parents = ids.collect::<Option<Vec<_>>>()?;
+        Some(StatedLinks(Some((id, parents))))
+    }
+}
+
 /// [`heads`] from stated links (see [`stated_links`]).
 pub fn heads_of_links(links: &[(EventId, Vec<EventId>)]) -> Vec<EventId> {
     let referenced: BTreeSet<&EventId> = links.iter().flat_map(|(_, p)| p.iter()).collect();

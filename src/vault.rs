@@ -614,6 +614,14 @@ impl Vault {
         }
     }
 
+    /// Commits a transaction, then saves the caches this command rebuilt on the way (they
+    /// describe what was read before the commit, which the cache's own checks allow for).
+    fn commit(&self, t: Transaction) -> Result<(), VaultError> {
+        t.commit()?;
+        self.save_caches();
+        Ok(())
+    }
+
     fn keep_cache<T>(&self, (out, update): (Vec<T>, Option<store::index::CacheUpdate>)) -> Vec<T> {
         if let Some(u) = update {
             self.caches.borrow_mut().push(u);
@@ -818,7 +826,7 @@ impl Vault {
             "env.import"
         };
         self.stage_event(&mut t, &name, ctx, None, action, data)?;
-        t.commit()?;
+        self.commit(t)?;
         self.env_show(name.as_str())
     }
 
@@ -833,16 +841,7 @@ impl Vault {
         data: Map<String, Value>,
     ) -> Result<(), VaultError> {
         let dir = env_dir(name);
-        let files = match audit_dir::load_all_below(&self.root, &dir) {
-            // A new environment's directory does not exist yet: no events.
-            Err(StoreError::NotFound { .. }) => Vec::new(),
-            other => other?,
-        };
-        // Only the stated links are needed to find the heads; `audit verify` checks the rest.
-        let links: Vec<_> = files
-            .iter()
-            .filter_map(|(_, b)| audit::stated_links(b))
-            .collect();
+        let links = self.audit_links(name)?;
         let event = audit::new_event(
             audit::heads_of_links(&links),
             EventBody {
@@ -860,6 +859,34 @@ impl Vault {
             Mode::Public,
         );
         Ok(())
+    }
+
+    /// The id and parents every event of the environment states: all that is needed to find the
+    /// heads a new event names (`audit verify` checks the rest). Read month by month through the
+    /// record cache (`store::index`), so only events added since the cache was built are read;
+    /// before, every command read every event file (27 us each).
+    fn audit_links(
+        &self,
+        name: &EnvName,
+    ) -> Result<Vec<(audit::EventId, Vec<audit::EventId>)>, VaultError> {
+        let dir = env_dir(name);
+        let months = match audit_dir::months(&self.root, &dir) {
+            // A new environment's directory does not exist yet: no events.
+            Err(StoreError::NotFound { .. }) => Vec::new(),
+            other => other?,
+        };
+        let mut links = Vec::new();
+        for (year, month) in months {
+            let scanned = store::index::scan(
+                &self.root,
+                &dir.join(audit_dir::AUDIT_DIR).join(&year).join(&month),
+                &format!("{}/audit-{year}-{month}", name.as_str()),
+                audit_dir::EVENT_RECORDS,
+                |_, bytes| Ok::<_, VaultError>(audit::StatedLinks::read(bytes)),
+            )?;
+            links.extend(self.keep_cache(scanned).into_iter().filter_map(|l| l.0));
+        }
+        Ok(links)
     }
 
     /// Opens an environment's bundle and checks it against the pins. Internal: every caller
@@ -904,7 +931,7 @@ impl Vault {
         let mut data = Map::new();
         data.insert("destination".into(), json!(destination));
         self.stage_event(&mut t, &name, ctx, Some(&opened_by), "bundle.export", data)?;
-        t.commit()?;
+        self.commit(t)?;
         Ok(plain)
     }
 
@@ -926,7 +953,7 @@ impl Vault {
             .unwrap_or_default();
         data.insert("program".into(), json!(program));
         self.stage_event(&mut t, &name, ctx, Some(&opened_by), "bundle.exec", data)?;
-        t.commit()?;
+        self.commit(t)?;
         Ok(plain)
     }
 
@@ -1031,7 +1058,7 @@ impl Vault {
             "recipients.remove"
         };
         self.stage_event(&mut t, &name, ctx, Some(&opened_by), action, data)?;
-        t.commit()?;
+        self.commit(t)?;
         Ok(next.iter().map(|r| r.as_str().to_owned()).collect())
     }
 
@@ -1260,7 +1287,7 @@ impl Vault {
             "issue"
         };
         self.stage_event(&mut t, &name, ctx, Some(&opened_by), action, data)?;
-        t.commit()?;
+        self.commit(t)?;
         // `ca` is always the OS CA: it verifies apid's server certificate, whoever signed the leaf.
         let context = talosconfig::Context::issued(
             meta.certificates.os.as_bytes(),
@@ -1301,7 +1328,7 @@ impl Vault {
         data.insert("tainted_since".into(), json!(old.since));
         data.insert("break_glass_serial".into(), json!(old.serial));
         self.stage_event(&mut t, &name, ctx, None, "env.untaint", data)?;
-        t.commit()?;
+        self.commit(t)?;
         Ok(())
     }
 
@@ -1884,6 +1911,7 @@ impl Vault {
             &self.root,
             &env_dir(name).join("certs"),
             &format!("{}/certs", name.as_str()),
+            store::index::YAML_RECORDS,
             |file, bytes| -> Result<CertEntry, VaultError> {
                 let record = CertRecord::from_yaml(file, bytes)?;
                 let entry = CertEntry::from_record(&record).map_err(|e| MetaError::Malformed {
@@ -1903,6 +1931,7 @@ impl Vault {
             &self.root,
             &env_dir(name).join("revocations"),
             &format!("{}/revocations", name.as_str()),
+            store::index::YAML_RECORDS,
             |file, bytes| -> Result<RevokedEntry, VaultError> {
                 let record = RevocationRecord::from_yaml(file, bytes)?;
                 let entry =
@@ -2174,7 +2203,7 @@ impl Vault {
             "issuer.create",
             data,
         )?;
-        t.commit()?;
+        self.commit(t)?;
         self.issuer_view(&name, &id, ctx)
     }
 
@@ -2222,7 +2251,7 @@ impl Vault {
             json!(Self::signing_issuer(&issuers).map(|i| i.meta.id.clone())),
         );
         self.stage_event(&mut t, &name, ctx, None, "issuer.activate", data)?;
-        t.commit()?;
+        self.commit(t)?;
         Ok(IssuerChange {
             issuer: self.issuer_view(&name, id, ctx)?,
             cut_off: Vec::new(),
@@ -2305,7 +2334,7 @@ impl Vault {
         data.insert("cut_off".into(), json!(cut_off.len()));
         data.insert("untainted".into(), json!(untainted));
         self.stage_event(&mut t, &name, ctx, None, "issuer.retire", data)?;
-        t.commit()?;
+        self.commit(t)?;
         Ok(IssuerChange {
             issuer: self.issuer_view(&name, id, ctx)?,
             cut_off,
@@ -2425,7 +2454,7 @@ impl Vault {
             data.insert("signed_by".into(), json!(record.signed_by.ca));
             data.insert("crl".into(), json!(crl));
             self.stage_event(&mut t, &name, ctx, opened_by.as_ref(), "revoke", data)?;
-            t.commit()?;
+            self.commit(t)?;
         }
         let revoked_set: std::collections::HashSet<String> = self
             .revoked_entries(&name)?
@@ -2589,7 +2618,7 @@ impl Vault {
         data.insert("crl_number".into(), json!(out.number));
         data.insert("entries".into(), json!(out.entries));
         self.stage_event(&mut t, &name, ctx, Some(&opened_by), "crl", data)?;
-        t.commit()?;
+        self.commit(t)?;
         Ok(out)
     }
 

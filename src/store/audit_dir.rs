@@ -13,6 +13,12 @@ pub const AUDIT_DIR: &str = "audit";
 /// Largest event file read (real events are well under 4 KiB).
 pub const EVENT_FILE_MAX: u64 = 1 << 20;
 
+/// Event files as records for the cache (`store::index`).
+pub const EVENT_RECORDS: super::index::Records = super::index::Records {
+    suffix: ".json",
+    max: EVENT_FILE_MAX,
+};
+
 /// Deepest directory nesting walked below `audit/` (events sit at depth 2).
 const MAX_DEPTH: usize = 4;
 
@@ -52,6 +58,48 @@ pub fn load_all_below(root: &Path, env_rel: &Path) -> Result<Vec<(String, Vec<u8
         other => other?,
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+/// The month directories that hold events, `(yyyy, mm)`, below `<env_rel>/audit/` (below the
+/// vault `root`): four-digit year and two-digit month directory names only, which is where
+/// [`Event::relative_path`] puts every event. A missing audit directory has none; a link where a
+/// year or month directory should be is refused.
+pub fn months(root: &Path, env_rel: &Path) -> Result<Vec<(String, String)>, StoreError> {
+    let audit = env_rel.join(AUDIT_DIR);
+    let years = match fs::list_dir(root, &audit) {
+        Err(StoreError::NotFound { path }) if path == root.join(&audit) => return Ok(Vec::new()),
+        other => other?,
+    };
+    let digits = |name: &str, n: usize| name.len() == n && name.bytes().all(|b| b.is_ascii_digit());
+    let mut out = Vec::new();
+    for year in years.iter().filter(|e| digits(&e.name, 4)) {
+        let year_rel = audit.join(&year.name);
+        match year.kind {
+            EntryKind::Dir => {}
+            EntryKind::Symlink => {
+                return Err(StoreError::SymlinkRefused {
+                    path: root.join(year_rel),
+                });
+            }
+            EntryKind::File | EntryKind::Other => continue,
+        }
+        for month in fs::list_dir(root, &year_rel)? {
+            if !digits(&month.name, 2) {
+                continue;
+            }
+            match month.kind {
+                EntryKind::Dir => out.push((year.name.clone(), month.name)),
+                EntryKind::Symlink => {
+                    return Err(StoreError::SymlinkRefused {
+                        path: root.join(year_rel.join(&month.name)),
+                    });
+                }
+                EntryKind::File | EntryKind::Other => {}
+            }
+        }
+    }
+    out.sort();
     Ok(out)
 }
 

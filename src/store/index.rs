@@ -48,6 +48,15 @@ impl CacheLine for crate::inventory::CertEntry {
     }
 }
 
+impl CacheLine for crate::audit::StatedLinks {
+    fn to_line(&self) -> String {
+        crate::audit::StatedLinks::to_line(self)
+    }
+    fn from_line(line: &str) -> Option<Self> {
+        crate::audit::StatedLinks::from_line(line)
+    }
+}
+
 impl CacheLine for crate::inventory::RevokedEntry {
     fn to_line(&self) -> String {
         crate::inventory::RevokedEntry::to_line(self)
@@ -65,14 +74,30 @@ pub struct CacheUpdate {
     lines: String,
 }
 
-/// Summaries of every `*.yaml` file in `dir_rel` (below `root`), in directory order, and the
-/// rebuilt cache when it is out of date. `summarise(file, bytes)` turns a file into its summary
-/// (or refuses it); `cache_name` identifies the cache file under `.cache/`. A missing directory
-/// gives an empty list.
+/// Which files of a directory are records, and how large one may be.
+#[derive(Clone, Copy, Debug)]
+pub struct Records {
+    /// File name ending, e.g. `.yaml`.
+    pub suffix: &'static str,
+    /// Largest file read.
+    pub max: u64,
+}
+
+/// Certificate and revocation records.
+pub const YAML_RECORDS: Records = Records {
+    suffix: ".yaml",
+    max: RECORD_MAX,
+};
+
+/// Summaries of every record file (`records`) in `dir_rel` (below `root`), in directory order,
+/// and the rebuilt cache when it is out of date. `summarise(file, bytes)` turns a file into its
+/// summary (or refuses it); `cache_name` identifies the cache file under `.cache/`. A missing
+/// directory gives an empty list.
 pub fn scan<T, E>(
     root: &Path,
     dir_rel: &Path,
     cache_name: &str,
+    records: Records,
     summarise: impl Fn(&str, &[u8]) -> Result<T, E>,
 ) -> Result<(Vec<T>, Option<CacheUpdate>), E>
 where
@@ -107,7 +132,7 @@ where
     let mut fresh: Vec<(u64, Cow<'_, str>, Cow<'_, str>)> = Vec::with_capacity(cached.len());
     let mut changed = false;
     dir.visit(|name, kind, ino| {
-        if !name.ends_with(".yaml") {
+        if !name.ends_with(records.suffix) {
             return Ok(());
         }
         if kind != EntryKind::File {
@@ -127,7 +152,7 @@ where
             }
             None => {
                 changed = true;
-                let bytes = dir.read(name, RECORD_MAX)?;
+                let bytes = dir.read(name, records.max)?;
                 let shown = dir_rel.join(name);
                 let summary = summarise(&shown.display().to_string(), &bytes);
                 if let Ok(s) = &summary {
@@ -294,7 +319,7 @@ mod tests {
         rel: &Path,
         parse: impl Fn(&str, &[u8]) -> Result<RevokedEntry, StoreError>,
     ) -> Vec<RevokedEntry> {
-        let (out, update) = scan(root, rel, "prod/revocations", parse).unwrap();
+        let (out, update) = scan(root, rel, "prod/revocations", YAML_RECORDS, parse).unwrap();
         if let Some(u) = update {
             save(root, &u);
         }
@@ -316,7 +341,7 @@ mod tests {
             v.into_iter().map(|e| e.serial).collect::<Vec<_>>()
         };
         // Nothing is written until the caller saves the update.
-        let (got, update) = scan(root, rel, "prod/revocations", parse).unwrap();
+        let (got, update) = scan(root, rel, "prod/revocations", YAML_RECORDS, parse).unwrap();
         assert_eq!(serials(got), ["01", "02"]);
         let cache = root.join(".cache/prod/revocations.idx");
         assert!(!cache.exists());
@@ -329,6 +354,7 @@ mod tests {
             root,
             rel,
             "prod/revocations",
+            YAML_RECORDS,
             |f: &str, _: &[u8]| -> Result<RevokedEntry, StoreError> {
                 Err(StoreError::NotAFile { path: f.into() })
             },
@@ -358,7 +384,7 @@ mod tests {
             let path = root.join(rel).join(format!("{s}.yaml"));
             fs::write_atomic(&path, entry(s).as_bytes(), Mode::Public).unwrap();
         }
-        let (_, update) = scan(root, rel, "prod/revocations", parse).unwrap();
+        let (_, update) = scan(root, rel, "prod/revocations", YAML_RECORDS, parse).unwrap();
         save(root, &update.unwrap());
         // Pretend the cache was built three seconds after the directory's last change.
         let cache = root.join(".cache/prod/revocations.idx");
@@ -377,17 +403,17 @@ mod tests {
             Err(StoreError::NotAFile { path: p.into() })
         };
         // Nothing is listed or parsed: a parser that always fails proves it.
-        let (fast, update) = scan(root, rel, "prod/revocations", refuse).unwrap();
+        let (fast, update) = scan(root, rel, "prod/revocations", YAML_RECORDS, refuse).unwrap();
         assert_eq!(fast.len(), 2);
         assert!(update.is_none());
         // A new record changes the directory: it is listed and parsed again.
         let path = root.join(rel).join("03.yaml");
         fs::write_atomic(&path, entry("03").as_bytes(), Mode::Public).unwrap();
-        assert!(scan(root, rel, "prod/revocations", refuse).is_err());
+        assert!(scan(root, rel, "prod/revocations", YAML_RECORDS, refuse).is_err());
         assert_eq!(scan_saved(root, rel, parse).len(), 3);
         // A header from another directory (another inode) is not trusted either.
         std::fs::write(&cache, settled.replacen(&f[0].to_string(), "1", 1)).unwrap();
-        assert!(scan(root, rel, "prod/revocations", refuse).is_err());
+        assert!(scan(root, rel, "prod/revocations", YAML_RECORDS, refuse).is_err());
     }
 
     #[test]
@@ -397,14 +423,20 @@ mod tests {
         let rel = Path::new("envs/prod/certs");
         fs::ensure_dir(root, rel, Mode::Public).unwrap();
         std::os::unix::fs::symlink("/etc/passwd", root.join(rel).join("01.yaml")).unwrap();
-        let err = scan(root, rel, "prod/certs", parse).unwrap_err();
+        let err = scan(root, rel, "prod/certs", YAML_RECORDS, parse).unwrap_err();
         assert!(matches!(err, StoreError::NotAFile { .. }), "{err:?}");
         // A missing directory is simply empty.
         assert!(
-            scan(root, Path::new("envs/prod/none"), "prod/none", parse)
-                .unwrap()
-                .0
-                .is_empty()
+            scan(
+                root,
+                Path::new("envs/prod/none"),
+                "prod/none",
+                YAML_RECORDS,
+                parse
+            )
+            .unwrap()
+            .0
+            .is_empty()
         );
     }
 }

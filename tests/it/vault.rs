@@ -1252,6 +1252,115 @@ fn audit_verify_catches_tampering_and_accepts_merges() {
     assert_eq!(s.verify_ok(), "prod: ok, 7 events, 1 head(s)\n");
 }
 
+/// The heads a new event names come from the record cache (`.cache/ENV/audit-YYYY-MM.idx`):
+/// once a month directory has settled, its event files are not read again, yet a file added to
+/// it (a merge, another clone's event) is seen, and `audit verify` never relies on the cache.
+#[test]
+fn audit_heads_come_from_the_cache_and_merges_are_still_seen() {
+    if !have("age-keygen") || !have("touch") {
+        return;
+    }
+    let s = Sandbox::new();
+    s.init();
+    let a = s.keygen("a");
+    s.create("prod", &[&a.recipient]);
+    s.export(&a, "prod");
+    let events = s.events("prod");
+    assert_eq!(events.len(), 2);
+    let month_dir = event_file(&s, "prod", events[0]["id"].as_str().unwrap())
+        .parent()
+        .unwrap()
+        .to_owned();
+    let month = month_dir
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let year = month_dir
+        .parent()
+        .unwrap()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let cache = s.path(&format!("v/.cache/prod/audit-{year}-{month}.idx"));
+    assert!(cache.is_file(), "no audit cache after a commit");
+
+    // Settle the directory (as if the last change were a minute old), let one command record
+    // that in the cache, and check the cache names both events.
+    // Each time a different past time: a directory time only moves forward in real use, and the
+    // cache takes an unchanged (inode, time) to mean an unchanged directory.
+    let settled = std::cell::Cell::new(0);
+    let settle = || {
+        settled.set(settled.get() + 1);
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            - 100
+            + settled.get();
+        let out = std::process::Command::new("touch")
+            .args(["-m", "-d", &format!("@{t}")])
+            .arg(&month_dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+    };
+    settle();
+    s.export(&a, "prod");
+    settle();
+    s.export(&a, "prod");
+    let events = s.events("prod");
+    assert_eq!(events.len(), 4);
+    let last = events[3]["id"].as_str().unwrap().to_owned();
+    settle();
+    s.export(&a, "prod"); // builds the settled cache
+    let events = s.events("prod");
+    let last = {
+        assert_eq!(events[4]["parents"][0].as_str().unwrap(), last);
+        events[4]["id"].as_str().unwrap().to_owned()
+    };
+    // The cache holds what the command read before its commit: every event but its own.
+    let text = std::fs::read_to_string(&cache).unwrap();
+    assert_eq!(text.lines().count(), 1 + 4, "{text}");
+    assert!(!text.contains(&last), "{text}");
+    assert!(text.contains(events[3]["id"].as_str().unwrap()), "{text}");
+
+    // A cached event file is not read again: rewritten in place (same inode) to claim a made-up
+    // event whose parent is the head, it would make that made-up event the head for a command
+    // that read every file. The next event still names the real head...
+    settle();
+    s.export(&a, "prod");
+    let events = s.events("prod");
+    let head = events.last().unwrap()["id"].as_str().unwrap().to_owned();
+    let fake = "f".repeat(64);
+    let victim = event_file(&s, "prod", events[1]["id"].as_str().unwrap());
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&victim)
+        .unwrap();
+    std::io::Write::write_all(
+        &mut file,
+        format!("{{\"id\": \"{fake}\", \"parents\": [\"{head}\"]}}").as_bytes(),
+    )
+    .unwrap();
+    drop(file);
+    settle();
+    s.export(&a, "prod");
+    let newest: Vec<serde_json::Value> = files_below(&s.path("v/envs/prod/audit"))
+        .iter()
+        .map(|f| serde_json::from_slice::<serde_json::Value>(&std::fs::read(f).unwrap()).unwrap())
+        .filter(|e| e["id"] != fake.as_str() && e["parents"][0] == head.as_str())
+        .collect();
+    assert_eq!(newest.len(), 1, "the new event does not name the real head");
+    assert_eq!(newest[0]["parents"].as_array().unwrap().len(), 1);
+    // ...while `audit verify` reads every file and reports the rewrite.
+    let (code, out, _) = s.v(&["audit", "verify", "prod"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.starts_with("prod: TAMPERED"), "{out}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // 6. Bad input: exact message, non-zero exit, vault untouched
 
