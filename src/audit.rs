@@ -674,6 +674,24 @@ mod links_tests {
     use super::*;
 
     #[test]
+    fn stated_links_cache_lines_round_trip_and_refuse_junk() {
+        let a = EventId::parse(&"a".repeat(64)).unwrap();
+        let b = EventId::parse(&"b".repeat(64)).unwrap();
+        for links in [
+            StatedLinks(None),
+            StatedLinks(Some((a.clone(), vec![]))),
+            StatedLinks(Some((a.clone(), vec![b.clone(), a.clone()]))),
+        ] {
+            assert_eq!(StatedLinks::from_line(&links.to_line()), Some(links));
+        }
+        let bad_parent = format!("{} {}", "a".repeat(64), "B".repeat(64));
+        for junk in ["", " ", "x", "-x", bad_parent.as_str()] {
+            assert_eq!(StatedLinks::from_line(junk), None, "{junk:?}");
+        }
+        assert_eq!(StatedLinks::read(b"not json"), StatedLinks(None));
+    }
+
+    #[test]
     fn stated_links_give_the_same_heads() {
         let body = |action: &str| EventBody {
             time: OffsetDateTime::UNIX_EPOCH,

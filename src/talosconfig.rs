@@ -311,7 +311,7 @@ fn check_duplicate<E: de::Error>(seen: &mut Vec<Value>, key: &Value) -> Result<(
         return Err(E::custom(format!(
             "{}duplicate key `{}`",
             own_marker(),
-            scalar_text(key)
+            shown_name(&scalar_text(key))
         )));
     }
     seen.push(key.clone());
@@ -381,8 +381,9 @@ impl<'de> Deserialize<'de> for Contexts {
                 while let Some(name) = map.next_key::<String>()? {
                     if contexts.contains_key(&name) {
                         return Err(de::Error::custom(format!(
-                            "{}duplicate context `{name}`",
-                            own_marker()
+                            "{}duplicate context `{}`",
+                            own_marker(),
+                            shown_name(&name)
                         )));
                     }
                     // Go decodes `name: null` as a nil *Context; an empty context is the
@@ -541,18 +542,12 @@ fn sanitize(err: &serde_yaml::Error) -> TalosconfigError {
     let location = err.location().map(|l| (l.line(), l.column()));
     let full = err.to_string();
     let what = if let Some(pos) = full.find(own_marker()) {
-        // Our own messages name only keys and context names.
+        // Our own messages name only keys and context names, already cut short where they are
+        // made (`shown_name`): a name can be anything a mangled file put in a key position (fuzz:
+        // a 90-character key; a name with backticks, finding 12, which a split on backticks
+        // here had cut in the wrong place).
         let own = &full[pos + own_marker().len()..];
-        let own = own.split(" at line ").next().unwrap_or(own);
-        // A name in backticks can be anything a mangled file put in a key position (fuzz: a
-        // 90-character key in a duplicate-key error): cut long ones short.
-        match own
-            .split_once('`')
-            .and_then(|(head, rest)| rest.split_once('`').map(|(name, tail)| (head, name, tail)))
-        {
-            Some((head, name, tail)) => format!("{head}`{}`{tail}", shown_name(name)),
-            None => own.to_owned(),
-        }
+        own.split(" at line ").next().unwrap_or(own).to_owned()
     } else if full.contains("invalid type") || full.contains("invalid value") {
         // `invalid type: <the input>, expected <ours>`: only what follows the last ", expected "
         // is talvault's text (the input may itself contain ", expected ").

@@ -86,6 +86,17 @@ fn talosconfig_long_duplicate_key_is_not_echoed() {
     assert_no_key_echo(&data, &msg);
 }
 
+/// talosconfig: a duplicate key containing backticks. The message was cut at the key's own
+/// backticks, so only part of the key was shortened and the rest (41+ characters) was echoed.
+/// Names are now shortened where the message is made.
+#[test]
+fn talosconfig_backticks_in_duplicate_key_are_not_echoed() {
+    let data = input("talosconfig-backticks-in-duplicate-key.yaml");
+    let msg = Config::from_yaml(&data).unwrap_err().to_string();
+    assert!(msg.contains("duplicate key"), "{msg}");
+    assert_no_key_echo(&data, &msg);
+}
+
 /// talosconfig: a tag written with a percent escape (`!endp61%219…`) came back as a tag with a
 /// `!` inside, which does not parse. Only plain tags are written back now.
 #[test]
