@@ -572,6 +572,10 @@ fn sanitize(err: &serde_yaml::Error) -> TalosconfigError {
 
 struct Writer(Zeroizing<String>);
 
+/// The longest key written as an implicit key (`KEY: value`), in bytes: YAML's limit is 1024
+/// characters, and a character is at least a byte.
+const IMPLICIT_KEY_MAX: usize = 1000;
+
 impl Writer {
     /// Every byte goes through here, so growing the buffer never leaves a secret behind.
     fn put(&mut self, text: &str) {
@@ -586,16 +590,32 @@ impl Writer {
         }
     }
 
+    /// A mapping key as rendered, then `:`. YAML limits an implicit key to 1024 characters
+    /// (libyaml's simple-key limit); a longer one is written as an explicit key, `? KEY` on its
+    /// own line and `:` under it (fuzz finding 13: a key with tabs and astral characters grew
+    /// past the limit once escaped, and the file no longer read).
+    fn put_key(&mut self, col: usize, rendered: &str) {
+        if rendered.len() > IMPLICIT_KEY_MAX {
+            self.put("? ");
+            self.put(rendered);
+            self.put("\n");
+            self.indent(col);
+        } else {
+            self.put(rendered);
+        }
+        self.put(":");
+    }
+
     fn key_line(&mut self, col: usize, key: &str) {
         self.indent(col);
-        self.put(&go_scalar(key));
-        self.put(":\n");
+        self.put_key(col, &go_scalar(key));
+        self.put("\n");
     }
 
     fn raw_entry(&mut self, col: usize, key: &str, value: &str) {
         self.indent(col);
-        self.put(&go_scalar(key));
-        self.put(": ");
+        self.put_key(col, &go_scalar(key));
+        self.put(" ");
         self.put(value);
         self.put("\n");
     }
@@ -676,10 +696,11 @@ impl Writer {
                 self.put(&flow);
                 self.put("\n");
                 self.indent(col);
+                self.put(":");
             } else {
-                self.put(&value_scalar(key));
+                let rendered = Zeroizing::new(value_scalar(key).into_owned());
+                self.put_key(col, &rendered);
             }
-            self.put(":");
             self.entry_value(col, value);
         }
     }

@@ -97,6 +97,28 @@ fn talosconfig_backticks_in_duplicate_key_are_not_echoed() {
     assert_no_key_echo(&data, &msg);
 }
 
+/// talosconfig: a top-level key under YAML's 1024-character limit for implicit keys, whose tabs
+/// and astral characters, escaped in double quotes, took it over the limit: the file no longer
+/// read. Long keys are now written as explicit keys; the same holds for a long context name.
+#[test]
+fn talosconfig_long_escaped_key_writes_back_readably() {
+    let data = input("talosconfig-long-escaped-key.yaml");
+    let first = Config::from_yaml(&data).unwrap().to_yaml();
+    let again = Config::from_yaml(first.expose().as_bytes())
+        .unwrap_or_else(|e| panic!("our own output does not read back: {e}"));
+    assert!(again.to_yaml().expose() == first.expose());
+    assert!(first.expose().contains("\n? \""));
+
+    let name = "c".repeat(1500);
+    let ctx = talosconfig::Context::issued(b"ca", b"crt", None, vec!["e".into()], vec![]);
+    let merged = talosconfig::merge(Config::default(), &name, ctx, false).unwrap();
+    let text = merged.to_yaml();
+    let read = Config::from_yaml(text.expose().as_bytes())
+        .unwrap_or_else(|e| panic!("a long context name does not read back: {e}"));
+    assert!(read.contexts.contains_key(&name));
+    assert_eq!(read.context, name);
+}
+
 /// talosconfig: a tag written with a percent escape (`!endp61%219…`) came back as a tag with a
 /// `!` inside, which does not parse. Only plain tags are written back now.
 #[test]
