@@ -524,8 +524,9 @@ impl HsmKey {
         })
     }
 
-    /// Signs a fixed message (and so checks it, see [`HsmKey::try_sign`]): for `hsm check`, which
-    /// otherwise signs nothing.
+    /// Signs a fixed message, checked like every signature against the public key object (a
+    /// mismatched pair gives [`HsmError::SignatureMismatch`]): for `hsm check`, which otherwise
+    /// signs nothing.
     pub fn self_test(&self) -> Result<(), HsmError> {
         self.try_sign(b"talvault-hsm: test signature").map(drop)
     }
