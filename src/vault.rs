@@ -864,7 +864,7 @@ impl Vault {
     /// The id and parents every event of the environment states: all that is needed to find the
     /// heads a new event names (`audit verify` checks the rest). Read month by month through the
     /// record cache (`store::index`), so only events added since the cache was built are read;
-    /// before, every command read every event file (27 us each).
+    /// before, every command read every event file (27 µs each).
     fn audit_links(
         &self,
         name: &EnvName,

@@ -1,7 +1,8 @@
-//! EDGE: reads every record file of one directory (`certs/`, `revocations/`) as one-line
-//! summaries, with a local cache so that an environment with 100,000 certificates does not parse
-//! 100,000 YAML files on every `status`. It must not decide what a record means (the caller's
-//! `summarise` does) or write anything inside the versioned vault.
+//! EDGE: reads every record file of one directory (`certs/`, `revocations/`, an audit month
+//! directory) as one-line summaries, with a local cache so that an environment with 100,000
+//! certificates does not parse 100,000 YAML files on every `status`, nor every command read
+//! every audit event to find the parents of its own. It must not decide what a record means
+//! (the caller's `summarise` does) or write anything inside the versioned vault.
 //!
 //! The cache lives in `.cache/` at the vault root, which carries its own `.gitignore` (`*`), so
 //! it never reaches git. Records are append-only and never rewritten in place (`store::fs` writes
