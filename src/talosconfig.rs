@@ -596,13 +596,19 @@ impl Writer {
     /// past the limit once escaped, and the file no longer read).
     fn put_key(&mut self, col: usize, rendered: &str) {
         if rendered.len() > IMPLICIT_KEY_MAX {
-            self.put("? ");
-            self.put(rendered);
-            self.put("\n");
-            self.indent(col);
+            self.put_explicit_key(col, rendered);
         } else {
             self.put(rendered);
+            self.put(":");
         }
+    }
+
+    /// `? KEY`, then `:` on the next line at column `col`.
+    fn put_explicit_key(&mut self, col: usize, rendered: &str) {
+        self.put("? ");
+        self.put(rendered);
+        self.put("\n");
+        self.indent(col);
         self.put(":");
     }
 
@@ -692,11 +698,7 @@ impl Writer {
                 // `[]` it collided with the next such key (fuzz finding 9).
                 let mut flow = Zeroizing::new(String::new());
                 flow_node(&mut flow, key);
-                self.put("? ");
-                self.put(&flow);
-                self.put("\n");
-                self.indent(col);
-                self.put(":");
+                self.put_explicit_key(col, &flow);
             } else {
                 let rendered = Zeroizing::new(value_scalar(key).into_owned());
                 self.put_key(col, &rendered);
