@@ -143,6 +143,21 @@ impl Token {
     }
 
     /// Runs pkcs11-tool on this token, logged in.
+    /// A signing key pair made by pkcs11-tool (not by talvault), as an operator would.
+    fn keypair_by_pkcs11_tool(&self, key_type: &str, label: &str, id: &str) {
+        let out = self.pkcs11_tool(&[
+            "--keypairgen",
+            "--key-type",
+            key_type,
+            "--label",
+            label,
+            "--id",
+            id,
+            "--usage-sign",
+        ]);
+        assert!(out.status.success());
+    }
+
     fn pkcs11_tool(&self, args: &[&str]) -> Output {
         let out = Command::new("pkcs11-tool")
             .arg("--module")
@@ -371,19 +386,8 @@ fn a_mismatched_pair_never_signs() {
         if !have("pkcs11-tool") {
             return;
         }
-        for (label, id) in [("mine", "01"), ("other", "02")] {
-            let out = t.pkcs11_tool(&[
-                "--keypairgen",
-                "--key-type",
-                "EC:prime256v1",
-                "--label",
-                label,
-                "--id",
-                id,
-                "--usage-sign",
-            ]);
-            assert!(out.status.success());
-        }
+        t.keypair_by_pkcs11_tool("EC:prime256v1", "mine", "01");
+        t.keypair_by_pkcs11_tool("EC:prime256v1", "other", "02");
         let other_public = t.dir.join("other.der");
         let other = other_public.to_str().unwrap();
         for args in [
@@ -458,17 +462,7 @@ fn keys_made_by_pkcs11_tool_open_by_uri() {
                 ("EC:prime256v1", "ext-p256", "0a0b"),
                 ("EC:edwards25519", "ext-ed", "0c0d"),
             ] {
-                let out = t.pkcs11_tool(&[
-                    "--keypairgen",
-                    "--key-type",
-                    key_type,
-                    "--label",
-                    label,
-                    "--id",
-                    id,
-                    "--usage-sign",
-                ]);
-                assert!(out.status.success());
+                t.keypair_by_pkcs11_tool(key_type, label, id);
             }
             // By label, by id, by both: the same key.
             let by_label = HsmKey::open(&t.uri("object=ext-p256"), &opts()).unwrap();
@@ -860,34 +854,8 @@ fn missing_ambiguous_and_existing_keys_are_reported() {
             if have("pkcs11-tool") {
                 // Two keys under one label (only another tool can make that): ambiguous by label,
                 // each still reachable by id.
-                assert!(
-                    t.pkcs11_tool(&[
-                        "--keypairgen",
-                        "--key-type",
-                        "EC:prime256v1",
-                        "--label",
-                        "twin",
-                        "--id",
-                        "11",
-                        "--usage-sign"
-                    ])
-                    .status
-                    .success()
-                );
-                assert!(
-                    t.pkcs11_tool(&[
-                        "--keypairgen",
-                        "--key-type",
-                        "EC:prime256v1",
-                        "--label",
-                        "twin",
-                        "--id",
-                        "12",
-                        "--usage-sign"
-                    ])
-                    .status
-                    .success()
-                );
+                t.keypair_by_pkcs11_tool("EC:prime256v1", "twin", "11");
+                t.keypair_by_pkcs11_tool("EC:prime256v1", "twin", "12");
                 let e = HsmKey::open(&t.uri("object=twin"), &opts()).unwrap_err();
                 assert_eq!(
                     e,
