@@ -17,7 +17,9 @@ use x509_parser::revocation_list::CertificateRevocationList;
 
 use crate::issue::{apid_check, from_talosconfig, have_go};
 use crate::issuing::Env;
-use crate::support::{assert_matches, have, talvault_env};
+use crate::support::{
+    assert_crl_verifies, assert_matches, have, openssl, talvault_env, verify_with_crl,
+};
 
 /// The SoftHSM module list and token setup the hsm crate's tests and benchmark use.
 #[path = "../../hsm/tests/common/mod.rs"]
@@ -241,22 +243,6 @@ fn json(out: &str) -> serde_json::Value {
     serde_json::from_str(out).unwrap_or_else(|e| panic!("{e}: {out}"))
 }
 
-fn openssl(args: &[&str], dir: &Path) -> (bool, String) {
-    let o = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    (
-        o.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        ),
-    )
-}
-
 /// The CRL number of a PEM CRL file, read with x509-parser, as (length, big-endian bytes): that
 /// orders like the number (no leading zero bytes).
 fn crl_number(path: &Path) -> (usize, Vec<u8>) {
@@ -453,37 +439,10 @@ fn issuer_in_the_token_end_to_end(algorithm: &str) {
         "{out}"
     );
     let crl_path = format!("v/{crl_rel}");
-    let (ok, text) = openssl(
-        &[
-            "crl",
-            "-in",
-            &crl_path,
-            "-CAfile",
-            "issuer.pem",
-            "-noout",
-            "-verify",
-        ],
-        dir,
-    );
-    assert!(ok && text.contains("verify OK"), "{text}");
-    let crl_check = |leaf: &str| {
-        openssl(
-            &[
-                "verify",
-                "-x509_strict",
-                "-crl_check",
-                "-CRLfile",
-                &crl_path,
-                "-CAfile",
-                "issuer.pem",
-                leaf,
-            ],
-            dir,
-        )
-    };
-    let (ok, text) = crl_check("alice.pem");
+    assert_crl_verifies(dir, &crl_path, "issuer.pem");
+    let (ok, text) = verify_with_crl(dir, &crl_path, "issuer.pem", "alice.pem");
     assert!(!ok && text.contains("certificate revoked"), "{text}");
-    let (ok, text) = crl_check("bob.pem");
+    let (ok, text) = verify_with_crl(dir, &crl_path, "issuer.pem", "bob.pem");
     assert!(ok && text.contains("bob.pem: OK"), "{text}");
     let first = crl_number(&h.env.path(&crl_path));
 
@@ -496,19 +455,7 @@ fn issuer_in_the_token_end_to_end(algorithm: &str) {
             )),
         "{out}"
     );
-    let (ok, text) = openssl(
-        &[
-            "crl",
-            "-in",
-            "c.pem",
-            "-CAfile",
-            "issuer.pem",
-            "-noout",
-            "-verify",
-        ],
-        dir,
-    );
-    assert!(ok && text.contains("verify OK"), "{text}");
+    assert_crl_verifies(dir, "c.pem", "issuer.pem");
     assert!(crl_number(&h.env.path("c.pem")) > first);
 
     // The private key cannot be read out of the token, and the token says why.

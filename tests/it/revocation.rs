@@ -2,13 +2,12 @@
 //! independent verifiers: a Go apid-style TLS handshake (tests/go/apid-check), `openssl crl`,
 //! `openssl verify -crl_check`, and x509-parser.
 
-use std::process::Command;
-
 use x509_parser::prelude::{FromDer, ParsedExtension, X509Certificate};
 use x509_parser::revocation_list::CertificateRevocationList;
 
 use crate::issue::{apid_check, from_talosconfig, have_go};
 use crate::issuing::Env;
+use crate::support::{assert_crl_verifies, openssl, verify_with_crl};
 
 fn tools() -> bool {
     crate::support::have("age-keygen") && crate::support::have("openssl") && have_go()
@@ -38,22 +37,6 @@ fn created_id(out: &str) -> String {
         .and_then(|r| r.split_whitespace().next())
         .unwrap_or_else(|| panic!("{out}"))
         .to_owned()
-}
-
-fn openssl(args: &[&str], dir: &std::path::Path) -> (bool, String) {
-    let o = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    (
-        o.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        ),
-    )
 }
 
 #[test]
@@ -204,44 +187,10 @@ fn issuer_cycle_cuts_access_and_crls_verify() {
     std::fs::write(env.path("alice.pem"), &crt).unwrap();
     let (bob_crt, _, _) = from_talosconfig(&std::fs::read_to_string(env.path("bob.tc")).unwrap());
     std::fs::write(env.path("bob.pem"), &bob_crt).unwrap();
-    let (ok, text) = openssl(
-        &[
-            "crl",
-            "-in",
-            &crl_path,
-            "-CAfile",
-            "issuer.pem",
-            "-noout",
-            "-verify",
-        ],
-        dir,
-    );
-    assert!(ok && text.contains("verify OK"), "{text}");
-    let (ok, text) = openssl(
-        &[
-            "verify",
-            "-crl_check",
-            "-CRLfile",
-            &crl_path,
-            "-CAfile",
-            "issuer.pem",
-            "alice.pem",
-        ],
-        dir,
-    );
+    assert_crl_verifies(dir, &crl_path, "issuer.pem");
+    let (ok, text) = verify_with_crl(dir, &crl_path, "issuer.pem", "alice.pem");
     assert!(!ok && text.contains("certificate revoked"), "{text}");
-    let (ok, text) = openssl(
-        &[
-            "verify",
-            "-crl_check",
-            "-CRLfile",
-            &crl_path,
-            "-CAfile",
-            "issuer.pem",
-            "bob.pem",
-        ],
-        dir,
-    );
+    let (ok, text) = verify_with_crl(dir, &crl_path, "issuer.pem", "bob.pem");
     assert!(ok, "{text}");
 
     // x509-parser: entries, reason, number, AKI = issuer SKI, signature.

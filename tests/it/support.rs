@@ -1,6 +1,6 @@
 //! Shared helpers: locating test vectors, requiring external tools.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// `../shared/testdata/talos` beside the project (the upstream vectors), or `TALVAULT_TESTDATA`.
@@ -124,4 +124,48 @@ pub fn snapshot(name: &str, actual: &str) {
         )
     });
     assert_matches(&expected, actual);
+}
+
+/// `openssl ARGS…` run in `dir`: whether it succeeded, and its stdout and stderr together.
+pub fn openssl(args: &[&str], dir: &Path) -> (bool, String) {
+    let o = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    (
+        o.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+    )
+}
+
+/// `openssl crl -verify` of the PEM CRL `crl` against the CA certificate `ca` (paths relative to
+/// `dir`): must print "verify OK".
+pub fn assert_crl_verifies(dir: &Path, crl: &str, ca: &str) {
+    let (ok, text) = openssl(
+        &["crl", "-in", crl, "-CAfile", ca, "-noout", "-verify"],
+        dir,
+    );
+    assert!(ok && text.contains("verify OK"), "{text}");
+}
+
+/// `openssl verify -x509_strict -crl_check` of `leaf` under `ca` with the CRL `crl`.
+pub fn verify_with_crl(dir: &Path, crl: &str, ca: &str, leaf: &str) -> (bool, String) {
+    openssl(
+        &[
+            "verify",
+            "-x509_strict",
+            "-crl_check",
+            "-CRLfile",
+            crl,
+            "-CAfile",
+            ca,
+            leaf,
+        ],
+        dir,
+    )
 }
