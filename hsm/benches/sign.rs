@@ -25,6 +25,10 @@ use ring::signature::{self, EcdsaKeyPair, Ed25519KeyPair};
 use talvault_hsm::{HsmKey, KeyAlgorithm, OpenOptions, Pkcs11Uri};
 
 #[path = "../tests/common/mod.rs"]
+#[allow(
+    dead_code,
+    reason = "the tests' helpers for pkcs11-spy are not needed here"
+)]
 mod common;
 
 const LABEL: &str = "talvault-bench";

@@ -35,25 +35,6 @@ const SO_PIN: &str = "5678";
 /// Set in the child: the test's directory (SoftHSM conf, tokens, PIN file).
 const CHILD: &str = "TALVAULT_HSM_TEST_DIR";
 
-const SPY_MODULES: &[&str] = &[
-    "/usr/lib/x86_64-linux-gnu/pkcs11/pkcs11-spy.so",
-    "/usr/lib/aarch64-linux-gnu/pkcs11/pkcs11-spy.so",
-    "/usr/lib64/pkcs11/pkcs11-spy.so",
-    "/usr/lib/pkcs11/pkcs11-spy.so",
-];
-
-fn first_existing(candidates: &[&str], what: &str) -> PathBuf {
-    candidates
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-        .unwrap_or_else(|| {
-            panic!(
-                "{what} not found at {candidates:?} (apt-get install softhsm2 opensc; .ci/run does)"
-            )
-        })
-}
-
 /// The SoftHSM2 module; its absence fails the test (the test only runs with cfg(softhsm)).
 fn softhsm_module() -> PathBuf {
     common::softhsm_module().unwrap_or_else(|| {
@@ -124,7 +105,7 @@ impl Token {
     /// A URI for `object` through pkcs11-spy, with the PIN read from `pin_file` in the test
     /// directory. For tests run with [`SPY`].
     fn spy_uri(&self, pin_file: &str, object: &str) -> Pkcs11Uri {
-        let spy = first_existing(SPY_MODULES, "pkcs11-spy (OpenSC)");
+        let spy = common::first_existing(common::SPY_MODULES, "pkcs11-spy (OpenSC)");
         let path = if object.is_empty() {
             String::new()
         } else {

@@ -31,14 +31,6 @@ const SO_PIN: &str = "5678";
 /// The wrong PIN's tail, which must appear in no output.
 const WRONG_PIN_TAIL: &str = "7391";
 
-/// pkcs11-spy (OpenSC) logs every PKCS#11 call of the module behind it.
-const SPY_MODULES: &[&str] = &[
-    "/usr/lib/x86_64-linux-gnu/pkcs11/pkcs11-spy.so",
-    "/usr/lib/aarch64-linux-gnu/pkcs11/pkcs11-spy.so",
-    "/usr/lib64/pkcs11/pkcs11-spy.so",
-    "/usr/lib/pkcs11/pkcs11-spy.so",
-];
-
 /// A library that exists everywhere and is not a PKCS#11 module.
 const NOT_PKCS11: &[&str] = &[
     "/lib/x86_64-linux-gnu/libz.so.1",
@@ -49,16 +41,6 @@ const NOT_PKCS11: &[&str] = &[
     "/lib/aarch64-linux-gnu/libm.so.6",
     "/usr/lib64/libm.so.6",
 ];
-
-fn first_existing(candidates: &[&str], what: &str) -> String {
-    candidates
-        .iter()
-        .find(|p| Path::new(p).exists())
-        .unwrap_or_else(|| {
-            panic!("{what} not found at {candidates:?} (apt-get install softhsm2 opensc)")
-        })
-        .to_string()
-}
 
 /// What every test here needs: age for the vault, SoftHSM2 and pkcs11-tool for the token.
 fn token_tools() -> bool {
@@ -573,7 +555,9 @@ fn a_wrong_pin_is_one_login_attempt_and_changes_nothing() {
     let right_pin = h.file("pin");
 
     // Through pkcs11-spy, to count the C_Login calls one talvault process makes.
-    let spy = first_existing(SPY_MODULES, "pkcs11-spy (OpenSC)");
+    let spy = common::first_existing(common::SPY_MODULES, "pkcs11-spy (OpenSC)")
+        .display()
+        .to_string();
     let log = h.dir.path().join("spy.log");
     let log_text = log.display().to_string();
     let spy_env = [
@@ -672,7 +656,9 @@ fn module_token_key_and_uri_faults_change_nothing() {
         "error: no PKCS#11 module found; tried /nonexistent/libvendor-pkcs11.so\n\
          hint: add ?module-path=/path/to/module.so (or ?module-name=NAME for a module registered with p11-kit) to the URI\n",
     );
-    let lib = first_existing(NOT_PKCS11, "zlib or libm");
+    let lib = common::first_existing(NOT_PKCS11, "zlib or libm")
+        .display()
+        .to_string();
     refused(
         "not a PKCS#11 module",
         create(&h.uri_with("object=ca", &lib, "pin")),

@@ -7,6 +7,27 @@ use std::process::Command;
 /// Candidate paths of the SoftHSM2 module, in order.
 pub const SOFTHSM_MODULES: &[&str] = include!("softhsm_modules.rs");
 
+/// pkcs11-spy (OpenSC), which logs every PKCS#11 call of the module behind it.
+pub const SPY_MODULES: &[&str] = &[
+    "/usr/lib/x86_64-linux-gnu/pkcs11/pkcs11-spy.so",
+    "/usr/lib/aarch64-linux-gnu/pkcs11/pkcs11-spy.so",
+    "/usr/lib64/pkcs11/pkcs11-spy.so",
+    "/usr/lib/pkcs11/pkcs11-spy.so",
+];
+
+/// The first of `candidates` that exists; none fails the test (`what` names it).
+pub fn first_existing(candidates: &[&str], what: &str) -> PathBuf {
+    candidates
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .unwrap_or_else(|| {
+            panic!(
+                "{what} not found at {candidates:?} (apt-get install softhsm2 opensc; .ci/run does)"
+            )
+        })
+}
+
 /// The installed SoftHSM2 module, if any.
 pub fn softhsm_module() -> Option<PathBuf> {
     SOFTHSM_MODULES
