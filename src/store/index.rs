@@ -327,16 +327,21 @@ mod tests {
         out
     }
 
-    #[test]
-    fn cache_is_reused_and_follows_changes() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path();
-        let rel = Path::new("envs/prod/revocations");
+    /// `rel` below `root` with revocation records 01 and 02.
+    fn two_records(root: &Path, rel: &Path) {
         fs::ensure_dir(root, rel, Mode::Public).unwrap();
         for s in ["01", "02"] {
             let path = root.join(rel).join(format!("{s}.yaml"));
             fs::write_atomic(&path, entry(s).as_bytes(), Mode::Public).unwrap();
         }
+    }
+
+    #[test]
+    fn cache_is_reused_and_follows_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let rel = Path::new("envs/prod/revocations");
+        two_records(root, rel);
         let serials = |mut v: Vec<RevokedEntry>| {
             v.sort_by(|a, b| a.serial.cmp(&b.serial));
             v.into_iter().map(|e| e.serial).collect::<Vec<_>>()
@@ -380,11 +385,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         let rel = Path::new("envs/prod/revocations");
-        fs::ensure_dir(root, rel, Mode::Public).unwrap();
-        for s in ["01", "02"] {
-            let path = root.join(rel).join(format!("{s}.yaml"));
-            fs::write_atomic(&path, entry(s).as_bytes(), Mode::Public).unwrap();
-        }
+        two_records(root, rel);
         let (_, update) = scan(root, rel, "prod/revocations", YAML_RECORDS, parse).unwrap();
         save(root, &update.unwrap());
         // Pretend the cache was built three seconds after the directory's last change.

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use age::secrecy::ExposeSecret as _;
 use talvault::audit::{self, EventBody, EventId};
 
-use crate::support::{assert_matches, talvault_env};
+use crate::support::{assert_matches, only_issuer, talvault_env};
 
 const CASES: &str = "tests/catalogue/cases.txt";
 
@@ -268,14 +268,7 @@ fn fixture() -> &'static Fixture {
         ]);
         // stage signs with an issuer: one active issuer ({ISSUER}) and one certificate under it.
         ok(&["--vault", "v", "issuer", "create", "stage"]);
-        let issuer = std::fs::read_dir(base.join("v/envs/stage/issuers"))
-            .unwrap()
-            .next()
-            .unwrap()
-            .unwrap()
-            .file_name()
-            .to_string_lossy()
-            .into_owned();
+        let issuer = only_issuer(&base.join("v/envs/stage/issuers"));
         ok(&["--vault", "v", "issuer", "activate", "stage", &issuer]);
         ok(&[
             "--vault",

@@ -169,3 +169,13 @@ pub fn verify_with_crl(dir: &Path, crl: &str, ca: &str, leaf: &str) -> (bool, St
         dir,
     )
 }
+
+/// The id of the only issuer in `issuers_dir` (`v/envs/ENV/issuers`), for tests that made one.
+pub fn only_issuer(issuers_dir: &Path) -> String {
+    let ids: Vec<String> = std::fs::read_dir(issuers_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    ids.into_iter().next().unwrap()
+}

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{assert_matches, have, snapshot, talvault_env};
+use crate::support::{assert_matches, have, only_issuer, snapshot, talvault_env};
 
 /// A private directory for one test: the working directory holds `home/`, `tmp/` and the vault
 /// `v/`; every process (ours and the tools) gets HOME and TMPDIR inside it.
@@ -544,14 +544,7 @@ fn canary_no_plaintext_outside_the_export_file() {
     );
     // An issuer: its key sealed beside the bundle; issue, revoke and a CRL use it.
     step(&["--vault", "v", "issuer", "create", "prod"], &[], 0);
-    let issuer_id = std::fs::read_dir(s.path("v/envs/prod/issuers"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .file_name()
-        .to_string_lossy()
-        .into_owned();
+    let issuer_id = only_issuer(&s.path("v/envs/prod/issuers"));
     step(
         &["--vault", "v", "issuer", "activate", "prod", &issuer_id],
         &[],
