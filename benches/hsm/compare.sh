@@ -70,10 +70,14 @@ done
 
 export BENCH_BIN="$bin" BENCH_PIN="$work/pin" BENCH_TOOL="$TOOL" BENCH_RUNS="$RUNS"
 export BENCH_ROUNDS="$ROUNDS" BENCH_WORK="$work" BENCH_ALGS="${algorithms[*]}"
+export BENCH_LIB="$repo/benches"
 export BENCH_CHECK_URI="pkcs11:token=bench;object=hsm-ed25519?module-path=$module&pin-source=$work/pin"
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 python3 - <<'PY'
-import json, os, resource, shlex, statistics, subprocess, time
+import os, shlex, statistics, sys
+sys.dont_write_bytecode = True  # no __pycache__ in the repository
+sys.path.insert(0, os.environ["BENCH_LIB"])
+import interleave
 
 bin_, pin, tool = os.environ["BENCH_BIN"], os.environ["BENCH_PIN"], os.environ["BENCH_TOOL"]
 runs, rounds = int(os.environ["BENCH_RUNS"]), int(os.environ["BENCH_ROUNDS"])
@@ -87,39 +91,7 @@ for alg in algs:
 commands["check"] = f"{bin_} hsm check {shlex.quote(os.environ['BENCH_CHECK_URI'])}"
 commands["version"] = f"{bin_} --version"
 names = list(commands)
-times = {n: [] for n in names}
-cpu = {n: [] for n in names}  # user + system seconds (hyperfine: mean per round)
-
-if tool == "hyperfine":
-    per_round = -(-runs // rounds)
-    for r in range(rounds):
-        k = r % len(names)
-        order = names[k:] + names[:k]
-        out = os.path.join(os.environ["BENCH_WORK"], f"round{r}.json")
-        # -N: no intermediate shell; hyperfine sends output to /dev/null (not a terminal).
-        run = subprocess.run(["hyperfine", "-N", "--style", "none", "--warmup", "3",
-                              "--runs", str(per_round), "--export-json", out]
-                             + [commands[n] for n in order], stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE, text=True, check=False)
-        if run.returncode != 0:  # its warnings (outliers, caches) are noise; errors are not
-            raise SystemExit(f"hyperfine failed:\n{run.stderr}")
-        for res in json.load(open(out))["results"]:
-            name = next(n for n in names if commands[n] == res["command"])
-            times[name].extend(res["times"])
-            cpu[name].append(res["user"] + res["system"])
-else:
-    argv = {n: shlex.split(c) for n, c in commands.items()}
-    for i in range(runs + 3):  # round-robin, order rotated each iteration, 3 warm-up rounds
-        for n in names[i % len(names):] + names[:i % len(names)]:
-            r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-            t0 = time.perf_counter()
-            subprocess.run(argv[n], check=True, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL)
-            t1 = time.perf_counter()
-            r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-            if i >= 3:
-                times[n].append(t1 - t0)
-                cpu[n].append(r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime)
+times, cpu = interleave.measure(commands, runs, rounds, tool, os.environ["BENCH_WORK"])
 
 ms = lambda s: s * 1000
 med = {n: statistics.median(times[n]) for n in names}

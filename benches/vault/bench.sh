@@ -4,6 +4,7 @@
 # A benchmark, not a test: it never fails on slow numbers. See README.md beside it.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+repo=$PWD
 
 RUNS=${RUNS:-60}     # runs per command (at least 30)
 ROUNDS=${ROUNDS:-6}  # hyperfine rounds, command order rotated each round
@@ -36,8 +37,12 @@ cd "$work/v"
 
 export BENCH_BIN="$bin" BENCH_KEY="$work/key.txt" BENCH_TOOL="$TOOL" BENCH_RUNS="$RUNS"
 export BENCH_ROUNDS="$ROUNDS" BENCH_WORK="$work" BENCH_SCALE="$SCALE"
+export BENCH_LIB="$repo/benches"
 python3 - <<'PY'
-import json, os, resource, statistics, subprocess, time
+import json, os, statistics, subprocess, sys
+sys.dont_write_bytecode = True  # no __pycache__ in the repository
+sys.path.insert(0, os.environ["BENCH_LIB"])
+import interleave
 
 bin_, key, tool = os.environ["BENCH_BIN"], os.environ["BENCH_KEY"], os.environ["BENCH_TOOL"]
 runs, rounds = int(os.environ["BENCH_RUNS"]), int(os.environ["BENCH_ROUNDS"])
@@ -47,23 +52,7 @@ commands = {
     "show": f"{bin_} env show prod",
 }
 names = list(commands)
-times = {n: [] for n in names}
-cpu = {n: [] for n in names}  # user + system seconds (hyperfine: mean per round)
 argv = {n: c.split() for n, c in commands.items()}
-
-def loop(which, runs, into, cpu_into=None):
-    """Runs the commands round-robin (order rotated each iteration) after 3 warm-up rounds."""
-    for i in range(runs + 3):
-        for n in which[i % len(which):] + which[:i % len(which)]:
-            r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-            t0 = time.perf_counter()
-            subprocess.run(argv[n], check=True, stdout=subprocess.DEVNULL)
-            t1 = time.perf_counter()
-            r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-            if i >= 3:
-                into[n].append(t1 - t0)
-                if cpu_into is not None:
-                    cpu_into[n].append(r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime)
 
 def events():
     out = subprocess.run([bin_, "env", "show", "prod", "-o", "json"], check=True,
@@ -71,24 +60,7 @@ def events():
     return json.loads(out)["audit_events"]
 
 events_before = events()
-if tool == "hyperfine":
-    per_round = -(-runs // rounds)
-    for r in range(rounds):
-        order = names[r % 3:] + names[:r % 3]
-        out = os.path.join(os.environ["BENCH_WORK"], f"round{r}.json")
-        # -N: no intermediate shell; hyperfine sends output to /dev/null (not a terminal).
-        run = subprocess.run(["hyperfine", "-N", "--style", "none", "--warmup", "3",
-                        "--runs", str(per_round), "--export-json", out]
-                       + [commands[n] for n in order], stdout=subprocess.DEVNULL,
-                       stderr=subprocess.PIPE, text=True, check=False)
-        if run.returncode != 0:  # its warnings (outliers, caches) are noise; errors are not
-            raise SystemExit(f"hyperfine failed:\n{run.stderr}")
-        for res in json.load(open(out))["results"]:
-            name = next(n for n in names if commands[n] == res["command"])
-            times[name].extend(res["times"])
-            cpu[name].append(res["user"] + res["system"])
-else:
-    loop(names, runs, times, cpu)
+times, cpu = interleave.measure(commands, runs, rounds, tool, os.environ["BENCH_WORK"])
 
 ms = lambda s: s * 1000
 med = {n: statistics.median(times[n]) for n in names}
@@ -109,13 +81,14 @@ print(f"ratio export/age: {ratio:.2f}")
 print(f"targets: export median < 10 ms: {'met' if ms(med['export']) < 10 else 'MISSED'}; "
       f"export within 1.5x of age -d: {'met' if ratio <= 1.5 else 'MISSED'}")
 
-# Every export reads the environment's audit events to find the heads: cost grows with them.
+# How the cost of an export grows with the environment's audit events (each export finds their
+# heads, through the record cache).
 scale = int(os.environ["BENCH_SCALE"])
 if scale > events():
     for _ in range(scale - events()):
         subprocess.run(argv["export"], check=True, stdout=subprocess.DEVNULL)
     grown = {"export": [], "age": []}
-    loop(["export", "age"], 30, grown)
+    interleave.loop(argv, ["export", "age"], 30, grown)
     e, a = statistics.median(grown["export"]), statistics.median(grown["age"])
     print(f"with {scale} audit events (python3 loop, 30 runs each): export median {ms(e):.2f}ms, "
           f"age -d {ms(a):.2f}ms, ratio {e / a:.2f}")
