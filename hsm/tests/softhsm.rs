@@ -228,17 +228,6 @@ fn verify_with_ring(key: &HsmKey, message: &[u8], signature: &[u8]) {
         .unwrap_or_else(|_| panic!("{} signature does not verify", key.algorithm()));
 }
 
-/// Number of calls to `function` in a pkcs11-spy log (lines like `12: C_Login`).
-fn spy_calls(log: &Path, function: &str) -> usize {
-    let text = std::fs::read_to_string(log).unwrap();
-    text.lines()
-        .filter(|line| {
-            line.split_once(": ")
-                .is_some_and(|(n, f)| n.chars().all(|c| c.is_ascii_digit()) && f.trim() == function)
-        })
-        .count()
-}
-
 #[test]
 #[cfg_attr(
     not(softhsm),
@@ -669,27 +658,31 @@ fn wrong_pin_makes_exactly_one_login_attempt() {
         );
         assert!(e.hint().unwrap().starts_with("one attempt was made"));
         assert!(!format!("{e} {e:?} {}", e.hint().unwrap()).contains("7391"));
-        assert_eq!(spy_calls(&log, "C_Login"), 1, "one open, one C_Login");
+        assert_eq!(
+            common::spy_calls(&log, "C_Login"),
+            1,
+            "one open, one C_Login"
+        );
 
         // The token noticed: CKF_USER_PIN_COUNT_LOW (check() does not log in without an object).
         let token_only = t.spy_uri("wrong-pin", "");
         let report = check(&token_only, &opts()).unwrap();
         assert!(report.token.user_pin_count_low);
-        assert_eq!(spy_calls(&log, "C_Login"), 1);
+        assert_eq!(common::spy_calls(&log, "C_Login"), 1);
 
         // Each open is one attempt, never a loop.
         assert!(matches!(
             HsmKey::open(&uri("wrong-pin", "k"), &opts()),
             Err(HsmError::PinIncorrect { .. })
         ));
-        assert_eq!(spy_calls(&log, "C_Login"), 2);
+        assert_eq!(common::spy_calls(&log, "C_Login"), 2);
 
         // The right PIN works afterwards, and later opens reuse the login.
         let key = HsmKey::generate(&uri("pin", "k"), KeyAlgorithm::Ed25519, &opts()).unwrap();
-        assert_eq!(spy_calls(&log, "C_Login"), 3);
+        assert_eq!(common::spy_calls(&log, "C_Login"), 3);
         let _again = HsmKey::open(&uri("pin", "k"), &opts()).unwrap();
         let _other = HsmKey::generate(&uri("pin", "k2"), KeyAlgorithm::EcdsaP256, &opts()).unwrap();
-        assert_eq!(spy_calls(&log, "C_Login"), 3);
+        assert_eq!(common::spy_calls(&log, "C_Login"), 3);
         verify_with_ring(&key, b"m", &key.sign(b"m").unwrap());
     });
 }
@@ -716,10 +709,10 @@ fn one_login_and_one_session_per_token_per_process() {
                 }
             });
             let log = t.spy_log();
-            assert_eq!(spy_calls(&log, "C_Initialize"), 1);
-            assert_eq!(spy_calls(&log, "C_Login"), 1);
-            assert_eq!(spy_calls(&log, "C_OpenSession"), 1);
-            assert_eq!(spy_calls(&log, "C_CloseSession"), 0);
+            assert_eq!(common::spy_calls(&log, "C_Initialize"), 1);
+            assert_eq!(common::spy_calls(&log, "C_Login"), 1);
+            assert_eq!(common::spy_calls(&log, "C_OpenSession"), 1);
+            assert_eq!(common::spy_calls(&log, "C_CloseSession"), 0);
         },
     );
 }

@@ -528,18 +528,6 @@ fn p256_issuer_in_softhsm_signs_leaves_and_crls_end_to_end() {
 const PIN_INCORRECT: &str = "error: C_Login returned CKR_PIN_INCORRECT for token \"tv\"\n\
     hint: one attempt was made; check the PIN source (pin-source file, TALVAULT_PKCS11_PIN) — repeated failures lock the token\n";
 
-/// Number of calls to `function` in a pkcs11-spy log (lines like `12: C_Login`).
-fn spy_calls(log: &Path, function: &str) -> usize {
-    std::fs::read_to_string(log)
-        .unwrap()
-        .lines()
-        .filter(|line| {
-            line.split_once(": ")
-                .is_some_and(|(n, f)| n.chars().all(|c| c.is_ascii_digit()) && f.trim() == function)
-        })
-        .count()
-}
-
 #[test]
 #[cfg_attr(
     not(softhsm),
@@ -578,8 +566,8 @@ fn a_wrong_pin_is_one_login_attempt_and_changes_nothing() {
         1,
         PIN_INCORRECT,
     );
-    assert_eq!(spy_calls(&log, "C_Login"), 1, "exactly one attempt");
-    assert_eq!(spy_calls(&log, "C_GenerateKeyPair"), 0);
+    assert_eq!(common::spy_calls(&log, "C_Login"), 1, "exactly one attempt");
+    assert_eq!(common::spy_calls(&log, "C_GenerateKeyPair"), 0);
 
     // The token is not locked: the right PIN works at once.
     let id = h.create(&h.uri("object=ca"), &["--generate"]);

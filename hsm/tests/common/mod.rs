@@ -28,6 +28,18 @@ pub fn first_existing(candidates: &[&str], what: &str) -> PathBuf {
         })
 }
 
+/// Number of calls to `function` in a pkcs11-spy log (lines like `12: C_Login`).
+pub fn spy_calls(log: &Path, function: &str) -> usize {
+    std::fs::read_to_string(log)
+        .unwrap()
+        .lines()
+        .filter(|line| {
+            line.split_once(": ")
+                .is_some_and(|(n, f)| n.chars().all(|c| c.is_ascii_digit()) && f.trim() == function)
+        })
+        .count()
+}
+
 /// The installed SoftHSM2 module, if any.
 pub fn softhsm_module() -> Option<PathBuf> {
     SOFTHSM_MODULES
