@@ -287,6 +287,20 @@ fn fixture() -> &'static Fixture {
         // Warm the record caches, as any earlier `status` would have.
         ok(&["--vault", "v", "status"]);
         vars.insert("ISSUER", issuer);
+        // The month directory of prod's first event, as the fixture wrote it: cases that plant
+        // files beside events take it from here, never from the calendar.
+        let events = talvault::store::audit_dir::load_all(&base.join("v/envs/prod")).unwrap();
+        let first = &events.first().expect("the fixture wrote prod events").0;
+        let month_dir = first
+            .rsplit_once('/')
+            .map(|(dir, _)| dir.to_owned())
+            .unwrap();
+        assert!(
+            month_dir.len() == 7 && month_dir.as_bytes()[4] == b'/',
+            "not yyyy/mm: {month_dir}"
+        );
+        vars.insert("MONTH_STAMP", month_dir.replace('/', ""));
+        vars.insert("MONTH_DIR", month_dir);
         // Things outside the vault that hostile links aim at.
         std::fs::write(base.join("outside/precious"), "do not touch\n").unwrap();
         copy_tree(&base.join("v/envs/prod"), &base.join("outside/prod"));

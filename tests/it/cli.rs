@@ -88,12 +88,29 @@ fn validate_and_inspect_outputs() {
     let v = talos_vectors();
     let good = v.join("secrets.yaml");
     let bad = v.join("invalid-secrets.yaml");
+    // A bundle made now validates. (The upstream vector's CAs expire in 2033, and validation
+    // judges expiry at the real clock; that the vector passes every deep check within its
+    // lifetime is vectors::deep_checks_pass_on_upstream_vectors_in_their_lifetime, at a fixed
+    // instant.)
+    let fresh = d.path().join("secrets.yaml");
+    let (code, _, err) = talvault(
+        d.path(),
+        &[
+            "bundle",
+            "generate",
+            "--talos-version",
+            "v1.6",
+            "-o",
+            fresh.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
     let (code, out, _) = talvault(
         d.path(),
         &[
             "bundle",
             "validate",
-            good.to_str().unwrap(),
+            fresh.to_str().unwrap(),
             "--talos-version",
             "v1.6",
         ],
@@ -102,6 +119,16 @@ fn validate_and_inspect_outputs() {
     assert_matches("valid: [..]secrets.yaml (contract v1.6)\n", &out);
     let (code, out, _) = talvault(d.path(), &["bundle", "validate", bad.to_str().unwrap()]);
     assert_eq!(code, 1);
+    // The vector's k8s CA (the only CA Talos accepted in it) ends 2033-05-22T12:14:42Z; from then
+    // on the deeper checks add that it expired (judged at any instant in
+    // vectors::deep_checks_judge_ca_expiry_at_the_given_instant). The rest never changes.
+    let k8s_ended =
+        time::OffsetDateTime::now_utc() > time::macros::datetime!(2033-05-22 12:14:42 UTC);
+    let expired = "error: certs.k8s expired (notAfter May 22 12:14:42 2033 +00:00)\n";
+    assert_eq!(out.contains(expired), k8s_ended, "{out}");
+    let out = out
+        .replace(expired, "")
+        .replace("1 further error,", "0 further errors,");
     snapshot("validate-invalid.stdout", &out);
     let (code, out, _) = talvault(
         d.path(),

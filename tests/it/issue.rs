@@ -327,10 +327,17 @@ pub(crate) fn apid_check(dir: &Path, client_cas: &[&[u8]], crt: &[u8], key: &[u8
         cmd.arg("-ca")
             .arg(write(dir, &format!("client-ca-{i}.pem"), ca));
     }
+    // The node's clock is the test's: under libfaketime that is the faked date, which Go (it
+    // reads the clock without libc) would not see by itself.
+    let now = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
     cmd.arg("-client-cert")
         .arg(write(dir, "client.crt", crt))
         .arg("-client-key")
-        .arg(write(dir, "client.key", key));
+        .arg(write(dir, "client.key", key))
+        .arg("-now")
+        .arg(now);
     let (ok, out) = run(&mut cmd);
     assert!(ok, "apid-check: {out}");
     serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"))
@@ -594,5 +601,81 @@ fn talosconfig_keys_load_in_talvault_as_written() {
             cert.public_key().raw,
             &parsed.public_key_info().unwrap()[..]
         );
+    }
+}
+
+/// Dates from 2050 on are written as GeneralizedTime (RFC 5280 §4.1.2.5: UTCTime through 2049,
+/// GeneralizedTime from 2050), and a validity that straddles the change mixes the two. A bundle
+/// generated and a leaf issued half an hour before 2050 (by the injected clock, no faking) carry
+/// both forms, openssl verifies the leaf at a moment on each side of the change, and x509-parser
+/// reads the instants back exactly.
+#[test]
+fn dates_from_2050_are_generalized_time() {
+    if !have("openssl") {
+        return;
+    }
+    let at = time::macros::datetime!(2049-12-31 23:30:00 UTC);
+    let rng = SystemRandom::new();
+    let contract = VersionContract::parse("v1.6").unwrap();
+    let os = generate::generate(contract, at, &rng)
+        .unwrap()
+        .certs
+        .unwrap()
+        .os
+        .unwrap();
+    let ca = Ca {
+        key: PrivateKey::from_talos_pem(os.key.expose()).unwrap(),
+        pem: os.crt,
+    };
+    let ca_der = keys::pem_decode_first(&ca.pem).unwrap().der;
+    let leaf = issue_leaf(
+        &ca.pem,
+        &ca.key.key_pair().unwrap(),
+        &grant(&[Role::READER]),
+        SubjectKey::Generate,
+        IssueTime::new(at),
+        &rng,
+    )
+    .unwrap();
+    let contains = |der: &[u8], tlv: &[u8]| der.windows(tlv.len()).any(|w| w == tlv);
+    let tlv = |tag: u8, text: &str| [&[tag, text.len() as u8][..], text.as_bytes()].concat();
+    // The CA: notBefore UTCTime in 2049, notAfter GeneralizedTime ten years on.
+    let (_, ca_cert) = X509Certificate::from_der(&ca_der).unwrap();
+    assert!(contains(&ca_der, &tlv(0x17, "491231233000Z")));
+    let ca_end = ca_cert.validity().not_after.to_datetime();
+    assert_eq!(ca_end.year(), 2059);
+    let end_text = format!(
+        "{:04}{:02}{:02}{:02}{:02}{:02}Z",
+        ca_end.year(),
+        u8::from(ca_end.month()),
+        ca_end.day(),
+        ca_end.hour(),
+        ca_end.minute(),
+        ca_end.second()
+    );
+    assert!(contains(&ca_der, &tlv(0x18, &end_text)), "{end_text}");
+    // The leaf (1 h default, backdated 10 s): UTCTime start, GeneralizedTime end.
+    assert!(contains(&leaf.cert_der, &tlv(0x17, "491231232950Z")));
+    assert!(contains(&leaf.cert_der, &tlv(0x18, "20500101003000Z")));
+    let (_, cert) = X509Certificate::from_der(&leaf.cert_der).unwrap();
+    assert_eq!(
+        cert.validity().not_after.to_datetime(),
+        time::macros::datetime!(2050-01-01 00:30:00 UTC)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    for (moment, ok) in [
+        (at, true),
+        (time::macros::datetime!(2050-01-01 00:15:00 UTC), true),
+        (time::macros::datetime!(2050-01-01 00:31:00 UTC), false),
+    ] {
+        let ca_file = write(dir.path(), "ca.pem", &ca.pem);
+        let leaf_file = write(dir.path(), "leaf.pem", &leaf.cert_pem);
+        let (verified, out) = run(Command::new("openssl")
+            .args(["verify", "-x509_strict", "-purpose", "sslclient", "-attime"])
+            .arg(moment.unix_timestamp().to_string())
+            .arg("-CAfile")
+            .arg(&ca_file)
+            .arg(&leaf_file));
+        assert_eq!(verified, ok, "at {moment}: {out}");
     }
 }

@@ -79,3 +79,31 @@ fn deep_checks_pass_on_upstream_vectors_in_their_lifetime() {
         assert!(findings.is_empty(), "{name}: {findings:?}");
     }
 }
+
+/// Expiry is judged at the instant given, so the same vector is fine in its lifetime, warned
+/// about in its last 30 days, and an error after it (the CAs end 2033-05-22T12:14:42Z).
+#[test]
+fn deep_checks_judge_ca_expiry_at_the_given_instant() {
+    use talvault::bundle::validate::Severity;
+    use time::macros::datetime;
+    let b = SecretsBundle::from_yaml(&vector("secrets.yaml")).unwrap();
+    let c = VersionContract::parse("v1.6").unwrap();
+    let at = |t| talvault::bundle::validate::deep_findings(&b, c, t);
+    assert!(at(datetime!(2033-04-01 00:00:00 UTC)).is_empty());
+    let late = at(datetime!(2033-05-10 00:00:00 UTC));
+    assert_eq!(late.len(), 4, "{late:?}");
+    assert!(late.iter().all(
+        |f| f.severity == Severity::Warning && f.message.starts_with("expires within 30 days")
+    ));
+    let after = at(datetime!(2033-05-22 12:14:43 UTC));
+    assert_eq!(after.len(), 4, "{after:?}");
+    assert!(after.iter().all(|f| f.severity == Severity::Error
+        && f.message == "expired (notAfter May 22 12:14:42 2033 +00:00)"));
+    let before = at(datetime!(2023-05-25 12:14:41 UTC));
+    assert!(
+        before
+            .iter()
+            .all(|f| f.message.starts_with("not valid yet")),
+        "{before:?}"
+    );
+}

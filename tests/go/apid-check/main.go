@@ -9,7 +9,11 @@
 // (Subject.Organization of the leaf, trimmed, empty values skipped, sorted: role.Parse), and
 // the server-side error. It must not be used for anything but tests.
 //
-// Usage: apid-check -ca os-ca.pem [-ca other.pem] -client-cert crt.pem -client-key key.pem
+// The node's clock is -now (RFC 3339) when given: Go reads the real clock directly, not through
+// libc, so a test run under libfaketime passes the time it sees; both ends of the handshake check
+// validity at that instant.
+//
+// Usage: apid-check -ca os-ca.pem [-ca other.pem] -client-cert crt.pem -client-key key.pem [-now T]
 package main
 
 import (
@@ -80,7 +84,7 @@ func parseRoles(orgs []string) []string {
 	return out
 }
 
-func serverCertificate() (tls.Certificate, *x509.CertPool, error) {
+func serverCertificate(now time.Time) (tls.Certificate, *x509.CertPool, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return tls.Certificate{}, nil, err
@@ -88,8 +92,8 @@ func serverCertificate() (tls.Certificate, *x509.CertPool, error) {
 	tmpl := &x509.Certificate{
 		SerialNumber:          big.NewInt(1),
 		Subject:               pkix.Name{CommonName: "apid-check"},
-		NotBefore:             time.Now().Add(-time.Minute),
-		NotAfter:              time.Now().Add(time.Hour),
+		NotBefore:             now.Add(-time.Minute),
+		NotAfter:              now.Add(time.Hour),
 		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		BasicConstraintsValid: true,
@@ -119,7 +123,17 @@ func main() {
 	flag.Var(&cas, "ca", "PEM file of a CA apid accepts (repeatable)")
 	certFile := flag.String("client-cert", "", "client certificate PEM (talosconfig crt, decoded)")
 	keyFile := flag.String("client-key", "", "client key PEM (talosconfig key, decoded)")
+	nowFlag := flag.String("now", "", "the node's clock, RFC 3339 (default: the real clock)")
 	flag.Parse()
+	now := time.Now()
+	if *nowFlag != "" {
+		parsed, err := time.Parse(time.RFC3339, *nowFlag)
+		if err != nil {
+			fail("-now: %v", err)
+		}
+		now = parsed
+	}
+	clock := func() time.Time { return now }
 	if len(cas) == 0 || *certFile == "" || *keyFile == "" {
 		fail("usage: apid-check -ca FILE [-ca FILE] -client-cert FILE -client-key FILE")
 	}
@@ -150,7 +164,7 @@ func main() {
 		return
 	}
 
-	serverCert, serverPool, err := serverCertificate()
+	serverCert, serverPool, err := serverCertificate(now)
 	if err != nil {
 		fail("server certificate: %v", err)
 	}
@@ -159,6 +173,7 @@ func main() {
 		ClientAuth:            tls.RequireAndVerifyClientCert,
 		ClientCAs:             clientCAs,
 		MinVersion:            tls.VersionTLS13,
+		Time:                  clock,
 		VerifyPeerCertificate: verifyExtKeyUsage,
 	}
 	listener, err := tls.Listen("tcp", "127.0.0.1:0", serverConfig)
@@ -195,6 +210,7 @@ func main() {
 		RootCAs:      serverPool,
 		ServerName:   "127.0.0.1",
 		MinVersion:   tls.VersionTLS13,
+		Time:         clock,
 	}
 	conn, err := tls.Dial("tcp", listener.Addr().String(), clientConfig)
 	if err == nil {
