@@ -10,6 +10,7 @@ pub mod audit;
 pub mod bundle;
 pub mod cli;
 pub mod der;
+pub mod hex;
 pub mod inventory;
 pub mod keys;
 pub mod model;

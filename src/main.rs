@@ -8,7 +8,7 @@ fn main() -> std::process::ExitCode {
     match talvault::cli::run(cli) {
         Ok(code) => std::process::ExitCode::from(code),
         Err(e) => {
-            talvault::process::report(&e);
+            talvault::cli::report(&e);
             std::process::ExitCode::from(e.code)
         }
     }

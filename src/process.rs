@@ -6,8 +6,6 @@
 
 use std::io::Write as _;
 
-use crate::cli::CliError;
-
 /// Disables core dumps (RLIMIT_CORE = 0) so a crash cannot write decrypted secrets to disk.
 pub fn harden() {
     let zero = libc::rlimit {
@@ -17,15 +15,6 @@ pub fn harden() {
     // SAFETY: setrlimit only reads the valid, properly aligned struct passed by reference.
     #[expect(unsafe_code, reason = "setrlimit has no safe std wrapper")]
     let _ = unsafe { libc::setrlimit(libc::RLIMIT_CORE, &zero) };
-}
-
-/// Prints `error: …` and `hint: …` to stderr.
-pub fn report(e: &CliError) {
-    let mut err = std::io::stderr().lock();
-    let _ = writeln!(err, "error: {}", e.message);
-    if let Some(h) = &e.hint {
-        let _ = writeln!(err, "hint: {h}");
-    }
 }
 
 /// Where `program` would be run from: itself when it contains a `/`, else the first executable

@@ -108,6 +108,39 @@ pub fn push_zeroizing(buf: &mut Zeroizing<String>, text: &str) {
     buf.push_str(text);
 }
 
+/// Reads `reader` into a zeroizing buffer of `capacity` bytes, growing (by copying into a fresh
+/// zeroizing buffer, so no unwiped copy is left behind) only up to `limit` bytes.
+/// `read_to_end` would reallocate and leave the old buffers unwiped in freed memory.
+pub fn read_zeroizing<R: std::io::Read>(
+    mut reader: R,
+    capacity: usize,
+    limit: usize,
+) -> std::io::Result<Zeroizing<Vec<u8>>> {
+    let mut buf = Zeroizing::new(vec![0u8; capacity.clamp(1, limit.max(1))]);
+    let mut filled = 0;
+    loop {
+        if filled == buf.len() {
+            if filled >= limit {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("larger than {limit} bytes"),
+                ));
+            }
+            let mut bigger = Zeroizing::new(vec![0u8; (filled * 2).min(limit)]);
+            bigger[..filled].copy_from_slice(&buf[..filled]);
+            buf = bigger;
+        }
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(filled);
+    Ok(buf)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

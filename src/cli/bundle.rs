@@ -1,24 +1,26 @@
-//! EDGE: `talvault bundle generate|validate|inspect`: standalone bundles, like
-//! `talosctl gen secrets` (flag names from siderolabs/talos: cmd/talosctl/cmd/mgmt/gen/secrets.go).
+//! EDGE: `talvault bundle …`: standalone bundles, like `talosctl gen secrets` (flag names from
+//! siderolabs/talos: cmd/talosctl/cmd/mgmt/gen/secrets.go), and an environment's bundle
+//! exported or piped into a command (one service call each).
 #![expect(
     clippy::disallowed_methods,
     reason = "EDGE: reads input files, the clock and the system RNG for the command line"
 )]
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Args, Subcommand};
 use serde::Serialize;
-use zeroize::Zeroizing;
 
-use super::{CliError, ExitCode, output, write_stdout};
-use crate::bundle::import::{self, KubernetesPki};
+use super::error::CliError;
+use super::input::{contract_arg, kubernetes_pki, read_input};
+use super::opts::{Format, Opens, VaultOpts};
+use super::output::{Output, write_stdout};
+use crate::bundle::import;
 use crate::bundle::validate::{Finding, Severity, deep_findings, format_multierror, talos_errors};
-use crate::bundle::{SecretsBundle, VersionContract, generate, inspect};
-use crate::secret::{SecretBytes, SecretText};
-
-/// Largest input file read (a secrets.yaml is about 8 KiB; a machine config under 100 KiB).
-const MAX_INPUT: u64 = 4 << 20;
+use crate::bundle::{SecretsBundle, generate, inspect};
+use crate::secret::SecretText;
+use crate::vault::ExportTo;
 
 /// `talvault bundle …`
 #[derive(Debug, Subcommand)]
@@ -49,15 +51,6 @@ pub enum BundleCommand {
         #[arg(last = true, required = true, value_name = "COMMAND")]
         command: Vec<std::ffi::OsString>,
     },
-}
-
-/// Output format of reports.
-#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
-pub enum Format {
-    /// Human-readable text.
-    Text,
-    /// Stable JSON for scripts.
-    Json,
 }
 
 /// `bundle generate`
@@ -126,88 +119,62 @@ pub struct InspectArgs {
 }
 
 /// Runs a `bundle` subcommand.
-pub fn run(cmd: BundleCommand, vault: &super::vault::VaultOpts) -> Result<ExitCode, CliError> {
+pub fn run(cmd: BundleCommand, o: &VaultOpts) -> Result<u8, CliError> {
     match cmd {
         BundleCommand::Generate(a) => generate_cmd(a),
         BundleCommand::Validate(a) => validate_cmd(a),
         BundleCommand::Inspect(a) => inspect_cmd(a),
         BundleCommand::Export { env, output, force } => {
-            super::vault::export_cmd(&env, output.as_deref(), force, vault)
+            export(&env, output.as_deref().unwrap_or("-"), force, o)
         }
-        BundleCommand::Exec { env, command } => super::vault::exec_cmd(&env, &command, vault),
+        BundleCommand::Exec { env, command } => exec(&env, &command, o),
     }
 }
 
-/// Parses `--talos-version`.
-pub fn contract_arg(v: Option<&str>) -> Result<VersionContract, CliError> {
-    match v {
-        None => Ok(VersionContract::Current),
-        Some(v) => VersionContract::parse(v).map_err(|e| {
-            CliError::new(format!("--talos-version: {e}"))
-                .hint("use a Talos version such as v1.7, 1.11 or v1.14.0")
-                .code(2)
-        }),
-    }
-}
-
-/// Reads a whole input file (bounded), into a wiped buffer.
-pub fn read_input(path: &Path, what: &str) -> Result<Zeroizing<Vec<u8>>, CliError> {
-    let fail = |e: std::io::Error| {
-        let hint = match e.kind() {
-            std::io::ErrorKind::NotFound => "check the path",
-            std::io::ErrorKind::PermissionDenied => "check the file's permissions",
-            _ => "",
-        };
-        let err = CliError::new(format!(
-            "cannot read {what} {}: {}",
-            path.display(),
-            io_reason(&e)
-        ))
-        .code(2);
-        if hint.is_empty() { err } else { err.hint(hint) }
+/// `bundle export ENV [-o FILE] [--force]`
+fn export(env: &str, target: &str, force: bool, o: &VaultOpts) -> Result<u8, CliError> {
+    // Refuse the destination before anything is decrypted or audited.
+    let out = Output::secret(target, force)?;
+    let to = if out.is_stdout() {
+        ExportTo::Stdout
+    } else {
+        ExportTo::File
     };
-    let f = std::fs::File::open(path).map_err(fail)?;
-    let meta = f.metadata().map_err(fail)?;
-    if meta.is_dir() {
+    let v = o.open_vault()?;
+    let plain = v.bundle_export(env, to, &o.context(Opens::Secrets)?)?;
+    out.write(plain.expose())?;
+    Ok(0)
+}
+
+/// `bundle exec ENV -- CMD ARGS…`
+fn exec(env: &str, command: &[OsString], o: &VaultOpts) -> Result<u8, CliError> {
+    let Some((program, args)) = command.split_first() else {
+        return Err(CliError::usage("no command given").hint("talvault bundle exec ENV -- talosctl gen config NAME https://EP:6443 --with-secrets {}"));
+    };
+    if !args.iter().any(|a| a == "{}") {
+        return Err(CliError::usage("no {} argument to replace with the bundle")
+            .hint("put {} where the command expects the secrets file, e.g. --with-secrets {}"));
+    }
+    let shown = program.to_string_lossy().into_owned();
+    // A missing program is refused before the bundle is opened, so no use is audited for it.
+    if crate::process::find_program(program).is_none() {
         return Err(CliError::new(format!(
-            "cannot read {what} {}: is a directory",
-            path.display()
+            "cannot run {shown}: no such executable{}",
+            if shown.contains('/') { "" } else { " in PATH" }
         ))
-        .code(2));
+        .hint("check the command's name, or give its full path")
+        .code(127));
     }
-    let too_large = || {
-        CliError::new(format!(
-            "cannot read {what} {}: larger than {} MiB",
-            path.display(),
-            MAX_INPUT >> 20
-        ))
-        .code(2)
-    };
-    // A regular file's size is known: refuse an oversized one without reading it.
-    if meta.len() > MAX_INPUT {
-        return Err(too_large());
-    }
-    // Pipes and devices are read up to the limit. Growing copies into fresh zeroizing buffers,
-    // so no unwiped copy of a secret input (a passphrase through `<(…)`) is left behind.
-    let limit = MAX_INPUT as usize + 1;
-    match crate::store::age::read_zeroizing(f, meta.len() as usize + 1, limit) {
-        Ok(buf) if buf.len() < limit => Ok(buf),
-        Ok(_) => Err(too_large()),
-        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => Err(too_large()),
-        Err(e) => Err(fail(e)),
-    }
-}
-
-fn io_reason(e: &std::io::Error) -> String {
-    match e.kind() {
-        std::io::ErrorKind::NotFound => "no such file".to_owned(),
-        std::io::ErrorKind::PermissionDenied => "permission denied".to_owned(),
-        _ => e.to_string(),
-    }
+    let v = o.open_vault()?;
+    let ctx = o.context(Opens::Secrets)?;
+    // The vault is consumed: its lock is released before the child runs.
+    let plain = v.bundle_for_exec(env, &shown, &ctx)?;
+    crate::process::exec_with_pipes(program, args, plain.expose())
+        .map_err(|e| CliError::new(format!("cannot run {shown}: {e}")).code(127))
 }
 
 /// Reads and parses a secrets.yaml; unreadable input exits 2.
-pub fn load_bundle(path: &Path) -> Result<SecretsBundle, CliError> {
+fn load_bundle(path: &Path) -> Result<SecretsBundle, CliError> {
     let bytes = read_input(path, "bundle")?;
     SecretsBundle::from_yaml(&bytes).map_err(|e| {
         CliError::new(format!("cannot read bundle {}: {e}", path.display()))
@@ -216,52 +183,28 @@ pub fn load_bundle(path: &Path) -> Result<SecretsBundle, CliError> {
     })
 }
 
-fn generate_cmd(a: GenerateArgs) -> Result<ExitCode, CliError> {
+fn generate_cmd(a: GenerateArgs) -> Result<u8, CliError> {
     let contract = contract_arg(a.talos_version.as_deref())?;
-    // Check the destination before the (slow) generation, so a refusal is immediate.
-    output::check_secret_destination(&a.output, a.force)?;
+    // Open the destination before the (slow) generation, so a refusal is immediate.
+    let out = Output::secret(&a.output, a.force)?;
     let rng = ring::rand::SystemRandom::new();
     let now = time::OffsetDateTime::now_utc();
     let bundle = if let Some(dir) = &a.from_kubernetes_pki {
-        let pki = read_kubernetes_pki(dir)?;
+        let pki = kubernetes_pki(dir)?;
         let token = a.kubernetes_bootstrap_token.map(SecretText::new);
         import::from_kubernetes_pki(pki, token, contract, now, &rng)
-            .map_err(|e| CliError::new(format!("cannot import {}: {e}", dir.display())).code(2))?
+            .map_err(|e| CliError::usage(format!("cannot import {}: {e}", dir.display())))?
     } else if let Some(file) = &a.from_controlplane_config {
         let bytes = read_input(file, "machine config")?;
         import::from_controlplane_config(&bytes)
-            .map_err(|e| CliError::new(format!("cannot import {}: {e}", file.display())).code(2))?
+            .map_err(|e| CliError::usage(format!("cannot import {}: {e}", file.display())))?
     } else {
         generate::generate(contract, now, &rng)
             .map_err(|e| CliError::new(format!("cannot generate the bundle: {e}")))?
     };
     let yaml = bundle.to_yaml();
-    output::write_secret_output(&a.output, yaml.expose().as_bytes(), a.force)?;
+    out.write(yaml.expose().as_bytes())?;
     Ok(0)
-}
-
-/// Reads the files of a kubeadm PKI directory (for `bundle generate` and `env import`).
-pub(crate) fn read_kubernetes_pki(dir: &Path) -> Result<KubernetesPki, CliError> {
-    if !dir.is_dir() {
-        return Err(CliError::new(format!(
-            "{:?} is not a directory",
-            dir.display().to_string()
-        ))
-        .hint("--from-kubernetes-pki takes a kubeadm PKI directory such as /etc/kubernetes/pki")
-        .code(2));
-    }
-    let public = |name: &str| read_input(&dir.join(name), "file").map(|b| b.to_vec());
-    let secret =
-        |name: &str| read_input(&dir.join(name), "file").map(|b| SecretBytes::copy_from(&b));
-    Ok(KubernetesPki {
-        ca_crt: public("ca.crt")?,
-        ca_key: secret("ca.key")?,
-        etcd_ca_crt: public("etcd/ca.crt")?,
-        etcd_ca_key: secret("etcd/ca.key")?,
-        front_proxy_ca_crt: public("front-proxy-ca.crt")?,
-        front_proxy_ca_key: secret("front-proxy-ca.key")?,
-        sa_key: secret("sa.key")?,
-    })
 }
 
 #[derive(Serialize)]
@@ -273,7 +216,7 @@ struct ValidateReport<'a> {
     findings: &'a [Finding],
 }
 
-fn validate_cmd(a: ValidateArgs) -> Result<ExitCode, CliError> {
+fn validate_cmd(a: ValidateArgs) -> Result<u8, CliError> {
     let contract = contract_arg(a.talos_version.as_deref())?;
     let bundle = load_bundle(&a.file)?;
     let errors = talos_errors(&bundle);
@@ -336,7 +279,7 @@ fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
 
-fn inspect_cmd(a: InspectArgs) -> Result<ExitCode, CliError> {
+fn inspect_cmd(a: InspectArgs) -> Result<u8, CliError> {
     let bundle = load_bundle(&a.file)?;
     let summary = inspect::summarize(&bundle);
     let text = match a.format {

@@ -1,16 +1,18 @@
-//! EDGE: `talvault issue`, `break-glass`, `policy show` and `env untaint`: arguments, the
-//! destination checks made before anything is signed, and writing the talosconfig.
+//! EDGE: `talvault issue` and `break-glass`: arguments parsed into domain types, the
+//! issuance prepared (every refusal that needs no secret), the destination opened, then signed
+//! and written. If writing fails after the certificate was recorded, the error says what was
+//! recorded and how to replace it.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::Args;
 
-use super::bundle::read_input;
-use super::vault::{VaultOpts, context_for, open_vault_for, unlock_for, vault_err};
-use super::{CliError, ExitCode, output, write_stdout};
+use super::env::require_reason;
+use super::error::CliError;
+use super::input::{holder_arg, optional_ttl, read_input, roles_arg};
+use super::opts::{Opens, VaultOpts};
+use super::output::{TalosconfigOutput, write_stderr, write_stdout};
 use crate::secret::SecretBytes;
-use crate::store::{Mode, write_atomic};
-use crate::talosconfig::{self, Config};
 use crate::vault::{IssueRequest, Issued};
 
 /// Where the talosconfig goes.
@@ -95,16 +97,16 @@ pub struct BreakGlassArgs {
 }
 
 /// `talvault issue`
-pub fn issue_cmd(a: IssueArgs, o: &VaultOpts) -> Result<ExitCode, CliError> {
+pub fn issue(a: IssueArgs, o: &VaultOpts) -> Result<u8, CliError> {
     let csr = match &a.csr {
         Some(p) => Some(SecretBytes::copy_from(&read_input(p, "CSR")?)),
         None => None,
     };
     let req = IssueRequest {
         env: a.env,
-        roles: a.roles,
-        ttl: a.ttl,
-        holder: a.holder,
+        roles: roles_arg(&a.roles)?,
+        ttl: optional_ttl(a.ttl.as_deref())?,
+        holder: holder_arg(a.holder.as_deref())?,
         context: a.context,
         endpoints: a.endpoints,
         nodes: a.nodes,
@@ -116,12 +118,12 @@ pub fn issue_cmd(a: IssueArgs, o: &VaultOpts) -> Result<ExitCode, CliError> {
 }
 
 /// `talvault break-glass`
-pub fn break_glass_cmd(a: BreakGlassArgs, o: &VaultOpts) -> Result<ExitCode, CliError> {
+pub fn break_glass(a: BreakGlassArgs, o: &VaultOpts) -> Result<u8, CliError> {
     require_reason(&a.reason, "INC-123: API unreachable")?;
     let req = IssueRequest {
         env: a.env,
-        ttl: a.ttl,
-        holder: a.holder,
+        ttl: optional_ttl(a.ttl.as_deref())?,
+        holder: holder_arg(a.holder.as_deref())?,
         endpoints: a.endpoints,
         break_glass: Some(a.reason),
         direct: a.direct,
@@ -130,74 +132,57 @@ pub fn break_glass_cmd(a: BreakGlassArgs, o: &VaultOpts) -> Result<ExitCode, Cli
     run(req, &a.dest, o)
 }
 
-fn run(req: IssueRequest, dest: &Destination, o: &VaultOpts) -> Result<ExitCode, CliError> {
-    let v = open_vault_for(o)?;
-    let plan = v.issue_plan(&req).map_err(vault_err)?;
-    // Refuse a bad destination before anything is signed, recorded or audited.
-    let existing = match &dest.merge {
-        Some(path) => {
-            let bytes = read_input(path, "talosconfig")?;
-            let cfg = Config::from_yaml(&bytes).map_err(|e| {
-                CliError::new(format!(
-                    "--merge {}: not a talosconfig: {e}",
-                    path.display()
-                ))
-                .hint("merge into a file written by talosctl or talvault, or use -o FILE")
-            })?;
-            // A file with top-level keys talosctl does not know (a kubeconfig, say) is not a
-            // talosconfig, even though the reader would keep those keys.
-            if !cfg.extra.is_empty() {
-                return Err(CliError::new(format!(
-                    "--merge {}: not a talosconfig (unknown top-level keys: {})",
-                    path.display(),
-                    cfg.extra.names().join(", ")
-                ))
-                .hint("merge into a file written by talosctl or talvault, or use -o FILE"));
-            }
-            if cfg.contexts.contains_key(&plan.context) && !dest.replace {
-                return Err(CliError::new(format!(
-                    "--merge {}: context {:?} already exists",
-                    path.display(),
-                    plan.context
-                ))
-                .hint("pass --replace to replace it, or --context NAME for another name"));
-            }
-            Some((path.clone(), cfg))
-        }
-        None => {
-            output::check_secret_destination(
-                dest.output.as_deref().unwrap_or("talosconfig"),
-                dest.force,
-            )?;
-            None
-        }
-    };
-    // An identity is needed only for sealed keys (the bundle, an age-sealed issuer key); a
-    // token-held issuer key needs none, and the vault says which file it could not open.
-    let mut ctx = context_for(o, true)?;
-    if v.env_sealing(&req.env).map_err(vault_err)? == crate::model::Sealing::Passphrase {
-        unlock_for(&v, &req.env, o, &mut ctx)?;
-    }
-    let issued = v.issue(&req, &ctx).map_err(vault_err)?;
-    drop(v);
+fn run(req: IssueRequest, dest: &Destination, o: &VaultOpts) -> Result<u8, CliError> {
+    let env = req.env.clone();
+    let holder = req.holder.as_ref().map(|h| h.as_str().to_owned());
+    let break_glass = req.break_glass.is_some();
     let csr = req.csr.is_some();
+    let v = o.open_vault()?;
+    // Identities are needed only for sealed keys (the bundle, an age-sealed issuer key); a
+    // token-held issuer key needs none, and the vault says which file it could not open.
+    let ctx = o.context(Opens::Secrets)?;
+    let prepared = v.prepare_issue(req, &ctx)?;
+    // Open the destination before anything is signed, recorded or audited.
+    let out = TalosconfigOutput::open(
+        dest.output.as_deref(),
+        dest.merge.as_deref(),
+        prepared.context_name(),
+        dest.replace,
+        dest.force,
+    )?;
+    let to_stdout = out.is_stdout();
     let Issued {
-        plan,
+        context_name,
         leaf,
         context,
         signed_by,
         in_token,
-    } = issued;
-    let written = write_talosconfig(context, &plan.context, dest, existing)?;
+    } = prepared.issue(&ctx)?;
+    let written = out.write(&context_name, context).map_err(|e| {
+        let mut hint = format!(
+            "the certificate is recorded and audited; revoke it with `talvault revoke {env} {} --reason superseded` and issue again",
+            leaf.serial_hex
+        );
+        if break_glass {
+            hint.push_str(&format!(
+                "; the environment is tainted until `talvault env untaint {env} --reason …`"
+            ));
+        }
+        CliError::new(format!(
+            "certificate {} was issued but its talosconfig could not be written: {}",
+            leaf.serial_hex, e.message
+        ))
+        .hint(hint)
+    })?;
     let roles: Vec<&str> = leaf.roles.iter().map(|r| r.as_str()).collect();
     let mut msg = format!(
         "issued {} for {}: serial {}, roles {}, valid until {}\n",
-        if req.break_glass.is_some() {
+        if break_glass {
             "a BREAK-GLASS os:admin certificate"
         } else {
             "a certificate"
         },
-        req.holder.as_deref().unwrap_or("(no holder)"),
+        holder.as_deref().unwrap_or("(no holder)"),
         leaf.serial_hex,
         roles.join(","),
         leaf.not_after
@@ -217,8 +202,7 @@ fn run(req: IssueRequest, dest: &Destination, o: &VaultOpts) -> Result<ExitCode,
         )
     });
     msg.push_str(&format!(
-        "talosconfig context {:?} written to {written}\n",
-        plan.context
+        "talosconfig context {context_name:?} written to {written}\n"
     ));
     if csr {
         msg.push_str(
@@ -226,73 +210,16 @@ fn run(req: IssueRequest, dest: &Destination, o: &VaultOpts) -> Result<ExitCode,
              `key: $(base64 -w0 KEY.pem)` into the context\n",
         );
     }
-    if req.break_glass.is_some() {
+    if break_glass {
         msg.push_str(&format!(
-            "environment {} is now marked tainted; clear it with `talvault env untaint {} --reason …` once the incident is over\n",
-            req.env, req.env
+            "environment {env} is now marked tainted; clear it with `talvault env untaint {env} --reason …` once the incident is over\n"
         ));
     }
     // Report on stderr when the talosconfig itself went to stdout.
-    if dest.output.as_deref() == Some("-") {
-        let _ = std::io::Write::write_all(&mut std::io::stderr(), msg.as_bytes());
+    if to_stdout {
+        write_stderr(msg.as_bytes());
     } else {
         write_stdout(msg.as_bytes())?;
     }
-    Ok(0)
-}
-
-fn write_talosconfig(
-    context: talosconfig::Context,
-    name: &str,
-    dest: &Destination,
-    existing: Option<(PathBuf, Config)>,
-) -> Result<String, CliError> {
-    if let Some((path, cfg)) = existing {
-        let merged = talosconfig::merge(cfg, name, context, dest.replace)
-            .map_err(|e| CliError::new(format!("--merge {}: {e}", path.display())))?;
-        let yaml = merged.to_yaml();
-        write_atomic(&path, yaml.expose().as_bytes(), Mode::Secret)
-            .map_err(|e| CliError::new(format!("cannot write {}: {e}", path.display())))?;
-        return Ok(path.display().to_string());
-    }
-    let target = dest
-        .output
-        .clone()
-        .unwrap_or_else(|| "talosconfig".to_owned());
-    let cfg = Config::single(name, context);
-    let yaml = cfg.to_yaml();
-    output::write_secret_output(&target, yaml.expose().as_bytes(), dest.force)?;
-    Ok(if target == "-" {
-        "stdout".into()
-    } else {
-        Path::new(&target).display().to_string()
-    })
-}
-
-/// `talvault policy show ENV`
-pub fn policy_show(env: &str, o: &VaultOpts) -> Result<ExitCode, CliError> {
-    let v = open_vault_for(o)?;
-    let p = v.policy(env).map_err(vault_err)?;
-    write_stdout(p.to_yaml().as_bytes())?;
-    Ok(0)
-}
-
-/// A `--reason` that says something: a usage error (exit 2) before the vault is opened.
-fn require_reason(reason: &str, example: &str) -> Result<(), CliError> {
-    if reason.trim().is_empty() {
-        return Err(CliError::new("--reason must not be empty")
-            .hint(format!("say why, e.g. --reason \"{example}\""))
-            .code(2));
-    }
-    Ok(())
-}
-
-/// `talvault env untaint ENV --reason TEXT`
-pub fn untaint(env: &str, reason: &str, o: &VaultOpts) -> Result<ExitCode, CliError> {
-    require_reason(reason, "INC-123 resolved, leaf expired")?;
-    let v = open_vault_for(o)?;
-    let ctx = context_for(o, false)?;
-    v.untaint(env, reason, &ctx).map_err(vault_err)?;
-    write_stdout(format!("environment {env} is no longer tainted\n").as_bytes())?;
     Ok(0)
 }

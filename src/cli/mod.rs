@@ -1,19 +1,28 @@
-//! EDGE: the command line: clap definitions, dispatch, and output rendering.
+//! EDGE: the command line. `Cli` is the clap definition; `run` dispatches each command to its
+//! module, which parses its arguments into domain types, makes one service call (`vault`),
+//! and renders the result.
 //!
-//! Definitions carry no logic beyond parsing; each command group lives in its own file. Errors
-//! become [`CliError`]: one line, an optional hint, an exit code. Nothing here prints a secret to
-//! a terminal.
+//! Module dependencies point one way: this file uses the command modules (`env`, `bundle`,
+//! `issue`, `issuer`, `revoke`, `status`, `audit`), and they use only the leaves (`error`,
+//! `opts`, `input`, `output`, `render`, `prompt`). Nothing here prints a secret to a terminal.
 
+pub mod audit;
 pub mod bundle;
+pub mod env;
+pub mod error;
+pub mod input;
 pub mod issue;
+pub mod issuer;
+pub mod opts;
 pub mod output;
-pub mod pki;
 pub mod prompt;
-pub mod vault;
-
-use std::io::Write as _;
+pub mod render;
+pub mod revoke;
+pub mod status;
 
 use clap::{CommandFactory as _, Parser, Subcommand};
+
+pub use error::{CliError, report};
 
 /// talvault: the offline PKI vault for Talos Linux clusters.
 #[derive(Debug, Parser)]
@@ -21,7 +30,7 @@ use clap::{CommandFactory as _, Parser, Subcommand};
 pub struct Cli {
     /// Options of the commands that use a vault.
     #[command(flatten)]
-    pub vault: vault::VaultOpts,
+    pub vault: opts::VaultOpts,
     /// The command to run.
     #[command(subcommand)]
     pub command: Command,
@@ -37,7 +46,7 @@ pub enum Command {
     },
     /// Create, import, list and show environments.
     #[command(subcommand)]
-    Env(vault::EnvCommand),
+    Env(env::EnvCommand),
     /// Secrets bundles: generate, validate, inspect (standalone, like `talosctl gen secrets`),
     /// and export or exec an environment's bundle.
     #[command(subcommand)]
@@ -48,30 +57,30 @@ pub enum Command {
     BreakGlass(issue::BreakGlassArgs),
     /// Manage the environment's client-issuing CAs (issuers).
     #[command(subcommand)]
-    Issuer(pki::IssuerCommand),
+    Issuer(issuer::IssuerCommand),
     /// Machine-config patches for the nodes.
     #[command(subcommand)]
-    Patch(pki::PatchCommand),
+    Patch(issuer::PatchCommand),
     /// Revoke a certificate and say what will actually cut access.
-    Revoke(pki::RevokeArgs),
+    Revoke(revoke::RevokeArgs),
     /// Sign and print an issuer's CRL, or list every revocation as JSON.
-    Crl(pki::CrlArgs),
+    Crl(revoke::CrlArgs),
     /// Check a talosconfig: chain, EKU, roles, validity, revocation, acceptance, policy.
-    Verify(pki::VerifyArgs),
+    Verify(revoke::VerifyArgs),
     /// Certificates, issuers, CA expiry and taint per environment (graded exit code).
-    Status(pki::StatusArgs),
+    Status(status::StatusArgs),
     /// PKCS#11 tokens: check what a token offers before a key ceremony.
     #[command(subcommand)]
-    Hsm(pki::HsmCommand),
+    Hsm(issuer::HsmCommand),
     /// Show the effective issuance policy of an environment.
     #[command(subcommand)]
-    Policy(PolicyCommand),
+    Policy(env::PolicyCommand),
     /// List, add and remove the age recipients of an environment.
     #[command(subcommand)]
-    Recipients(vault::RecipientsCommand),
+    Recipients(env::RecipientsCommand),
     /// Read and verify the audit trail.
     #[command(subcommand)]
-    Audit(vault::AuditCommand),
+    Audit(audit::AuditCommand),
     /// Print a shell completion script.
     Completions {
         /// The shell.
@@ -81,75 +90,29 @@ pub enum Command {
     Man,
 }
 
-/// `talvault policy …`
-#[derive(Debug, Subcommand)]
-pub enum PolicyCommand {
-    /// Print the environment's policy.yaml as talvault reads it (defaults filled in).
-    Show {
-        /// The environment.
-        env: String,
-    },
-}
-
-/// A failed command: one line, an optional hint, and the process exit code.
-#[derive(Debug)]
-pub struct CliError {
-    /// The one-line message.
-    pub message: String,
-    /// What to do about it.
-    pub hint: Option<String>,
-    /// Exit code (1 = failed/invalid, 2 = unreadable input or usage).
-    pub code: u8,
-}
-
-impl CliError {
-    /// An error with exit code 1.
-    pub fn new(message: impl Into<String>) -> Self {
-        Self {
-            message: message.into(),
-            hint: None,
-            code: 1,
-        }
-    }
-
-    /// Sets the hint.
-    pub fn hint(mut self, hint: impl Into<String>) -> Self {
-        self.hint = Some(hint.into());
-        self
-    }
-
-    /// Sets the exit code.
-    pub fn code(mut self, code: u8) -> Self {
-        self.code = code;
-        self
-    }
-}
-
-/// What a successful command asks the process to exit with (e.g. 1 for "invalid").
-pub type ExitCode = u8;
-
-/// Runs a parsed command.
-pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
+/// Runs a parsed command; `Ok` carries the exit code (e.g. 1 for "invalid").
+pub fn run(cli: Cli) -> Result<u8, CliError> {
+    let o = &cli.vault;
     match cli.command {
-        Command::Init { dir } => vault::init_cmd(dir),
-        Command::Env(cmd) => vault::env_cmd(cmd, &cli.vault),
-        Command::Bundle(cmd) => bundle::run(cmd, &cli.vault),
-        Command::Issue(a) => issue::issue_cmd(a, &cli.vault),
-        Command::BreakGlass(a) => issue::break_glass_cmd(a, &cli.vault),
-        Command::Issuer(cmd) => pki::issuer_cmd(cmd, &cli.vault),
-        Command::Patch(cmd) => pki::patch_cmd(cmd, &cli.vault),
-        Command::Revoke(a) => pki::revoke_cmd(a, &cli.vault),
-        Command::Crl(a) => pki::crl_cmd(a, &cli.vault),
-        Command::Verify(a) => pki::verify_cmd(a, &cli.vault),
-        Command::Status(a) => pki::status_cmd(a, &cli.vault),
-        Command::Hsm(cmd) => pki::hsm_cmd(cmd, &cli.vault),
-        Command::Policy(PolicyCommand::Show { env }) => issue::policy_show(&env, &cli.vault),
-        Command::Recipients(cmd) => vault::recipients_cmd(cmd, &cli.vault),
-        Command::Audit(cmd) => vault::audit_cmd(cmd, &cli.vault),
+        Command::Init { dir } => env::init(dir),
+        Command::Env(cmd) => env::run(cmd, o),
+        Command::Bundle(cmd) => bundle::run(cmd, o),
+        Command::Issue(a) => issue::issue(a, o),
+        Command::BreakGlass(a) => issue::break_glass(a, o),
+        Command::Issuer(cmd) => issuer::issuer(cmd, o),
+        Command::Patch(cmd) => issuer::patch(cmd, o),
+        Command::Revoke(a) => revoke::revoke(a, o),
+        Command::Crl(a) => revoke::crl(a, o),
+        Command::Verify(a) => revoke::verify(a, o),
+        Command::Status(a) => status::status(a, o),
+        Command::Hsm(cmd) => issuer::hsm(cmd, o),
+        Command::Policy(cmd) => env::policy(cmd, o),
+        Command::Recipients(cmd) => env::recipients(cmd, o),
+        Command::Audit(cmd) => audit::run(cmd, o),
         Command::Completions { shell } => {
             let mut out = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "talvault", &mut out);
-            write_stdout(&out)?;
+            output::write_stdout(&out)?;
             Ok(0)
         }
         Command::Man => {
@@ -157,16 +120,8 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             clap_mangen::Man::new(Cli::command())
                 .render(&mut out)
                 .map_err(|e| CliError::new(format!("cannot render the manual: {e}")))?;
-            write_stdout(&out)?;
+            output::write_stdout(&out)?;
             Ok(0)
         }
     }
-}
-
-/// Writes public text to stdout.
-pub fn write_stdout(bytes: &[u8]) -> Result<(), CliError> {
-    let mut out = std::io::stdout().lock();
-    out.write_all(bytes)
-        .and_then(|()| out.flush())
-        .map_err(|e| CliError::new(format!("cannot write to stdout: {e}")))
 }

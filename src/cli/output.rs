@@ -1,40 +1,238 @@
-//! EDGE: where secret output goes: a new file with mode 0600 (through the one atomic write
-//! path), or stdout when it is not a terminal. Refuses to overwrite without `--force` and to
-//! print secrets to a terminal.
+//! EDGE: everything the command line writes for the user: stdout (secrets never to a
+//! terminal), new files (mode 0600 for secrets, 0644 for public artifacts) and talosconfigs
+//! merged in place. A destination is opened before the command does its work, so a bad one
+//! fails before anything is signed, recorded or audited; only regular files are replaced, and
+//! a merge target stays locked from read to replace.
 
 use std::io::{IsTerminal as _, Write as _};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use super::CliError;
-use crate::store::{Mode, write_atomic};
+use super::error::CliError;
+use crate::store::user_file::{self, LockedFile, PendingFile};
+use crate::store::{Mode, StoreError};
+use crate::talosconfig::{self, Config};
 
-/// Checks that secret output may go to `target` (`-` = stdout), before any work is done.
-pub fn check_secret_destination(target: &str, force: bool) -> Result<(), CliError> {
-    if target == "-" {
-        if std::io::stdout().is_terminal() {
-            return Err(CliError::new("refusing to print secrets to a terminal")
-                .hint("redirect stdout (`> secrets.yaml`, `| age -r …`) or use -o FILE"));
-        }
-        return Ok(());
-    }
-    if !force && Path::new(target).symlink_metadata().is_ok() {
-        // talosctl: `file "<path>" already exists, use --force to overwrite`.
-        return Err(CliError::new(format!("file {target:?} already exists"))
-            .hint("use --force to overwrite"));
-    }
-    Ok(())
+/// Largest talosconfig merged into.
+const MAX_TALOSCONFIG: u64 = 4 << 20;
+
+/// Writes public text to stdout.
+pub fn write_stdout(bytes: &[u8]) -> Result<(), CliError> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes)
+        .and_then(|()| out.flush())
+        .map_err(|e| CliError::new(format!("cannot write to stdout: {e}")))
 }
 
-/// Writes secret bytes to `target` (`-` = stdout) with talosctl's rules for `gen secrets`.
-pub fn write_secret_output(target: &str, bytes: &[u8], force: bool) -> Result<(), CliError> {
-    check_secret_destination(target, force)?;
-    if target == "-" {
-        let mut lock = std::io::stdout().lock();
-        return lock
-            .write_all(bytes)
-            .and_then(|()| lock.flush())
-            .map_err(|e| CliError::new(format!("cannot write to stdout: {e}")));
+/// Writes a report to stderr (when stdout carries the artifact).
+pub fn write_stderr(bytes: &[u8]) {
+    let _ = std::io::stderr().write_all(bytes);
+}
+
+/// Pretty JSON with a final newline.
+pub fn json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, CliError> {
+    let mut out = serde_json::to_vec_pretty(value)
+        .map_err(|e| CliError::new(format!("cannot render JSON: {e}")))?;
+    out.push(b'\n');
+    Ok(out)
+}
+
+/// Why a destination cannot be written, for the user.
+fn destination_error(path: &Path, e: StoreError) -> CliError {
+    match e {
+        // talosctl: `file "<path>" already exists, use --force to overwrite`.
+        StoreError::AlreadyExists { .. } => CliError::new(format!(
+            "file {:?} already exists",
+            path.display().to_string()
+        ))
+        .hint("use --force to overwrite"),
+        StoreError::NotAFile { .. } => CliError::new(format!(
+            "{:?} is not a regular file; talvault only ever replaces regular files",
+            path.display().to_string()
+        ))
+        .hint("name a new or regular file, or use -o - to write to stdout"),
+        other => CliError::new(format!(
+            "cannot write {:?}: {}",
+            path.display().to_string(),
+            io_reason(&other)
+        ))
+        .hint("check that the directory exists and that you may write to it"),
     }
-    write_atomic(Path::new(target), bytes, Mode::Secret)
-        .map_err(|e| CliError::new(format!("cannot write {target:?}: {e}")))
+}
+
+fn io_reason(e: &StoreError) -> String {
+    match e {
+        StoreError::Io { source, .. } => source.to_string(),
+        StoreError::NotFound { .. } => "no such directory".to_owned(),
+        other => other.to_string(),
+    }
+}
+
+/// Where one artifact goes: stdout, or a file prepared before the work is done.
+pub enum Output {
+    /// Standard output.
+    Stdout,
+    /// A file, published by `write`.
+    File(PendingFile),
+}
+
+impl Output {
+    /// Opens a destination for secret output: `-` is stdout (refused when it is a terminal);
+    /// a file is created with mode 0600, an existing one replaced only with `force`.
+    pub fn secret(target: &str, force: bool) -> Result<Self, CliError> {
+        if target == "-" {
+            if std::io::stdout().is_terminal() {
+                return Err(CliError::new("refusing to print secrets to a terminal")
+                    .hint("redirect stdout (`> secrets.yaml`, `| age -r …`) or use -o FILE"));
+            }
+            return Ok(Output::Stdout);
+        }
+        let path = Path::new(target);
+        Ok(Output::File(
+            user_file::prepare(path, Mode::Secret, force)
+                .map_err(|e| destination_error(path, e))?,
+        ))
+    }
+
+    /// Opens a destination for a public artifact (a patch, a CRL): a file is created with mode
+    /// 0644 and replaces an existing regular file; `None` is stdout.
+    pub fn public(target: Option<&Path>) -> Result<Self, CliError> {
+        match target {
+            None => Ok(Output::Stdout),
+            Some(path) => Ok(Output::File(
+                user_file::prepare(path, Mode::Public, true)
+                    .map_err(|e| destination_error(path, e))?,
+            )),
+        }
+    }
+
+    /// Whether this is stdout.
+    pub fn is_stdout(&self) -> bool {
+        matches!(self, Output::Stdout)
+    }
+
+    /// Where it goes, for messages.
+    pub fn shown(&self) -> String {
+        match self {
+            Output::Stdout => "stdout".to_owned(),
+            Output::File(p) => p.path().display().to_string(),
+        }
+    }
+
+    /// Writes the artifact.
+    pub fn write(self, bytes: &[u8]) -> Result<(), CliError> {
+        match self {
+            Output::Stdout => {
+                let mut lock = std::io::stdout().lock();
+                lock.write_all(bytes)
+                    .and_then(|()| lock.flush())
+                    .map_err(|e| CliError::new(format!("cannot write to stdout: {e}")))
+            }
+            Output::File(p) => {
+                let path = p.path().to_path_buf();
+                p.publish(bytes).map_err(|e| destination_error(&path, e))
+            }
+        }
+    }
+}
+
+/// Where an issued talosconfig goes: a new file (or stdout), or merged into an existing
+/// talosconfig, which stays locked from now until it is replaced.
+pub enum TalosconfigOutput {
+    /// A new talosconfig with one context.
+    New(Output),
+    /// Merged into an existing talosconfig.
+    Merge {
+        /// The locked file.
+        file: LockedFile,
+        /// Its contents, parsed.
+        config: Box<Config>,
+        /// Replace a context of the same name.
+        replace: bool,
+    },
+}
+
+impl TalosconfigOutput {
+    /// Opens `-o TARGET` (default `talosconfig`) or `--merge FILE` for a context named `name`,
+    /// refusing a merge target that is not a talosconfig or already has that context.
+    pub fn open(
+        output: Option<&str>,
+        merge: Option<&Path>,
+        name: &str,
+        replace: bool,
+        force: bool,
+    ) -> Result<Self, CliError> {
+        let Some(path) = merge else {
+            return Ok(TalosconfigOutput::New(Output::secret(
+                output.unwrap_or("talosconfig"),
+                force,
+            )?));
+        };
+        let not_one = |detail: String| {
+            CliError::new(format!("--merge {}: {detail}", path.display()))
+                .hint("merge into a file written by talosctl or talvault, or use -o FILE")
+        };
+        let file =
+            user_file::lock_for_merge(path, Mode::Secret, MAX_TALOSCONFIG).map_err(
+                |e| match e {
+                    StoreError::NotFound { .. } => CliError::usage(format!(
+                        "cannot read talosconfig {}: no such file",
+                        path.display()
+                    ))
+                    .hint("check the path"),
+                    other => destination_error(path, other),
+                },
+            )?;
+        let config = Config::from_yaml(file.contents())
+            .map_err(|e| not_one(format!("not a talosconfig: {e}")))?;
+        // A file with top-level keys talosctl does not know (a kubeconfig, say) is not a
+        // talosconfig, even though the reader would keep those keys.
+        if !config.extra.is_empty() {
+            return Err(not_one(format!(
+                "not a talosconfig (unknown top-level keys: {})",
+                config.extra.names().join(", ")
+            )));
+        }
+        if config.contexts.contains_key(name) && !replace {
+            return Err(CliError::new(format!(
+                "--merge {}: context {name:?} already exists",
+                path.display()
+            ))
+            .hint("pass --replace to replace it, or --context NAME for another name"));
+        }
+        Ok(TalosconfigOutput::Merge {
+            file,
+            config: Box::new(config),
+            replace,
+        })
+    }
+
+    /// Whether the talosconfig goes to stdout.
+    pub fn is_stdout(&self) -> bool {
+        matches!(self, TalosconfigOutput::New(o) if o.is_stdout())
+    }
+
+    /// Writes the context (merged, or as a new file); returns where it went.
+    pub fn write(self, name: &str, context: talosconfig::Context) -> Result<String, CliError> {
+        match self {
+            TalosconfigOutput::New(out) => {
+                let shown = out.shown();
+                let yaml = Config::single(name, context).to_yaml();
+                out.write(yaml.expose().as_bytes())?;
+                Ok(shown)
+            }
+            TalosconfigOutput::Merge {
+                file,
+                config,
+                replace,
+            } => {
+                let path: PathBuf = file.path().to_path_buf();
+                let merged = talosconfig::merge(*config, name, context, replace)
+                    .map_err(|e| CliError::new(format!("--merge {}: {e}", path.display())))?;
+                let yaml = merged.to_yaml();
+                file.publish(yaml.expose().as_bytes())
+                    .map_err(|e| destination_error(&path, e))?;
+                Ok(path.display().to_string())
+            }
+        }
+    }
 }

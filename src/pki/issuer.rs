@@ -40,6 +40,37 @@ const OID_KU: &str = "2.5.29.15";
 const OID_EKU: &str = "2.5.29.37";
 const OID_BC: &str = "2.5.29.19";
 
+/// Default issuer lifetime: a year, rotated well before it ends.
+pub const DEFAULT_LIFETIME: &str = "8760h";
+/// Shortest issuer lifetime accepted.
+pub const MIN_LIFETIME_HOURS: u64 = 1;
+/// Longest issuer lifetime accepted (10 years, as Talos' own CAs).
+pub const MAX_LIFETIME_HOURS: u64 = 87600;
+
+/// Whether `lifetime` is one an issuer may have: 1 h to 10 years.
+pub fn lifetime_in_bounds(lifetime: crate::pki::ttl::Ttl) -> bool {
+    (MIN_LIFETIME_HOURS * 3600..=MAX_LIFETIME_HOURS * 3600).contains(&lifetime.as_seconds())
+}
+
+/// The key algorithms an issuer can have (what Talos nodes and hardware tokens both handle).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IssuerAlgorithm {
+    /// Ed25519, as the Talos OS CA.
+    Ed25519,
+    /// ECDSA P-256, what most hardware tokens sign.
+    EcdsaP256,
+}
+
+impl IssuerAlgorithm {
+    /// The name records and reports use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IssuerAlgorithm::Ed25519 => "ed25519",
+            IssuerAlgorithm::EcdsaP256 => "ecdsa-p256",
+        }
+    }
+}
+
 /// What to put into a new issuer certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IssuerSpec<'a> {

@@ -438,7 +438,7 @@ pub struct Request {
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
 pub enum PolicyError {
     /// No role asked for; a certificate without roles is useless (every RPC fails).
-    #[error("no role requested; name at least one with --role")]
+    #[error("no role requested")]
     NoRoles,
     /// `os:impersonator` asked for but not listed.
     #[error(
@@ -468,7 +468,7 @@ pub enum PolicyError {
         max: Ttl,
     },
     /// The role (or break-glass) has a holder list and no holder was named.
-    #[error("{what} may only be issued to listed holders; name one with --holder")]
+    #[error("{what} may only be issued to listed holders")]
     HolderRequired {
         /// The role, or `break-glass`.
         what: String,

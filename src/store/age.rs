@@ -24,7 +24,6 @@ use ::age::armor::{ArmoredReader, ArmoredWriter, Format};
 use ::age::secrecy::SecretString;
 use ::age::{Callbacks, DecryptError, Decryptor, Encryptor, NoCallbacks};
 use thiserror::Error;
-use zeroize::Zeroizing;
 
 use crate::secret::{SecretBytes, SecretText};
 
@@ -598,39 +597,6 @@ pub fn resolve_identity_files(
     Err(AgeError::NoIdentitySource)
 }
 
-/// Reads `reader` into a zeroizing buffer of `capacity` bytes, growing (by copying into a fresh
-/// zeroizing buffer, so no unwiped copy is left behind) only up to `limit` bytes.
-/// `read_to_end` would reallocate and leave the old buffers unwiped in freed memory.
-pub(crate) fn read_zeroizing<R: Read>(
-    mut reader: R,
-    capacity: usize,
-    limit: usize,
-) -> io::Result<Zeroizing<Vec<u8>>> {
-    let mut buf = Zeroizing::new(vec![0u8; capacity.clamp(1, limit.max(1))]);
-    let mut filled = 0;
-    loop {
-        if filled == buf.len() {
-            if filled >= limit {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("larger than {limit} bytes"),
-                ));
-            }
-            let mut bigger = Zeroizing::new(vec![0u8; (filled * 2).min(limit)]);
-            bigger[..filled].copy_from_slice(&buf[..filled]);
-            buf = bigger;
-        }
-        match reader.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    buf.truncate(filled);
-    Ok(buf)
-}
-
 /// Loads the identities in one file: an age identity file (X25519 and plugin identities, `#`
 /// comments, as written by age-keygen or a plugin) or an ssh private key (ssh-ed25519, ssh-rsa).
 ///
@@ -663,7 +629,7 @@ pub fn load_identity_file<C: Callbacks>(
     }
     let limit = usize::try_from(IDENTITY_FILE_MAX).unwrap_or(usize::MAX);
     let size = usize::try_from(meta.len()).unwrap_or(limit);
-    let buf = read_zeroizing(file, size.saturating_add(1), limit).map_err(io_err)?;
+    let buf = crate::secret::read_zeroizing(file, size.saturating_add(1), limit).map_err(io_err)?;
     let text = std::str::from_utf8(&buf)
         .map_err(|_| io_err(io::Error::new(io::ErrorKind::InvalidData, "not UTF-8 text")))?;
     parse_identities(text, path, callbacks)
@@ -965,7 +931,7 @@ fn read_payload<R: Read>(
     reader: R,
     ciphertext_len: usize,
 ) -> Result<SecretBytes, AgeError> {
-    let mut buf = read_zeroizing(reader, ciphertext_len + 1, ciphertext_len + 1)
+    let mut buf = crate::secret::read_zeroizing(reader, ciphertext_len + 1, ciphertext_len + 1)
         .map_err(|e| corrupt(path, e))?;
     // Move the Vec out (no copy); the emptied Zeroizing wrapper has nothing left to wipe.
     Ok(SecretBytes::new(std::mem::take(&mut *buf)))

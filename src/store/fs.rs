@@ -135,7 +135,7 @@ impl StoreError {
     }
 }
 
-fn io_error(path: &Path, source: io::Error) -> StoreError {
+pub(super) fn io_error(path: &Path, source: io::Error) -> StoreError {
     match source.kind() {
         io::ErrorKind::NotFound => StoreError::NotFound {
             path: path.to_path_buf(),
@@ -471,16 +471,16 @@ impl OpenDir {
 }
 
 /// A temporary file beside its target, removed on drop unless it was renamed into place.
-struct TempFile {
-    path: PathBuf,
-    file: File,
+pub(super) struct TempFile {
+    pub(super) path: PathBuf,
+    pub(super) file: File,
     armed: bool,
 }
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 impl TempFile {
-    fn create(dir: &Path, target: &OsStr, mode: Mode) -> Result<Self, StoreError> {
+    pub(super) fn create(dir: &Path, target: &OsStr, mode: Mode) -> Result<Self, StoreError> {
         let mut last_error = None;
         for _ in 0..16 {
             let mut name = OsString::from(TEMP_PREFIX);
@@ -523,7 +523,7 @@ impl TempFile {
     }
 
     /// Writes `bytes` and fsyncs them, so the rename that follows publishes complete data.
-    fn fill(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
+    pub(super) fn fill(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
         self.file
             .write_all(bytes)
             .and_then(|()| self.file.sync_all())
@@ -531,7 +531,7 @@ impl TempFile {
     }
 
     /// The temporary name is gone (renamed into place); nothing to clean up.
-    fn disarm(&mut self) {
+    pub(super) fn disarm(&mut self) {
         self.armed = false;
     }
 }
@@ -545,7 +545,7 @@ impl Drop for TempFile {
     }
 }
 
-fn split_target(path: &Path) -> Result<(&Path, &OsStr), StoreError> {
+pub(super) fn split_target(path: &Path) -> Result<(&Path, &OsStr), StoreError> {
     let name = path.file_name().ok_or_else(|| StoreError::NotAFile {
         path: path.to_path_buf(),
     })?;
@@ -557,7 +557,7 @@ fn split_target(path: &Path) -> Result<(&Path, &OsStr), StoreError> {
 }
 
 /// fsyncs a directory so that a rename or link inside it is durable.
-fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+pub(super) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| io_error(dir, e))
@@ -631,7 +631,7 @@ pub fn create_new_atomic(path: &Path, bytes: &[u8], mode: Mode) -> Result<(), St
     sync_dir(dir)
 }
 
-fn publish_no_replace(temp: &mut TempFile, path: &Path) -> Result<(), StoreError> {
+pub(super) fn publish_no_replace(temp: &mut TempFile, path: &Path) -> Result<(), StoreError> {
     #[cfg(target_os = "linux")]
     match rfs::renameat_with(
         rfs::CWD,

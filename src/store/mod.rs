@@ -9,6 +9,7 @@
 //! - [`age`]: recipients, identities, seal and open.
 //! - [`audit_dir`]: append and load the audit event files of an environment.
 //! - [`index`]: record directories read as cached one-line summaries.
+//! - [`user_file`]: files the user names outside the vault (`-o`, `--merge`).
 
 pub mod age;
 pub mod audit_dir;
@@ -17,6 +18,7 @@ pub mod index;
 pub mod lock;
 pub mod name;
 pub mod txn;
+pub mod user_file;
 
 pub use fs::{Mode, StoreError, create_new_atomic, ensure_dir, read_bounded, write_atomic};
 pub use lock::{LockError, VaultLock};

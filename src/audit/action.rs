@@ -1,0 +1,316 @@
+//! PURE: what an audit event says happened, as one typed enum serialised by serde into the
+//! event's `action` and `data` (the same JSON as the hand-built maps of earlier releases, so
+//! existing trails verify unchanged). It must not hold anything secret: every field's type
+//! implements [`Public`], which no secret type does, and the `actions!` macro checks that at
+//! compile time.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::AuditError;
+use crate::bundle::inspect::Fingerprint;
+use crate::model::{Pins, Sealing};
+
+/// Types an audit event may carry: public by construction. Secret newtypes (`SecretBytes`,
+/// `SecretText`, keys, `Zeroizing<…>`) never implement it, so a secret in an event is a
+/// compile error, not a review finding.
+pub trait Public: Serialize {}
+
+impl Public for String {}
+impl Public for bool {}
+impl Public for u32 {}
+impl Public for u64 {}
+impl Public for usize {}
+impl<T: Public> Public for Option<T> {}
+impl<T: Public> Public for Vec<T> {}
+impl Public for Fingerprint {}
+impl Public for Pins {}
+impl Public for Sealing {}
+
+/// Declares [`Action`]: each variant with its on-disk action name and its `data` fields, plus a
+/// compile-time check that every field type is [`Public`].
+macro_rules! actions {
+    ($(
+        $(#[$doc:meta])*
+        $name:literal => $variant:ident {
+            $( $(#[$field_meta:meta])* $field:ident : $ty:ty ),* $(,)?
+        }
+    ),* $(,)?) => {
+        /// What happened, with its public details (the event's `action` and `data`).
+        #[derive(Clone, Debug, PartialEq, Serialize)]
+        #[serde(tag = "action", content = "data")]
+        #[non_exhaustive]
+        pub enum Action {
+            $(
+                $(#[$doc])*
+                #[serde(rename = $name)]
+                $variant {
+                    $( $(#[$field_meta])* $field: $ty ),*
+                },
+            )*
+        }
+
+        impl Action {
+            /// The action name written in the event (`issue`, `bundle.export`, …).
+            pub fn name(&self) -> &'static str {
+                match self {
+                    $( Action::$variant { .. } => $name, )*
+                }
+            }
+        }
+
+        // Every field type must be `Public`: this does not compile otherwise.
+        const _: fn() = || {
+            fn public<T: Public>() {}
+            $( $( public::<$ty>(); )* )*
+        };
+    };
+}
+
+actions! {
+    /// A new environment with a generated bundle.
+    "env.create" => EnvCreate {
+        /// Where the bundle came from (`generated`).
+        source: String,
+        /// The version contract.
+        talos_version: String,
+        /// How it is sealed.
+        sealing: Sealing,
+        /// The recipients it is sealed to (empty for a passphrase).
+        recipients: Vec<String>,
+        /// The CA pins.
+        pins: Pins,
+    },
+    /// A new environment from existing material.
+    "env.import" => EnvImport {
+        /// `secrets`, `kubernetes-pki` or `controlplane-config`.
+        source: String,
+        /// The version contract.
+        talos_version: String,
+        /// How it is sealed.
+        sealing: Sealing,
+        /// The recipients it is sealed to (empty for a passphrase).
+        recipients: Vec<String>,
+        /// The CA pins.
+        pins: Pins,
+    },
+    /// The break-glass mark was cleared.
+    "env.untaint" => EnvUntaint {
+        /// Why.
+        reason: String,
+        /// When the environment was tainted.
+        tainted_since: String,
+        /// The break-glass certificate that tainted it.
+        break_glass_serial: Option<String>,
+    },
+    /// The plaintext bundle left the vault.
+    "bundle.export" => BundleExport {
+        /// `stdout` or `file`.
+        destination: String,
+    },
+    /// The plaintext bundle was piped into a program.
+    "bundle.exec" => BundleExec {
+        /// The program's file name only (its arguments could hold anything).
+        program: String,
+    },
+    /// Recipients were added; every secret was re-sealed.
+    "recipients.add" => RecipientsAdd {
+        /// Added recipients.
+        added: Vec<String>,
+        /// Removed recipients (none).
+        removed: Vec<String>,
+        /// The new set.
+        recipients: Vec<String>,
+        /// The files re-sealed.
+        resealed: Vec<String>,
+    },
+    /// Recipients were removed; every secret was re-sealed with a fresh file key.
+    "recipients.remove" => RecipientsRemove {
+        /// Added recipients (none).
+        added: Vec<String>,
+        /// Removed recipients.
+        removed: Vec<String>,
+        /// The new set.
+        recipients: Vec<String>,
+        /// The files re-sealed.
+        resealed: Vec<String>,
+    },
+    /// A certificate was issued.
+    "issue" => Issue {
+        /// Serial, hex.
+        serial: String,
+        /// `sha256:…` of the certificate.
+        fingerprint: String,
+        /// Roles.
+        roles: Vec<String>,
+        /// Holder.
+        holder: Option<String>,
+        /// TTL as granted.
+        ttl: String,
+        /// notAfter.
+        not_after: String,
+        /// `direct` or `issuer`.
+        mode: String,
+        /// `os` or the issuer id.
+        signed_by: String,
+        /// `generated` or `csr`.
+        key: String,
+        /// Only for break-glass.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// An emergency os:admin certificate was issued.
+    "break-glass" => BreakGlass {
+        /// Serial, hex.
+        serial: String,
+        /// `sha256:…` of the certificate.
+        fingerprint: String,
+        /// Roles.
+        roles: Vec<String>,
+        /// Holder.
+        holder: Option<String>,
+        /// TTL as granted.
+        ttl: String,
+        /// notAfter.
+        not_after: String,
+        /// `direct` or `issuer`.
+        mode: String,
+        /// `os` or the issuer id.
+        signed_by: String,
+        /// `generated` or `csr`.
+        key: String,
+        /// Why.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// A new issuer, pending.
+    "issuer.create" => IssuerCreate {
+        /// Its id.
+        issuer: String,
+        /// Its epoch.
+        epoch: u32,
+        /// `ed25519` or `ecdsa-p256`.
+        algorithm: String,
+        /// `sha256:…` of its certificate.
+        fingerprint: String,
+        /// notAfter.
+        not_after: String,
+        /// `age` or `pkcs11`.
+        key_store: String,
+        /// The token URI (PKCS#11 keys only; never a PIN).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pkcs11_uri: Option<String>,
+        /// Set (true) only when an extractable token key was accepted.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        danger_allow_extractable: Option<bool>,
+    },
+    /// An issuer started signing.
+    "issuer.activate" => IssuerActivate {
+        /// Its id.
+        issuer: String,
+        /// The issuer that signed before.
+        previously_signing: Option<String>,
+    },
+    /// An issuer was retired.
+    "issuer.retire" => IssuerRetire {
+        /// Its id.
+        issuer: String,
+        /// Retired although it was the only active issuer with live certificates.
+        forced: bool,
+        /// Live certificates cut off.
+        cut_off: usize,
+        /// Whether the break-glass taint was cleared with it.
+        untainted: bool,
+    },
+    /// A certificate was revoked.
+    "revoke" => Revoke {
+        /// Serial, hex.
+        serial: String,
+        /// `sha256:…` of the certificate.
+        fingerprint: String,
+        /// RFC 5280 reason.
+        reason: String,
+        /// `os` or the issuer id.
+        signed_by: String,
+        /// The CRL file regenerated, if any.
+        crl: Option<String>,
+    },
+    /// A CRL was signed.
+    "crl" => Crl {
+        /// The issuer.
+        issuer: String,
+        /// Its CRL number.
+        crl_number: u64,
+        /// Entries.
+        entries: usize,
+    },
+}
+
+impl Action {
+    /// The event's `data` object.
+    pub fn data(&self) -> Result<Map<String, Value>, AuditError> {
+        let value = serde_json::to_value(self).map_err(|e| AuditError::Malformed(e.to_string()))?;
+        match value {
+            Value::Object(mut m) => match m.remove("data") {
+                Some(Value::Object(data)) => Ok(data),
+                _ => Err(AuditError::Malformed("action without data".into())),
+            },
+            _ => Err(AuditError::Malformed("action is not an object".into())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The JSON of typed actions is what the hand-built maps of earlier releases wrote: `null`
+    /// for an absent holder or CRL, and optional fields left out when absent.
+    #[test]
+    fn data_matches_the_earlier_hand_built_maps() {
+        let issue = Action::Issue {
+            serial: "0a".into(),
+            fingerprint: "sha256:00".into(),
+            roles: vec!["os:reader".into()],
+            holder: None,
+            ttl: "8h".into(),
+            not_after: "2026-01-01T08:00:00Z".into(),
+            mode: "direct".into(),
+            signed_by: "os".into(),
+            key: "generated".into(),
+            reason: None,
+        };
+        assert_eq!(issue.name(), "issue");
+        assert_eq!(
+            Value::Object(issue.data().unwrap()).to_string(),
+            r#"{"fingerprint":"sha256:00","holder":null,"key":"generated","mode":"direct","not_after":"2026-01-01T08:00:00Z","roles":["os:reader"],"serial":"0a","signed_by":"os","ttl":"8h"}"#
+        );
+        let create = Action::IssuerCreate {
+            issuer: "e1-abcd".into(),
+            epoch: 1,
+            algorithm: "ed25519".into(),
+            fingerprint: "sha256:11".into(),
+            not_after: "2027-01-01T00:00:00Z".into(),
+            key_store: "age".into(),
+            pkcs11_uri: None,
+            danger_allow_extractable: None,
+        };
+        assert_eq!(
+            Value::Object(create.data().unwrap()).to_string(),
+            r#"{"algorithm":"ed25519","epoch":1,"fingerprint":"sha256:11","issuer":"e1-abcd","key_store":"age","not_after":"2027-01-01T00:00:00Z"}"#
+        );
+        let revoke = Action::Revoke {
+            serial: "0a".into(),
+            fingerprint: "sha256:00".into(),
+            reason: "keyCompromise".into(),
+            signed_by: "os".into(),
+            crl: None,
+        };
+        assert_eq!(revoke.name(), "revoke");
+        assert!(
+            Value::Object(revoke.data().unwrap())
+                .to_string()
+                .contains(r#""crl":null"#)
+        );
+    }
+}

@@ -1,0 +1,159 @@
+//! EDGE: a failed command as the user sees it: one line, an optional `hint:` line, an exit
+//! code. This is where the service's typed errors get their hints and the flag names the user
+//! typed; nothing here prints a secret.
+
+use std::fmt;
+use std::io::Write as _;
+
+use crate::model::MetaError;
+use crate::pki::policy::PolicyError;
+use crate::vault::VaultError;
+
+/// A failed command: one line, an optional hint, and the process exit code.
+#[derive(Debug)]
+pub struct CliError {
+    /// The one-line message.
+    pub message: String,
+    /// What to do about it.
+    pub hint: Option<String>,
+    /// Exit code (1 = failed/invalid, 2 = unreadable input or usage).
+    pub code: u8,
+}
+
+impl CliError {
+    /// An error with exit code 1.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            hint: None,
+            code: 1,
+        }
+    }
+
+    /// A usage error (exit code 2).
+    pub fn usage(message: impl Into<String>) -> Self {
+        Self::new(message).code(2)
+    }
+
+    /// Sets the hint.
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// Sets the hint when there is one.
+    pub fn maybe_hint(mut self, hint: Option<impl Into<String>>) -> Self {
+        self.hint = hint.map(Into::into);
+        self
+    }
+
+    /// Sets the exit code.
+    pub fn code(mut self, code: u8) -> Self {
+        self.code = code;
+        self
+    }
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for CliError {}
+
+/// Prints `error: …` and `hint: …` to stderr.
+pub fn report(e: &CliError) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "error: {}", e.message);
+    if let Some(h) = &e.hint {
+        let _ = writeln!(err, "hint: {h}");
+    }
+}
+
+/// The hint for a service error, when there is a useful one.
+fn hint(e: &VaultError) -> Option<String> {
+    Some(match e {
+        VaultError::NotFound { .. } => {
+            "pass --vault DIR, set TALVAULT_VAULT, or create one with `talvault init DIR`".into()
+        }
+        VaultError::NoSuchEnv { .. } => "list environments with `talvault env list`".into(),
+        VaultError::EnvExists { .. } => {
+            "environments are never overwritten; pick another name".into()
+        }
+        VaultError::PinMismatch { .. } => "the sealed bundle was replaced or corrupted; restore envs/ENV/bundle.age from git history and investigate who changed it".into(),
+        VaultError::Store(e) => return e.hint().map(str::to_owned),
+        VaultError::Lock(e) => return e.hint().map(str::to_owned),
+        VaultError::Age(e) => return e.hint(),
+        VaultError::Meta(MetaError::NewerFormat { .. }) => "upgrade talvault".into(),
+        VaultError::NoRecipientsLeft { .. } => "add the new recipient first".into(),
+        VaultError::NotARecipient { .. } => "list them with `talvault recipients list ENV`".into(),
+        VaultError::Policy(PolicyError::TtlAbovePolicy { .. }) => {
+            "ask for a shorter --ttl, or change envs/ENV/policy.yaml through review".into()
+        }
+        VaultError::Policy(_) | VaultError::PolicyFile { .. } => {
+            "see the effective policy with `talvault policy show ENV`".into()
+        }
+        VaultError::NoEndpoints { .. } => {
+            "pass --endpoint HOST (or record endpoints in env.yaml at `env create --endpoint`)".into()
+        }
+        VaultError::Hsm(e) => return e.hint(),
+        VaultError::NoIdentity { .. } => {
+            "pass -i KEYFILE, or set TALVAULT_IDENTITY or SOPS_AGE_KEY_FILE".into()
+        }
+        VaultError::HsmUri(e) => return e.hint().map(str::to_owned),
+        VaultError::NoSuchIssuer { .. } => "list them with `talvault issuer list ENV`".into(),
+        VaultError::IssuerState { operation: "retire", .. } => "a retired issuer stays retired; create a new one with `talvault issuer rotate ENV`".into(),
+        VaultError::IssuerState { .. } => "see the states with `talvault issuer list ENV`".into(),
+        VaultError::RetireStrands { .. } => "activate the next issuer first (`talvault issuer rotate ENV`, then `issuer activate`), or pass --force to cut those certificates off".into(),
+        VaultError::BadIssuer { .. } => "restore the issuer directory from git history and investigate who changed it".into(),
+        VaultError::LeafOutlivesIssuer { .. } => "ask for a shorter --ttl, or rotate to a newer issuer with `talvault issuer rotate ENV`".into(),
+        VaultError::UnknownSerial { .. } => "list issued serials with `talvault status ENV -o json`".into(),
+        VaultError::ForeignTalosconfig { .. } => "check the environment name; `talvault env list` shows them all".into(),
+        VaultError::NoCrlIssuer { .. } => "create one with `talvault issuer create ENV`; direct-mode revocations are listed by `talvault crl ENV --format json`".into(),
+        VaultError::DirectForbidden { .. } => "activate an issuer (`talvault issuer create ENV`, then `issuer activate`), or set allow_direct: true in policy.yaml through review".into(),
+        VaultError::Csr(_) => {
+            "make the request with an Ed25519 or P-256 key, e.g. `openssl req -new -key KEY -subj /CN=NAME -out req.csr`".into()
+        }
+        _ => return None,
+    })
+}
+
+impl From<VaultError> for CliError {
+    fn from(e: VaultError) -> Self {
+        // The passphrase source is ours: its error is already a CliError.
+        let e = match e {
+            VaultError::Unlock(inner) => match inner.downcast::<CliError>() {
+                Ok(cli) => return *cli,
+                Err(other) => VaultError::Unlock(other),
+            },
+            other => other,
+        };
+        let hint = hint(&e);
+        // Conditions whose message names the option the user gave.
+        let message = match &e {
+            VaultError::Csr(inner) => format!("--csr: {inner}"),
+            VaultError::HsmUri(inner) => format!("--pkcs11: {inner}"),
+            VaultError::BadImport { kind, message } => format!("--from-{kind}: {message}"),
+            VaultError::IssuerLifetime {
+                lifetime,
+                max_hours,
+            } => format!("--lifetime {lifetime}: an issuer lives between 1h and {max_hours}h"),
+            VaultError::TokenKeyAlgorithm { wanted, found } => {
+                format!("--algorithm {wanted}: the token's key is {found}")
+            }
+            VaultError::EmptyReason => "--reason must not be empty".into(),
+            VaultError::BadKeptCa { label, reason } => {
+                return CliError::usage(format!("--keep-ca {label}: {reason}"));
+            }
+            VaultError::Policy(PolicyError::NoRoles) => {
+                "no role requested; name at least one with --role".into()
+            }
+            VaultError::Policy(p @ PolicyError::HolderRequired { .. }) => {
+                format!("{p}; name one with --holder")
+            }
+            other => other.to_string(),
+        };
+        CliError::new(message).maybe_hint(hint)
+    }
+}

@@ -1,0 +1,282 @@
+//! EDGE: `talvault revoke`, `crl` and `verify`: arguments, one service call each, and what
+//! they print (what actually cuts access; the CRL; the checks and a graded exit code).
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+
+use super::error::CliError;
+use super::input::{serial_arg, talosconfig_context};
+use super::opts::{ListFormat, Opens, VaultOpts};
+use super::output::{Output, json, write_stdout};
+use super::render::{cert_line, duration_text};
+use crate::model::IssuerState;
+use crate::pki::crl::RevocationReason;
+use crate::vault::{RevokeOutcome, RevokeTarget, VaultError, Verification};
+
+/// `talvault revoke`
+#[derive(Debug, Args)]
+pub struct RevokeArgs {
+    /// The environment.
+    pub env: String,
+    /// The certificate serial (hex; `openssl x509 -serial` form accepted).
+    #[arg(
+        required_unless_present = "talosconfig",
+        conflicts_with = "talosconfig"
+    )]
+    pub serial: Option<String>,
+    /// Revoke the client certificate of this talosconfig instead.
+    #[arg(long, value_name = "FILE")]
+    pub talosconfig: Option<PathBuf>,
+    /// With --talosconfig: the context (default: its current context).
+    #[arg(long, value_name = "NAME", requires = "talosconfig")]
+    pub context: Option<String>,
+    /// RFC 5280 reason: unspecified, keyCompromise, cACompromise, affiliationChanged,
+    /// superseded, cessationOfOperation, certificateHold, privilegeWithdrawn, aACompromise.
+    #[arg(long, value_name = "REASON")]
+    pub reason: String,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
+    pub format: ListFormat,
+}
+
+/// CRL output forms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CrlFormat {
+    /// The signed CRL, PEM (`--der` for DER).
+    Pem,
+    /// The JSON denylist of every revoked certificate, direct ones included (signs nothing).
+    Json,
+}
+
+/// `talvault crl`
+#[derive(Debug, Args)]
+pub struct CrlArgs {
+    /// The environment.
+    pub env: String,
+    /// The issuer (default: the one that signs now).
+    #[arg(long, value_name = "ID")]
+    pub issuer: Option<String>,
+    /// Output form.
+    #[arg(long, value_enum, default_value = "pem")]
+    pub format: CrlFormat,
+    /// Write DER instead of PEM.
+    #[arg(long)]
+    pub der: bool,
+    /// Write here instead of stdout.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+/// `talvault verify`
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The environment.
+    pub env: String,
+    /// The talosconfig to check.
+    pub talosconfig: PathBuf,
+    /// The context (default: its current context).
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
+    pub format: ListFormat,
+}
+
+/// `talvault revoke`
+pub fn revoke(a: RevokeArgs, o: &VaultOpts) -> Result<u8, CliError> {
+    let reason: RevocationReason = a
+        .reason
+        .parse()
+        .map_err(|e| CliError::usage(format!("--reason: {e}")))?;
+    let target = match (&a.serial, &a.talosconfig) {
+        (Some(s), None) => RevokeTarget::Serial(serial_arg(s)?),
+        (None, Some(path)) => {
+            let c = talosconfig_context(path, a.context.as_deref())?;
+            RevokeTarget::Certificate {
+                server_ca: c.server_ca,
+                crt: c.crt,
+            }
+        }
+        _ => return Err(CliError::usage("give a SERIAL or --talosconfig FILE")),
+    };
+    let v = o.open_vault()?;
+    let out = v.revoke(&a.env, &target, reason, &o.context(Opens::Secrets)?)?;
+    if a.format == ListFormat::Json {
+        write_stdout(&json(&out)?)?;
+        return Ok(0);
+    }
+    write_stdout(revoke_text(&a.env, &out).as_bytes())?;
+    Ok(0)
+}
+
+fn revoke_text(env: &str, out: &RevokeOutcome) -> String {
+    let c = &out.certificate;
+    let mut msg = if out.already_revoked {
+        format!(
+            "certificate {} was already revoked at {} ({}); nothing changed\n",
+            c.serial, out.revoked, out.reason
+        )
+    } else {
+        format!(
+            "revoked certificate {} ({}, {}) as {}\n",
+            c.serial,
+            c.holder.as_deref().unwrap_or("no holder"),
+            c.roles.join(","),
+            out.reason
+        )
+    };
+    if let Some(crl) = &out.crl {
+        // The CRL is the certificate's issuer's, signed with its key wherever that lives.
+        let in_token = out.issuer.as_ref().is_some_and(|i| i.key_store == "pkcs11");
+        let _ = writeln!(
+            msg,
+            "CRL regenerated: {crl}{}",
+            if in_token {
+                " (signed inside its PKCS#11 token)"
+            } else {
+                ""
+            }
+        );
+    }
+    if out.remaining_seconds == 0 {
+        let _ = writeln!(msg, "it has already expired: nothing more to do");
+        return msg;
+    }
+    let _ = writeln!(
+        msg,
+        "Talos checks no CRL: this certificate keeps working for {} (until {}) unless access is cut:",
+        duration_text(out.remaining_seconds),
+        c.not_after
+    );
+    match &out.issuer {
+        Some(i) if i.state == IssuerState::Retired => {
+            let _ = writeln!(
+                msg,
+                "  its issuer {} is already retired: make sure every node has the current patch (talvault patch accepted-cas {env})",
+                i.id
+            );
+        }
+        Some(i) => {
+            let _ = writeln!(
+                msg,
+                "  retire its issuer {}: talvault issuer rotate {env}; talvault patch accepted-cas {env} (apply); talvault issuer activate {env} NEW-ID; re-issue; talvault issuer retire {env} {} (--force if it is the only active one); apply a fresh patch",
+                i.id, i.id
+            );
+            if out.reissue.is_empty() {
+                let _ = writeln!(
+                    msg,
+                    "  no other live certificate of {} needs re-issuing",
+                    i.id
+                );
+            } else {
+                let _ = writeln!(
+                    msg,
+                    "  {} other live certificate(s) of {} would need re-issuing:",
+                    out.reissue.len(),
+                    i.id
+                );
+                for r in &out.reissue {
+                    let _ = writeln!(msg, "  {}", cert_line(r));
+                }
+            }
+        }
+        None => {
+            let _ = writeln!(
+                msg,
+                "  it was signed directly by the Talos OS CA: only its expiry or an OS CA rotation (`talosctl rotate-ca`) cuts it off; use issuers to make revocation effective"
+            );
+        }
+    }
+    msg
+}
+
+/// `talvault crl`
+pub fn crl(a: CrlArgs, o: &VaultOpts) -> Result<u8, CliError> {
+    if a.format == CrlFormat::Json && (a.der || a.issuer.is_some()) {
+        return Err(CliError::usage(
+            "--format json lists every revocation of the environment; it takes neither --der nor --issuer",
+        ));
+    }
+    let out = Output::public(a.output.as_deref())?;
+    let v = o.open_vault()?;
+    if a.format == CrlFormat::Json {
+        let list = v.denylist(&a.env, &o.context(Opens::Nothing)?)?;
+        out.write(&json(&list)?)?;
+        return Ok(0);
+    }
+    let crl = v.crl(&a.env, a.issuer.as_deref(), &o.context(Opens::Secrets)?)?;
+    let bytes = if a.der {
+        crl.der.clone()
+    } else {
+        crl.der_pem()
+    };
+    let to_file = !out.is_stdout();
+    out.write(&bytes)?;
+    if to_file {
+        write_stdout(
+            format!(
+                "CRL number {} of issuer {} with {} entries, signed {} (also stored as {})\n",
+                crl.number,
+                crl.issuer,
+                crl.entries,
+                if crl.in_token {
+                    "inside its PKCS#11 token"
+                } else {
+                    "with its sealed key"
+                },
+                crl.stored
+            )
+            .as_bytes(),
+        )?;
+    }
+    Ok(0)
+}
+
+/// `talvault verify`: exit 0 good, 1 not good, 2 unreadable.
+pub fn verify(a: VerifyArgs, o: &VaultOpts) -> Result<u8, CliError> {
+    let c = talosconfig_context(&a.talosconfig, a.context.as_deref())?;
+    let v = o.open_vault()?;
+    let report = v
+        .verify(
+            &a.env,
+            &c.name,
+            &c.server_ca,
+            &c.crt,
+            &o.context(Opens::Nothing)?,
+        )
+        .map_err(|e| match e {
+            VaultError::Unreadable { .. } => {
+                CliError::usage(format!("{}: {e}", a.talosconfig.display()))
+            }
+            other => other.into(),
+        })?;
+    match a.format {
+        ListFormat::Json => write_stdout(&json(&report)?)?,
+        ListFormat::Text => write_stdout(verify_text(&report).as_bytes())?,
+    }
+    Ok(if report.good { 0 } else { 1 })
+}
+
+fn verify_text(r: &Verification) -> String {
+    let mut msg = format!(
+        "{}: context {:?}, serial {}, roles {}, holder {}, signed by {}\n",
+        if r.good { "GOOD" } else { "NOT GOOD" },
+        r.context,
+        r.serial,
+        r.roles.join(","),
+        r.holder.as_deref().unwrap_or("(none)"),
+        r.signed_by.as_deref().unwrap_or("(unknown CA)")
+    );
+    for c in &r.checks {
+        let _ = writeln!(
+            msg,
+            "  {:<4} {:<12} {}",
+            c.result.as_str(),
+            c.check,
+            c.detail
+        );
+    }
+    msg
+}

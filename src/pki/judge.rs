@@ -1,0 +1,431 @@
+//! PURE: the verdicts talvault reaches from facts it was handed: whether a client certificate
+//! is good (`verify`'s checks, in order), how close something is to expiring (`status`), and
+//! the TTL a certificate's lifetime amounts to. It reads no file and no clock: the service
+//! gathers the evidence and passes the time.
+
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use super::issue::DEFAULT_BACKDATE;
+use super::policy::{Holder, Policy, Request};
+use super::role::Role;
+use super::ttl::Ttl;
+use super::verify::LeafFacts;
+
+/// The outcome of one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// Fine.
+    Pass,
+    /// Works, but worth a look.
+    Warn,
+    /// The certificate is not good.
+    Fail,
+}
+
+impl Outcome {
+    /// `pass`, `warn` or `fail`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Pass => "pass",
+            Outcome::Warn => "warn",
+            Outcome::Fail => "fail",
+        }
+    }
+}
+
+/// One check of `verify`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Check {
+    /// What was checked.
+    pub check: &'static str,
+    /// Its outcome.
+    pub result: Outcome,
+    /// Details.
+    pub detail: String,
+}
+
+/// Who signed the certificate, as the chain step found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Signer {
+    /// The Talos OS CA (direct mode), with its notAfter.
+    OsCa {
+        /// The CA's notAfter, if readable.
+        not_after: Option<OffsetDateTime>,
+    },
+    /// One of the environment's issuers.
+    Issuer {
+        /// Its id.
+        id: String,
+        /// Whether it is retired (dropped from acceptedCAs).
+        retired: bool,
+        /// Its state's name.
+        state: &'static str,
+        /// Its notAfter.
+        not_after: OffsetDateTime,
+    },
+}
+
+/// What the vault knows of the certificate from its records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordFacts {
+    /// Who issued it.
+    pub actor: String,
+    /// When.
+    pub issued: String,
+    /// `Some(reason)` for a break-glass certificate.
+    pub break_glass: Option<String>,
+}
+
+/// Everything `verify` weighs.
+#[derive(Debug)]
+pub struct Evidence<'a> {
+    /// The certificate's facts.
+    pub facts: &'a LeafFacts,
+    /// `Ok(cluster name)` when the talosconfig's CA is this environment's OS CA, else why not.
+    pub server_ca: Result<&'a str, String>,
+    /// Who signed it, if anyone of this environment.
+    pub signer: Option<Signer>,
+    /// `Some((revoked at, reason))` when the environment revoked this very certificate.
+    pub revoked: Option<(String, String)>,
+    /// The certificate record, when this vault issued it.
+    pub record: Option<RecordFacts>,
+    /// The environment's policy now.
+    pub policy: &'a Policy,
+    /// The time to judge at.
+    pub now: OffsetDateTime,
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.to_offset(time::UtcOffset::UTC)
+        .replace_nanosecond(0)
+        .unwrap_or(t)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// The TTL a certificate was issued with: its lifetime less the backdate leaves get for clock
+/// skew (at most the whole lifetime).
+pub fn issued_ttl(not_before: OffsetDateTime, not_after: OffsetDateTime) -> Option<Ttl> {
+    let lifetime = not_after - not_before;
+    let backdate = DEFAULT_BACKDATE.min(lifetime);
+    Ttl::from_seconds(u64::try_from((lifetime - backdate).whole_seconds()).unwrap_or(0))
+}
+
+/// `verify`'s checks, in order: server CA, chain, CA validity, EKU, roles, validity,
+/// revocation, acceptance, record, policy.
+pub fn judge(e: &Evidence<'_>) -> Vec<Check> {
+    use Outcome::{Fail, Pass, Warn};
+    let f = e.facts;
+    let now = e.now;
+    let mut checks = Vec::new();
+    let mut check = |check: &'static str, result: Outcome, detail: String| {
+        checks.push(Check {
+            check,
+            result,
+            detail,
+        });
+    };
+
+    // 1. The server CA: the talosconfig must trust this cluster's apid.
+    match &e.server_ca {
+        Ok(cluster) => check(
+            "server-ca",
+            Pass,
+            format!("the Talos OS CA of cluster {cluster:?}"),
+        ),
+        Err(why) => check("server-ca", Fail, why.clone()),
+    }
+
+    // 2. The chain: signed by the OS CA or by one of the environment's issuers.
+    let signer_end = match &e.signer {
+        Some(Signer::OsCa { not_after }) => {
+            check("chain", Pass, "signed by the Talos OS CA (direct)".into());
+            *not_after
+        }
+        Some(Signer::Issuer { id, not_after, .. }) => {
+            check("chain", Pass, format!("signed by issuer {id}"));
+            Some(*not_after)
+        }
+        None => {
+            check(
+                "chain",
+                Fail,
+                "not signed by the Talos OS CA or any issuer of this environment".into(),
+            );
+            None
+        }
+    };
+    if let Some(end) = signer_end
+        && end < now
+    {
+        check(
+            "ca-validity",
+            Fail,
+            format!("the signing CA expired at {}", rfc3339(end)),
+        );
+    }
+
+    // 3. EKU exactly [clientAuth] (apid, Talos ≥ 1.12 unconditionally).
+    if f.is_ca {
+        check(
+            "eku",
+            Fail,
+            "a CA certificate, not a client certificate".into(),
+        );
+    } else if f.eku_is_client_auth_only() {
+        check("eku", Pass, "exactly clientAuth".into());
+    } else {
+        check(
+            "eku",
+            Fail,
+            format!(
+                "extended key usage {:?}; apid requires exactly clientAuth",
+                f.extended_key_usage
+            ),
+        );
+    }
+
+    // 4. Roles.
+    let roles = Role::parse_set(f.organizations.iter().map(String::as_str));
+    match &roles {
+        Ok(r) if r.iter().all(Role::is_known) && !r.is_empty() => {
+            check("roles", Pass, f.organizations.join(", "))
+        }
+        Ok(r) if r.is_empty() => check("roles", Fail, "no roles: apid grants nothing".into()),
+        _ => check(
+            "roles",
+            Warn,
+            format!("{:?} includes a role Talos does not know", f.organizations),
+        ),
+    }
+
+    // 5. Validity now.
+    if now < f.not_before {
+        check(
+            "validity",
+            Fail,
+            format!("not valid before {}", rfc3339(f.not_before)),
+        );
+    } else if now > f.not_after {
+        check(
+            "validity",
+            Fail,
+            format!("expired at {}", rfc3339(f.not_after)),
+        );
+    } else {
+        let left = f.not_after - now;
+        check(
+            "validity",
+            Pass,
+            format!(
+                "until {} ({}h{}m left)",
+                rfc3339(f.not_after),
+                left.whole_hours(),
+                left.whole_minutes() % 60
+            ),
+        );
+    }
+
+    // 6. Revocation.
+    match &e.revoked {
+        Some((at, reason)) => check("revocation", Fail, format!("revoked at {at} ({reason})")),
+        None => check("revocation", Pass, "not revoked".into()),
+    }
+
+    // 7. Is its CA still accepted by the nodes?
+    match &e.signer {
+        Some(Signer::OsCa { .. }) => check(
+            "accepted",
+            Pass,
+            "the OS CA is always accepted (only expiry or an OS CA rotation cuts it)".into(),
+        ),
+        Some(Signer::Issuer {
+            id, retired: true, ..
+        }) => check(
+            "accepted",
+            Fail,
+            format!("issuer {id} is retired (dropped from acceptedCAs)"),
+        ),
+        Some(Signer::Issuer { id, state, .. }) => {
+            check("accepted", Pass, format!("issuer {id} is {state}"))
+        }
+        None => {}
+    }
+
+    // 8. The record and the policy.
+    match &e.record {
+        Some(r) => check(
+            "recorded",
+            Pass,
+            format!("issued by {} at {}", r.actor, r.issued),
+        ),
+        None => check(
+            "recorded",
+            Warn,
+            "not issued by talvault from this vault (no certificate record)".into(),
+        ),
+    }
+    if let Ok(roles) = roles {
+        let request = Request {
+            roles,
+            ttl: issued_ttl(f.not_before, f.not_after),
+            holder: f.common_name.as_deref().and_then(|h| Holder::parse(h).ok()),
+            break_glass: e.record.as_ref().and_then(|r| r.break_glass.clone()),
+        };
+        let direct_ok = !matches!(e.signer, Some(Signer::OsCa { .. })) || e.policy.allow_direct;
+        match (e.policy.grant(&request), direct_ok) {
+            (Ok(_), true) => check("policy", Pass, "the current policy would issue it".into()),
+            (Ok(_), false) => check(
+                "policy",
+                Fail,
+                "the policy no longer allows direct signing by the OS CA".into(),
+            ),
+            (Err(err), _) => check(
+                "policy",
+                Fail,
+                format!("the current policy would refuse it: {err}"),
+            ),
+        }
+    }
+    checks
+}
+
+/// How close something is to its end, for `status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Expiry {
+    /// Ends after the window.
+    Fine,
+    /// Ends within the window (grade 1).
+    Expiring,
+    /// Already ended (grade 2).
+    Expired,
+}
+
+/// Grades an end (Unix seconds) against `now` and a `window` of seconds.
+pub fn grade_expiry(end: i64, now: i64, window: i64) -> Expiry {
+    if end < now {
+        Expiry::Expired
+    } else if end <= now.saturating_add(window) {
+        Expiry::Expiring
+    } else {
+        Expiry::Fine
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    fn facts() -> LeafFacts {
+        LeafFacts {
+            serial_hex: "0a".into(),
+            fingerprint: "sha256:00".into(),
+            organizations: vec!["os:reader".into()],
+            common_name: Some("alice".into()),
+            not_before: datetime!(2030-01-01 00:00:00 UTC),
+            not_after: datetime!(2030-01-01 08:00:10 UTC),
+            extended_key_usage: vec![super::super::verify::CLIENT_AUTH_OID.into()],
+            is_ca: false,
+        }
+    }
+
+    fn outcomes(checks: &[Check]) -> Vec<(&'static str, Outcome)> {
+        checks.iter().map(|c| (c.check, c.result)).collect()
+    }
+
+    #[test]
+    fn a_good_certificate_passes_and_each_fault_fails_its_own_check() {
+        let policy = Policy::default();
+        let f = facts();
+        let good = Evidence {
+            facts: &f,
+            server_ca: Ok("prod"),
+            signer: Some(Signer::Issuer {
+                id: "e1-aaaa".into(),
+                retired: false,
+                state: "active",
+                not_after: datetime!(2031-01-01 00:00:00 UTC),
+            }),
+            revoked: None,
+            record: Some(RecordFacts {
+                actor: "a".into(),
+                issued: "2030-01-01T00:00:10Z".into(),
+                break_glass: None,
+            }),
+            policy: &policy,
+            now: datetime!(2030-01-01 01:00:00 UTC),
+        };
+        let checks = judge(&good);
+        assert!(
+            checks.iter().all(|c| c.result == Outcome::Pass),
+            "{checks:?}"
+        );
+        assert_eq!(
+            checks.iter().map(|c| c.check).collect::<Vec<_>>(),
+            [
+                "server-ca",
+                "chain",
+                "eku",
+                "roles",
+                "validity",
+                "revocation",
+                "accepted",
+                "recorded",
+                "policy"
+            ]
+        );
+        let later = Evidence {
+            now: datetime!(2030-01-02 00:00:00 UTC),
+            ..good
+        };
+        assert!(outcomes(&judge(&later)).contains(&("validity", Outcome::Fail)));
+        let revoked = Evidence {
+            revoked: Some(("t".into(), "keyCompromise".into())),
+            now: good.now,
+            ..later
+        };
+        assert!(outcomes(&judge(&revoked)).contains(&("revocation", Outcome::Fail)));
+        let retired = Evidence {
+            signer: Some(Signer::Issuer {
+                id: "e1-aaaa".into(),
+                retired: true,
+                state: "retired",
+                not_after: datetime!(2029-01-01 00:00:00 UTC),
+            }),
+            revoked: None,
+            ..revoked
+        };
+        let o = outcomes(&judge(&retired));
+        assert!(
+            o.contains(&("accepted", Outcome::Fail)) && o.contains(&("ca-validity", Outcome::Fail))
+        );
+        let foreign = Evidence {
+            server_ca: Err("another cluster".into()),
+            signer: None,
+            record: None,
+            ..retired
+        };
+        let o = outcomes(&judge(&foreign));
+        assert!(o.contains(&("server-ca", Outcome::Fail)));
+        assert!(o.contains(&("chain", Outcome::Fail)));
+        assert!(o.contains(&("recorded", Outcome::Warn)));
+    }
+
+    #[test]
+    fn expiry_grades_and_issued_ttl() {
+        assert_eq!(grade_expiry(99, 100, 10), Expiry::Expired);
+        assert_eq!(grade_expiry(100, 100, 10), Expiry::Expiring);
+        assert_eq!(grade_expiry(110, 100, 10), Expiry::Expiring);
+        assert_eq!(grade_expiry(111, 100, 10), Expiry::Fine);
+        assert_eq!(grade_expiry(i64::MAX, 100, i64::MAX), Expiry::Expiring);
+        let nb = datetime!(2030-01-01 00:00:00 UTC);
+        assert_eq!(
+            issued_ttl(nb, nb + time::Duration::seconds(8 * 3600 + 10)),
+            Ttl::from_hours(8)
+        );
+    }
+}

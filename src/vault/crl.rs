@@ -1,0 +1,108 @@
+//! CRLs: `crl` signs a fresh CRL with an issuer (default: the signing one), stores it and
+//! audits the use of its key; `crl --format json` lists every revocation of the environment,
+//! direct ones included, opening and signing nothing.
+
+use serde::Serialize;
+
+use super::records::{find_issuer, signing_issuer};
+use super::{Context, CrlOutput, Vault, VaultError, rfc3339};
+use crate::audit::Action;
+use crate::inventory;
+use crate::model::OS_CA;
+use crate::store::Mode;
+use crate::store::txn::Transaction;
+
+/// One revoked certificate in the JSON denylist.
+#[derive(Debug, Clone, Serialize)]
+pub struct DenylistEntry {
+    /// Serial, hex.
+    pub serial: String,
+    /// SHA-256 of the certificate DER.
+    pub fingerprint: String,
+    /// `os` or the issuer id.
+    pub issuer: String,
+    /// `direct` or `issuer`.
+    pub mode: &'static str,
+    /// RFC 5280 reason.
+    pub reason: String,
+    /// When revoked.
+    pub revoked: String,
+    /// The certificate's notAfter.
+    pub not_after: String,
+}
+
+/// `crl --format json`: every revoked certificate of the environment, direct ones included.
+#[derive(Debug, Clone, Serialize)]
+pub struct Denylist {
+    /// The environment.
+    pub env: String,
+    /// When it was made.
+    pub generated: String,
+    /// The entries, by serial.
+    pub revoked: Vec<DenylistEntry>,
+}
+
+impl Vault {
+    /// `crl`: signs a fresh CRL with the issuer (default: the signing issuer), stores it in
+    /// `crl/<issuer>.crl.pem` and audits the use of the key.
+    pub fn crl(
+        &self,
+        env: &str,
+        issuer_id: Option<&str>,
+        ctx: &Context,
+    ) -> Result<CrlOutput, VaultError> {
+        let env = self.env(env)?;
+        let issuers = self.load_issuers(&env)?;
+        let issuer = match issuer_id {
+            Some(id) => find_issuer(&env, &issuers, id)?,
+            None => signing_issuer(&issuers).ok_or_else(|| VaultError::NoCrlIssuer {
+                env: env.as_str().into(),
+            })?,
+        };
+        if !issuer.meta.state.accepted() {
+            return Err(VaultError::IssuerState {
+                id: issuer.meta.id.clone(),
+                state: issuer.meta.state.as_str(),
+                operation: "a CRL",
+                needed: "pending or active",
+            });
+        }
+        let entries = self.revoked_entries(&env)?;
+        let (out, opened_by) = self.build_crl(&env, issuer, &entries, ctx)?;
+        let mut t = Transaction::new(&self.root);
+        t.write(&out.stored, &out.der_pem(), Mode::Public);
+        let action = Action::Crl {
+            issuer: out.issuer.clone(),
+            crl_number: out.number,
+            entries: out.entries,
+        };
+        self.stage_event(&mut t, &env, ctx, Some(&opened_by), &action)?;
+        self.commit(t)?;
+        Ok(out)
+    }
+
+    /// `crl --format json`: every revocation of the environment (direct ones too); opens
+    /// nothing and signs nothing.
+    pub fn denylist(&self, env: &str, ctx: &Context) -> Result<Denylist, VaultError> {
+        let env = self.env(env)?;
+        let mut entries = self.revoked_entries(&env)?;
+        entries.sort_by(|a, b| a.serial.cmp(&b.serial));
+        let revoked = entries
+            .into_iter()
+            .map(|e| DenylistEntry {
+                mode: if e.ca == OS_CA { "direct" } else { "issuer" },
+                serial: e.serial,
+                fingerprint: e.fingerprint,
+                issuer: e.ca,
+                reason: e.reason,
+                revoked: inventory::rfc3339(e.revoked),
+                not_after: inventory::rfc3339(e.not_after),
+            })
+            .collect();
+        Ok(self.finish(Denylist {
+            env: env.as_str().into(),
+            generated: rfc3339(ctx.now),
+            revoked,
+        }))
+    }
+}

@@ -1,0 +1,283 @@
+//! The service's error: one typed condition per way a vault operation fails, with the context
+//! a message needs. Messages never contain secret material and name no command-line flags;
+//! hints and flag names are the CLI's (`cli::error`).
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+use crate::audit::AuditError;
+use crate::model::MetaError;
+use crate::pki::issue::{CsrError, IssueError};
+use crate::pki::policy::{PolicyError, PolicyFileError};
+use crate::pki::ttl::Ttl;
+use crate::store::age::AgeError;
+use crate::store::{LockError, NameError, StoreError};
+
+use super::VAULT_FILE;
+
+/// A vault operation failed.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum VaultError {
+    /// No vault was found.
+    #[error("no talvault vault found (looked for {VAULT_FILE} in {}{})", start.display(), if *parents { " and its parents" } else { "" })]
+    NotFound {
+        /// Where the search started.
+        start: PathBuf,
+        /// Whether parent directories were searched too.
+        parents: bool,
+    },
+    /// `init` on a directory that already is a vault.
+    #[error("{} is already a talvault vault", path.display())]
+    AlreadyVault {
+        /// The vault directory.
+        path: PathBuf,
+    },
+    /// The named environment does not exist.
+    #[error("environment {env:?} does not exist")]
+    NoSuchEnv {
+        /// Its name.
+        env: String,
+    },
+    /// The environment already exists.
+    #[error("environment {env:?} already exists")]
+    EnvExists {
+        /// Its name.
+        env: String,
+    },
+    /// An invalid environment name or path component.
+    #[error(transparent)]
+    Name(#[from] NameError),
+    /// A file could not be read or written.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The vault lock could not be taken.
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    /// Sealing or opening failed.
+    #[error(transparent)]
+    Age(#[from] AgeError),
+    /// A metadata file is malformed or too new.
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+    /// The decrypted bundle does not match the pinned CA certificates.
+    #[error("{file}: the CA certificates do not match the pins in env.yaml ({})", cas.join(", "))]
+    PinMismatch {
+        /// The sealed file.
+        file: String,
+        /// Which CAs differ.
+        cas: Vec<&'static str>,
+    },
+    /// The bundle inside a sealed file or given for import is not usable.
+    #[error("{what}: {message}")]
+    BadBundle {
+        /// Which bundle.
+        what: String,
+        /// What is wrong (no secret values).
+        message: String,
+    },
+    /// The material given for `env import` is not a usable bundle.
+    #[error("{kind}: {message}")]
+    BadImport {
+        /// Its kind: `secrets`, `kubernetes-pki` or `controlplane-config`.
+        kind: &'static str,
+        /// What is wrong (no secret values).
+        message: String,
+    },
+    /// The operation needs recipients but the environment is passphrase-sealed, or vice versa.
+    #[error("environment {env:?} is sealed with {sealing}; {operation} is not possible")]
+    WrongSealing {
+        /// The environment.
+        env: String,
+        /// How it is sealed.
+        sealing: &'static str,
+        /// What was attempted.
+        operation: &'static str,
+    },
+    /// Removing recipients would leave none.
+    #[error("removing {removed} recipient(s) would leave environment {env:?} with none")]
+    NoRecipientsLeft {
+        /// The environment.
+        env: String,
+        /// How many were to be removed.
+        removed: usize,
+    },
+    /// A recipient to remove is not in the environment.
+    #[error("{recipient} is not a recipient of environment {env:?}")]
+    NotARecipient {
+        /// The environment.
+        env: String,
+        /// The recipient.
+        recipient: String,
+    },
+    /// Building the bundle or a key failed.
+    #[error("{0}")]
+    Generate(String),
+    /// Writing the audit event failed.
+    #[error("audit event: {0}")]
+    Audit(#[from] AuditError),
+    /// policy.yaml is malformed.
+    #[error("{file}: {source}")]
+    PolicyFile {
+        /// The file.
+        file: String,
+        /// What is wrong.
+        source: PolicyFileError,
+    },
+    /// The policy refuses the request.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    /// A reason (untaint) is empty.
+    #[error("a reason is required")]
+    EmptyReason,
+    /// The CSR is unusable.
+    #[error("{0}")]
+    Csr(#[from] CsrError),
+    /// Signing the leaf failed.
+    #[error(transparent)]
+    Issue(#[from] IssueError),
+    /// No endpoints for the talosconfig.
+    #[error("no endpoints for the talosconfig of environment {env:?}")]
+    NoEndpoints {
+        /// The environment.
+        env: String,
+    },
+    /// Direct signing by the OS CA is forbidden by policy.
+    #[error(
+        "the policy of environment {env:?} forbids signing with the Talos OS CA (allow_direct: false)"
+    )]
+    DirectForbidden {
+        /// The environment.
+        env: String,
+    },
+    /// `env untaint` on an environment that is not tainted.
+    #[error("environment {env:?} is not tainted")]
+    NotTainted {
+        /// The environment.
+        env: String,
+    },
+    /// No issuer with that id.
+    #[error("environment {env:?} has no issuer {id:?}")]
+    NoSuchIssuer {
+        /// The environment.
+        env: String,
+        /// The id asked for.
+        id: String,
+    },
+    /// An issuer is not in the state the operation needs.
+    #[error("issuer {id} is {state}; {operation} needs a {needed} issuer")]
+    IssuerState {
+        /// The issuer.
+        id: String,
+        /// Its state.
+        state: &'static str,
+        /// What was attempted.
+        operation: &'static str,
+        /// The state needed.
+        needed: &'static str,
+    },
+    /// Retiring the only active issuer would strand live certificates.
+    #[error(
+        "issuer {id} is the only active issuer and {live} certificate(s) it signed are still live"
+    )]
+    RetireStrands {
+        /// The issuer.
+        id: String,
+        /// Live certificates it signed.
+        live: usize,
+    },
+    /// An issuer's lifetime outside the bounds.
+    #[error("an issuer lives between 1h and {max_hours}h, not {lifetime}")]
+    IssuerLifetime {
+        /// What was asked.
+        lifetime: Ttl,
+        /// The longest allowed, in hours.
+        max_hours: u64,
+    },
+    /// A token key of another algorithm than the one asked for.
+    #[error("the token's key is {found}, not {wanted}")]
+    TokenKeyAlgorithm {
+        /// Asked for.
+        wanted: &'static str,
+        /// What the token holds.
+        found: &'static str,
+    },
+    /// A CA certificate given to keep accepting is not one.
+    #[error("{label}: {reason}")]
+    BadKeptCa {
+        /// How the caller named it (its file).
+        label: String,
+        /// Why.
+        reason: String,
+    },
+    /// The acceptedCAs patch cannot be written.
+    #[error(transparent)]
+    Patch(#[from] crate::patch::PatchError),
+    /// An issuer's files do not hold together (tampered or corrupt).
+    #[error("{file}: {problem}")]
+    BadIssuer {
+        /// The issuer.yaml.
+        file: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// The leaf would outlive the issuer that signs it.
+    #[error("a {ttl} certificate would expire after issuer {issuer} does ({not_after})")]
+    LeafOutlivesIssuer {
+        /// The issuer.
+        issuer: String,
+        /// Its notAfter.
+        not_after: String,
+        /// The requested TTL.
+        ttl: String,
+    },
+    /// `revoke` of a serial the environment never issued.
+    #[error("environment {env:?} has no certificate with serial {serial}")]
+    UnknownSerial {
+        /// The environment.
+        env: String,
+        /// The serial as normalised.
+        serial: String,
+    },
+    /// A talosconfig that belongs to another cluster or CA.
+    #[error("{what}")]
+    ForeignTalosconfig {
+        /// What does not match.
+        what: String,
+    },
+    /// A certificate given to `verify` or `revoke` cannot be read.
+    #[error("{part}: {reason}")]
+    Unreadable {
+        /// Which part of the talosconfig (`crt`, `ca`).
+        part: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// There is no issuer to sign a CRL.
+    #[error("environment {env:?} has no active issuer to sign a CRL")]
+    NoCrlIssuer {
+        /// The environment.
+        env: String,
+    },
+    /// Building or signing a CRL or an issuer certificate failed.
+    #[error("{0}")]
+    Sign(String),
+    /// A sealed file must be opened but no identity was given.
+    #[error("no identity to open {}", file.as_deref().map_or_else(|| format!("environment {env:?}"), str::to_owned))]
+    NoIdentity {
+        /// The environment.
+        env: String,
+        /// The sealed file, when it is not the environment's bundle.
+        file: Option<String>,
+    },
+    /// The passphrase could not be had (the caller's source said why).
+    #[error("{0}")]
+    Unlock(Box<dyn std::error::Error + Send + Sync>),
+    /// A PKCS#11 token or module failed (the function and return code are in the message).
+    #[error(transparent)]
+    Hsm(#[from] talvault_hsm::HsmError),
+    /// A malformed `pkcs11:` URI.
+    #[error("{0}")]
+    HsmUri(#[from] talvault_hsm::UriError),
+}

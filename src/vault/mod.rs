@@ -1,0 +1,514 @@
+//! The application service: the only place that joins the pure modules (`bundle`, `pki`,
+//! `audit`, `model`) with storage (`store`), and the only writer of audit events. This file is
+//! the kernel (find, init and open a vault, load an environment, open and seal its secrets,
+//! stage an audit event, commit); each capability has its own room (`env`, `bundle`,
+//! `recipients`, `issue`, `issuers`, `revocation`, `crl`, `verify`, `status`, `audit`), read
+//! top to bottom as load → check → act → store → audit, sharing only this kernel, the signing
+//! half of it (`signer`) and the read side (`records`). It must not print, prompt or parse
+//! arguments (that is `cli`), and it returns secrets only through the explicit
+//! export/exec/issue paths.
+#![expect(
+    clippy::disallowed_methods,
+    reason = "the application service draws randomness for generation and issuance"
+)]
+
+mod audit;
+mod bundle;
+mod crl;
+mod env;
+mod error;
+mod issue;
+mod issuers;
+mod recipients;
+mod records;
+mod revocation;
+mod signer;
+mod status;
+mod verify;
+
+use std::cell::{OnceCell, RefCell};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+pub use self::bundle::ExportTo;
+pub use self::crl::{Denylist, DenylistEntry};
+pub use self::env::{BundleSource, EnvView, NewEnv, SealTo};
+pub use self::error::VaultError;
+pub use self::issue::{IssueRequest, Issued, PreparedIssue};
+pub use self::issuers::{
+    DEFAULT_ISSUER_LIFETIME, IssuerChange, MAX_ISSUER_LIFETIME_HOURS, NewIssuer, NewIssuerKey,
+};
+pub use self::recipients::RecipientChange;
+pub use self::records::{Issuer, IssuerView, LiveCert};
+pub use self::revocation::{RevokeOutcome, RevokeTarget};
+pub use self::signer::CrlOutput;
+pub use self::status::{CaExpiry, Counts, EnvStatus, Finding};
+pub use self::verify::Verification;
+use crate::audit::{self as events, Action, EventBody};
+use crate::bundle::SecretsBundle;
+pub use crate::model::{CertRecord, SignedBy};
+use crate::model::{EnvMeta, MetaError, Pins, Sealing, VaultConfig};
+use crate::secret::{SecretBytes, SecretText};
+use crate::store::age::{self as agestore, AgeError, Identity, OpenedBy};
+use crate::store::txn::{self, Transaction};
+use crate::store::{self, EnvName, Mode, StoreError, VaultLock, audit_dir};
+
+pub use crate::store::age::Recipient;
+
+/// The identities to open sealed files with: the `-i` files, else `TALVAULT_IDENTITY`, else
+/// `SOPS_AGE_KEY_FILE`; none when no source is set (a command that must open something then
+/// says so). Encrypted identity files ask through `callbacks`.
+pub fn load_identities<C: age::Callbacks>(
+    explicit: &[PathBuf],
+    talvault_identity: Option<&std::ffi::OsStr>,
+    sops_age_key_file: Option<&std::ffi::OsStr>,
+    callbacks: C,
+) -> Result<Vec<Identity>, VaultError> {
+    match agestore::resolve_identity_files(explicit, talvault_identity, sops_age_key_file) {
+        Ok((_, files)) => Ok(agestore::load_identities(&files, callbacks)?),
+        Err(AgeError::NoIdentitySource) => Ok(Vec::new()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The recipients listed in a recipients file (`age -R` format) the user gave.
+pub fn read_recipients_file(bytes: &[u8], path: &Path) -> Result<Vec<Recipient>, VaultError> {
+    Ok(agestore::parse_recipients(
+        &String::from_utf8_lossy(bytes),
+        path,
+    )?)
+}
+
+/// The vault's marker file.
+pub const VAULT_FILE: &str = "talvault.yaml";
+/// Largest metadata file read.
+const META_MAX: u64 = 1 << 20;
+/// Largest sealed file read.
+const SEALED_MAX: u64 = 16 << 20;
+
+/// Given a token label, the PIN, or why it cannot be had.
+pub type PinPrompt = Box<dyn Fn(&str) -> Result<secrecy::SecretString, String>>;
+
+/// Gives the passphrase of a passphrase-sealed environment, or says why it cannot.
+pub type PassphraseSource =
+    Box<dyn Fn() -> Result<SecretText, Box<dyn std::error::Error + Send + Sync>>>;
+
+/// Who acts and when, and how sealed files are opened: identities, and a passphrase asked for
+/// at most once, only when a passphrase-sealed environment is opened or sealed to.
+pub struct Context {
+    /// For audit events.
+    pub actor: String,
+    /// The current time.
+    pub now: OffsetDateTime,
+    /// Identities that may open sealed files.
+    pub identities: Vec<Identity>,
+    /// Where a passphrase comes from, when one is needed.
+    pub passphrase: Option<PassphraseSource>,
+    /// Asks for a PKCS#11 token's PIN (given its label) when the URI's `pin-source` and
+    /// `TALVAULT_PKCS11_PIN` do not give one.
+    pub pin_prompt: Option<PinPrompt>,
+    asked: OnceCell<SecretText>,
+}
+
+impl Context {
+    /// A context for `actor` at `now`, with no way to open anything yet.
+    pub fn new(actor: String, now: OffsetDateTime) -> Self {
+        Context {
+            actor,
+            now,
+            identities: Vec::new(),
+            passphrase: None,
+            pin_prompt: None,
+            asked: OnceCell::new(),
+        }
+    }
+
+    /// The passphrase, asked for the first time it is needed.
+    fn passphrase(&self) -> Result<&SecretText, VaultError> {
+        if let Some(p) = self.asked.get() {
+            return Ok(p);
+        }
+        let source = self
+            .passphrase
+            .as_ref()
+            .ok_or(VaultError::Age(AgeError::EmptyPassphrase))?;
+        let p = source().map_err(VaultError::Unlock)?;
+        Ok(self.asked.get_or_init(|| p))
+    }
+}
+
+/// An opened vault, holding its lock for as long as it lives.
+pub struct Vault {
+    root: PathBuf,
+    _lock: VaultLock,
+    /// Record caches rebuilt by this command, saved once it succeeded (`finish`, `commit`).
+    caches: RefCell<Vec<store::index::CacheUpdate>>,
+}
+
+/// An environment as a command loads it once: its name and `env.yaml`.
+struct Env {
+    name: EnvName,
+    meta: EnvMeta,
+}
+
+impl Env {
+    /// `envs/<name>`, relative to the vault root.
+    fn dir(&self) -> PathBuf {
+        env_dir(&self.name)
+    }
+
+    fn as_str(&self) -> &str {
+        self.name.as_str()
+    }
+}
+
+fn env_dir(name: &EnvName) -> PathBuf {
+    PathBuf::from("envs").join(name.as_str())
+}
+
+/// Finds the vault: `--vault`, then `TALVAULT_VAULT`, then the nearest parent of `cwd` holding
+/// `talvault.yaml`.
+pub fn discover(
+    explicit: Option<&Path>,
+    env_var: Option<&Path>,
+    cwd: &Path,
+) -> Result<PathBuf, VaultError> {
+    if let Some(p) = explicit.or(env_var) {
+        return if p.join(VAULT_FILE).is_file() {
+            Ok(p.to_path_buf())
+        } else {
+            Err(VaultError::NotFound {
+                start: p.to_path_buf(),
+                parents: false,
+            })
+        };
+    }
+    let mut dir = Some(cwd);
+    while let Some(d) = dir {
+        if d.join(VAULT_FILE).is_file() {
+            return Ok(d.to_path_buf());
+        }
+        dir = d.parent();
+    }
+    Err(VaultError::NotFound {
+        start: cwd.to_path_buf(),
+        parents: true,
+    })
+}
+
+/// Creates a vault in `dir` (created if missing).
+pub fn init(dir: &Path) -> Result<PathBuf, VaultError> {
+    if dir.join(VAULT_FILE).exists() {
+        return Err(VaultError::AlreadyVault {
+            path: dir.to_path_buf(),
+        });
+    }
+    std::fs::create_dir_all(dir).map_err(|e| store::fs::io_err(dir, e))?;
+    let _lock = VaultLock::acquire(dir, Duration::from_secs(10))?;
+    let mut t = Transaction::new(dir);
+    // Keep an existing .gitignore (a vault may live in an existing repository): add our lines.
+    let mut gitignore = match store::read_bounded(dir, Path::new(".gitignore"), META_MAX) {
+        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+        Err(StoreError::NotFound { .. }) => String::new(),
+        Err(e) => return Err(e.into()),
+    };
+    for line in [
+        ".lock".to_owned(),
+        format!("{}*", store::fs::TEMP_PREFIX),
+        txn::JOURNAL.to_owned(),
+        txn::DIRTY.to_owned(),
+    ] {
+        if !gitignore.lines().any(|l| l.trim() == line) {
+            if !gitignore.is_empty() && !gitignore.ends_with('\n') {
+                gitignore.push('\n');
+            }
+            gitignore.push_str(&line);
+            gitignore.push('\n');
+        }
+    }
+    t.write(".gitignore", gitignore.as_bytes(), Mode::Public);
+    t.write(
+        "envs/README.md",
+        b"One directory per environment; see docs/vault-format.md.\n",
+        Mode::Public,
+    );
+    // The marker last: a vault exists once talvault.yaml does.
+    t.create(
+        VAULT_FILE,
+        VaultConfig::new().to_yaml().as_bytes(),
+        Mode::Public,
+    );
+    t.commit()?;
+    Ok(dir.to_path_buf())
+}
+
+impl Vault {
+    /// Opens the vault at `root`: checks its format, takes the lock (waiting up to
+    /// `lock_timeout`) and finishes any interrupted commit.
+    pub fn open(root: &Path, lock_timeout: Duration) -> Result<Self, VaultError> {
+        let config = store::read_bounded(root, Path::new(VAULT_FILE), META_MAX)?;
+        VaultConfig::from_yaml(&config)?;
+        let lock = VaultLock::acquire(root, lock_timeout)?;
+        txn::recover(root)?;
+        Ok(Self {
+            root: root.to_path_buf(),
+            _lock: lock,
+            caches: RefCell::new(Vec::new()),
+        })
+    }
+
+    /// The vault directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Saves the record caches this command rebuilt (`.cache/`, git-ignored). Called when a
+    /// command has succeeded, so that a refused command changes nothing in the vault directory.
+    fn save_caches(&self) {
+        for update in self.caches.borrow_mut().drain(..) {
+            store::index::save(&self.root, &update);
+        }
+    }
+
+    /// The end of a command that wrote nothing: saves the caches it rebuilt, returns `value`.
+    fn finish<T>(&self, value: T) -> T {
+        self.save_caches();
+        value
+    }
+
+    /// Commits a transaction, then saves the caches this command rebuilt on the way (they
+    /// describe what was read before the commit, which the cache's own checks allow for).
+    fn commit(&self, t: Transaction) -> Result<(), VaultError> {
+        t.commit()?;
+        self.save_caches();
+        Ok(())
+    }
+
+    fn keep_cache<T>(&self, (out, update): (Vec<T>, Option<store::index::CacheUpdate>)) -> Vec<T> {
+        if let Some(u) = update {
+            self.caches.borrow_mut().push(u);
+        }
+        out
+    }
+
+    fn read(&self, rel: &Path, max: u64) -> Result<Vec<u8>, VaultError> {
+        Ok(store::read_bounded(&self.root, rel, max)?)
+    }
+
+    /// Loads an environment by name: the name checked, `env.yaml` read once.
+    fn env(&self, env: &str) -> Result<Env, VaultError> {
+        let name = EnvName::parse(env)?;
+        let meta = self.env_meta(&name)?;
+        Ok(Env { name, meta })
+    }
+
+    fn env_meta(&self, name: &EnvName) -> Result<EnvMeta, VaultError> {
+        let rel = env_dir(name).join("env.yaml");
+        match self.read(&rel, META_MAX) {
+            Err(VaultError::Store(StoreError::NotFound { .. })) => Err(VaultError::NoSuchEnv {
+                env: name.as_str().to_owned(),
+            }),
+            other => {
+                let file = rel.display().to_string();
+                let meta = EnvMeta::from_yaml(&file, &other?)?;
+                // A directory copied or renamed by hand still names its original inside: refuse
+                // rather than act on, and audit as, an environment under another name.
+                if meta.name != name.as_str() {
+                    return Err(VaultError::Meta(MetaError::Malformed {
+                        file,
+                        message: format!(
+                            "names environment {:?}, but its directory is {:?}",
+                            meta.name,
+                            name.as_str()
+                        ),
+                    }));
+                }
+                Ok(meta)
+            }
+        }
+    }
+
+    /// The environments to look at: the one named, or all (by name).
+    fn envs(&self, env: Option<&str>) -> Result<Vec<Env>, VaultError> {
+        match env {
+            Some(e) => Ok(vec![self.env(e)?]),
+            None => self.env_list_loaded(),
+        }
+    }
+
+    /// Every environment of the vault, by name. A directory without env.yaml is an
+    /// interrupted create, not an environment.
+    fn env_list_loaded(&self) -> Result<Vec<Env>, VaultError> {
+        let mut out = Vec::new();
+        let entries = match store::fs::list_dir(&self.root, Path::new("envs")) {
+            Err(StoreError::NotFound { .. }) => return Ok(out),
+            other => other?,
+        };
+        for e in entries {
+            if e.kind != store::fs::EntryKind::Dir {
+                continue;
+            }
+            let Ok(name) = EnvName::parse(&e.name) else {
+                continue;
+            };
+            match self.env_meta(&name) {
+                Ok(meta) => out.push(Env { name, meta }),
+                Err(VaultError::NoSuchEnv { .. }) => {}
+                Err(other) => return Err(other),
+            }
+        }
+        Ok(out)
+    }
+
+    fn recipients(&self, env: &Env) -> Result<Vec<Recipient>, VaultError> {
+        let rel = env.dir().join("recipients.txt");
+        let text = self.read(&rel, META_MAX)?;
+        Ok(agestore::parse_recipients(
+            &String::from_utf8_lossy(&text),
+            &self.root.join(rel),
+        )?)
+    }
+
+    /// Adds an audit event for `env` to the transaction, on top of the current heads.
+    fn stage_event(
+        &self,
+        t: &mut Transaction,
+        env: &Env,
+        ctx: &Context,
+        opened_by: Option<&OpenedBy>,
+        action: &Action,
+    ) -> Result<(), VaultError> {
+        let links = self.audit_links(env)?;
+        let event = events::new_event(
+            events::heads_of_links(&links),
+            EventBody::new(
+                ctx.now,
+                &ctx.actor,
+                opened_by.map(|o| o.to_string()),
+                env.as_str(),
+                action,
+            )?,
+        )?;
+        t.create(
+            env.dir()
+                .join(audit_dir::AUDIT_DIR)
+                .join(event.relative_path()),
+            &event.to_json(),
+            Mode::Public,
+        );
+        Ok(())
+    }
+
+    /// The id and parents every event of the environment states: all that is needed to find the
+    /// heads a new event names (`audit verify` checks the rest). Read month by month through the
+    /// record cache (`store::index`), so only events added since the cache was built are read.
+    fn audit_links(
+        &self,
+        env: &Env,
+    ) -> Result<Vec<(events::EventId, Vec<events::EventId>)>, VaultError> {
+        let dir = env.dir();
+        let months = match audit_dir::months(&self.root, &dir) {
+            // A new environment's directory does not exist yet: no events.
+            Err(StoreError::NotFound { .. }) => Vec::new(),
+            other => other?,
+        };
+        let mut links = Vec::new();
+        for (year, month) in months {
+            let scanned = store::index::scan(
+                &self.root,
+                &dir.join(audit_dir::AUDIT_DIR).join(&year).join(&month),
+                &format!("{}/audit-{year}-{month}", env.as_str()),
+                audit_dir::EVENT_RECORDS,
+                |_, bytes| Ok::<_, VaultError>(events::StatedLinks::read(bytes)),
+            )?;
+            links.extend(self.keep_cache(scanned).into_iter().filter_map(|l| l.0));
+        }
+        Ok(links)
+    }
+
+    /// Seals a secret of the environment the way its bundle is sealed.
+    fn seal_for(&self, env: &Env, plaintext: &[u8], ctx: &Context) -> Result<Vec<u8>, VaultError> {
+        Ok(match env.meta.sealing {
+            Sealing::Recipients => agestore::seal(plaintext, &self.recipients(env)?)?,
+            Sealing::Passphrase => agestore::seal_with_passphrase(plaintext, ctx.passphrase()?)?,
+        })
+    }
+
+    /// Opens a sealed file of the environment.
+    fn open_sealed(
+        &self,
+        env: &Env,
+        rel: &Path,
+        ctx: &Context,
+    ) -> Result<(SecretBytes, OpenedBy), VaultError> {
+        let sealed = self.read(rel, SEALED_MAX)?;
+        if env.meta.sealing == Sealing::Recipients && ctx.identities.is_empty() {
+            let bundle = rel == env.dir().join(BUNDLE_FILE);
+            return Err(VaultError::NoIdentity {
+                env: env.as_str().to_owned(),
+                file: (!bundle).then(|| rel.display().to_string()),
+            });
+        }
+        let shown = self.root.join(rel);
+        Ok(match env.meta.sealing {
+            Sealing::Recipients => agestore::open(&shown, &sealed, &ctx.identities)?,
+            Sealing::Passphrase => (
+                agestore::open_with_passphrase(&shown, &sealed, ctx.passphrase()?)?,
+                OpenedBy::Passphrase,
+            ),
+        })
+    }
+
+    /// Opens an environment's bundle and checks it against the pins. Every caller records an
+    /// audit event for the use.
+    fn open_bundle(
+        &self,
+        env: &Env,
+        ctx: &Context,
+    ) -> Result<(SecretBytes, SecretsBundle, OpenedBy), VaultError> {
+        let rel = env.dir().join(BUNDLE_FILE);
+        let (plain, opened_by) = self.open_sealed(env, &rel, ctx)?;
+        let bundle =
+            SecretsBundle::from_yaml(plain.expose()).map_err(|e| VaultError::BadBundle {
+                what: rel.display().to_string(),
+                message: e.to_string(),
+            })?;
+        let pins = Pins::of(&bundle).ok_or_else(|| VaultError::PinMismatch {
+            file: rel.display().to_string(),
+            cas: vec!["(missing CA)"],
+        })?;
+        let bad = env.meta.pins.mismatches(&pins);
+        if !bad.is_empty() {
+            return Err(VaultError::PinMismatch {
+                file: rel.display().to_string(),
+                cas: bad,
+            });
+        }
+        Ok((plain, bundle, opened_by))
+    }
+}
+
+/// `recipients.txt`: the public recipients, one per line, as `age -R` reads them.
+fn recipients_txt(recipients: &[Recipient]) -> String {
+    let mut s = String::from(
+        "# age recipients that can open this environment (one per line; `age -R` format).\n",
+    );
+    for r in recipients {
+        s.push_str(r.as_str());
+        s.push('\n');
+    }
+    s
+}
+
+/// The sealed bundle's file name in an environment directory.
+const BUNDLE_FILE: &str = "bundle.age";
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.to_offset(time::UtcOffset::UTC)
+        .replace_nanosecond(0)
+        .unwrap_or(t)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}

@@ -1,0 +1,187 @@
+//! `status`: per environment, live certificates, counts, issuers, CA expiry, taint and
+//! recipients, graded against an expiry window (the grading is `pki::judge`'s). Opens nothing.
+
+use serde::Serialize;
+
+use super::records::{IssuerView, LiveCert, issuer_views, serials};
+use super::{Context, Vault, VaultError, rfc3339};
+use crate::inventory::{self, CertEntry};
+use crate::model::{MetaError, Sealing, Taint};
+use crate::pki::judge::{Expiry, grade_expiry};
+use crate::pki::verify;
+
+/// A CA certificate's expiry in `status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct CaExpiry {
+    /// `etcd`, `k8s`, `k8saggregator` or `os`.
+    pub ca: &'static str,
+    /// notAfter.
+    pub not_after: String,
+}
+
+/// Counts in `status`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Counts {
+    /// Every recorded certificate.
+    pub issued: usize,
+    /// Valid now and not revoked.
+    pub live: usize,
+    /// Past notAfter.
+    pub expired: usize,
+    /// Revoked (any time).
+    pub revoked: usize,
+    /// Revoked but not yet expired: still usable where only expiry or a retired issuer cuts.
+    pub revoked_unexpired: usize,
+}
+
+/// Something `status` grades.
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    /// `expiring` (grade 1), `expired` or `tainted` (grade 2).
+    pub kind: &'static str,
+    /// What.
+    pub what: String,
+}
+
+/// `status` of one environment.
+#[derive(Debug, Clone, Serialize)]
+pub struct EnvStatus {
+    /// The environment.
+    pub env: String,
+    /// Its cluster.
+    pub cluster_name: String,
+    /// Recipients.
+    pub recipients: Vec<String>,
+    /// The break-glass mark.
+    pub tainted: Option<Taint>,
+    /// Bundle CA expiry.
+    pub cas: Vec<CaExpiry>,
+    /// Issuers.
+    pub issuers: Vec<IssuerView>,
+    /// Counts.
+    pub counts: Counts,
+    /// Live certificates, soonest expiry first.
+    pub live: Vec<LiveCert>,
+    /// What raised the grade.
+    pub findings: Vec<Finding>,
+    /// 0 fine, 1 something expires within the window, 2 something expired or tainted.
+    pub grade: u8,
+}
+
+fn graded(findings: &mut Vec<Finding>, what: &str, end: i64, now: i64, window: i64) {
+    match grade_expiry(end, now, window) {
+        Expiry::Expired => findings.push(Finding {
+            kind: "expired",
+            what: format!("{what} expired at {}", inventory::rfc3339(end)),
+        }),
+        Expiry::Expiring => findings.push(Finding {
+            kind: "expiring",
+            what: format!("{what} expires at {}", inventory::rfc3339(end)),
+        }),
+        Expiry::Fine => {}
+    }
+}
+
+impl Vault {
+    /// `status`: per environment, live certificates, counts, issuers, CA expiry, taint and
+    /// recipients, graded against the `expiring` window. Opens nothing.
+    pub fn status(
+        &self,
+        env: Option<&str>,
+        expiring: time::Duration,
+        ctx: &Context,
+    ) -> Result<Vec<EnvStatus>, VaultError> {
+        let now = ctx.now.unix_timestamp();
+        let window = expiring.whole_seconds();
+        let mut out = Vec::new();
+        for env in self.envs(env)? {
+            let recipients = match env.meta.sealing {
+                Sealing::Recipients => self
+                    .recipients(&env)?
+                    .iter()
+                    .map(|r| r.as_str().to_owned())
+                    .collect(),
+                Sealing::Passphrase => vec!["(passphrase)".to_owned()],
+            };
+            let issuers = self.load_issuers(&env)?;
+            let certs = self.cert_entries(&env)?;
+            let revoked_entries = self.revoked_entries(&env)?;
+            let revoked = serials(&revoked_entries);
+            let mut counts = Counts {
+                issued: certs.len(),
+                revoked: revoked_entries.len(),
+                ..Counts::default()
+            };
+            let issuer_views = issuer_views(&issuers, &certs, &revoked, now);
+            let mut live_entries: Vec<CertEntry> = Vec::new();
+            // Consumes the summaries: the live ones move into the report without copies.
+            for c in certs {
+                if c.not_after < now {
+                    counts.expired += 1;
+                } else if revoked.contains(c.serial.as_str()) {
+                    counts.revoked_unexpired += 1;
+                } else if c.live_at(now) {
+                    live_entries.push(c);
+                }
+            }
+            counts.live = live_entries.len();
+            live_entries.sort_unstable_by(|a, b| {
+                a.not_after
+                    .cmp(&b.not_after)
+                    .then_with(|| a.serial.cmp(&b.serial))
+            });
+            let mut findings = Vec::new();
+            let mut cas = Vec::new();
+            for (ca, pem) in env.meta.certificates.named() {
+                let end = verify::not_after(pem.as_bytes()).map_err(|e| MetaError::Malformed {
+                    file: format!("envs/{}/env.yaml", env.as_str()),
+                    message: format!("certificates.{ca}: {e}"),
+                })?;
+                graded(
+                    &mut findings,
+                    &format!("CA {ca}"),
+                    end.unix_timestamp(),
+                    now,
+                    window,
+                );
+                cas.push(CaExpiry {
+                    ca,
+                    not_after: rfc3339(end),
+                });
+            }
+            for i in issuers.iter().filter(|i| i.meta.state.accepted()) {
+                graded(
+                    &mut findings,
+                    &format!("issuer {} ({})", i.meta.id, i.meta.state.as_str()),
+                    i.facts.not_after.unix_timestamp(),
+                    now,
+                    window,
+                );
+            }
+            if let Some(t) = &env.meta.tainted {
+                findings.push(Finding {
+                    kind: "tainted",
+                    what: format!("break-glass since {}: {}", t.since, t.reason),
+                });
+            }
+            let grade = findings
+                .iter()
+                .map(|f| if f.kind == "expiring" { 1 } else { 2 })
+                .max()
+                .unwrap_or(0);
+            out.push(EnvStatus {
+                env: env.as_str().into(),
+                cluster_name: env.meta.cluster_name.clone(),
+                recipients,
+                tainted: env.meta.tainted.clone(),
+                cas,
+                issuers: issuer_views,
+                counts,
+                live: live_entries.into_iter().map(LiveCert::from).collect(),
+                findings,
+                grade,
+            });
+        }
+        Ok(self.finish(out))
+    }
+}

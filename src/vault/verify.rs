@@ -1,0 +1,138 @@
+//! `verify`: gathers the evidence about a talosconfig's client certificate (its facts, who
+//! signed it, whether it was revoked and recorded, the policy) and hands it to the pure
+//! judgement in `pki::judge`.
+
+use serde::Serialize;
+
+use super::{Context, Vault, VaultError, rfc3339};
+use crate::model::{IssuerState, OS_CA};
+use crate::pki::judge::{self, Check, Evidence, Outcome, RecordFacts, Signer};
+use crate::pki::serial::Serial;
+use crate::pki::verify::{self, certificate_der, leaf_facts, signed_by};
+
+/// `verify`'s report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verification {
+    /// The environment.
+    pub env: String,
+    /// The talosconfig context checked.
+    pub context: String,
+    /// Serial, hex.
+    pub serial: String,
+    /// SHA-256 of the certificate.
+    pub fingerprint: String,
+    /// Roles (subject O).
+    pub roles: Vec<String>,
+    /// Holder (CN).
+    pub holder: Option<String>,
+    /// `os`, an issuer id, or none.
+    pub signed_by: Option<String>,
+    /// notAfter.
+    pub not_after: String,
+    /// Whether every check passed (warnings allowed).
+    pub good: bool,
+    /// The checks, in order.
+    pub checks: Vec<Check>,
+}
+
+impl Vault {
+    /// `verify`: judges a talosconfig context's client certificate against the environment:
+    /// server CA, chain, EKU, roles, validity, revocation, whether its CA is still accepted,
+    /// and whether the policy would still issue it. `Err` only when it cannot be read.
+    pub fn verify(
+        &self,
+        env: &str,
+        context: &str,
+        server_ca: &[u8],
+        crt: &[u8],
+        ctx: &Context,
+    ) -> Result<Verification, VaultError> {
+        let env = self.env(env)?;
+        let unreadable = |reason: String| VaultError::Unreadable {
+            part: "crt",
+            reason,
+        };
+        let der = certificate_der(crt).map_err(unreadable)?;
+        let facts = leaf_facts(&der).map_err(unreadable)?;
+        let server = match Self::check_server_ca(&env, server_ca) {
+            Ok(()) => Ok(env.meta.cluster_name.as_str()),
+            Err(e) => Err(e.to_string()),
+        };
+
+        // The chain: the OS CA, or one of the environment's issuers.
+        let issuers = self.load_issuers(&env)?;
+        let os_der =
+            certificate_der(env.meta.certificates.os.as_bytes()).map_err(VaultError::Sign)?;
+        let mut signer = None;
+        if signed_by(&der, &os_der) {
+            signer = Some(Signer::OsCa {
+                not_after: verify::not_after(env.meta.certificates.os.as_bytes()).ok(),
+            });
+        } else {
+            for i in &issuers {
+                let ca =
+                    certificate_der(i.meta.certificate.as_bytes()).map_err(VaultError::Sign)?;
+                if signed_by(&der, &ca) {
+                    signer = Some(Signer::Issuer {
+                        id: i.meta.id.clone(),
+                        retired: i.meta.state == IssuerState::Retired,
+                        state: i.meta.state.as_str(),
+                        not_after: i.facts.not_after,
+                    });
+                    break;
+                }
+            }
+        }
+
+        // Revocation and the record: only for this very certificate (same fingerprint).
+        // A serial no record can have (zero, say) was never issued or revoked here.
+        let (revoked, record) = match Serial::parse(&facts.serial_hex) {
+            Ok(serial) => {
+                let revoked = self
+                    .revocation_record(&env, &serial)?
+                    .filter(|r| r.fingerprint == facts.fingerprint)
+                    .map(|r| (r.revoked, r.reason));
+                let record = match self.cert_record(&env, &serial) {
+                    Ok(r) if r.fingerprint == facts.fingerprint => Some(RecordFacts {
+                        actor: r.actor,
+                        issued: r.issued,
+                        break_glass: r
+                            .break_glass
+                            .then(|| r.reason.unwrap_or_else(|| "break-glass".into())),
+                    }),
+                    Ok(_) | Err(VaultError::UnknownSerial { .. }) => None,
+                    Err(e) => return Err(e),
+                };
+                (revoked, record)
+            }
+            Err(_) => (None, None),
+        };
+        let policy = self.read_policy(&env)?;
+        let signed_by_name = signer.as_ref().map(|s| match s {
+            Signer::OsCa { .. } => OS_CA.to_owned(),
+            Signer::Issuer { id, .. } => id.clone(),
+        });
+        let checks = judge::judge(&Evidence {
+            facts: &facts,
+            server_ca: server,
+            signer,
+            revoked,
+            record,
+            policy: &policy,
+            now: ctx.now,
+        });
+        let good = checks.iter().all(|c| c.result != Outcome::Fail);
+        Ok(Verification {
+            env: env.as_str().into(),
+            context: context.into(),
+            serial: facts.serial_hex,
+            fingerprint: facts.fingerprint,
+            roles: facts.organizations,
+            holder: facts.common_name,
+            signed_by: signed_by_name,
+            not_after: rfc3339(facts.not_after),
+            good,
+            checks,
+        })
+    }
+}
