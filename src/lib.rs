@@ -10,6 +10,7 @@ pub mod audit;
 pub mod bundle;
 pub mod cli;
 pub mod der;
+pub mod digest;
 pub mod hex;
 pub mod inventory;
 pub mod keys;

@@ -7,11 +7,14 @@
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::bundle::inspect::Fingerprint;
 use crate::bundle::{CaName, SecretsBundle, VersionContract};
+use crate::digest::Fingerprint;
 
 /// The vault format this build reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
+
+/// The vault's marker file at its root.
+pub const VAULT_FILE: &str = "talvault.yaml";
 
 /// A metadata file could not be read.
 #[derive(Debug, Error, PartialEq, Eq)]

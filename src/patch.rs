@@ -55,7 +55,7 @@ use thiserror::Error;
 use x509_parser::certificate::X509Certificate;
 use x509_parser::prelude::FromDer;
 
-use crate::bundle::inspect::Fingerprint;
+use crate::digest::Fingerprint;
 use crate::keys;
 
 /// One CA to accept, with the text that names it in the patch (e.g.

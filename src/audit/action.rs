@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::AuditError;
-use crate::bundle::inspect::Fingerprint;
+use crate::digest::Fingerprint;
 use crate::model::{Pins, Sealing};
 
 /// Types an audit event may carry: public by construction. Secret newtypes (`SecretBytes`,

@@ -7,30 +7,9 @@ use serde::Serialize;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::{CaName, SecretsBundle};
+use crate::digest::Fingerprint;
+use crate::hex::encode as hex;
 use crate::keys::PrivateKey;
-
-/// A SHA-256 fingerprint written `sha256:<hex>` (the form of talosctl's `<org>.sha256`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(transparent)]
-pub struct Fingerprint(pub String);
-
-impl Fingerprint {
-    /// SHA-256 of `bytes`.
-    pub fn of(bytes: &[u8]) -> Self {
-        let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
-        Fingerprint(format!("sha256:{}", hex(digest.as_ref())))
-    }
-}
-
-/// Lowercase hex.
-pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
-}
 
 /// Public facts about one CA.
 #[derive(Debug, Clone, Serialize)]

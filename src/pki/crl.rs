@@ -21,8 +21,8 @@ use x509_parser::extensions::ParsedExtension;
 use x509_parser::prelude::FromDer;
 
 use super::cert::{CertError, algorithm_identifier, encode_time};
-use crate::bundle::inspect::hex;
 use crate::der::{self, tag};
+use crate::hex::encode as hex;
 use crate::keys;
 
 /// PEM label of a CRL (RFC 7468 §6).

@@ -24,7 +24,8 @@ use super::cert::{
     CaConstraints, CertError, CertificateTemplate, ExtendedKeyUsage, KeyUsage, random_serial,
 };
 use super::name;
-use crate::bundle::inspect::{Fingerprint, hex};
+use crate::digest::Fingerprint;
+use crate::hex::encode as hex;
 use crate::keys::{self, KeyAlgorithm};
 
 /// The Organization every issuer subject carries.

@@ -5,7 +5,8 @@
 use time::OffsetDateTime;
 use x509_parser::prelude::{FromDer, ParsedExtension, X509Certificate};
 
-use crate::bundle::inspect::{Fingerprint, hex};
+use crate::digest::Fingerprint;
+use crate::hex::encode as hex;
 use crate::keys;
 
 /// Public facts of a client certificate.

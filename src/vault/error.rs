@@ -7,14 +7,12 @@ use std::path::PathBuf;
 use thiserror::Error;
 
 use crate::audit::AuditError;
-use crate::model::MetaError;
+use crate::model::{MetaError, VAULT_FILE};
 use crate::pki::issue::{CsrError, IssueError};
 use crate::pki::policy::{PolicyError, PolicyFileError};
 use crate::pki::ttl::Ttl;
 use crate::store::age::AgeError;
 use crate::store::{LockError, NameError, StoreError};
-
-use super::VAULT_FILE;
 
 /// A vault operation failed.
 #[derive(Debug, Error)]

@@ -81,8 +81,7 @@ pub fn read_recipients_file(bytes: &[u8], path: &Path) -> Result<Vec<Recipient>,
     )?)
 }
 
-/// The vault's marker file.
-pub const VAULT_FILE: &str = "talvault.yaml";
+pub use crate::model::VAULT_FILE;
 /// Largest metadata file read.
 const META_MAX: u64 = 1 << 20;
 /// Largest sealed file read.

@@ -9,7 +9,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use super::{Env, META_MAX, Vault, VaultError, rfc3339};
-use crate::bundle::inspect::Fingerprint;
+use crate::digest::Fingerprint;
 use crate::inventory::{self, CertEntry, RevokedEntry};
 use crate::model::{CertRecord, IssuerKey, IssuerMeta, IssuerState, MetaError, RevocationRecord};
 use crate::pki::issuer::{IssuerFacts, read_issuer_certificate};

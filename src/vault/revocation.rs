@@ -7,7 +7,7 @@ use serde::Serialize;
 use super::records::{IssuerView, LiveCert, live_of, serials};
 use super::{Context, Vault, VaultError, rfc3339};
 use crate::audit::Action;
-use crate::bundle::inspect::Fingerprint;
+use crate::digest::Fingerprint;
 use crate::inventory::{CertEntry, RevokedEntry};
 use crate::model::{MetaError, RevocationRecord};
 use crate::pki::crl::RevocationReason;

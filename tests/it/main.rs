@@ -8,6 +8,7 @@
     missing_docs
 )]
 
+mod architecture;
 mod catalogue;
 mod cli;
 mod crl;
