@@ -39,7 +39,11 @@ pub enum MetaError {
     },
 }
 
-fn parse<T: for<'de> Deserialize<'de>>(file: &str, bytes: &[u8]) -> Result<T, MetaError> {
+/// Reads a metadata file strictly, with a value-free message (`file` names it).
+pub(crate) fn parse<T: for<'de> Deserialize<'de>>(
+    file: &str,
+    bytes: &[u8],
+) -> Result<T, MetaError> {
     serde_yaml::from_slice(bytes).map_err(|e| MetaError::Malformed {
         file: file.to_owned(),
         message: match e.location() {
@@ -539,7 +543,8 @@ impl IssuerMeta {
     }
 }
 
-fn to_yaml<T: Serialize>(what: &str, value: &T) -> Result<String, MetaError> {
+/// Renders a metadata file (`what` names it in the error).
+pub(crate) fn to_yaml<T: Serialize>(what: &str, value: &T) -> Result<String, MetaError> {
     serde_yaml::to_string(value).map_err(|e| MetaError::Malformed {
         file: what.into(),
         message: e.to_string(),
