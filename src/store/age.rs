@@ -27,6 +27,8 @@ use thiserror::Error;
 
 use crate::secret::{SecretBytes, SecretText};
 
+pub mod stream;
+
 /// scrypt work factor (log2 N) for passphrase sealing: Go age's default, set explicitly because
 /// the age crate otherwise calibrates to ~1 s on *this* machine, which slower machines then
 /// refuse to open (reference/crates.md §5, "Traps").
@@ -824,6 +826,12 @@ pub fn seal_with_callbacks<C: Callbacks>(
     recipients: &[Recipient],
     callbacks: C,
 ) -> Result<Vec<u8>, AgeError> {
+    encrypt_armored(encryptor(recipients, callbacks)?, plaintext)
+}
+
+/// The age encryptor for `recipients` (one plugin process per plugin), shared by `seal` and the
+/// streaming `stream::seal`.
+fn encryptor<C: Callbacks>(recipients: &[Recipient], callbacks: C) -> Result<Encryptor, AgeError> {
     if recipients.is_empty() {
         return Err(AgeError::NoRecipients);
     }
@@ -848,10 +856,8 @@ pub fn seal_with_callbacks<C: Callbacks>(
                 })?;
         wrappers.push(Box::new(plugin));
     }
-    let encryptor =
-        Encryptor::with_recipients(wrappers.iter().map(|r| r.as_ref() as &dyn ::age::Recipient))
-            .map_err(seal_failed)?;
-    encrypt_armored(encryptor, plaintext)
+    Encryptor::with_recipients(wrappers.iter().map(|r| r.as_ref() as &dyn ::age::Recipient))
+        .map_err(seal_failed)
 }
 
 fn passphrase_secret(passphrase: &SecretText) -> SecretString {

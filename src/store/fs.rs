@@ -335,6 +335,40 @@ pub(crate) fn rename_below(root: &Path, from: &Path, to: &Path) -> Result<(), St
     rfs::renameat(&from_dir, &from_name, &to_dir, &to_name).map_err(|e| errno_error(&to_shown, e))
 }
 
+/// Removes the regular file `rel` below `root`, its directories opened component by component
+/// with `O_NOFOLLOW` (as [`rename_below`]): a link on the way, or at `rel` itself, is refused,
+/// never followed. Returns whether there was a file; with `dry_run`, only checks. For
+/// transactions that retire records (`backup prune`).
+pub(crate) fn remove_below(root: &Path, rel: &Path, dry_run: bool) -> Result<bool, StoreError> {
+    let components = components_below(root, rel)?;
+    let Some((name, dirs)) = components.split_last() else {
+        return Err(StoreError::NotAFile {
+            path: root.to_path_buf(),
+        });
+    };
+    let (dir, shown) = match walk_dirs(root, dirs, None) {
+        Err(StoreError::NotFound { .. }) => return Ok(false),
+        other => other?,
+    };
+    let shown = shown.join(name);
+    match rfs::statat(&dir, *name, AtFlags::SYMLINK_NOFOLLOW) {
+        Err(Errno::NOENT) => return Ok(false),
+        Err(e) => return Err(errno_error(&shown, e)),
+        Ok(st) => match FileType::from_raw_mode(st.st_mode) {
+            FileType::RegularFile => {}
+            FileType::Symlink => return Err(StoreError::SymlinkRefused { path: shown }),
+            _ => return Err(StoreError::NotAFile { path: shown }),
+        },
+    }
+    if !dry_run {
+        match rfs::unlinkat(&dir, *name, AtFlags::empty()) {
+            Ok(()) | Err(Errno::NOENT) => {}
+            Err(e) => return Err(errno_error(&shown, e)),
+        }
+    }
+    Ok(true)
+}
+
 /// What a directory entry is, as seen without following links.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EntryKind {

@@ -31,6 +31,10 @@ pub const DIRTY: &str = ".talvault-dirty";
 /// The journal's last line, so that a journal cut short is recognised.
 const JOURNAL_END: &str = "end";
 
+/// First field of a journal line that removes a file (`remove<TAB>target`). Two fields, so a
+/// talvault that predates removals skips the line rather than misreading it.
+const JOURNAL_REMOVE: &str = "remove";
+
 /// Largest journal read back.
 const JOURNAL_MAX: u64 = 1 << 20;
 
@@ -50,6 +54,8 @@ enum Op {
 pub struct Transaction {
     root: PathBuf,
     ops: Vec<Op>,
+    /// Files removed after every write is in place (records retired by `backup prune`).
+    removes: Vec<PathBuf>,
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -62,7 +68,14 @@ impl Transaction {
         Self {
             root: root.to_path_buf(),
             ops: Vec::new(),
+            removes: Vec::new(),
         }
+    }
+
+    /// Removes the regular file `rel` when the writes are applied (a missing file counts as
+    /// removed; a link or anything else fails the commit before anything changes).
+    pub fn remove(&mut self, rel: impl Into<PathBuf>) {
+        self.removes.push(rel.into());
     }
 
     /// Writes (or replaces) `rel` with `bytes`.
@@ -107,14 +120,15 @@ impl Transaction {
 
     fn commit_marked(self) -> Result<Vec<PathBuf>, StoreError> {
         // One file is atomic on its own: skip the journal.
-        if let [
-            Op::Write {
-                rel,
-                bytes,
-                mode,
-                create_only,
-            },
-        ] = self.ops.as_slice()
+        if self.removes.is_empty()
+            && let [
+                Op::Write {
+                    rel,
+                    bytes,
+                    mode,
+                    create_only,
+                },
+            ] = self.ops.as_slice()
         {
             check_relative(rel)?;
             if let Some(parent) = rel.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -158,6 +172,12 @@ impl Transaction {
                 ));
                 staged.push((temp, target));
             }
+            for rel in &self.removes {
+                check_relative(rel)?;
+                // Refused now (a link, a directory) rather than half-way through applying.
+                fs::remove_below(&self.root, rel, true)?;
+                journal.push_str(&format!("{JOURNAL_REMOVE}\t{}\n", rel.display()));
+            }
             journal.push_str(JOURNAL_END);
             journal.push('\n');
             // The journal goes straight to its name; a journal cut short by a crash has no
@@ -172,7 +192,7 @@ impl Transaction {
             drop(file);
             // The commit point: the temporary files and the journal are durable together.
             fs::sync_filesystem(&self.root)?;
-            apply(&self.root, &staged)
+            apply(&self.root, &staged, &self.removes)
         })();
         if result.is_err() && staged.iter().all(|(t, _)| t.exists()) {
             // Nothing was renamed: undo completely.
@@ -186,10 +206,18 @@ impl Transaction {
     }
 }
 
-/// Renames the staged files into place, makes the renames durable, removes the journal.
-fn apply(root: &Path, staged: &[(PathBuf, PathBuf)]) -> Result<(), StoreError> {
+/// Renames the staged files into place, removes the files to remove, makes it durable, removes
+/// the journal.
+fn apply(
+    root: &Path,
+    staged: &[(PathBuf, PathBuf)],
+    removes: &[PathBuf],
+) -> Result<(), StoreError> {
     for (temp, target) in staged {
         std::fs::rename(temp, target).map_err(|e| fs::io_err(target, e))?;
+    }
+    for rel in removes {
+        fs::remove_below(root, rel, false)?;
     }
     fs::sync_filesystem(root)?;
     // A journal whose removal is lost in a crash is harmless: recovery finds every target
@@ -242,7 +270,18 @@ pub fn recover(root: &Path) -> Result<Recovery, StoreError> {
         let text = String::from_utf8_lossy(&text);
         let complete = text.lines().last() == Some(JOURNAL_END);
         let mut entries = Vec::new();
+        let mut removes = Vec::new();
         for line in text.lines() {
+            if let Some(rel) = line
+                .strip_prefix(JOURNAL_REMOVE)
+                .and_then(|l| l.strip_prefix('\t'))
+            {
+                let rel = PathBuf::from(rel);
+                if check_relative(&rel).is_ok() {
+                    removes.push(rel);
+                }
+                continue;
+            }
             let mut parts = line.split('\t');
             let (Some(temp), Some(target), Some(hash), None) =
                 (parts.next(), parts.next(), parts.next(), parts.next())
@@ -267,12 +306,22 @@ pub fn recover(root: &Path) -> Result<Recovery, StoreError> {
         let applied = |e: &Entry| file_hash(root, &e.target).as_deref() == Some(e.hash.as_str());
         let any_temp = entries.iter().any(|e| root.join(&e.temp).exists());
         let intact = complete && entries.iter().all(|e| temp_ok(e) || applied(e));
-        if any_temp && intact {
+        // Removals come after every rename: a complete journal whose renames are all done may
+        // still have files to remove.
+        let any_remove = removes
+            .iter()
+            .any(|r| fs::remove_below(root, r, true).unwrap_or(false));
+        if (any_temp || any_remove) && intact {
             for e in &entries {
                 if root.join(&e.temp).symlink_metadata().is_ok() {
                     // Not a path-based rename: a journal (it may have come with a pulled
                     // commit) naming `envs/<link>/…` must not move a file out of the vault.
                     fs::rename_below(root, &e.temp, &e.target)?;
+                    rec.rolled_forward += 1;
+                }
+            }
+            for r in &removes {
+                if fs::remove_below(root, r, false)? {
                     rec.rolled_forward += 1;
                 }
             }
@@ -417,6 +466,56 @@ mod tests {
         assert_eq!(std::fs::read(p.join("envs/a/x")).unwrap(), b"new-x");
         assert_eq!(std::fs::read(p.join("envs/a/y")).unwrap(), b"new-y");
         assert!(!p.join(JOURNAL).exists());
+    }
+
+    #[test]
+    fn removals_apply_with_the_writes_and_refuse_links() {
+        let d = setup();
+        let p = d.path();
+        let mut t = Transaction::new(p);
+        t.create("envs/a/event", b"pruned x", Mode::Public);
+        t.remove("envs/a/x");
+        t.remove("envs/a/gone-already");
+        t.commit().unwrap();
+        assert!(!p.join("envs/a/x").exists());
+        assert_eq!(std::fs::read(p.join("envs/a/event")).unwrap(), b"pruned x");
+        assert!(!p.join(JOURNAL).exists());
+        // A link where a record should be: refused before anything changes.
+        std::os::unix::fs::symlink(p.join("envs/a/y"), p.join("envs/a/link")).unwrap();
+        let mut t = Transaction::new(p);
+        t.create("envs/a/event2", b"x", Mode::Public);
+        t.remove("envs/a/link");
+        assert!(matches!(t.commit(), Err(StoreError::SymlinkRefused { .. })));
+        assert!(!p.join("envs/a/event2").exists());
+        assert!(p.join("envs/a/link").symlink_metadata().is_ok());
+        assert_eq!(std::fs::read(p.join("envs/a/y")).unwrap(), b"old-y");
+        let mut t = Transaction::new(p);
+        t.remove("../outside");
+        t.create("envs/a/event3", b"x", Mode::Public);
+        assert!(t.commit().is_err());
+    }
+
+    #[test]
+    fn recover_finishes_removals_after_the_renames() {
+        let d = setup();
+        let p = d.path();
+        // The write was renamed into place, the removal had not happened yet.
+        std::fs::write(p.join("envs/a/event"), b"pruned y").unwrap();
+        let journal = journal_line(
+            &format!("envs/a/{TEMP_PREFIX}event-1"),
+            "envs/a/event",
+            b"pruned y",
+        ) + "remove\tenvs/a/y\nremove\t../../etc/passwd\nend\n";
+        std::fs::write(p.join(JOURNAL), journal).unwrap();
+        let rec = recover(p).unwrap();
+        assert_eq!(rec.rolled_forward, 1);
+        assert!(!p.join("envs/a/y").exists());
+        assert!(p.join("envs/a/x").exists());
+        assert!(!p.join(JOURNAL).exists());
+        // A journal cut short never removes anything.
+        std::fs::write(p.join(JOURNAL), "remove\tenvs/a/x\n").unwrap();
+        recover(p).unwrap();
+        assert!(p.join("envs/a/x").exists());
     }
 
     #[test]
