@@ -5,6 +5,7 @@
 use std::fmt;
 use std::io::Write as _;
 
+use crate::backup::{ContentsProblem, etcd::Verdict};
 use crate::model::MetaError;
 use crate::pki::policy::PolicyError;
 use crate::vault::VaultError;
@@ -112,6 +113,21 @@ fn hint(e: &VaultError) -> Option<String> {
         VaultError::ForeignTalosconfig { .. } => "check the environment name; `talvault env list` shows them all".into(),
         VaultError::NoCrlIssuer { .. } => "create one with `talvault issuer create ENV`; direct-mode revocations are listed by `talvault crl ENV --format json`".into(),
         VaultError::DirectForbidden { .. } => "activate an issuer (`talvault issuer create ENV`, then `issuer activate`), or set allow_direct: true in policy.yaml through review".into(),
+        VaultError::BackupContents { problem, .. } => match problem.as_ref() {
+            ContentsProblem::Etcd(Verdict::NoTrailer { .. } | Verdict::TrailingData { .. }) => {
+                "if this is a copy of a data directory's member/snap/db, pass --db-copy; otherwise take a new snapshot (`talosctl etcd snapshot FILE`)".into()
+            }
+            ContentsProblem::Etcd(_) => "take a new snapshot (`talosctl etcd snapshot FILE`); this one would not restore".into(),
+            ContentsProblem::NotADbCopy(_) => "--db-copy is for a whole copy of etcd's member/snap/db; drop it for other files".into(),
+        },
+        VaultError::NoBackupRecipients { .. } => "add one with `talvault recipients add ENV --backup-only -r age1…`".into(),
+        VaultError::UnknownBackup { .. } => "`talvault backup list ENV` shows the recorded backups and their sizes; a damaged or truncated copy is not recognised either, and any backup opens without talvault with `age -d -i KEY FILE`".into(),
+        VaultError::BackupMismatch { .. } | VaultError::BackupDamaged { .. } => "the file was changed, truncated or replaced since it was sealed; fetch another copy from where backups live, or use an older backup".into(),
+        VaultError::ReasonRequired { .. } => "pass --reason TEXT (it goes into the audit trail)".into(),
+        VaultError::KeepNothing => "keep at least 1: the records are the only index of where backups live".into(),
+        VaultError::AlreadyARecipient { .. } => "it already opens the bundle and every backup; --backup-only is for a key that must not open the bundle".into(),
+        VaultError::NotABackupRecipient { .. } => "list them with `talvault recipients list ENV --backup-only`".into(),
+        VaultError::BadMachineConfig(_) => "give the control-plane machine config itself (controlplane.yaml from `talosctl gen config`), unredacted".into(),
         VaultError::Csr(_) => {
             "make the request with an Ed25519 or P-256 key, e.g. `openssl req -new -key KEY -subj /CN=NAME -out req.csr`".into()
         }
@@ -143,6 +159,9 @@ impl From<VaultError> for CliError {
                 format!("--algorithm {wanted}: the token's key is {found}")
             }
             VaultError::EmptyReason => "--reason must not be empty".into(),
+            VaultError::BackupText { what, problem } => format!("--{what}: {problem}"),
+            VaultError::KeepNothing => format!("--keep 0: {e}"),
+            VaultError::BadMachineConfig(m) => format!("--machine-config: {m}"),
             VaultError::BadKeptCa { label, reason } => {
                 return CliError::usage(format!("--keep-ca {label}: {reason}"));
             }

@@ -13,7 +13,9 @@
 )]
 
 mod audit;
+mod backup;
 mod bundle;
+mod check;
 mod crl;
 mod env;
 mod error;
@@ -32,7 +34,12 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
+pub use self::backup::{
+    BACKUP_RECIPIENTS_FILE, BackupStream, BackupView, Copied, OpenTo, PendingOpen, PendingReseal,
+    PendingSeal, SealRequest, StaleBackup,
+};
 pub use self::bundle::ExportTo;
+pub use self::check::{FieldCheck, MachineCheck};
 pub use self::crl::{Denylist, DenylistEntry};
 pub use self::env::{BundleSource, EnvView, NewEnv, SealTo};
 pub use self::error::VaultError;

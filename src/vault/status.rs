@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use super::records::{IssuerView, LiveCert, issuer_views, serials};
 use super::{Context, Vault, VaultError, rfc3339};
+use crate::backup::Health;
 use crate::inventory::{self, CertEntry};
 use crate::model::{MetaError, Sealing, Taint};
 use crate::pki::judge::{Expiry, grade_expiry};
@@ -37,7 +38,7 @@ pub struct Counts {
 /// Something `status` grades.
 #[derive(Debug, Clone, Serialize)]
 pub struct Finding {
-    /// `expiring` (grade 1), `expired` or `tainted` (grade 2).
+    /// `expiring` or `backup` (grade 1), `expired` or `tainted` (grade 2).
     pub kind: &'static str,
     /// What.
     pub what: String,
@@ -62,9 +63,12 @@ pub struct EnvStatus {
     pub counts: Counts,
     /// Live certificates, soonest expiry first.
     pub live: Vec<LiveCert>,
+    /// Sealed backups: how many, and the newest verified one's age against the policy.
+    pub backups: Health,
     /// What raised the grade.
     pub findings: Vec<Finding>,
-    /// 0 fine, 1 something expires within the window, 2 something expired or tainted.
+    /// 0 fine, 1 something expires within the window or backups are stale, 2 something expired
+    /// or tainted.
     pub grade: u8,
 }
 
@@ -158,6 +162,14 @@ impl Vault {
                     window,
                 );
             }
+            let policy = self.read_policy(&env)?;
+            let (backups, problem) = self.backup_health(&env, &policy, now)?;
+            if let Some(p) = problem {
+                findings.push(Finding {
+                    kind: "backup",
+                    what: p.to_string(),
+                });
+            }
             if let Some(t) = &env.meta.tainted {
                 findings.push(Finding {
                     kind: "tainted",
@@ -166,7 +178,10 @@ impl Vault {
             }
             let grade = findings
                 .iter()
-                .map(|f| if f.kind == "expiring" { 1 } else { 2 })
+                .map(|f| match f.kind {
+                    "expiring" | "backup" => 1,
+                    _ => 2,
+                })
                 .max()
                 .unwrap_or(0);
             out.push(EnvStatus {
@@ -178,6 +193,7 @@ impl Vault {
                 issuers: issuer_views,
                 counts,
                 live: live_entries.into_iter().map(LiveCert::from).collect(),
+                backups,
                 findings,
                 grade,
             });
