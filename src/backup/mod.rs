@@ -1,10 +1,11 @@
 //! PURE: sealed backups as data: the record kept in the vault for each one ([`BackupRecord`]),
 //! what a stream of plaintext turned out to be ([`etcd::Scan`], [`classify`]), whether a stream
-//! matches its record ([`check_contents`], [`check_sealed`]), which backups are sealed to a
+//! matches its record ([`find_by_head`], [`check_contents`]), which backups are sealed to a
 //! set of recipients other than the current one ([`staleness`]), and how fresh an environment's
 //! verified backups are ([`health`]). It does no I/O and reads no clock: the bytes, the time and
 //! the audit marks come in as arguments, and nothing here holds a backup's contents.
 
+pub mod background;
 pub mod etcd;
 mod record;
 
@@ -23,9 +24,10 @@ use crate::hex;
 /// "payload"), so one read becomes one age chunk and memory stays constant whatever the size.
 pub const CHUNK: usize = 64 << 10;
 
-/// How many leading bytes of a sealed file identify it ([`Sealed::head_sha256`]). They hold the
-/// age header with its per-file random stanzas, so no two sealings share them.
-pub const HEAD_LEN: usize = 1024;
+/// The longest head (age header and payload nonce, [`Sealed::head_len`]) recorded or looked for:
+/// age's own limit on a header line count keeps real ones far below (one X25519 recipient
+/// makes about 200 bytes).
+pub const MAX_HEAD_LEN: u64 = 1 << 20;
 
 /// Longest label.
 const MAX_LABEL: usize = 64;
@@ -211,36 +213,36 @@ pub fn check_contents(recorded: &Contents, outcome: &etcd::Outcome) -> Result<()
     Ok(())
 }
 
-/// The sealed file as read: its length and SHA-256.
+/// A sealed file as written: its length and SHA-256, and its head (the age header and the
+/// 16-byte payload nonce) with the head's SHA-256.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SealedDigest {
     /// Bytes.
     pub size: u64,
     /// SHA-256 of the whole file.
     pub sha256: [u8; 32],
-    /// SHA-256 of its first [`HEAD_LEN`] bytes.
+    /// Length of the head.
+    pub head_len: u64,
+    /// SHA-256 of the head.
     pub head_sha256: [u8; 32],
 }
 
-/// Checks the sealed file as read against the record.
-pub fn check_sealed(recorded: &Sealed, read: &SealedDigest) -> Result<(), Mismatch> {
-    const WHAT: &str = "the sealed file";
-    if read.size != recorded.size {
-        return Err(Mismatch::Size {
-            what: WHAT,
-            recorded: recorded.size,
-            found: read.size,
-        });
-    }
-    let found = hex::encode(&read.sha256);
-    if found != recorded.sha256 {
-        return Err(Mismatch::Sha256 {
-            what: WHAT,
-            recorded: recorded.sha256.clone(),
-            found,
-        });
-    }
-    Ok(())
+/// The record whose head is the start of `prefix` (the first bytes of a sealed file, at least
+/// the longest recorded head when the file is that long).
+///
+/// Why the head, and not the whole file's SHA-256, identifies a sealed file when it is read
+/// back: the head fixes the file key (the header MAC binds the stanzas to it) and the payload
+/// nonce, hence the payload key; age's STREAM is deterministic under that key, and every chunk
+/// is authenticated. So a file with the recorded head whose chunks all authenticate and whose
+/// plaintext has the recorded SHA-256 is byte for byte the sealed file (barring a SHA-256
+/// collision), and `open` and `verify` need not hash the sealed bytes a second time.
+pub fn find_by_head<'a>(records: &'a [BackupRecord], prefix: &[u8]) -> Option<&'a BackupRecord> {
+    records.iter().find(|r| {
+        usize::try_from(r.sealed.head_len)
+            .ok()
+            .and_then(|n| prefix.get(..n))
+            .is_some_and(|head| hex::encode(&crate::digest::sha256(head)) == r.sealed.head_sha256)
+    })
 }
 
 /// A backup sealed to another set of recipients than the environment's current one.
@@ -448,6 +450,7 @@ mod tests {
             sealed: Sealed {
                 size: 1,
                 sha256: sealed_sha.into(),
+                head_len: 100,
                 head_sha256: "0".repeat(64),
                 recipients: vec![recipient_fingerprint("r1")],
                 backup_only: vec![recipient_fingerprint("dr")],
@@ -572,6 +575,29 @@ mod tests {
         assert_eq!(VerifyMark::from_line("x y 1"), None);
         assert_eq!(duration(3 * day + 7200), "3d2h");
         assert_eq!(duration(5400), "1h30m");
+    }
+
+    #[test]
+    fn records_are_found_by_their_head() {
+        let contents = classify(&outcome(b"x"), false).unwrap();
+        let file = b"age-encryption.org/v1\n-> X25519 abc\n--- mac\n0123456789abcdefPAYLOAD";
+        let head_len = 60;
+        let mut a = record("000000000000000a", &"a".repeat(64), contents.clone());
+        a.sealed.head_len = head_len as u64;
+        a.sealed.head_sha256 = hex::encode(&crate::digest::sha256(&file[..head_len]));
+        let mut b = record("000000000000000b", &"b".repeat(64), contents);
+        b.sealed.head_len = 10;
+        let records = [b, a];
+        assert_eq!(
+            find_by_head(&records, file).map(|r| r.id.as_str()),
+            Some("000000000000000a")
+        );
+        // A cut head, a changed byte, or no head at all: not found.
+        assert!(find_by_head(&records, &file[..head_len - 1]).is_none());
+        let mut other = file.to_vec();
+        other[30] ^= 1;
+        assert!(find_by_head(&records, &other).is_none());
+        assert!(find_by_head(&records, b"").is_none());
     }
 
     #[test]

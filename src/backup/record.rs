@@ -76,8 +76,11 @@ pub struct Sealed {
     pub size: u64,
     /// SHA-256 of the whole file, hex.
     pub sha256: String,
-    /// SHA-256 of its first 1,024 bytes (all of it when shorter): recognises the file, before
-    /// reading it through, among the environment's backups.
+    /// Length of its head: the age header and the 16-byte payload nonce.
+    pub head_len: u64,
+    /// SHA-256 of its head: recognises the file among the environment's backups before it is
+    /// read through, and (with every chunk authenticated and the plaintext's SHA-256) stands
+    /// for the whole file when it is read back (`backup::find_by_head`).
     pub head_sha256: String,
     /// Fingerprints (`sha256:` of the recipient text) of the environment's recipients it is
     /// sealed to.
@@ -153,6 +156,12 @@ impl BackupRecord {
                 "id {:?} does not match the file name",
                 r.id.chars().take(40).collect::<String>()
             )));
+        }
+        if r.sealed.head_len == 0
+            || r.sealed.head_len > super::MAX_HEAD_LEN
+            || r.sealed.head_len > r.sealed.size
+        {
+            return Err(bad("sealed.head_len is out of range".into()));
         }
         if r.created_unix().is_none() {
             return Err(bad("created is not an RFC 3339 time".into()));
@@ -231,6 +240,7 @@ mod tests {
             sealed: Sealed {
                 size: 33000,
                 sha256: "0123456789abcdef".to_owned() + &"c".repeat(48),
+                head_len: 230,
                 head_sha256: "d".repeat(64),
                 recipients: vec![Fingerprint(format!("sha256:{}", "e".repeat(64)))],
                 backup_only: vec![],

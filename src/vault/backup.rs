@@ -18,9 +18,10 @@ use zeroize::Zeroizing;
 
 use super::{Context, Env, META_MAX, RecipientChange, Vault, VaultError, rfc3339};
 use crate::audit::{Action, Event};
+use crate::backup::background::Background;
 use crate::backup::{
-    self, BackupRecord, CHUNK, HEAD_LEN, Health, HealthProblem, RECORD_VERSION, Sealed,
-    SealedDigest, VerifyMark, etcd,
+    self, BackupRecord, CHUNK, Health, HealthProblem, RECORD_VERSION, Sealed, SealedDigest,
+    VerifyMark, etcd,
 };
 use crate::digest::Fingerprint;
 use crate::hex;
@@ -92,7 +93,8 @@ pub struct PendingOpen {
 /// [`BackupStream::finish`] says whether it matched its record.
 pub struct BackupStream<'a> {
     inner: OpenStream<'a>,
-    scan: etcd::Scan,
+    scan: Background<etcd::Scan>,
+    read: u64,
     record: BackupRecord,
     file: String,
 }
@@ -135,11 +137,12 @@ impl BackupStream<'_> {
                         file: self.file.clone(),
                         id: self.record.id.clone(),
                         detail: damage(&e),
-                        plaintext: self.scan.len(),
+                        plaintext: self.read,
                     });
                 }
             };
             self.scan.update(&buf[..n]);
+            self.read += n as u64;
             copied.read += n as u64;
             if copied.write_error.is_none() {
                 match out.write_all(&buf[..n]) {
@@ -156,16 +159,17 @@ impl BackupStream<'_> {
         Ok(copied)
     }
 
-    /// Checks what was read against the record: the sealed file's size and SHA-256, then the
-    /// plaintext's, then an etcd snapshot's own trailer.
+    /// Checks what was read against the record: the plaintext's size and SHA-256, then an etcd
+    /// snapshot's own trailer. (The sealed file's head and size were checked when it was
+    /// found, and age authenticated every chunk: with the plaintext's SHA-256 that pins every
+    /// sealed byte, see `backup::find_by_head`.)
     pub fn finish(self) -> Result<BackupRecord, VaultError> {
         let mismatch = |problem| VaultError::BackupMismatch {
             file: self.file.clone(),
             id: self.record.id.clone(),
             problem: Box::new(problem),
         };
-        backup::check_sealed(&self.record.sealed, &self.inner.sealed()).map_err(mismatch)?;
-        let outcome = self.scan.finish();
+        let outcome = self.scan.finish().finish();
         backup::check_contents(&self.record.contents, &outcome).map_err(mismatch)?;
         Ok(self.record)
     }
@@ -311,7 +315,7 @@ fn backup_recipients_txt(recipients: &[Recipient]) -> String {
 /// Reads `input` to its end in 64 KiB pieces into `scan` and `out`.
 fn pump(
     input: &mut dyn Read,
-    scan: &mut etcd::Scan,
+    scan: &mut Background<etcd::Scan>,
     out: &mut dyn Write,
     input_name: &str,
 ) -> Result<(), VaultError> {
@@ -423,8 +427,8 @@ impl Vault {
         Ok(marks)
     }
 
-    /// Finds the record of the sealed file `file` by its first bytes, and refuses a file whose
-    /// length differs from the record's before anything is decrypted.
+    /// Finds the record of the sealed file `file` by its head, and refuses a file whose length
+    /// differs from the record's before anything is decrypted.
     fn find_backup(
         &self,
         env: &Env,
@@ -436,22 +440,11 @@ impl Vault {
             source,
         };
         let len = file.metadata().map_err(io_err)?.len();
-        let mut head = vec![0u8; HEAD_LEN];
-        let mut got = 0;
-        let mut reader = file;
-        while got < HEAD_LEN {
-            match reader.read(&mut head[got..]) {
-                Ok(0) => break,
-                Ok(n) => got += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(io_err(e)),
-            }
-        }
-        let head = hex::encode(&agestream::head_sha256(&head[..got]));
-        let record = self
-            .backup_records(env)?
-            .into_iter()
-            .find(|r| r.sealed.head_sha256 == head)
+        let records = self.backup_records(env)?;
+        let longest = records.iter().map(|r| r.sealed.head_len).max().unwrap_or(0);
+        let prefix = agestream::read_prefix(file, longest).map_err(io_err)?;
+        let record = backup::find_by_head(&records, &prefix)
+            .cloned()
             .ok_or_else(|| VaultError::UnknownBackup {
                 env: env.as_str().into(),
                 file: shown.display().to_string(),
@@ -489,7 +482,8 @@ impl Vault {
         Ok((
             BackupStream {
                 inner,
-                scan: etcd::Scan::new(),
+                scan: Background::spawn(),
+                read: 0,
                 record,
                 file: shown.display().to_string(),
             },
@@ -514,19 +508,20 @@ impl Vault {
         let location = text("location", req.location.as_deref())?;
         let (main, only) = self.backup_recipient_sets(&env)?;
         let all: Vec<Recipient> = main.iter().chain(&only).cloned().collect();
-        let mut scan = etcd::Scan::new();
+        let mut scan = Background::<etcd::Scan>::spawn();
         let mut sealer = agestream::seal(out, &all, age::NoCallbacks)?;
         pump(input, &mut scan, &mut sealer, &req.input)?;
         let (out, sealed) = sealer.finish().map_err(|source| VaultError::BackupIo {
             what: "writing the sealed file".into(),
             source,
         })?;
-        let contents = backup::classify(&scan.finish(), req.db_copy).map_err(|problem| {
-            VaultError::BackupContents {
-                input: req.input.clone(),
-                problem: Box::new(problem),
-            }
-        })?;
+        let contents =
+            backup::classify(&scan.finish().finish(), req.db_copy).map_err(|problem| {
+                VaultError::BackupContents {
+                    input: req.input.clone(),
+                    problem: Box::new(problem),
+                }
+            })?;
         let sha256 = hex::encode(&sealed.sha256);
         let record = BackupRecord {
             version: RECORD_VERSION,
@@ -972,6 +967,7 @@ fn sealed_facts(
     Sealed {
         size: d.size,
         sha256: hex::encode(&d.sha256),
+        head_len: d.head_len,
         head_sha256: hex::encode(&d.head_sha256),
         recipients: fingerprints(main),
         backup_only: fingerprints(only),

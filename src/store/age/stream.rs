@@ -1,9 +1,9 @@
 //! Streaming age for backups of any size: [`seal`] encrypts a stream to recipients in binary
 //! form (what `age -r` writes, not armored: a backup is not reviewed in git and armor would add a
-//! third), and [`open`] decrypts one with the first identity that matches. Memory stays
-//! constant: age's STREAM works in 64 KiB chunks (c2sp.org/age "payload"), and the sealed
-//! bytes' length and SHA-256 ([`SealedDigest`]) are taken as they pass. It opens no file and
-//! names none: writers and the opened file come in, `path` only names it in errors.
+//! third), taking the sealed bytes' length and SHA-256 and their head ([`SealedDigest`]) as they
+//! pass; [`open`] decrypts one with the first identity that matches. Memory stays constant:
+//! age's STREAM works in 64 KiB chunks (c2sp.org/age "payload"). It opens no file and names
+//! none: writers and the opened file come in, `path` only names it in errors.
 
 use std::cell::RefCell;
 use std::fs::File;
@@ -15,58 +15,40 @@ use ::age::stream::{StreamReader, StreamWriter};
 use ::age::{Callbacks, DecryptError, Decryptor};
 
 use super::{AgeError, Identity, OpenedBy, Recipient, decrypt_error, encryptor, seal_failed};
-use crate::backup::{HEAD_LEN, SealedDigest};
+use crate::backup::background::{Accumulate, Background};
+use crate::backup::{MAX_HEAD_LEN, SealedDigest};
 use crate::digest::Sha256Stream;
 
-/// Length and SHA-256 of the bytes seen so far, and of the first [`HEAD_LEN`] of them.
+/// Length and SHA-256 of the bytes written so far. Fed on its own thread ([`Background`]),
+/// beside the encryption.
+#[derive(Default)]
 struct Tally {
     size: u64,
     all: Sha256Stream,
-    head: Sha256Stream,
 }
 
-impl Tally {
-    fn new() -> Self {
-        Tally {
-            size: 0,
-            all: Sha256Stream::new(),
-            head: Sha256Stream::new(),
-        }
-    }
-
-    fn add(&mut self, bytes: &[u8]) {
-        let head_left = (HEAD_LEN as u64).saturating_sub(self.size);
-        let in_head = usize::try_from(head_left).map_or(bytes.len(), |h| h.min(bytes.len()));
-        self.head.update(&bytes[..in_head]);
+impl Accumulate for Tally {
+    fn update(&mut self, bytes: &[u8]) {
         self.all.update(bytes);
         self.size += bytes.len() as u64;
     }
-
-    fn digest(&self) -> SealedDigest {
-        SealedDigest {
-            size: self.size,
-            sha256: self.all.clone().finish(),
-            head_sha256: self.head.clone().finish(),
-        }
-    }
 }
 
-/// The SHA-256 of the first [`HEAD_LEN`] bytes of `bytes` (all of them when shorter): what a
-/// record's `head_sha256` is compared with.
-pub fn head_sha256(bytes: &[u8]) -> [u8; 32] {
-    crate::digest::sha256(&bytes[..bytes.len().min(HEAD_LEN)])
-}
-
-/// Passes writes on to `inner`, counting and hashing them.
+/// Passes writes on to `inner`, counting and hashing them, and keeping a copy of the head (the
+/// age header and payload nonce, all that is written before the payload starts).
 struct TapWriter<W> {
     inner: W,
-    tally: Tally,
+    tally: Background<Tally>,
+    head: Rc<RefCell<Option<Vec<u8>>>>,
 }
 
 impl<W: Write> Write for TapWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
-        self.tally.add(&buf[..n]);
+        if let Some(head) = self.head.borrow_mut().as_mut() {
+            head.extend_from_slice(&buf[..n]);
+        }
+        self.tally.update(&buf[..n]);
         Ok(n)
     }
 
@@ -78,6 +60,7 @@ impl<W: Write> Write for TapWriter<W> {
 /// A stream being sealed: write the plaintext, then [`SealWriter::finish`].
 pub struct SealWriter<W: Write> {
     inner: StreamWriter<TapWriter<W>>,
+    head: Vec<u8>,
 }
 
 impl<W: Write> Write for SealWriter<W> {
@@ -96,7 +79,13 @@ impl<W: Write> SealWriter<W> {
     pub fn finish(self) -> io::Result<(W, SealedDigest)> {
         let mut tap = self.inner.finish()?;
         tap.flush()?;
-        let digest = tap.tally.digest();
+        let tally = tap.tally.finish();
+        let digest = SealedDigest {
+            size: tally.size,
+            sha256: tally.all.finish(),
+            head_len: self.head.len() as u64,
+            head_sha256: crate::digest::sha256(&self.head),
+        };
         Ok((tap.inner, digest))
     }
 }
@@ -108,51 +97,39 @@ pub fn seal<W: Write, C: Callbacks>(
     recipients: &[Recipient],
     callbacks: C,
 ) -> Result<SealWriter<W>, AgeError> {
+    let head = Rc::new(RefCell::new(Some(Vec::new())));
     let tap = TapWriter {
         inner: out,
-        tally: Tally::new(),
+        tally: Background::spawn(),
+        head: Rc::clone(&head),
     };
+    // `wrap_output` writes the header and the payload nonce, nothing of the payload.
     let inner = encryptor(recipients, callbacks)?
         .wrap_output(tap)
         .map_err(seal_failed)?;
-    Ok(SealWriter { inner })
+    let head = head.borrow_mut().take().unwrap_or_default();
+    Ok(SealWriter { inner, head })
 }
 
-/// Reads from the sealed file, counting and hashing what age reads. The tally is shared, so it
-/// can be read after age's reader (which owns this one) is done.
-struct TapReader<'a> {
-    file: &'a File,
-    tally: Rc<RefCell<Tally>>,
+/// The first bytes of `file` (from its start), as many as the longest head that could match
+/// (at most [`MAX_HEAD_LEN`]): what `backup::find_by_head` is given.
+pub fn read_prefix(mut file: &File, len: u64) -> io::Result<Vec<u8>> {
+    file.seek(SeekFrom::Start(0))?;
+    let mut out = Vec::new();
+    file.take(len.min(MAX_HEAD_LEN)).read_to_end(&mut out)?;
+    Ok(out)
 }
 
-impl Read for TapReader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.file.read(buf)?;
-        self.tally.borrow_mut().add(&buf[..n]);
-        Ok(n)
-    }
-}
-
-/// An opened sealed file: read the plaintext from it, then ask [`OpenStream::sealed`] what the
-/// sealed bytes were. Decryption errors (a changed byte, a cut) surface as `read` errors of
-/// kind `InvalidData` or `UnexpectedEof`, at the chunk where they are found.
+/// An opened sealed file: read the plaintext from it. Decryption errors (a changed byte, a cut,
+/// bytes appended) surface as `read` errors of kind `InvalidData` or `UnexpectedEof`, at the
+/// chunk where they are found; age reads to the end of the file to find its last chunk.
 pub struct OpenStream<'a> {
-    reader: StreamReader<TapReader<'a>>,
-    tally: Rc<RefCell<Tally>>,
+    reader: StreamReader<&'a File>,
 }
 
 impl Read for OpenStream<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.reader.read(buf)
-    }
-}
-
-impl OpenStream<'_> {
-    /// Length and SHA-256 of the sealed bytes read so far (all of them once `read` has returned
-    /// 0: age reads to the end of the file to find the last chunk, and refuses anything after
-    /// it).
-    pub fn sealed(&self) -> SealedDigest {
-        self.tally.borrow().digest()
     }
 }
 
@@ -174,17 +151,12 @@ pub fn open<'a>(
     // known; the header is read again for each, which costs microseconds.
     for identity in identities {
         rewind(file).map_err(io_corrupt)?;
-        let tally = Rc::new(RefCell::new(Tally::new()));
-        let tap = TapReader {
-            file,
-            tally: Rc::clone(&tally),
-        };
-        let decryptor = Decryptor::new(tap).map_err(|e| decrypt_error(path, e))?;
+        let decryptor = Decryptor::new(file).map_err(|e| decrypt_error(path, e))?;
         passphrase_file = decryptor.is_scrypt();
         match decryptor.decrypt(std::iter::once(
             identity.inner.as_ref() as &dyn ::age::Identity
         )) {
-            Ok(reader) => return Ok((OpenStream { reader, tally }, identity.public.clone())),
+            Ok(reader) => return Ok((OpenStream { reader }, identity.public.clone())),
             Err(DecryptError::NoMatchingKeys) => {}
             Err(DecryptError::KeyDecryptionFailed) => {
                 return Err(AgeError::IdentityLocked {
@@ -196,11 +168,7 @@ pub fn open<'a>(
     }
     if identities.is_empty() {
         rewind(file).map_err(io_corrupt)?;
-        let tap = TapReader {
-            file,
-            tally: Rc::new(RefCell::new(Tally::new())),
-        };
-        passphrase_file = Decryptor::new(tap)
+        passphrase_file = Decryptor::new(file)
             .map_err(|e| decrypt_error(path, e))?
             .is_scrypt();
     }
@@ -241,7 +209,14 @@ mod tests {
         let (bytes, digest) = w.finish().unwrap();
         assert_eq!(digest.size, bytes.len() as u64);
         assert_eq!(digest.sha256, crate::digest::sha256(&bytes));
-        assert_eq!(digest.head_sha256, head_sha256(&bytes));
+        // The head is the header and the nonce: it ends 16 bytes after the header's MAC line.
+        let mac_line = bytes.windows(4).position(|w| w == b"\n---").unwrap() + 1;
+        let header_end = mac_line + bytes[mac_line..].iter().position(|b| *b == b'\n').unwrap() + 1;
+        assert_eq!(digest.head_len, header_end as u64 + 16);
+        assert_eq!(
+            digest.head_sha256,
+            crate::digest::sha256(&bytes[..header_end + 16])
+        );
         assert!(
             bytes.starts_with(b"age-encryption.org/v1\n"),
             "binary, not armored"
@@ -274,7 +249,10 @@ mod tests {
             let mut out = Vec::new();
             stream.read_to_end(&mut out).unwrap();
             assert_eq!(out, &plain[..len]);
-            assert_eq!(stream.sealed(), digest, "len {len}");
+            assert_eq!(
+                read_prefix(&f, digest.head_len).unwrap().len() as u64,
+                digest.head_len
+            );
         }
     }
 
