@@ -195,12 +195,35 @@ mod tests {
     use crate::secret::{SecretBytes, SecretText};
 
     fn fresh() -> SecretsBundle {
+        // Contract v1.6: an ECDSA service-account key, quick to make (RSA-4096 is not).
         generate::generate(
-            VersionContract::Current,
+            VersionContract::parse("v1.6").unwrap(),
             time::macros::datetime!(2026-01-01 00:00:00 UTC),
             &ring::rand::SystemRandom::new(),
         )
         .unwrap()
+    }
+
+    /// The upstream stability configs (v1alpha1 for contract 1.13, multi-document for 1.14)
+    /// were generated from one bundle: every field compares equal, both ways.
+    #[test]
+    fn upstream_configs_of_one_bundle_match() {
+        let v113 = include_bytes!("../../tests/data/talos/stability-v1.13-base-controlplane.yaml");
+        let v114 = include_bytes!("../../tests/data/talos/stability-v1.14-base-controlplane.yaml");
+        let a = crate::bundle::import::from_controlplane_config(v113).unwrap();
+        let b = crate::bundle::import::from_controlplane_config(v114).unwrap();
+        let fields = compare(&a, &b);
+        assert_eq!(fields.len(), 14, "{fields:?}");
+        assert!(
+            fields.iter().all(|f| f.state == FieldState::Match),
+            "{fields:?}"
+        );
+        let other = fresh();
+        assert!(
+            compare(&other, &b)
+                .iter()
+                .all(|f| f.state == FieldState::Differs)
+        );
     }
 
     #[test]
