@@ -106,6 +106,7 @@ impl Sandbox {
             ("TALVAULT_IDENTITY".into(), String::new()),
             ("SOPS_AGE_KEY_FILE".into(), String::new()),
             ("TALVAULT_VAULT".into(), String::new()),
+            ("TALVAULT_PASSPHRASE".into(), String::new()),
         ]
     }
 
@@ -1069,4 +1070,71 @@ fn env_check_compares_a_machine_config_with_the_bundle() {
         "data-missing.yaml",
     ]);
     assert_eq!(code, 2, "{err}");
+}
+
+/// A passphrase environment has no recipients: its backups go to its backup-only recipients,
+/// and `seal` refuses until there is one.
+#[test]
+fn a_passphrase_environment_seals_backups_to_its_backup_only_recipients() {
+    let s = Sandbox::new();
+    let mut envs = s.envs();
+    envs.retain(|(k, _)| k != "TALVAULT_PASSPHRASE");
+    envs.push((
+        "TALVAULT_PASSPHRASE".into(),
+        "correct horse battery staple".into(),
+    ));
+    let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let (code, _, err) = talvault_env(
+        &s.dir,
+        &[
+            "--vault",
+            "v",
+            "env",
+            "create",
+            "solo",
+            "--passphrase",
+            "--talos-version",
+            "v1.6",
+        ],
+        &envs,
+    );
+    assert_eq!(code, 0, "{err}");
+    s.write("data.bin", b"solo data");
+    let (code, _, err) = s.v(&["backup", "seal", "solo", "data.bin", "-o", "store/solo.age"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("environment \"solo\" has no recipients a backup can be sealed to"),
+        "{err}"
+    );
+    assert!(
+        err.contains("hint: add one with `talvault recipients add ENV --backup-only"),
+        "{err}"
+    );
+    assert!(!s.path("store/solo.age").exists());
+    s.ok(&[
+        "recipients",
+        "add",
+        "solo",
+        "--backup-only",
+        "-r",
+        &s.dr.recipient,
+    ]);
+    s.ok(&["backup", "seal", "solo", "data.bin", "-o", "store/solo.age"]);
+    s.ok(&[
+        "-i",
+        &s.dr.file,
+        "backup",
+        "verify",
+        "solo",
+        "store/solo.age",
+    ]);
+    let (code, _, _) = s.v(&[
+        "-i",
+        &s.a.file,
+        "backup",
+        "verify",
+        "solo",
+        "store/solo.age",
+    ]);
+    assert_eq!(code, 1, "a key of another environment opened it");
 }
