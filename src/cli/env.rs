@@ -412,7 +412,7 @@ pub fn recipients(cmd: RecipientsCommand, o: &VaultOpts) -> Result<u8, CliError>
             a.env,
             now.len()
         );
-        msg.push_str(&stale_backups(&v, &a.env)?);
+        msg.push_str(&stale_backups(&v, &a.env));
         write_stdout(msg.as_bytes())?;
         return Ok(0);
     }
@@ -430,17 +430,26 @@ pub fn recipients(cmd: RecipientsCommand, o: &VaultOpts) -> Result<u8, CliError>
             now.len()
         ),
     };
-    msg.push_str(&stale_backups(&v, &a.env)?);
+    msg.push_str(&stale_backups(&v, &a.env));
     write_stdout(msg.as_bytes())?;
     Ok(0)
 }
 
-/// After a change of recipients: the backups still sealed to another set, and what to do.
-fn stale_backups(v: &vault::Vault, env: &str) -> Result<String, CliError> {
-    let stale = v.backups_stale(env)?;
+/// After a change of recipients: the backups still sealed to another set, and what to do. The
+/// change is committed by then, so a backup record that cannot be read is a note, not a failure.
+fn stale_backups(v: &vault::Vault, env: &str) -> String {
+    let stale = match v.backups_stale(env) {
+        Ok(stale) => stale,
+        Err(e) => {
+            return format!(
+                "note: cannot list the backups sealed to the old recipients: {}\n",
+                CliError::from(e).message
+            );
+        }
+    };
     let mut s = String::new();
     if stale.is_empty() {
-        return Ok(s);
+        return s;
     }
     s.push_str(&format!(
         "{} backup(s) are sealed to other recipients than the current ones:\n",
@@ -468,7 +477,7 @@ fn stale_backups(v: &vault::Vault, env: &str) -> Result<String, CliError> {
     s.push_str(&format!(
         "re-seal each with `talvault backup reseal {env} FILE` (copies elsewhere keep their old recipients)\n"
     ));
-    Ok(s)
+    s
 }
 
 /// `talvault policy show ENV`

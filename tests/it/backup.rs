@@ -1138,3 +1138,24 @@ fn a_passphrase_environment_seals_backups_to_its_backup_only_recipients() {
     ]);
     assert_eq!(code, 1, "a key of another environment opened it");
 }
+
+/// A recipients change is committed before the backups are listed: an unreadable backup record
+/// turns the list into a note, never into a failure of the change that already happened.
+#[test]
+fn a_recipients_change_succeeds_even_when_a_backup_record_is_unreadable() {
+    let s = Sandbox::new();
+    std::fs::create_dir_all(s.path("v/envs/prod/backups")).unwrap();
+    s.write("v/envs/prod/backups/0000000000000000.yaml", b"junk\n");
+    let (code, out, err) = s.v(&[
+        "-i",
+        &s.a.file,
+        "recipients",
+        "add",
+        "prod",
+        "-r",
+        &s.b.recipient,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("note: cannot list the backups sealed to the old recipients: envs/prod/backups/0000000000000000.yaml"), "{out}");
+    assert_eq!(s.ok(&["recipients", "list", "prod"]).lines().count(), 2);
+}
