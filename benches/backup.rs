@@ -3,7 +3,8 @@
 //! talvault's seal and open pipelines (age plus the plaintext scan and, for seal, the sealed
 //! bytes' SHA-256 on their own threads). The ceiling these set for `benches/backup/compare.sh`:
 //! a seal cannot be faster than the encryption alone, nor take less CPU than it plus two
-//! SHA-256 passes. Run: `cargo bench --bench backup` (`BENCH_MIB=1024` for a larger stream).
+//! SHA-256 passes. Run: `cargo bench --bench backup` (`BENCH_MIB=1024` for a larger stream,
+//! `BENCH_CHUNK_KIB=256` for larger pieces).
 
 #![allow(
     clippy::unwrap_used,
@@ -21,8 +22,6 @@ use talvault::digest::Sha256Stream;
 use talvault::store::age::stream as agestream;
 use talvault::store::age::{Identity, Recipient};
 
-const CHUNK: usize = 64 << 10;
-
 /// Best of three runs of `f`, in MiB/s of `mib`.
 fn best(mib: f64, mut f: impl FnMut()) -> f64 {
     (0..3)
@@ -35,10 +34,15 @@ fn best(mib: f64, mut f: impl FnMut()) -> f64 {
 }
 
 fn main() {
-    let mib: usize = std::env::var("BENCH_MIB")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(256);
+    let env = |k: &str, default: usize| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let mib = env("BENCH_MIB", 256);
+    // The piece size handed to each stage (talvault uses 64 KiB, age's chunk).
+    let chunk = env("BENCH_CHUNK_KIB", 64) << 10;
     let mut x = 0x9e37_79b9_7f4a_7c15u64;
     let plain: Vec<u8> = (0..mib << 20)
         .map(|_| {
@@ -52,11 +56,14 @@ fn main() {
     let public = key.to_public();
     let recipient = Recipient::parse(&public.to_string()).unwrap();
     let m = mib as f64;
-    println!("{mib} MiB in memory, 64 KiB pieces, best of 3 (MiB/s)");
+    println!(
+        "{mib} MiB in memory, {} KiB pieces, best of 3 (MiB/s)",
+        chunk >> 10
+    );
 
     let sha = best(m, || {
         let mut h = Sha256Stream::new();
-        for c in plain.chunks(CHUNK) {
+        for c in plain.chunks(chunk) {
             h.update(c);
         }
         std::hint::black_box(h.finish());
@@ -68,7 +75,7 @@ fn main() {
         let e = age::Encryptor::with_recipients(std::iter::once(&public as &dyn age::Recipient))
             .unwrap();
         let mut w = e.wrap_output(std::io::sink()).unwrap();
-        for c in plain.chunks(CHUNK) {
+        for c in plain.chunks(chunk) {
             w.write_all(c).unwrap();
         }
         w.finish().unwrap();
@@ -86,7 +93,7 @@ fn main() {
         let mut r = d
             .decrypt(std::iter::once(&key as &dyn age::Identity))
             .unwrap();
-        let mut buf = vec![0u8; CHUNK];
+        let mut buf = vec![0u8; chunk];
         while r.read(&mut buf).unwrap() > 0 {}
     });
     println!("  age crate: decrypt only                {dec:>7.0}");
@@ -99,7 +106,7 @@ fn main() {
             age::NoCallbacks,
         )
         .unwrap();
-        for c in plain.chunks(CHUNK) {
+        for c in plain.chunks(chunk) {
             scan.update(c);
             w.write_all(c).unwrap();
         }
@@ -114,7 +121,7 @@ fn main() {
     let open = best(m, || {
         let (mut r, _) = agestream::open(std::path::Path::new("b.age"), &file, &ids).unwrap();
         let mut scan = Background::<Scan>::spawn();
-        let mut buf = vec![0u8; CHUNK];
+        let mut buf = vec![0u8; chunk];
         loop {
             let n = r.read(&mut buf).unwrap();
             if n == 0 {
