@@ -15,6 +15,7 @@ pub mod hex;
 pub mod inventory;
 pub mod keys;
 pub mod model;
+pub mod nesting;
 pub mod patch;
 pub mod pki;
 pub mod process;

@@ -39,7 +39,23 @@ pub enum MetaError {
     },
 }
 
+/// Largest metadata file parsed (the vault reads them with the same bound).
+const YAML_MAX: usize = 1 << 20;
+
+/// Parses a small YAML file talvault reads (vault metadata, the operator's configuration):
+/// the nesting check first, then serde with positions only in the message.
+pub fn parse_yaml<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, String> {
+    parse("", bytes).map_err(|e| match e {
+        MetaError::Malformed { message, .. } => message,
+        other => other.to_string(),
+    })
+}
+
 fn parse<T: for<'de> Deserialize<'de>>(file: &str, bytes: &[u8]) -> Result<T, MetaError> {
+    crate::nesting::check(bytes, YAML_MAX).map_err(|e| MetaError::Malformed {
+        file: file.to_owned(),
+        message: e.to_string(),
+    })?;
     serde_yaml::from_slice(bytes).map_err(|e| MetaError::Malformed {
         file: file.to_owned(),
         message: match e.location() {

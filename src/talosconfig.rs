@@ -267,6 +267,10 @@ impl Config {
 
     /// Reads a talosconfig of any indentation. An empty document is an empty config.
     pub fn from_yaml(input: &[u8]) -> Result<Config, TalosconfigError> {
+        crate::nesting::check(input, 4 << 20).map_err(|e| TalosconfigError::Syntax {
+            what: e.to_string(),
+            location: None,
+        })?;
         let config: Option<Config> = serde_yaml::from_slice(input).map_err(|e| sanitize(&e))?;
         Ok(config.unwrap_or_default())
     }

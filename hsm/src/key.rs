@@ -593,9 +593,9 @@ impl HsmKey {
         }
     }
 
-    /// The URI to store for this key: the caller's token and module attributes, the key's actual
-    /// label and id, `type=private`, and no `pin-source` (where one operator keeps a PIN is not
-    /// part of the key's identity).
+    /// The URI to store for this key: the caller's token attributes, the key's actual label and
+    /// id, `type=private`, and no `module-path`, `module-name` or `pin-source` (which module an
+    /// operator loads and where they keep a PIN are not part of the key's identity).
     pub fn uri_without_pin(&self) -> &Pkcs11Uri {
         &self.uri
     }
@@ -669,8 +669,9 @@ fn key_uri_checks(
 
 /// The URI a key is stored under: see [`HsmKey::uri_without_pin`].
 fn stored_uri(uri: &Pkcs11Uri, connection: &Connection, facts: &PrivateKeyFacts) -> Pkcs11Uri {
-    let mut stored = uri.clone();
-    stored.pin_source = None;
+    // Only the token and key identity: the module and the PIN source are the operator's
+    // (a vault file must never decide which library is loaded or which file is read).
+    let mut stored = uri.identity_only();
     stored.token = Some(connection.token.label().to_owned());
     stored.object_type = Some(ObjectType::Private);
     if let Some(label) = facts

@@ -27,5 +27,5 @@ pub use check::{
 };
 pub use error::HsmError;
 pub use key::{EdwardsParams, HsmKey, KeyAlgorithm, OpenOptions, PinPrompt};
-pub use token::PIN_ENV;
+pub use token::{PIN_ENV, PIN_FILE_MAX, read_pin_file};
 pub use uri::{Component, Pkcs11Uri, UriError};

@@ -516,6 +516,27 @@ impl Pkcs11Uri {
         self.module_name.as_deref()
     }
 
+    /// The same URI without `module-path`, `module-name` and `pin-source`: the identity of a
+    /// token and key, with nothing that says which code to load or which file to read. A
+    /// URI read from a file someone else could write is used only in this form.
+    pub fn identity_only(&self) -> Pkcs11Uri {
+        Pkcs11Uri {
+            module_name: None,
+            module_path: None,
+            pin_source: None,
+            ..self.clone()
+        }
+    }
+
+    /// The same URI with the module set by whoever runs talvault (an absolute path).
+    pub fn with_module_path(&self, path: &str) -> Pkcs11Uri {
+        Pkcs11Uri {
+            module_name: None,
+            module_path: Some(path.to_owned()),
+            ..self.clone()
+        }
+    }
+
     /// Whether the URI names an object (by `object=` or `id=`).
     pub(crate) fn names_object(&self) -> bool {
         self.object.is_some() || self.id.is_some()

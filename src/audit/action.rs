@@ -234,6 +234,9 @@ actions! {
         signed_by: String,
         /// The CRL file regenerated, if any.
         crl: Option<String>,
+        /// Its CRL number (so the next CRL's number can come from the chain).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        crl_number: Option<u64>,
     },
     /// A CRL was signed.
     "crl" => Crl {
@@ -305,6 +308,7 @@ mod tests {
             reason: "keyCompromise".into(),
             signed_by: "os".into(),
             crl: None,
+            crl_number: None,
         };
         assert_eq!(revoke.name(), "revoke");
         assert!(

@@ -608,6 +608,12 @@ pub fn from_controlplane_config(yaml: &[u8]) -> Result<SecretsBundle, ImportErro
 /// bundle needs into their own minimal structs. Two passes, so nothing is buffered as an
 /// untyped (unwipeable) value tree.
 fn parse_documents(yaml: &[u8]) -> Result<Parsed, ImportError> {
+    crate::nesting::check(yaml, 4 << 20).map_err(|e| {
+        ImportError::from(super::yaml::BundleReadError::Syntax {
+            what: e.to_string(),
+            location: None,
+        })
+    })?;
     let mut kinds = Vec::new();
     // The multi-document iterator keeps yielding the same error after a parse failure, so the
     // first error ends the loop.

@@ -205,6 +205,10 @@ impl SecretsBundle {
     /// Reads `secrets.yaml` as Talos's `LoadBundle` does (absent sections stay absent, nothing is
     /// filled in), but refuses unknown fields so that nothing is silently dropped.
     pub fn from_yaml(input: &[u8]) -> Result<Self, BundleReadError> {
+        crate::nesting::check(input, 4 << 20).map_err(|e| BundleReadError::Syntax {
+            what: e.to_string(),
+            location: None,
+        })?;
         // An empty document is a bundle with every section nil, as in Go.
         let raw: Option<RawBundle> = serde_yaml::from_slice(input).map_err(|e| sanitize(&e))?;
         let Some(raw) = raw else {

@@ -5,6 +5,7 @@ use clap::Subcommand;
 use super::error::CliError;
 use super::opts::{Format, VaultOpts};
 use super::output::{json, write_stdout};
+use super::render::printable;
 
 /// `talvault audit …`
 #[derive(Debug, Subcommand)]
@@ -48,9 +49,9 @@ pub fn run(cmd: AuditCommand, o: &VaultOpts) -> Result<u8, CliError> {
                         s.push_str(&format!(
                             "{when}  {}  {:<18} {:<20} {}\n",
                             e.id().short(),
-                            e.env(),
-                            e.action(),
-                            e.actor()
+                            printable(e.env()),
+                            printable(e.action()),
+                            printable(e.actor())
                         ));
                     }
                     s
@@ -77,7 +78,11 @@ pub fn run(cmd: AuditCommand, o: &VaultOpts) -> Result<u8, CliError> {
                         r.problems.len()
                     ));
                     for p in &r.problems {
-                        s.push_str(&format!("  {:?}: {p}\n", p.tamper()));
+                        s.push_str(&format!(
+                            "  {:?}: {}\n",
+                            p.tamper(),
+                            printable(&p.to_string())
+                        ));
                     }
                 }
             }

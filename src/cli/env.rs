@@ -9,6 +9,7 @@ use super::error::CliError;
 use super::input::{contract_arg, kubernetes_pki, read_input};
 use super::opts::{Format, Opens, VaultOpts, passphrase, recipients_from};
 use super::output::{json, write_stdout};
+use super::render::{printable, printable_list};
 use crate::model::{EnvMeta, Sealing};
 use crate::secret::{SecretBytes, SecretText};
 use crate::vault::{self, BundleSource, EnvView, NewEnv, RecipientChange, SealTo};
@@ -218,10 +219,10 @@ fn list_text(envs: &[EnvMeta]) -> String {
     for e in envs {
         s.push_str(&format!(
             "{}\tcluster {}\tTalos {}\t{}{}\n",
-            e.name,
-            e.cluster_name,
-            e.talos_version,
-            e.source,
+            printable(&e.name),
+            printable(&e.cluster_name),
+            printable(&e.talos_version),
+            printable(&e.source),
             if e.tainted.is_some() { "\tTAINTED" } else { "" }
         ));
     }
@@ -280,7 +281,7 @@ fn render_env(v: &EnvView) -> String {
         if items.is_empty() {
             "(none)".to_owned()
         } else {
-            items.join(", ")
+            printable_list(items, ", ")
         }
     };
     s.push_str(&format!("endpoints:      {}\n", list(&m.endpoints)));
@@ -315,7 +316,7 @@ pub fn recipients(cmd: RecipientsCommand, o: &VaultOpts) -> Result<u8, CliError>
     let (change, a) = match cmd {
         RecipientsCommand::List { env } => {
             let list = o.open_vault()?.recipients_list(&env)?;
-            let text: String = list.iter().map(|r| format!("{r}\n")).collect();
+            let text: String = list.iter().map(|r| format!("{}\n", printable(r))).collect();
             write_stdout(text.as_bytes())?;
             return Ok(0);
         }

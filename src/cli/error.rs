@@ -86,6 +86,8 @@ fn hint(e: &VaultError) -> Option<String> {
         VaultError::Lock(e) => return e.hint().map(str::to_owned),
         VaultError::Age(e) => return e.hint(),
         VaultError::Meta(MetaError::NewerFormat { .. }) => "upgrade talvault".into(),
+        VaultError::ContractMismatch { .. } => "pass --talos-version with the contract the bundle was made for; `talvault bundle inspect FILE` says which it looks like".into(),
+        VaultError::WrongSealing { .. } => "a passphrase environment has no recipients to change; to share it, create a new environment sealed to recipients from the exported bundle (`talvault bundle export` | `talvault env import --from-secrets`)".into(),
         VaultError::NoRecipientsLeft { .. } => "add the new recipient first".into(),
         VaultError::NotARecipient { .. } => "list them with `talvault recipients list ENV`".into(),
         VaultError::Policy(PolicyError::TtlAbovePolicy { .. }) => {
@@ -105,13 +107,16 @@ fn hint(e: &VaultError) -> Option<String> {
         VaultError::NoSuchIssuer { .. } => "list them with `talvault issuer list ENV`".into(),
         VaultError::IssuerState { operation: "retire", .. } => "a retired issuer stays retired; create a new one with `talvault issuer rotate ENV`".into(),
         VaultError::IssuerState { .. } => "see the states with `talvault issuer list ENV`".into(),
+        VaultError::IssuerExpired { .. } => "rotate to a new issuer: `talvault issuer rotate ENV`, roll out `talvault patch accepted-cas ENV`, then `talvault issuer activate ENV NEW-ID`".into(),
+        VaultError::NoAcceptedCas { .. } => "if the nodes run Talos 1.7 or later, pass --force; otherwise upgrade them first (issuer mode needs machine.acceptedCAs)".into(),
         VaultError::RetireStrands { .. } => "activate the next issuer first (`talvault issuer rotate ENV`, then `issuer activate`), or pass --force to cut those certificates off".into(),
         VaultError::BadIssuer { .. } => "restore the issuer directory from git history and investigate who changed it".into(),
         VaultError::LeafOutlivesIssuer { .. } => "ask for a shorter --ttl, or rotate to a newer issuer with `talvault issuer rotate ENV`".into(),
         VaultError::UnknownSerial { .. } => "list issued serials with `talvault status ENV -o json`".into(),
         VaultError::ForeignTalosconfig { .. } => "check the environment name; `talvault env list` shows them all".into(),
         VaultError::NoCrlIssuer { .. } => "create one with `talvault issuer create ENV`; direct-mode revocations are listed by `talvault crl ENV --format json`".into(),
-        VaultError::DirectForbidden { .. } => "activate an issuer (`talvault issuer create ENV`, then `issuer activate`), or set allow_direct: true in policy.yaml through review".into(),
+        VaultError::DirectForbidden { beside_issuer: false, .. } => "activate an issuer (`talvault issuer create ENV`, then `issuer activate`), or set allow_direct: true in policy.yaml through review".into(),
+        VaultError::DirectForbidden { beside_issuer: true, .. } => "leave out --direct to sign with the active issuer: a certificate the OS CA signs survives retiring every issuer; if you must, set direct_beside_issuers: true in policy.yaml through review".into(),
         VaultError::Csr(_) => {
             "make the request with an Ed25519 or P-256 key, e.g. `openssl req -new -key KEY -subj /CN=NAME -out req.csr`".into()
         }
@@ -143,6 +148,18 @@ impl From<VaultError> for CliError {
                 format!("--algorithm {wanted}: the token's key is {found}")
             }
             VaultError::EmptyReason => "--reason must not be empty".into(),
+            VaultError::ControlCharacter { field } => {
+                let flag = match *field {
+                    "cluster_name" => "--cluster-name",
+                    "endpoint" => "--endpoint",
+                    "node" => "--node",
+                    "context" => "--context",
+                    "reason" => "--reason",
+                    other => other,
+                };
+                return CliError::usage(format!("{flag} must not contain control characters"))
+                    .hint("it is stored in the vault and printed by reports; give plain text");
+            }
             VaultError::BadKeptCa { label, reason } => {
                 return CliError::usage(format!("--keep-ca {label}: {reason}"));
             }

@@ -10,7 +10,7 @@ use super::error::CliError;
 use super::input::{serial_arg, talosconfig_context};
 use super::opts::{ListFormat, Opens, VaultOpts};
 use super::output::{Output, json, write_stdout};
-use super::render::{cert_line, duration_text};
+use super::render::{cert_line, duration_text, printable, printable_list};
 use crate::model::IssuerState;
 use crate::pki::crl::RevocationReason;
 use crate::vault::{RevokeOutcome, RevokeTarget, VaultError, Verification};
@@ -122,8 +122,8 @@ fn revoke_text(env: &str, out: &RevokeOutcome) -> String {
         format!(
             "revoked certificate {} ({}, {}) as {}\n",
             c.serial,
-            c.holder.as_deref().unwrap_or("no holder"),
-            c.roles.join(","),
+            printable(c.holder.as_deref().unwrap_or("no holder")),
+            printable_list(&c.roles, ","),
             out.reason
         )
     };
@@ -263,11 +263,11 @@ fn verify_text(r: &Verification) -> String {
     let mut msg = format!(
         "{}: context {:?}, serial {}, roles {}, holder {}, signed by {}\n",
         if r.good { "GOOD" } else { "NOT GOOD" },
-        r.context,
+        printable(&r.context),
         r.serial,
-        r.roles.join(","),
-        r.holder.as_deref().unwrap_or("(none)"),
-        r.signed_by.as_deref().unwrap_or("(unknown CA)")
+        printable_list(&r.roles, ","),
+        printable(r.holder.as_deref().unwrap_or("(none)")),
+        printable(r.signed_by.as_deref().unwrap_or("(unknown CA)"))
     );
     for c in &r.checks {
         let _ = writeln!(

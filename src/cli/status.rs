@@ -9,7 +9,7 @@ use super::error::CliError;
 use super::input::ttl_arg;
 use super::opts::{Opens, VaultOpts};
 use super::output::write_stdout;
-use super::render::{cert_line, issuer_line};
+use super::render::{cert_line, issuer_line, printable};
 use crate::vault::EnvStatus;
 
 /// Status output forms.
@@ -71,8 +71,8 @@ fn status_table(report: &[EnvStatus]) -> String {
         let _ = writeln!(
             msg,
             "{} (cluster {}): {}",
-            s.env,
-            s.cluster_name,
+            printable(&s.env),
+            printable(&s.cluster_name),
             match s.grade {
                 0 => "ok",
                 1 => "EXPIRING",
@@ -86,7 +86,7 @@ fn status_table(report: &[EnvStatus]) -> String {
             c.live, c.expired, c.revoked, c.revoked_unexpired, c.issued
         );
         for f in &s.findings {
-            let _ = writeln!(msg, "  {}: {}", f.kind.to_uppercase(), f.what);
+            let _ = writeln!(msg, "  {}: {}", f.kind.to_uppercase(), printable(&f.what));
         }
         for ca in &s.cas {
             let _ = writeln!(msg, "  CA {:<14} until {}", ca.ca, ca.not_after);

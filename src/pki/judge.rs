@@ -93,6 +93,8 @@ pub struct Evidence<'a> {
     pub record: Option<RecordFacts>,
     /// The environment's policy now.
     pub policy: &'a Policy,
+    /// Whether the environment has an active issuer now.
+    pub issuer_active: bool,
     /// The time to judge at.
     pub now: OffsetDateTime,
 }
@@ -274,7 +276,8 @@ pub fn judge(e: &Evidence<'_>) -> Vec<Check> {
             holder: f.common_name.as_deref().and_then(|h| Holder::parse(h).ok()),
             break_glass: e.record.as_ref().and_then(|r| r.break_glass.clone()),
         };
-        let direct_ok = !matches!(e.signer, Some(Signer::OsCa { .. })) || e.policy.allow_direct;
+        let direct_ok = !matches!(e.signer, Some(Signer::OsCa { .. }))
+            || e.policy.allows_direct(e.issuer_active);
         match (e.policy.grant(&request), direct_ok) {
             (Ok(_), true) => check("policy", Pass, "the current policy would issue it".into()),
             (Ok(_), false) => check(
@@ -290,6 +293,21 @@ pub fn judge(e: &Evidence<'_>) -> Vec<Check> {
         }
     }
     checks
+}
+
+/// The CRL number of a DER CRL, if the CRL verifies against the issuer certificate (DER) and
+/// its number fits in 64 bits: a number read from an unverified file could be made to stop
+/// the sequence (a forged `u64::MAX`) or send it backwards.
+pub fn verified_crl_number(crl_der: &[u8], issuer_der: &[u8]) -> Option<u64> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let (_, issuer) = X509Certificate::from_der(issuer_der).ok()?;
+    let (_, crl) =
+        x509_parser::revocation_list::CertificateRevocationList::from_der(crl_der).ok()?;
+    if crl.issuer().as_raw() != issuer.subject().as_raw() {
+        return None;
+    }
+    crl.verify_signature(issuer.public_key()).ok()?;
+    super::verify::crl_number(crl_der)
 }
 
 /// How close something is to its end, for `status`.
@@ -357,6 +375,7 @@ mod tests {
                 break_glass: None,
             }),
             policy: &policy,
+            issuer_active: true,
             now: datetime!(2030-01-01 01:00:00 UTC),
         };
         let checks = judge(&good);

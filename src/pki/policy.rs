@@ -197,6 +197,11 @@ pub struct Policy {
     /// [`Policy::grant`]; the caller that picks the signing CA checks it.
     #[serde(default = "default_true")]
     pub allow_direct: bool,
+    /// Whether direct signing stays allowed once an issuer is active (off by default: a leaf
+    /// signed by the OS CA survives retiring every issuer, so beside issuers it is an explicit
+    /// opt-in).
+    #[serde(default)]
+    pub direct_beside_issuers: bool,
     /// How long an issuer's CRL stays current: nextUpdate − thisUpdate (default 7 days).
     #[serde(default = "default_crl_validity")]
     pub crl_validity: Ttl,
@@ -210,13 +215,14 @@ fn default_crl_validity() -> Ttl {
 impl Default for Policy {
     /// The safe defaults: os:admin 8h/168h, os:operator 24h/720h, os:reader 720h/2160h,
     /// os:etcd:backup 720h/2160h, break-glass 1h/4h, no holder restrictions, direct signing
-    /// allowed, CRLs current for 7 days.
+    /// allowed while no issuer is active, CRLs current for 7 days.
     fn default() -> Self {
         Policy {
             version: POLICY_VERSION,
             roles: default_roles(),
             break_glass: BreakGlassPolicy::default(),
             allow_direct: true,
+            direct_beside_issuers: false,
             crl_validity: default_crl_validity(),
         }
     }
@@ -262,6 +268,9 @@ pub enum PolicyFileError {
 impl Policy {
     /// Reads and checks `policy.yaml`.
     pub fn from_yaml(input: &[u8]) -> Result<Policy, PolicyFileError> {
+        crate::nesting::check(input, 1 << 20).map_err(|e| PolicyFileError::Syntax {
+            message: e.to_string(),
+        })?;
         let policy: Policy =
             serde_yaml::from_slice(input).map_err(|e| PolicyFileError::Syntax {
                 message: e.to_string(),
@@ -274,6 +283,12 @@ impl Policy {
     pub fn to_yaml(&self) -> String {
         // A Policy is strings, integers and maps only; serialising it cannot fail.
         serde_yaml::to_string(self).unwrap_or_default()
+    }
+
+    /// Whether a leaf may be signed directly by the Talos OS CA, given whether the environment
+    /// has an active issuer.
+    pub fn allows_direct(&self, issuer_active: bool) -> bool {
+        self.allow_direct && (!issuer_active || self.direct_beside_issuers)
     }
 
     /// Checks the consistency rules `from_yaml` enforces.

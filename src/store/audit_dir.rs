@@ -103,6 +103,29 @@ pub fn months(root: &Path, env_rel: &Path) -> Result<Vec<(String, String)>, Stor
     Ok(out)
 }
 
+/// The event files of one month directory (`<env_rel>/audit/<yyyy>/<mm>/*.json`) below the
+/// vault `root`, as (file name, contents), by name (so by time).
+pub fn load_month(
+    root: &Path,
+    env_rel: &Path,
+    year: &str,
+    month: &str,
+) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+    let dir = env_rel.join(AUDIT_DIR).join(year).join(month);
+    let mut out = Vec::new();
+    for entry in fs::list_dir(root, &dir)? {
+        if entry.kind == EntryKind::File
+            && entry.name.ends_with(".json")
+            && !entry.name.starts_with(TEMP_PREFIX)
+        {
+            let bytes = fs::read_bounded(root, &dir.join(&entry.name), EVENT_FILE_MAX)?;
+            out.push((entry.name, bytes));
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
 fn walk(
     env_dir: &Path,
     dir: &Path,

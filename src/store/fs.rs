@@ -563,6 +563,27 @@ pub(super) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
         .map_err(|e| io_error(dir, e))
 }
 
+/// fsyncs the directory holding `path`.
+pub(crate) fn sync_dir_of(path: &Path) -> Result<(), StoreError> {
+    let (dir, _) = split_target(path)?;
+    sync_dir(dir)
+}
+
+/// Removes the directory `rel` below `root` if it is empty, never following a link on the
+/// way; whether it was removed.
+pub(crate) fn remove_empty_dir_below(root: &Path, rel: &Path) -> bool {
+    let Ok(components) = components_below(root, rel) else {
+        return false;
+    };
+    let Some((last, parents)) = components.split_last() else {
+        return false;
+    };
+    let Ok((parent, _)) = walk_dirs(root, parents, None) else {
+        return false;
+    };
+    rfs::unlinkat(&parent, *last, rfs::AtFlags::REMOVEDIR).is_ok()
+}
+
 /// Writes `bytes` to a new temporary file beside `path` (created with `mode`'s bits, fsynced)
 /// and returns the temporary file's path, for a multi-file transaction to rename into place
 /// later (see `store::txn`). The file is kept even when the caller fails afterwards; recovery

@@ -67,6 +67,12 @@ impl Vault {
                 needed: "pending or active",
             });
         }
+        if issuer.facts.not_after <= ctx.now {
+            return Err(VaultError::IssuerExpired {
+                id: issuer.meta.id.clone(),
+                not_after: issuer.meta.not_after.clone(),
+            });
+        }
         let entries = self.revoked_entries(&env)?;
         let (out, opened_by) = self.build_crl(&env, issuer, &entries, ctx)?;
         let mut t = Transaction::new(&self.root);

@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use super::{BUNDLE_FILE, Context, Vault, VaultError, recipients_txt, rfc3339};
+use super::{BUNDLE_FILE, Context, Vault, VaultError, plain_text, recipients_txt, rfc3339};
 use crate::audit::Action;
 use crate::bundle::validate::{Severity, deep_findings, talos_errors};
 use crate::bundle::{SecretsBundle, VersionContract, generate, import};
@@ -104,9 +104,17 @@ fn check_bundle(
         .into_iter()
         .find(|f| f.severity == Severity::Error)
     {
-        return Err(VaultError::BadBundle {
-            what: source.into(),
-            message: format!("{} {}", f.field, f.message),
+        let message = format!("{} {}", f.field, f.message);
+        return Err(if f.contract_fit {
+            VaultError::ContractMismatch {
+                what: source.into(),
+                message,
+            }
+        } else {
+            VaultError::BadBundle {
+                what: source.into(),
+                message,
+            }
         });
     }
     Ok(())
@@ -151,6 +159,9 @@ impl Vault {
     /// audit event) in one transaction.
     pub fn env_create(&self, req: NewEnv, ctx: &Context) -> Result<EnvView, VaultError> {
         let name = EnvName::parse(&req.name)?;
+        plain_text("cluster_name", req.cluster_name.as_deref())?;
+        plain_text("endpoint", req.endpoints.iter().map(String::as_str))?;
+        plain_text("node", req.nodes.iter().map(String::as_str))?;
         match self.env_meta(&name) {
             Err(VaultError::NoSuchEnv { .. }) => {}
             Ok(_) => return Err(VaultError::EnvExists { env: req.name }),
@@ -266,6 +277,7 @@ impl Vault {
         if reason.is_empty() {
             return Err(VaultError::EmptyReason);
         }
+        plain_text("reason", [reason])?;
         let mut t = Transaction::new(&self.root);
         t.write(
             env.dir().join("env.yaml"),

@@ -75,6 +75,14 @@ pub enum VaultError {
         /// What is wrong (no secret values).
         message: String,
     },
+    /// The bundle does not fit the version contract asked for.
+    #[error("{what}: {message}")]
+    ContractMismatch {
+        /// Which bundle.
+        what: String,
+        /// What does not fit.
+        message: String,
+    },
     /// The material given for `env import` is not a usable bundle.
     #[error("{kind}: {message}")]
     BadImport {
@@ -126,6 +134,13 @@ pub enum VaultError {
     /// The policy refuses the request.
     #[error(transparent)]
     Policy(#[from] PolicyError),
+    /// Free text that is stored or printed holds a control character (a newline could forge
+    /// a line of a report).
+    #[error("{field} must not contain control characters")]
+    ControlCharacter {
+        /// Which field: `cluster_name`, `endpoint`, `node`, `context`, `reason`.
+        field: &'static str,
+    },
     /// A reason (untaint) is empty.
     #[error("a reason is required")]
     EmptyReason,
@@ -143,11 +158,14 @@ pub enum VaultError {
     },
     /// Direct signing by the OS CA is forbidden by policy.
     #[error(
-        "the policy of environment {env:?} forbids signing with the Talos OS CA (allow_direct: false)"
+        "the policy of environment {env:?} forbids signing with the Talos OS CA ({})",
+        if *beside_issuer { "an issuer is active and direct_beside_issuers is false" } else { "allow_direct: false" }
     )]
     DirectForbidden {
         /// The environment.
         env: String,
+        /// Refused only because an issuer is active (`direct_beside_issuers` is off).
+        beside_issuer: bool,
     },
     /// `env untaint` on an environment that is not tainted.
     #[error("environment {env:?} is not tainted")]
@@ -174,6 +192,26 @@ pub enum VaultError {
         operation: &'static str,
         /// The state needed.
         needed: &'static str,
+    },
+    /// An issuer past its notAfter cannot sign.
+    #[error("issuer {id} expired at {not_after}")]
+    IssuerExpired {
+        /// The issuer.
+        id: String,
+        /// Its notAfter.
+        not_after: String,
+    },
+    /// Activating an issuer on a contract whose nodes have no `machine.acceptedCAs`.
+    #[error(
+        "environment {env:?} follows Talos contract {contract}, whose nodes have no machine.acceptedCAs (Talos 1.7 and later): they would refuse every certificate issuer {id} signs"
+    )]
+    NoAcceptedCas {
+        /// The environment.
+        env: String,
+        /// Its contract.
+        contract: String,
+        /// The issuer.
+        id: String,
     },
     /// Retiring the only active issuer would strand live certificates.
     #[error(

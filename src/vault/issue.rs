@@ -6,7 +6,7 @@
 
 use super::records::{Issuer, signing_issuer};
 use super::signer::CaSigner;
-use super::{Context, Env, Vault, VaultError, rfc3339};
+use super::{Context, Env, Vault, VaultError, plain_text, rfc3339};
 use crate::audit::Action;
 use crate::keys::PrivateKey;
 use crate::model::{CertRecord, OS_CA, SignedBy, Taint};
@@ -81,6 +81,9 @@ impl Vault {
         ctx: &Context,
     ) -> Result<PreparedIssue<'_>, VaultError> {
         let env = self.env(&req.env)?;
+        plain_text("context", req.context.as_deref())?;
+        plain_text("endpoint", req.endpoints.iter().map(String::as_str))?;
+        plain_text("node", req.nodes.iter().map(String::as_str))?;
         let roles = if req.break_glass.is_some() && req.roles.is_empty() {
             Role::known(Role::ADMIN).into_iter().collect()
         } else {
@@ -117,19 +120,24 @@ impl Vault {
             None => SubjectKey::Generate,
         };
         let issuers = self.load_issuers(&env)?;
-        // Issuer mode when an issuer is active, unless --direct; direct mode needs the policy.
-        let issuer = if req.direct {
-            None
-        } else {
-            signing_issuer(&issuers).cloned()
-        };
-        if issuer.is_none() && !policy.allow_direct {
+        // Issuer mode when an issuer is active, unless --direct; direct mode needs the policy
+        // (and, beside an active issuer, its explicit opt-in).
+        let active = signing_issuer(&issuers).cloned();
+        let issuer = if req.direct { None } else { active.clone() };
+        if issuer.is_none() && !policy.allows_direct(active.is_some()) {
             return Err(VaultError::DirectForbidden {
                 env: env.as_str().into(),
+                beside_issuer: policy.allow_direct,
             });
         }
         if let Some(issuer) = &issuer {
             let end = issuer.facts.not_after;
+            if end <= ctx.now {
+                return Err(VaultError::IssuerExpired {
+                    id: issuer.meta.id.clone(),
+                    not_after: rfc3339(end),
+                });
+            }
             if ctx.now + grant.ttl().as_duration() > end {
                 return Err(VaultError::LeafOutlivesIssuer {
                     issuer: issuer.meta.id.clone(),

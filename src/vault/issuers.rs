@@ -60,6 +60,8 @@ pub struct IssuerChange {
     pub issuer: IssuerView,
     /// The issuer that signed before (create, rotate: the one to retire later).
     pub previous: Option<IssuerView>,
+    /// What the user should know (an environment whose nodes lack acceptedCAs).
+    pub warnings: Vec<String>,
     /// Live certificates that stop working once nodes drop it (retire only).
     pub cut_off: Vec<LiveCert>,
     /// Whether the environment's break-glass taint was cleared (retire only).
@@ -146,10 +148,16 @@ impl Vault {
                 generate,
                 allow_extractable,
             } => {
+                // The URI comes from the operator's command line; a module it does not name is
+                // the operator's configured one.
                 let uri = talvault_hsm::Pkcs11Uri::parse(uri)?;
+                let uri = match (&ctx.pkcs11.module, uri.module_path(), uri.module_name()) {
+                    (Some(module), None, None) => uri.with_module_path(module),
+                    _ => uri,
+                };
                 let options = talvault_hsm::OpenOptions {
                     pin_prompt: ctx.pin_prompt.as_deref(),
-                    allow_extractable: *allow_extractable,
+                    allow_extractable: *allow_extractable || ctx.pkcs11.danger_allow_extractable,
                     ..talvault_hsm::OpenOptions::default()
                 };
                 let key = if *generate {
@@ -270,6 +278,14 @@ impl Vault {
         };
         self.stage_event(&mut t, &env, ctx, opened_by.as_ref(), &action)?;
         self.commit(t)?;
+        let mut warnings = Vec::new();
+        let contract = env.meta.contract();
+        if !contract.has_accepted_cas() {
+            warnings.push(format!(
+                "environment {} follows Talos contract {contract}: nodes before Talos 1.7 have no machine.acceptedCAs and refuse every certificate this issuer signs; `issuer activate` needs --force",
+                env.as_str()
+            ));
+        }
         let previous = match previous_id {
             Some(p) => Some(self.issuer_view(&env, &p, ctx.now)?),
             None => None,
@@ -279,6 +295,7 @@ impl Vault {
             previous,
             cut_off: Vec::new(),
             untainted: false,
+            warnings,
         })
     }
 
@@ -288,6 +305,7 @@ impl Vault {
         &self,
         env: &str,
         id: &str,
+        force: bool,
         ctx: &Context,
     ) -> Result<IssuerChange, VaultError> {
         let env = self.env(env)?;
@@ -307,6 +325,14 @@ impl Vault {
                 state: "expired",
                 operation: "activate",
                 needed: "valid",
+            });
+        }
+        let contract = env.meta.contract();
+        if !contract.has_accepted_cas() && !force {
+            return Err(VaultError::NoAcceptedCas {
+                env: env.as_str().into(),
+                contract: contract.to_string(),
+                id: id.into(),
             });
         }
         let mut meta = issuer.meta.clone();
@@ -331,6 +357,7 @@ impl Vault {
             previous: None,
             cut_off: Vec::new(),
             untainted: false,
+            warnings: Vec::new(),
         })
     }
 
@@ -414,6 +441,7 @@ impl Vault {
             previous: None,
             cut_off,
             untainted,
+            warnings: Vec::new(),
         })
     }
 

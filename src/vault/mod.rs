@@ -44,6 +44,7 @@ pub use self::recipients::RecipientChange;
 pub use self::records::{Issuer, IssuerView, LiveCert};
 pub use self::revocation::{RevokeOutcome, RevokeTarget};
 pub use self::signer::CrlOutput;
+
 pub use self::status::{CaExpiry, Counts, EnvStatus, Finding};
 pub use self::verify::Verification;
 use crate::audit::{self as events, Action, EventBody};
@@ -108,7 +109,20 @@ pub struct Context {
     /// Asks for a PKCS#11 token's PIN (given its label) when the URI's `pin-source` and
     /// `TALVAULT_PKCS11_PIN` do not give one.
     pub pin_prompt: Option<PinPrompt>,
+    /// How this operator reaches PKCS#11 tokens. Never read from the vault: a vault file must
+    /// not decide which library is loaded.
+    pub pkcs11: Pkcs11Setup,
     asked: OnceCell<SecretText>,
+}
+
+/// The operator's own PKCS#11 settings (flag, environment or their config file).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pkcs11Setup {
+    /// The module library to load; `None`: the system's usual places (p11-kit proxy,
+    /// SoftHSM2's paths).
+    pub module: Option<String>,
+    /// Accept token keys that may leave the token (CKA_EXTRACTABLE or not sensitive).
+    pub danger_allow_extractable: bool,
 }
 
 impl Context {
@@ -120,6 +134,7 @@ impl Context {
             identities: Vec::new(),
             passphrase: None,
             pin_prompt: None,
+            pkcs11: Pkcs11Setup::default(),
             asked: OnceCell::new(),
         }
     }
@@ -206,6 +221,12 @@ pub fn init(dir: &Path) -> Result<PathBuf, VaultError> {
     }
     std::fs::create_dir_all(dir).map_err(|e| store::fs::io_err(dir, e))?;
     let _lock = VaultLock::acquire(dir, Duration::from_secs(10))?;
+    // An init killed half way left a journal: finish (or undo) it first. If that completed
+    // the vault, init is done.
+    txn::recover(dir)?;
+    if dir.join(VAULT_FILE).exists() {
+        return Ok(dir.to_path_buf());
+    }
     let mut t = Transaction::new(dir);
     // Keep an existing .gitignore (a vault may live in an existing repository): add our lines.
     let mut gitignore = match store::read_bounded(dir, Path::new(".gitignore"), META_MAX) {
@@ -487,6 +508,17 @@ impl Vault {
         }
         Ok((plain, bundle, opened_by))
     }
+}
+
+/// Refuses control characters in free text that is stored in the vault or printed.
+fn plain_text<'a>(
+    field: &'static str,
+    values: impl IntoIterator<Item = &'a str>,
+) -> Result<(), VaultError> {
+    if values.into_iter().any(|v| v.chars().any(char::is_control)) {
+        return Err(VaultError::ControlCharacter { field });
+    }
+    Ok(())
 }
 
 /// `recipients.txt`: the public recipients, one per line, as `age -R` reads them.

@@ -112,11 +112,15 @@ impl Vault {
             not_after: record.not_after.clone(),
         });
         let mut crl = None;
+        let mut crl_number = None;
         if !already_revoked {
             let mut t = Transaction::new(&self.root);
             t.create(&rel, revocation.to_yaml()?.as_bytes(), Mode::Public);
             let mut opened_by = None;
-            if let Some(issuer) = issuer.filter(|i| i.meta.state.accepted()) {
+            // An expired issuer signs no CRL (and everything it signed has expired too).
+            if let Some(issuer) =
+                issuer.filter(|i| i.meta.state.accepted() && i.facts.not_after > ctx.now)
+            {
                 let mut entries = self.revoked_entries(&env)?;
                 entries.push(RevokedEntry::from_record(&revocation).map_err(|e| {
                     MetaError::Malformed {
@@ -127,6 +131,7 @@ impl Vault {
                 let (out, by) = self.build_crl(&env, issuer, &entries, ctx)?;
                 t.write(&out.stored, &out.der_pem(), Mode::Public);
                 crl = Some(out.stored.clone());
+                crl_number = Some(out.number);
                 opened_by = Some(by);
             }
             let action = Action::Revoke {
@@ -135,6 +140,7 @@ impl Vault {
                 reason: reason.as_str().into(),
                 signed_by: record.signed_by.ca.clone(),
                 crl: crl.clone(),
+                crl_number,
             };
             self.stage_event(&mut t, &env, ctx, opened_by.as_ref(), &action)?;
             self.commit(t)?;

@@ -8,12 +8,15 @@ use time::OffsetDateTime;
 
 use super::records::{ISSUER_KEY_FILE, Issuer};
 use super::{Context, Env, SEALED_MAX, Vault, VaultError};
+use crate::audit::Event;
 use crate::inventory::RevokedEntry;
 use crate::keys::PrivateKey;
 use crate::model::IssuerKey;
 use crate::pki::crl::{CrlParams, RevocationReason, RevokedCertificate, sign_crl};
-use crate::pki::verify::{certificate_der, crl_number};
+use crate::pki::judge::verified_crl_number;
+use crate::pki::verify::certificate_der;
 use crate::store::age::OpenedBy;
+use crate::store::{StoreError, audit_dir};
 
 /// A CA key ready to sign: in memory (an unsealed issuer key) or in a PKCS#11 token.
 pub(super) enum CaSigner {
@@ -68,6 +71,40 @@ impl CrlOutput {
 }
 
 impl Vault {
+    /// The number of the newest CRL the audit trail records for issuer `id` (`crl` and
+    /// `revoke` events), reading month directories from the newest back until one names it.
+    fn last_crl_number(&self, env: &Env, id: &str) -> Result<Option<u64>, VaultError> {
+        let months = match audit_dir::months(&self.root, &env.dir()) {
+            Err(StoreError::NotFound { .. }) => Vec::new(),
+            other => other?,
+        };
+        for (year, month) in months.iter().rev() {
+            let mut best: Option<u64> = None;
+            for (_, bytes) in audit_dir::load_month(&self.root, &env.dir(), year, month)? {
+                let Ok(event) = Event::from_json(&bytes) else {
+                    continue;
+                };
+                let data = event.data();
+                let names_it = match event.action() {
+                    "crl" => data.get("issuer").and_then(|v| v.as_str()) == Some(id),
+                    "revoke" => data.get("signed_by").and_then(|v| v.as_str()) == Some(id),
+                    _ => false,
+                };
+                if let Some(n) = data
+                    .get("crl_number")
+                    .and_then(serde_json::Value::as_u64)
+                    .filter(|_| names_it)
+                {
+                    best = best.max(Some(n));
+                }
+            }
+            if best.is_some() {
+                return Ok(best);
+            }
+        }
+        Ok(None)
+    }
+
     /// The issuer's signing key, checked against the issuer certificate: unsealed from
     /// `key.age`, or opened in its PKCS#11 token (logging in once per process).
     pub(super) fn issuer_signer(
@@ -99,9 +136,7 @@ impl Vault {
                 Ok((CaSigner::Memory(pair), opened_by))
             }
             IssuerKey::Pkcs11 {
-                uri,
-                public_key,
-                danger_allow_extractable,
+                uri, public_key, ..
             } => {
                 let rel = dir.join("issuer.yaml");
                 if *public_key != crate::hex::encode(&issuer.facts.public_key) {
@@ -110,13 +145,20 @@ impl Vault {
                         "key.public_key does not match the issuer certificate".into(),
                     ));
                 }
+                // Only the token and key identity come from the vault file; the module, the
+                // PIN source and whether an extractable key is acceptable are the operator's.
                 let parsed = talvault_hsm::Pkcs11Uri::parse(uri)
-                    .map_err(|e| bad(&rel, format!("key.uri: {e}")))?;
+                    .map_err(|e| bad(&rel, format!("key.uri: {e}")))?
+                    .identity_only();
+                let parsed = match &ctx.pkcs11.module {
+                    Some(module) => parsed.with_module_path(module),
+                    None => parsed,
+                };
                 let key = talvault_hsm::HsmKey::open(
                     &parsed,
                     &talvault_hsm::OpenOptions {
                         pin_prompt: ctx.pin_prompt.as_deref(),
-                        allow_extractable: *danger_allow_extractable,
+                        allow_extractable: ctx.pkcs11.danger_allow_extractable,
                         ..talvault_hsm::OpenOptions::default()
                     },
                 )?;
@@ -147,10 +189,19 @@ impl Vault {
             .join("crl")
             .join(format!("{}.crl.pem", issuer.meta.id));
         // CRL numbers must increase (RFC 5280 §5.2.3) across clones that never talk: use the
-        // time in seconds, and one more than the stored CRL's number if that is not larger.
+        // time in seconds, and one more than the previous number if that is not larger. The
+        // previous number comes from the stored CRL only if it verifies against the issuer,
+        // else from the audit trail.
+        let issuer_der =
+            certificate_der(issuer.meta.certificate.as_bytes()).map_err(VaultError::Sign)?;
         let previous = match self.read(&stored, SEALED_MAX) {
-            Ok(pem) => crate::keys::pem_decode_first(&pem).and_then(|b| crl_number(&b.der)),
+            Ok(pem) => crate::keys::pem_decode_first(&pem)
+                .and_then(|b| verified_crl_number(&b.der, &issuer_der)),
             Err(_) => None,
+        };
+        let previous = match previous {
+            Some(n) => Some(n),
+            None => self.last_crl_number(env, &issuer.meta.id)?,
         };
         let number = u64::try_from(now.unix_timestamp())
             .unwrap_or(0)
@@ -171,7 +222,7 @@ impl Vault {
         }
         let (signer, opened_by) = self.issuer_signer(env, issuer, ctx)?;
         let crl = sign_crl(
-            &certificate_der(issuer.meta.certificate.as_bytes()).map_err(VaultError::Sign)?,
+            &issuer_der,
             signer.key(),
             &CrlParams {
                 this_update: now,

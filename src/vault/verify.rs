@@ -119,6 +119,7 @@ impl Vault {
             revoked,
             record,
             policy: &policy,
+            issuer_active: issuers.iter().any(|i| i.meta.state == IssuerState::Active),
             now: ctx.now,
         });
         let good = checks.iter().all(|c| c.result != Outcome::Fail);

@@ -269,7 +269,9 @@ fn fixture() -> &'static Fixture {
         // stage signs with an issuer: one active issuer ({ISSUER}) and one certificate under it.
         ok(&["--vault", "v", "issuer", "create", "stage"]);
         let issuer = only_issuer(&base.join("v/envs/stage/issuers"));
-        ok(&["--vault", "v", "issuer", "activate", "stage", &issuer]);
+        ok(&[
+            "--vault", "v", "issuer", "activate", "stage", &issuer, "--force",
+        ]);
         ok(&[
             "--vault",
             "v",
@@ -284,8 +286,32 @@ fn fixture() -> &'static Fixture {
             "-o",
             "home/bob.talosconfig",
         ]);
+        // A second, pending issuer in stage ({PENDING}), and a passphrase environment (lone).
+        ok(&["--vault", "v", "issuer", "create", "stage"]);
+        let pending = std::fs::read_dir(base.join("v/envs/stage/issuers"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .find(|n| *n != issuer)
+            .unwrap();
+        vars.insert("PENDING", pending);
+        std::fs::write(base.join("home/pass"), "correct horse battery staple\n").unwrap();
+        ok(&[
+            "--vault",
+            "v",
+            "--passphrase-file",
+            "home/pass",
+            "env",
+            "create",
+            "lone",
+            "--passphrase",
+            "--talos-version",
+            "v1.6",
+            "--endpoint",
+            "10.0.0.1",
+        ]);
         // Warm the record caches, as any earlier `status` would have.
-        ok(&["--vault", "v", "status"]);
+        let (_, _, err) = run(&base, &["--vault".into(), "v".into(), "status".into()]);
+        assert!(!err.contains("error:"), "fixture status: {err}");
         vars.insert("ISSUER", issuer);
         // The month directory of prod's first event, as the fixture wrote it: cases that plant
         // files beside events take it from here, never from the calendar.

@@ -105,11 +105,14 @@ impl Hsm {
     fn run_env(&self, args: &[&str], extra: &[(&str, &str)]) -> (i32, String, String) {
         let home = self.env.dir.path().display().to_string();
         let conf = self.conf.display().to_string();
+        let module = self.module.display().to_string();
+        // The operator names the module (issuer.yaml never does).
         let mut env = vec![
             ("TALVAULT_IDENTITY", self.env.key.as_str()),
             ("TALVAULT_ACTOR", "tester"),
             ("HOME", home.as_str()),
             ("SOFTHSM2_CONF", conf.as_str()),
+            ("TALVAULT_PKCS11_MODULE", module.as_str()),
         ];
         env.extend_from_slice(extra);
         talvault_env(
@@ -284,8 +287,10 @@ fn issuer_in_the_token_end_to_end(algorithm: &str) {
         )),
         "{uri}"
     );
+    // The token and key identity only: which module to load and where a PIN is kept are the
+    // operator's, never the vault's.
     assert!(
-        uri.ends_with(&format!("?module-path={}", h.module.display())),
+        !uri.contains("module-path") && !uri.contains("module-name") && !uri.contains('?'),
         "{uri}"
     );
     assert!(
@@ -327,7 +332,7 @@ fn issuer_in_the_token_end_to_end(algorithm: &str) {
     );
     assert!(ok && text.contains("issuer.pem: OK"), "{text}");
 
-    h.ok(&["issuer", "activate", "prod", &id]);
+    h.ok(&["issuer", "activate", "prod", &id, "--force"]);
 
     // Issue with the PIN from --pin-file, then from TALVAULT_PKCS11_PIN; break-glass too.
     let out = h.ok_pin(&[
@@ -571,7 +576,7 @@ fn a_wrong_pin_is_one_login_attempt_and_changes_nothing() {
 
     // The token is not locked: the right PIN works at once.
     let id = h.create(&h.uri("object=ca"), &["--generate"]);
-    h.ok(&["issuer", "activate", "prod", &id]);
+    h.ok(&["issuer", "activate", "prod", &id, "--force"]);
 
     // A stored URI has no pin-source: a wrong --pin-file, then a wrong TALVAULT_PKCS11_PIN.
     let issue = ["issue", "prod", "--role", "os:reader", "-o", "r.tc"];
@@ -731,8 +736,38 @@ fn module_token_key_and_uri_faults_change_nothing() {
     let meta = h.issuer_meta(&leaky);
     assert_eq!(meta["key"]["danger_allow_extractable"], true, "{meta:?}");
     assert_eq!(meta["algorithm"], "ecdsa-p256");
-    h.ok(&["issuer", "activate", "prod", &leaky]);
-    let out = h.ok_pin(&["issue", "prod", "--role", "os:reader", "-o", "leaky.tc"]);
+    h.ok(&["issuer", "activate", "prod", &leaky, "--force"]);
+    // Using it needs the operator's own consent: issuer.yaml's flag is a record, not a switch.
+    let pin = h.file("pin");
+    let (code, _, err) = h.run(&[
+        "--pin-file",
+        &pin,
+        "issue",
+        "prod",
+        "--role",
+        "os:reader",
+        "-o",
+        "leaky.tc",
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("is not protected: CKA_EXTRACTABLE=true"),
+        "{err}"
+    );
+    let (code, out, err) = h.run_env(
+        &[
+            "--pin-file",
+            &pin,
+            "issue",
+            "prod",
+            "--role",
+            "os:reader",
+            "-o",
+            "leaky.tc",
+        ],
+        &[("TALVAULT_PKCS11_ALLOW_EXTRACTABLE", "1")],
+    );
+    assert_eq!(code, 0, "{err}");
     assert!(
         out.contains(&format!(
             "signed by issuer {leaky} inside its PKCS#11 token"
@@ -758,7 +793,7 @@ fn a_token_key_that_is_not_the_certificates_is_refused() {
     let h = Hsm::new();
     let first = h.create(&h.uri("object=first"), &["--generate"]);
     let second = h.create(&h.uri("object=second"), &["--generate"]);
-    h.ok(&["issuer", "activate", "prod", &first]);
+    h.ok(&["issuer", "activate", "prod", &first, "--force"]);
     h.ok_pin(&["issue", "prod", "--role", "os:reader", "-o", "before.tc"]);
 
     // Point the first issuer's key.uri at the second issuer's key: a key of the same type in
@@ -956,4 +991,79 @@ fn hsm_check_reports_the_token_and_refuses_an_extractable_key() {
     let (code, _, err) = check("pkcs11:token=a;token=b", false);
     assert_eq!(code, 2, "{err}");
     assert_eq!(err, "error: URI: token appears more than once\n");
+}
+
+/// A vault file never decides which code runs: a `module-path` planted in issuer.yaml's key URI
+/// (here a library whose constructor would leave a mark) is not loaded — the operator's module
+/// is — and a PIN "file" that is a FIFO is refused rather than read.
+#[test]
+#[cfg_attr(
+    not(softhsm),
+    ignore = "SoftHSM2 not installed (apt-get install softhsm2 opensc); runs under CI=true"
+)]
+fn a_planted_module_path_is_never_loaded() {
+    if !token_tools() || !have("cc") {
+        return;
+    }
+    let h = Hsm::new();
+    h.keypair_by_pkcs11_tool("ca", "01", false);
+    let id = h.create(&h.uri("object=ca"), &[]);
+    h.ok(&["issuer", "activate", "prod", &id, "--force"]);
+    // The planted library: its constructor writes MARK when it is loaded.
+    let src = h.dir.path().join("evil.c");
+    let lib = h.dir.path().join("evil.so");
+    let mark = h.dir.path().join("loaded");
+    std::fs::write(
+        &src,
+        format!(
+            "#include <stdio.h>\n__attribute__((constructor)) static void planted(void) {{ FILE *f = fopen(\"{}\", \"w\"); if (f) fclose(f); }}\n",
+            mark.display()
+        ),
+    )
+    .unwrap();
+    let built = Command::new("cc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&lib)
+        .arg(&src)
+        .status()
+        .unwrap();
+    assert!(built.success());
+    let yaml = std::fs::read_to_string(h.issuer_yaml(&id)).unwrap();
+    let planted: String = yaml
+        .lines()
+        .map(|l| {
+            if l.trim_start().starts_with("uri: pkcs11:") {
+                format!("{l}?module-path={}\n", lib.display())
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    assert_ne!(planted, yaml);
+    std::fs::write(h.issuer_yaml(&id), planted).unwrap();
+    let out = h.ok_pin(&["issue", "prod", "--role", "os:reader", "-o", "a.tc"]);
+    assert!(out.contains("inside its PKCS#11 token"), "{out}");
+    assert!(!mark.exists(), "the planted module was loaded");
+    // A FIFO as PIN file is refused (reading it could block forever).
+    let fifo = h.dir.path().join("pin-fifo");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let fifo = fifo.display().to_string();
+    let (code, _, err) = h.run(&[
+        "--pin-file",
+        &fifo,
+        "issue",
+        "prod",
+        "--role",
+        "os:reader",
+        "-o",
+        "b.tc",
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("not a regular file"), "{err}");
 }

@@ -12,6 +12,7 @@ mod architecture;
 mod catalogue;
 mod cli;
 mod crl;
+mod faults;
 mod fuzz_regressions;
 mod generate;
 mod hsm;

@@ -68,7 +68,7 @@ fn issuer_cycle_cuts_access_and_crls_verify() {
     let list = issuers(&env);
     assert_eq!(list[0]["state"], "pending");
     assert_eq!(list[0]["algorithm"], "ed25519");
-    env.ok(&with(&["issuer", "activate", "prod", &first]));
+    env.ok(&with(&["issuer", "activate", "prod", &first, "--force"]));
     let out = env.ok(&with(&[
         "issue",
         "prod",
@@ -121,7 +121,7 @@ fn issuer_cycle_cuts_access_and_crls_verify() {
         out.contains(&format!("issuer retire prod {first}")),
         "{out}"
     );
-    env.ok(&with(&["issuer", "activate", "prod", &second]));
+    env.ok(&with(&["issuer", "activate", "prod", &second, "--force"]));
     env.ok(&with(&[
         "issue", "prod", "--role", "os:admin", "--ttl", "1h", "-o", "p256.tc",
     ]));
@@ -335,7 +335,7 @@ fn refusals_change_nothing() {
         [&["--vault", "v"][..], args].concat()
     }
     let id = created_id(&env.ok(&with(&["issuer", "create", "prod"])));
-    env.ok(&with(&["issuer", "activate", "prod", &id]));
+    env.ok(&with(&["issuer", "activate", "prod", &id, "--force"]));
     env.ok(&with(&[
         "issue",
         "prod",
@@ -403,7 +403,7 @@ fn refusals_change_nothing() {
         ),
         (
             "activate twice",
-            vec!["issuer", "activate", "prod", &id],
+            vec!["issuer", "activate", "prod", &id, "--force"],
             1,
             "error: issuer [..] is active; activate needs a pending issuer",
         ),
@@ -466,7 +466,7 @@ fn break_glass_under_an_issuer_taints_until_the_issuer_retires() {
         "--algorithm",
         "ecdsa-p256",
     ])));
-    env.ok(&with(&["issuer", "activate", "prod", &id]));
+    env.ok(&with(&["issuer", "activate", "prod", &id, "--force"]));
     let out = env.ok(&with(&[
         "break-glass",
         "prod",
@@ -482,7 +482,7 @@ fn break_glass_under_an_issuer_taints_until_the_issuer_retires() {
     assert!(out.contains("TAINTED: break-glass since"), "{out}");
     // A leaf may not outlive its issuer.
     let short = created_id(&env.ok(&with(&["issuer", "create", "prod", "--lifetime", "2h"])));
-    env.ok(&with(&["issuer", "activate", "prod", &short]));
+    env.ok(&with(&["issuer", "activate", "prod", &short, "--force"]));
     let (code, _, err) = env.run(&with(&[
         "issue",
         "prod",

@@ -546,7 +546,9 @@ fn canary_no_plaintext_outside_the_export_file() {
     step(&["--vault", "v", "issuer", "create", "prod"], &[], 0);
     let issuer_id = only_issuer(&s.path("v/envs/prod/issuers"));
     step(
-        &["--vault", "v", "issuer", "activate", "prod", &issuer_id],
+        &[
+            "--vault", "v", "issuer", "activate", "prod", &issuer_id, "--force",
+        ],
         &[],
         0,
     );
