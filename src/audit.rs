@@ -16,7 +16,6 @@ use std::fmt;
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 use thiserror::Error;
 use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, UtcOffset};
@@ -72,13 +71,9 @@ impl EventId {
     }
 
     fn of_canonical(canonical: &str) -> Self {
-        let digest = Sha256::digest(canonical.as_bytes());
-        let mut hex = String::with_capacity(64);
-        for b in digest {
-            hex.push(char::from(b"0123456789abcdef"[usize::from(b >> 4)]));
-            hex.push(char::from(b"0123456789abcdef"[usize::from(b & 0xf)]));
-        }
-        EventId(hex)
+        // SHA-256 through ring, the one SHA-256 of the workspace.
+        let digest = ring::digest::digest(&ring::digest::SHA256, canonical.as_bytes());
+        EventId(crate::hex::encode(digest.as_ref()))
     }
 }
 

@@ -22,15 +22,8 @@ impl Fingerprint {
     }
 }
 
-/// Lowercase hex.
-pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
-}
+/// Lowercase hex (kept under this name for its callers; the implementation is [`crate::hex`]).
+pub use crate::hex::encode as hex;
 
 /// Public facts about one CA.
 #[derive(Debug, Clone, Serialize)]

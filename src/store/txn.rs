@@ -53,7 +53,7 @@ pub struct Transaction {
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
-    crate::bundle::inspect::hex(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref())
+    crate::hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref())
 }
 
 impl Transaction {
