@@ -17,7 +17,7 @@
 //! * `rsa::PrivateKey::from_p_q`, which computes d = e⁻¹ mod lcm(p−1, q−1) (FIPS 186-5
 //!   A.1.1), dp, dq and qinv and validates the key, then rsa's PKCS#1 encoder.
 //!
-//! Secrets: the primes are `BoxedUint`s (zeroized on drop through `Zeroizing`), `RsaPrivateKey`
+//! Secrets: the primes are `BoxedUint`s (zeroized on drop through `Zeroizing`), `rsa::PrivateKey`
 //! wipes itself on drop, the DER comes back in `Zeroizing`. Temporaries inside crypto-bigint are
 //! not ours to wipe.
 
