@@ -274,8 +274,10 @@ impl PrivateKeyFacts {
     }
 }
 
+/// Lowercase hex, through the workspace's one hex implementation (`base16ct`; talvault's
+/// `hex` module wraps the same crate).
 pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    base16ct::lower::encode_string(bytes)
 }
 
 /// Private key objects matching the URI's `object`/`id`.

@@ -19,7 +19,6 @@ use std::fmt;
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 use thiserror::Error;
 use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, UtcOffset};
@@ -78,13 +77,7 @@ impl EventId {
     }
 
     fn of_canonical(canonical: &str) -> Self {
-        let digest = Sha256::digest(canonical.as_bytes());
-        let mut hex = String::with_capacity(64);
-        for b in digest {
-            hex.push(char::from(b"0123456789abcdef"[usize::from(b >> 4)]));
-            hex.push(char::from(b"0123456789abcdef"[usize::from(b & 0xf)]));
-        }
-        EventId(hex)
+        EventId(crate::digest::sha256_hex(canonical.as_bytes()))
     }
 }
 
