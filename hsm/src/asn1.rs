@@ -3,8 +3,8 @@
 //!
 //! Pure functions over byte slices; nothing here talks to a token.
 
+use crate::algorithm::KeyAlgorithm;
 use crate::error::HsmError;
-use crate::key::KeyAlgorithm;
 
 /// CKA_EC_PARAMS for Ed25519 as an OID: `id-Ed25519` 1.3.101.112 (RFC 8410 §3).
 pub(crate) const ED25519_PARAMS_OID: &[u8] = &[0x06, 0x03, 0x2b, 0x65, 0x70];

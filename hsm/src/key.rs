@@ -8,137 +8,22 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use cryptoki::error::RvError;
+use cryptoki::mechanism::Mechanism;
 use cryptoki::mechanism::eddsa::{EddsaParams, EddsaSignatureScheme};
-use cryptoki::mechanism::{Mechanism, MechanismType};
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::Session;
 use rcgen::{PublicKeyData, SignatureAlgorithm, SigningKey};
-use secrecy::SecretString;
-use serde::Serialize;
 
+use crate::algorithm::KeyAlgorithm;
 use crate::asn1::{
     ED25519_PARAMS_NAME, ED25519_PARAMS_OID, P256_PARAMS_OID, algorithm_for_params,
     ec_point_to_raw, raw_ecdsa_to_der,
 };
 use crate::error::{HsmError, rv_of};
 use crate::module::{self, Module, lock};
+use crate::options::{EdwardsParams, OpenOptions};
 use crate::token::{self, Token};
 use crate::uri::{ObjectType, Pkcs11Uri};
-
-/// The signature algorithms talvault can use with a token key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum KeyAlgorithm {
-    /// Ed25519 (CKK_EC_EDWARDS, pure CKM_EDDSA; RFC 8032, RFC 8410).
-    Ed25519,
-    /// ECDSA on P-256 with SHA-256 (CKK_EC, CKM_ECDSA over a SHA-256 digest made locally).
-    EcdsaP256,
-}
-
-impl KeyAlgorithm {
-    /// The name used in reports and on the command line: `ed25519`, `ecdsa-p256`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Ed25519 => "ed25519",
-            Self::EcdsaP256 => "ecdsa-p256",
-        }
-    }
-
-    /// The X.509 signature algorithm rcgen writes for it.
-    pub fn signature_algorithm(self) -> &'static SignatureAlgorithm {
-        match self {
-            Self::Ed25519 => &rcgen::PKCS_ED25519,
-            Self::EcdsaP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
-        }
-    }
-
-    pub(crate) fn key_type(self) -> KeyType {
-        match self {
-            Self::Ed25519 => KeyType::EC_EDWARDS,
-            Self::EcdsaP256 => KeyType::EC,
-        }
-    }
-
-    /// (key-pair generation, signing) mechanisms with their PKCS#11 names.
-    pub(crate) fn mechanisms(self) -> [(MechanismType, &'static str); 2] {
-        match self {
-            // PKCS#11 3.0 Current Mechanisms §2.3: Edwards curves.
-            Self::Ed25519 => [
-                (
-                    MechanismType::ECC_EDWARDS_KEY_PAIR_GEN,
-                    "CKM_EC_EDWARDS_KEY_PAIR_GEN",
-                ),
-                (MechanismType::EDDSA, "CKM_EDDSA"),
-            ],
-            // PKCS#11 v2.40 Current Mechanisms §2.3. CKM_ECDSA_SHA256 is not used: SoftHSM 2.6.1
-            // lacks it, and hashing locally sends only 32 bytes to the token.
-            Self::EcdsaP256 => [
-                (MechanismType::ECC_KEY_PAIR_GEN, "CKM_EC_KEY_PAIR_GEN"),
-                (MechanismType::ECDSA, "CKM_ECDSA"),
-            ],
-        }
-    }
-}
-
-impl fmt::Display for KeyAlgorithm {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for KeyAlgorithm {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "ed25519" => Ok(Self::Ed25519),
-            "ecdsa-p256" => Ok(Self::EcdsaP256),
-            other => Err(format!(
-                "unknown key algorithm {other:?} (expected ed25519 or ecdsa-p256)"
-            )),
-        }
-    }
-}
-
-/// How CKA_EC_PARAMS names the curve of a new Ed25519 key. Tokens disagree: PKCS#11 3.0 asks for
-/// the curve name, many tokens (and SoftHSM 2.6.1, which takes both) accept the RFC 8410 OID.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum EdwardsParams {
-    /// The OID first; the curve name if the token answers CKR_ATTRIBUTE_VALUE_INVALID,
-    /// CKR_DOMAIN_PARAMS_INVALID or CKR_CURVE_NOT_SUPPORTED.
-    #[default]
-    Auto,
-    /// Only the OID `id-Ed25519` (1.3.101.112).
-    Oid,
-    /// Only the PrintableString `edwards25519`.
-    CurveName,
-}
-
-/// The PIN prompt the CLI supplies: given the token label, return the PIN or a reason why not.
-pub type PinPrompt<'a> = &'a dyn Fn(&str) -> Result<SecretString, String>;
-
-/// How to open or generate a key.
-#[derive(Clone, Copy, Default)]
-pub struct OpenOptions<'a> {
-    /// Asked for the user PIN (with the token label) when neither the URI's `pin-source` nor
-    /// `TALVAULT_PKCS11_PIN` gives one. This crate never reads the terminal itself.
-    pub pin_prompt: Option<PinPrompt<'a>>,
-    /// Accept a private key that may leave the token (CKA_EXTRACTABLE true or CKA_SENSITIVE
-    /// false). The CLI spells this `--danger-allow-extractable`.
-    pub allow_extractable: bool,
-    /// CKA_EC_PARAMS encoding for generated Ed25519 keys.
-    pub ed25519_params: EdwardsParams,
-}
-
-impl fmt::Debug for OpenOptions<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OpenOptions")
-            .field("pin_prompt", &self.pin_prompt.map(|_| "<prompt>"))
-            .field("allow_extractable", &self.allow_extractable)
-            .field("ed25519_params", &self.ed25519_params)
-            .finish()
-    }
-}
 
 /// A module, a token in it, and the process-wide session on that token (logged in if asked).
 pub(crate) struct Connection {
@@ -817,7 +702,7 @@ mod tests {
 
     #[test]
     fn options_debug_hides_the_prompt() {
-        let prompt = |_: &str| Ok(SecretString::from("1234"));
+        let prompt = |_: &str| Ok(secrecy::SecretString::from("1234"));
         let options = OpenOptions {
             pin_prompt: Some(&prompt),
             ..OpenOptions::default()

@@ -19,8 +19,8 @@ use secrecy::SecretString;
 use secrecy::zeroize::Zeroizing;
 
 use crate::error::{HsmError, rv_of};
-use crate::key::OpenOptions;
 use crate::module::Module;
+use crate::options::OpenOptions;
 use crate::uri::Pkcs11Uri;
 
 /// The environment variable read for the user PIN when the URI has no `pin-source`.

@@ -155,7 +155,7 @@ fn deps(
 fn graph() -> BTreeMap<String, BTreeSet<String>> {
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let mut out = BTreeMap::new();
-    for (root, src) in [("crate", repo.join("src"))] {
+    for (root, src) in [("crate", repo.join("src")), ("hsm", repo.join("hsm/src"))] {
         let all = modules(&src, root);
         for (m, f) in &all {
             out.insert(m.clone(), deps(m, f, &all, root));
