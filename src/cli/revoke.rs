@@ -127,17 +127,16 @@ fn revoke_text(env: &str, out: &RevokeOutcome) -> String {
             out.reason
         )
     };
-    if let Some(crl) = &out.crl {
-        // The CRL is the certificate's issuer's, signed with its key wherever that lives.
-        let in_token = out.issuer.as_ref().is_some_and(|i| i.key_store == "pkcs11");
+    if let Some(i) = out
+        .issuer
+        .as_ref()
+        .filter(|i| i.state != IssuerState::Retired)
+    {
+        // CRLs are signed on demand, never stored in the vault.
         let _ = writeln!(
             msg,
-            "CRL regenerated: {crl}{}",
-            if in_token {
-                " (signed inside its PKCS#11 token)"
-            } else {
-                ""
-            }
+            "publish a fresh CRL for the certificate's issuer: talvault crl {env} --issuer {} -o {}.crl.pem",
+            i.id, i.id
         );
     }
     if out.remaining_seconds == 0 {
@@ -202,7 +201,7 @@ pub fn crl(a: CrlArgs, o: &VaultOpts) -> Result<u8, CliError> {
     let out = Output::public(a.output.as_deref())?;
     let v = o.open_vault()?;
     if a.format == CrlFormat::Json {
-        let list = v.denylist(&a.env, &o.context(Opens::Nothing)?)?;
+        let list = v.denylist(&a.env, &o.context(Opens::Given)?)?;
         out.write(&json(&list)?)?;
         return Ok(0);
     }
@@ -217,7 +216,7 @@ pub fn crl(a: CrlArgs, o: &VaultOpts) -> Result<u8, CliError> {
     if to_file {
         write_stdout(
             format!(
-                "CRL number {} of issuer {} with {} entries, signed {} (also stored as {})\n",
+                "CRL number {} of issuer {} with {} entries, signed {}\n",
                 crl.number,
                 crl.issuer,
                 crl.entries,
@@ -225,8 +224,7 @@ pub fn crl(a: CrlArgs, o: &VaultOpts) -> Result<u8, CliError> {
                     "inside its PKCS#11 token"
                 } else {
                     "with its sealed key"
-                },
-                crl.stored
+                }
             )
             .as_bytes(),
         )?;
@@ -244,7 +242,7 @@ pub fn verify(a: VerifyArgs, o: &VaultOpts) -> Result<u8, CliError> {
             &c.name,
             &c.server_ca,
             &c.crt,
-            &o.context(Opens::Nothing)?,
+            &o.context(Opens::Given)?,
         )
         .map_err(|e| match e {
             VaultError::Unreadable { .. } => {

@@ -162,9 +162,10 @@ impl Sandbox {
             .collect()
     }
 
-    /// `audit verify` (every environment) must pass.
-    fn verify_ok(&self) -> String {
-        let (code, out, err) = self.v(&["audit", "verify"]);
+    /// `audit verify` (every environment) must pass, authenticity included: `key` opens
+    /// every environment's audit keys.
+    fn verify_ok(&self, key: &Key) -> String {
+        let (code, out, err) = self.v(&["-i", &key.file, "audit", "verify"]);
         assert_eq!(code, 0, "audit verify: {out}{err}");
         assert!(!out.contains("TAMPERED"), "{out}");
         out
@@ -264,7 +265,7 @@ fn go_age_opens_our_bundle_and_we_open_its() {
     s.init();
     let a = s.keygen("a");
     let b = s.keygen("b");
-    s.create("prod", &[&a.recipient]);
+    s.create("prod", &[&a.recipient, &b.recipient]);
     let env_before = std::fs::read(s.path("v/envs/prod/env.yaml")).unwrap();
 
     // Ours → age: the Go CLI decrypts bundle.age to exactly what `bundle export` prints.
@@ -322,7 +323,7 @@ fn go_age_opens_our_bundle_and_we_open_its() {
         &c.recipient,
     ]);
     assert!(s.age_decrypt(&c.file, &bundle_path("prod")).unwrap() == exported);
-    s.verify_ok();
+    s.verify_ok(&a);
 }
 
 #[test]
@@ -405,7 +406,7 @@ fn ssh_ed25519_recipient_interop() {
             "{key}"
         );
     }
-    s.verify_ok();
+    s.verify_ok(&a);
 }
 
 /// A recipient given twice (`-r` twice, or `-r` and `-R`) is stored, sealed to and audited once,
@@ -543,11 +544,15 @@ fn canary_no_plaintext_outside_the_export_file() {
         0,
     );
     // An issuer: its key sealed beside the bundle; issue, revoke and a CRL use it.
-    step(&["--vault", "v", "issuer", "create", "prod"], &[], 0);
+    step(
+        &["--vault", "v", "-i", &a.file, "issuer", "create", "prod"],
+        &[],
+        0,
+    );
     let issuer_id = only_issuer(&s.path("v/envs/prod/issuers"));
     step(
         &[
-            "--vault", "v", "issuer", "activate", "prod", &issuer_id, "--force",
+            "--vault", "v", "-i", &a.file, "issuer", "activate", "prod", &issuer_id, "--force",
         ],
         &[],
         0,
@@ -694,7 +699,9 @@ fn canary_no_plaintext_outside_the_export_file() {
     ] {
         let mut all = vec!["--vault", "v"];
         all.extend_from_slice(args);
-        step(&all, &[], 0);
+        // b (through SOPS_AGE_KEY_FILE) is the recipient left: audit verify checks
+        // authenticity with it.
+        step(&all, &sops_env, 0);
     }
 
     let plaintext = std::fs::read(s.path("out.yaml")).unwrap();
@@ -953,7 +960,7 @@ fn sigkill_leaves_the_old_or_the_new_state() {
                 let args: Vec<&str> = args.iter().map(String::as_str).collect();
                 let k = kill_after(&s, &args, delay);
                 let killed = k.killed;
-                s.verify_ok();
+                s.verify_ok(&a);
                 assert_recovered(&s);
                 let (code, out, err) = s.v(&["env", "show", &name, "-o", "json"]);
                 let exists = code == 0;
@@ -993,7 +1000,7 @@ fn sigkill_leaves_the_old_or_the_new_state() {
                 let args: Vec<&str> = remove_args.iter().map(String::as_str).collect();
                 let k = kill_after(&s, &args, delay);
                 let killed = k.killed;
-                s.verify_ok();
+                s.verify_ok(&a);
                 assert_recovered(&s);
                 let listed = s.recipients("r");
                 let events = s.events("r");
@@ -1035,7 +1042,7 @@ fn sigkill_leaves_the_old_or_the_new_state() {
                 let args: Vec<&str> = export_args.iter().map(String::as_str).collect();
                 let k = kill_after(&s, &args, delay);
                 let killed = k.killed;
-                s.verify_ok();
+                s.verify_ok(&a);
                 assert_recovered(&s);
                 let after = s.events("x").len();
                 assert!(
@@ -1127,10 +1134,13 @@ fn concurrent_mutations_wait_for_the_lock() {
 
     let events = s.events("prod");
     assert_eq!(events.len(), base + 2 * EXPORTS + CHANGES);
-    let out = s.verify_ok();
+    let out = s.verify_ok(a);
     assert_eq!(
         out,
-        format!("prod: ok, {} events, 1 head(s)\n", events.len())
+        format!(
+            "prod: ok, {} events, 1 head(s), 6 files accounted for, authenticated\n",
+            events.len()
+        )
     );
     // Serialised by the lock: a single chain, each event on top of the one before.
     for pair in events.windows(2) {
@@ -1167,7 +1177,11 @@ fn audit_verify_catches_tampering_and_accepts_merges() {
         s
     };
     let tampered = |s: &Sandbox, what: &str, kind: &str| {
-        for args in [&["audit", "verify"][..], &["audit", "verify", "prod"]] {
+        for args in [
+            &["-i", &a.file, "audit", "verify"][..],
+            &["-i", &a.file, "audit", "verify", "prod"],
+            &["audit", "verify", "prod"],
+        ] {
             let (code, out, err) = s.v(args);
             assert_eq!((code, err.as_str()), (1, ""), "{what}: {out}");
             assert!(out.starts_with("prod: TAMPERED, "), "{what}: {out}");
@@ -1212,7 +1226,10 @@ fn audit_verify_catches_tampering_and_accepts_merges() {
     tampered(&s, "swapped", "Reordered");
 
     // The untouched base is intact.
-    assert_eq!(base.verify_ok(), "prod: ok, 4 events, 1 head(s)\n");
+    assert_eq!(
+        base.verify_ok(&a),
+        "prod: ok, 4 events, 1 head(s), 6 files accounted for, authenticated\n"
+    );
 
     // A git-merge-like second head: two clones each add an event on the same parent, then
     // one gets the other's files.
@@ -1232,10 +1249,14 @@ fn audit_verify_catches_tampering_and_accepts_merges() {
         }
     }
     assert_eq!(copied, 1);
-    let (code, out, err) = s.v(&["audit", "verify"]);
+    let (code, out, err) = s.v(&["-i", &a.file, "audit", "verify"]);
     assert_eq!(
         (code, out.as_str(), err.as_str()),
-        (0, "prod: ok, 6 events, 2 head(s)\n", "")
+        (
+            0,
+            "prod: ok, 6 events, 2 head(s), 6 files accounted for, authenticated\n",
+            ""
+        )
     );
     // The next event names both heads; one head again.
     s.export(&a, "prod");
@@ -1244,7 +1265,10 @@ fn audit_verify_catches_tampering_and_accepts_merges() {
         merged.last().unwrap()["parents"].as_array().unwrap().len(),
         2
     );
-    assert_eq!(s.verify_ok(), "prod: ok, 7 events, 1 head(s)\n");
+    assert_eq!(
+        s.verify_ok(&a),
+        "prod: ok, 7 events, 1 head(s), 6 files accounted for, authenticated\n"
+    );
 }
 
 /// The heads a new event names come from the record cache (`.cache/ENV/audit-YYYY-MM.idx`):
@@ -1510,8 +1534,8 @@ fn bad_input_is_refused_and_changes_nothing() {
             Box::new(|| {
                 let p = s.path("v/talvault.yaml");
                 let t = std::fs::read_to_string(&p).unwrap();
-                assert!(t.contains("format_version: 1\n"));
-                std::fs::write(&p, t.replace("format_version: 1\n", "format_version: 99\n"))
+                assert!(t.contains("format_version: 2\n"));
+                std::fs::write(&p, t.replace("format_version: 2\n", "format_version: 99\n"))
                     .unwrap();
             }),
             vec!["-i", ai, "bundle", "export", "prod"],
@@ -1623,7 +1647,7 @@ fn bad_input_is_refused_and_changes_nothing() {
     reset();
     assert!(s.export(&a, "prod").starts_with(b"cluster:\n"));
     assert_matches(
-        "prod: ok, 2 events, 1 head(s)\n",
-        &s.ok(&["audit", "verify", "prod"]),
+        "prod: ok, 2 events, 1 head(s), 6 files accounted for, authenticated\n",
+        &s.ok(&["-i", &a.file, "audit", "verify", "prod"]),
     );
 }
