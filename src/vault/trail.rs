@@ -178,20 +178,22 @@ impl Vault {
     /// a secret), with [`ChainCheck::IfIdentity`] they are used when the given identity opens
     /// them, and otherwise the chain rests on structure (readers without an identity; their
     /// reports say so).
+    /// Then checks `env.yaml` against the chain (its endpoints and CA certificates are used
+    /// without opening anything).
     pub(super) fn authenticate(&self, env: &Env, ctx: &Context) -> Result<(), VaultError> {
-        if self.audit_keys.borrow().contains_key(env.as_str()) || !self.env_sealed(env)? {
-            return Ok(());
-        }
-        match ctx.chain {
-            ChainCheck::Structure => Ok(()),
-            ChainCheck::IfIdentity if ctx.identities.is_empty() => Ok(()),
-            ChainCheck::IfIdentity => {
-                // Another environment's identity, or none that opens this one: structure only.
-                let _ = self.load_audit_keys(env, ctx);
-                Ok(())
+        if !self.audit_keys.borrow().contains_key(env.as_str()) && self.env_sealed(env)? {
+            match ctx.chain {
+                ChainCheck::Structure => {}
+                ChainCheck::IfIdentity if ctx.identities.is_empty() => {}
+                ChainCheck::IfIdentity => {
+                    // Another environment's identity, or none that opens this one: structure
+                    // only.
+                    let _ = self.load_audit_keys(env, ctx);
+                }
+                ChainCheck::Required => self.load_audit_keys(env, ctx)?,
             }
-            ChainCheck::Required => self.load_audit_keys(env, ctx),
         }
+        self.agrees(env, "env.yaml", &env.meta_sha256)
     }
 
     /// Loads an environment for a command acting as `ctx`, its chain authenticated as `ctx`
