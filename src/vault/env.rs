@@ -4,9 +4,9 @@
 
 use serde::Serialize;
 
-use super::trail::AUDIT_KEYS_FILE;
+use super::trail::{AUDIT_KEYS_FILE, new_audit_keys};
 use super::{BUNDLE_FILE, Context, Vault, VaultError, plain_text, recipients_txt, rfc3339};
-use crate::audit::{Action, AuditKeys, EpochKey};
+use crate::audit::Action;
 use crate::bundle::validate::{Severity, deep_findings, talos_errors};
 use crate::bundle::{SecretsBundle, VersionContract, generate, import};
 use crate::model::{CaCertificates, EnvMeta, FORMAT_VERSION, Pins, Sealing, contract_label};
@@ -119,20 +119,6 @@ fn check_bundle(
         });
     }
     Ok(())
-}
-
-/// A new audit key file: one random root key (epoch 1), bound to the bundle's plaintext.
-pub(super) fn new_audit_keys(
-    rng: &ring::rand::SystemRandom,
-    bundle: &[u8],
-) -> Result<AuditKeys, VaultError> {
-    let mut root = zeroize::Zeroizing::new([0u8; 32]);
-    ring::rand::SecureRandom::fill(rng, &mut root[..])
-        .map_err(|_| VaultError::Generate("no randomness".into()))?;
-    Ok(AuditKeys {
-        bundle_sha256: crate::digest::sha256_hex(bundle),
-        keys: vec![EpochKey::new(1, &root)],
-    })
 }
 
 impl Vault {

@@ -8,8 +8,8 @@ use std::rc::Rc;
 
 use super::{ChainCheck, Context, Env, Vault, VaultError};
 use crate::audit::{
-    self as events, Action, AuditKeys, ChainState, EventBody, EventFile, EventSummary, Keyring,
-    Seal,
+    self as events, Action, AuditKeys, ChainState, EpochKey, EventBody, EventFile, EventSummary,
+    Keyring, Seal,
 };
 use crate::store::age::OpenedBy;
 use crate::store::txn::Transaction;
@@ -17,6 +17,20 @@ use crate::store::{self, Mode, StoreError, audit_dir};
 
 /// The sealed audit key file in an environment directory.
 pub(super) const AUDIT_KEYS_FILE: &str = "audit.age";
+
+/// A new audit key file: one random root key (epoch 1), bound to the bundle's plaintext.
+pub(super) fn new_audit_keys(
+    rng: &ring::rand::SystemRandom,
+    bundle: &[u8],
+) -> Result<AuditKeys, VaultError> {
+    let mut root = zeroize::Zeroizing::new([0u8; 32]);
+    ring::rand::SecureRandom::fill(rng, &mut root[..])
+        .map_err(|_| VaultError::Generate("no randomness".into()))?;
+    Ok(AuditKeys {
+        bundle_sha256: crate::digest::sha256_hex(bundle),
+        keys: vec![EpochKey::new(1, &root)],
+    })
+}
 
 impl Vault {
     /// Every event of the environment, summarised (read month by month through the record

@@ -4,8 +4,8 @@
 //! environment holds, so that from then on each file is accounted for by the chain. Older
 //! events stay as they are and verify as before.
 
-use super::env::new_audit_keys;
 use super::trail::AUDIT_KEYS_FILE;
+use super::trail::new_audit_keys;
 use super::{Context, Vault, VaultError};
 use crate::audit::Action;
 use crate::model::{VAULT_FORMAT, VaultConfig};
