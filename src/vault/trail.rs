@@ -95,7 +95,9 @@ impl Vault {
     /// the file and names other contents, or does not account for it at all.
     pub(super) fn agrees(&self, env: &Env, file: &str, sha256: &str) -> Result<(), VaultError> {
         let chain = self.chain(env)?;
-        if !chain.sealed {
+        // Format 1 accounts for no file. (Deleting every event of a format-2 environment does
+        // not make it format 1: the vault says which format it is.)
+        if !chain.sealed && !self.sealed() {
             return Ok(());
         }
         let shown = env.dir().join(file).display().to_string();
@@ -207,6 +209,17 @@ impl Vault {
                 ChainCheck::Required => self.load_audit_keys(env, ctx)?,
             }
         }
+        // A format-2 chain under a talvault.yaml that says format 1 would have commands write
+        // unauthenticated events: the file was edited.
+        if !self.sealed() && self.chain(env)?.sealed {
+            return Err(VaultError::Disagrees {
+                file: super::VAULT_FILE.to_owned(),
+                message: format!(
+                    "it says format 1, but environment {:?} has authenticated (format 2) events",
+                    env.as_str()
+                ),
+            });
+        }
         self.agrees(env, "env.yaml", &env.meta_sha256)
     }
 
@@ -257,7 +270,6 @@ impl Vault {
         action: &Action,
         files: std::collections::BTreeMap<String, Option<String>>,
     ) -> Result<(), VaultError> {
-        let summaries = self.summaries(env)?;
         let mut body = EventBody::new(
             ctx.now,
             &ctx.actor,
@@ -276,7 +288,10 @@ impl Vault {
         } else {
             None
         };
-        let event = events::new_event(events::heads_of(&summaries), body)?;
+        // The heads of the trusted chain (after the keys are loaded, so authenticated): an
+        // event nobody can vouch for is never named as a parent.
+        let heads = self.chain(env)?.heads.clone();
+        let event = events::new_event(heads, body)?;
         let event = match key.as_ref().and_then(|k| k.signing()) {
             Some(k) => event.with_mac(k),
             None => event,
