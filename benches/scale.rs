@@ -116,6 +116,10 @@ fn main() {
     let keep = std::env::var("SCALE_KEEP").as_deref() == Ok("1");
     let dir = work.path();
     let key_path = dir.join("key.txt");
+    #[expect(
+        deprecated,
+        reason = "X25519 identities, as vaults use them (age 0.13 prefers post-quantum ones)"
+    )]
     let identity = age::x25519::Identity::generate();
     {
         use age::secrecy::ExposeSecret as _;

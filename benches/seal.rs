@@ -37,6 +37,10 @@ fn main() {
     let bundle = generate::generate(VersionContract::parse("v1.6").unwrap(), now, &rng).unwrap();
     let plaintext = bundle.to_yaml();
     let plaintext = plaintext.expose().as_bytes();
+    #[expect(
+        deprecated,
+        reason = "X25519 identities, as vaults use them (age 0.13 prefers post-quantum ones)"
+    )]
     let key = age::x25519::Identity::generate();
     let recipient = Recipient::parse(&key.to_public().to_string()).unwrap();
     let identities = vec![Identity::from_x25519(key.clone(), "bench.key")];

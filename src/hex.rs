@@ -1,38 +1,29 @@
-//! PURE: lower-case hexadecimal, the one encoder and decoder the crate uses (fingerprints,
-//! serials, key ids, file names).
+//! Hexadecimal text (serials, fingerprints, key identifiers): the one encoder and decoder of the
+//! workspace, over `base16ct` (RustCrypto, constant time, already in the tree through `sec1`).
+//! Pure; `talvault-hsm` calls `base16ct` directly, since it sits below this crate.
 
-/// Lower-case hex of `bytes`.
+/// Lowercase hex of `bytes`, two digits per byte (`[0xab, 0x01]` → `"ab01"`).
 pub fn encode(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
-    }
-    out
+    base16ct::lower::encode_string(bytes)
 }
 
-/// The bytes of an even-length hex string (either case); `None` for anything else.
+/// The bytes of an even-length hex string, upper- or lowercase; `None` for anything else.
 pub fn decode(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    let digit = |c: u8| char::from(c).to_digit(16);
-    text.as_bytes()
-        .chunks_exact(2)
-        .map(|pair| u8::try_from(digit(pair[0])? * 16 + digit(pair[1])?).ok())
-        .collect()
+    base16ct::mixed::decode_vec(text).ok()
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn round_trip_and_refusals() {
-        let bytes = [0x00, 0x0f, 0xa5, 0xff];
-        assert_eq!(super::encode(&bytes), "000fa5ff");
-        assert_eq!(super::decode("000fA5ff").unwrap(), bytes);
-        for bad in ["0", "0g", "+1", "é1"] {
-            assert_eq!(super::decode(bad), None, "{bad}");
+        assert_eq!(encode(&[0x00, 0xab, 0x7f, 0xff]), "00ab7fff");
+        assert_eq!(encode(&[]), "");
+        assert_eq!(decode("00ab7FFF"), Some(vec![0x00, 0xab, 0x7f, 0xff]));
+        assert_eq!(decode(""), Some(vec![]));
+        for bad in ["0", "abc", "0g", "+a", " 0a", "0a "] {
+            assert_eq!(decode(bad), None, "{bad:?}");
         }
     }
 }

@@ -3,18 +3,24 @@
 //! Talos (siderolabs/crypto: x509/key.go, x509/certificate_key.go) writes `ED25519 PRIVATE KEY`
 //! holding PKCS#8, `EC PRIVATE KEY` holding SEC1 with the curve named, and `RSA PRIVATE KEY`
 //! holding PKCS#1, and reads keys strictly by label. This module converts between those forms and
-//! the PKCS#8 that ring and rcgen load. It does no I/O; randomness comes in as an argument. Key
+//! the PKCS#8 that ring and rcgen load, through the RustCrypto encoders (`pkcs8`, `sec1`, `spki`,
+//! `pkcs1`; one `der` generation). It does no I/O; randomness comes in as an argument. Key
 //! bytes only ever sit in [`SecretBytes`] or `Zeroizing` buffers.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use pkcs8::der::asn1::{AnyRef, BitStringRef, ObjectIdentifier, OctetStringRef};
+use pkcs8::der::{Decode as _, Encode as _};
+use pkcs8::spki::{AlgorithmIdentifierRef, SubjectPublicKeyInfoRef};
+use pkcs8::{PrivateKeyInfoRef, der};
 use ring::rand::SecureRandom;
 use ring::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _};
 use thiserror::Error;
 use zeroize::Zeroizing;
 
-use crate::der::{self, tag};
 use crate::secret::SecretBytes;
+
+pub mod rsa;
 
 /// PEM label of X.509 certificates.
 pub const LABEL_CERTIFICATE: &str = "CERTIFICATE";
@@ -27,11 +33,14 @@ pub const LABEL_RSA: &str = "RSA PRIVATE KEY";
 /// PEM label for PKCS#8 keys of any algorithm.
 pub const LABEL_PKCS8: &str = "PRIVATE KEY";
 
-// OIDs (DER content octets).
-const OID_ED25519: &[u8] = &[0x2b, 0x65, 0x70]; // 1.3.101.112, RFC 8410
-const OID_EC_PUBLIC_KEY: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01]; // 1.2.840.10045.2.1
-const OID_P256: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07]; // prime256v1
-const OID_RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01]; // rsaEncryption
+/// id-Ed25519 (RFC 8410 §3).
+const OID_ED25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
+/// id-ecPublicKey (RFC 5480 §2.1.1).
+const OID_EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
+/// prime256v1 / secp256r1 (RFC 5480 §2.1.1.1).
+const OID_P256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
+/// rsaEncryption (RFC 8017 A.1).
+const OID_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
 
 /// Why a key or PEM block could not be read. Messages follow siderolabs/crypto's `GetKey` where
 /// Talos has one, and never include key material.
@@ -201,15 +210,21 @@ impl PrivateKey {
         let doc = Ed25519KeyPair::generate_pkcs8(rng).map_err(|_| KeyError::Generation)?;
         // ring writes PKCS#8 v2 (with the public key); Go writes v1. Keep v1 like Go.
         let seed = ed25519_seed_from_pkcs8(doc.as_ref())?;
-        let key = Self::new(KeyAlgorithm::Ed25519, ed25519_pkcs8_v1(&seed).to_vec());
+        let key = Self::new(KeyAlgorithm::Ed25519, ed25519_pkcs8_v1(&seed)?.to_vec());
         // ring's v2 document ends with `[1] BIT STRING 0x00 ‖ public key` (RFC 8410 §7):
         // reuse it rather than derive the public key again.
         let public = doc.as_ref().get(doc.as_ref().len().saturating_sub(32)..);
         if let Some(public) = public.filter(|p| p.len() == 32) {
-            let spki = der::sequence(&[
-                &der::sequence(&[&der::tlv(tag::OID, OID_ED25519)]),
-                &der::tlv(tag::BIT_STRING, &[&[0u8][..], public].concat()),
-            ]);
+            // RFC 8410 §4: SubjectPublicKeyInfo { id-Ed25519 (no parameters), the 32 bytes }.
+            let spki = SubjectPublicKeyInfoRef {
+                algorithm: AlgorithmIdentifierRef {
+                    oid: OID_ED25519,
+                    parameters: None,
+                },
+                subject_public_key: BitStringRef::from_bytes(public).map_err(bad_ed25519)?,
+            }
+            .to_der()
+            .map_err(bad_ed25519)?;
             let _ = key.spki.set(spki);
         }
         Ok(key)
@@ -226,10 +241,10 @@ impl PrivateKey {
     pub fn from_rsa_pkcs1(pkcs1: &[u8]) -> Result<Self, KeyError> {
         ring::signature::RsaKeyPair::from_der(pkcs1)
             .map_err(|e| KeyError::BadRsa(e.to_string()))?;
-        Ok(Self::new(
-            KeyAlgorithm::Rsa,
-            wrap_pkcs8(OID_RSA, &der::tlv(tag::NULL, &[]), pkcs1).to_vec(),
-        ))
+        // RFC 8017 A.1: rsaEncryption carries NULL parameters.
+        let pkcs8 = wrap_pkcs8(OID_RSA, Some(AnyRef::NULL), pkcs1)
+            .map_err(|e| KeyError::BadRsa(e.to_string()))?;
+        Ok(Self::new(KeyAlgorithm::Rsa, pkcs8.to_vec()))
     }
 
     /// Reads a PEM private key strictly by label, as siderolabs/crypto `GetKey` does.
@@ -238,7 +253,7 @@ impl PrivateKey {
         match block.label.as_str() {
             LABEL_RSA => {
                 let pkcs1 = block.der.as_slice();
-                pkcs1::RsaPrivateKey::try_from(pkcs1)
+                pkcs1::RsaPrivateKeyRef::try_from(pkcs1)
                     .map_err(|e| KeyError::BadRsa(e.to_string()))?;
                 Self::from_rsa_pkcs1(pkcs1)
             }
@@ -260,10 +275,13 @@ impl PrivateKey {
                     .parameters
                     .and_then(|p| p.named_curve())
                     .ok_or_else(|| KeyError::BadEc("x509: unknown elliptic curve".into()))?;
-                if curve.as_bytes() != OID_P256 {
+                if curve != OID_P256 {
                     return Err(KeyError::UnsupportedAlgorithm(format!("EC curve {curve}")));
                 }
-                let pkcs8 = wrap_pkcs8(OID_EC_PUBLIC_KEY, &der::tlv(tag::OID, OID_P256), sec1);
+                // RFC 5915 §2 / crates.md §2: the SEC1 DER goes unchanged into the PKCS#8
+                // privateKey, with the curve as the algorithm parameters.
+                let pkcs8 = wrap_pkcs8(OID_EC_PUBLIC_KEY, Some(AnyRef::from(&OID_P256)), sec1)
+                    .map_err(|e| KeyError::BadEc(e.to_string()))?;
                 let key = Self::new(KeyAlgorithm::EcdsaP256, pkcs8.to_vec());
                 key.check_loads()
                     .map_err(|e| KeyError::BadEc(e.to_string()))?;
@@ -274,20 +292,18 @@ impl PrivateKey {
         }
     }
 
-    /// Reads a PKCS#8 PrivateKeyInfo of a supported algorithm.
+    /// Reads a PKCS#8 PrivateKeyInfo of a supported algorithm (RFC 5958, through `pkcs8`).
     pub fn from_pkcs8(pkcs8: &[u8]) -> Result<Self, KeyError> {
-        let bad = |e: der::DerError| KeyError::BadPkcs8(e.to_string());
-        let outer = der::parse_one(pkcs8, tag::SEQUENCE).map_err(bad)?;
-        let mut r = der::Reader::new(outer.content);
-        r.expect(tag::INTEGER).map_err(bad)?;
-        let alg = r.expect(tag::SEQUENCE).map_err(bad)?;
-        let mut ar = der::Reader::new(alg.content);
-        let oid = ar.expect(tag::OID).map_err(bad)?;
-        let algorithm = match oid.content {
+        let bad = |e: der::Error| KeyError::BadPkcs8(e.to_string());
+        let info = PrivateKeyInfoRef::from_der(pkcs8).map_err(bad)?;
+        let algorithm = match info.algorithm.oid {
             OID_ED25519 => KeyAlgorithm::Ed25519,
             OID_EC_PUBLIC_KEY => {
-                let curve = ar.expect(tag::OID).map_err(bad)?;
-                if curve.content != OID_P256 {
+                let curve = info
+                    .algorithm
+                    .parameters_oid()
+                    .map_err(|e| KeyError::BadPkcs8(e.to_string()))?;
+                if curve != OID_P256 {
                     return Err(KeyError::UnsupportedAlgorithm(
                         "EC curve other than P-256".into(),
                     ));
@@ -340,12 +356,12 @@ impl PrivateKey {
     /// Writes the key as Talos does: `ED25519 PRIVATE KEY` (PKCS#8 v1), `EC PRIVATE KEY` (SEC1
     /// with the named curve and the public key) or `RSA PRIVATE KEY` (PKCS#1).
     pub fn to_talos_pem(&self) -> Result<SecretBytes, KeyError> {
-        let bad = |e: der::DerError| KeyError::BadPkcs8(e.to_string());
+        let bad = |e: der::Error| KeyError::BadPkcs8(e.to_string());
         let inner = pkcs8_private_key_octets(self.pkcs8.expose()).map_err(bad)?;
         let pem = match self.algorithm {
             KeyAlgorithm::Ed25519 => {
                 let seed = ed25519_seed_from_pkcs8(self.pkcs8.expose())?;
-                pem_encode(LABEL_ED25519, &ed25519_pkcs8_v1(&seed))
+                pem_encode(LABEL_ED25519, &ed25519_pkcs8_v1(&seed)?)
             }
             KeyAlgorithm::Rsa => pem_encode(LABEL_RSA, inner),
             KeyAlgorithm::EcdsaP256 => {
@@ -357,18 +373,16 @@ impl PrivateKey {
                     Some(p) => p.to_vec(),
                     None => self.p256_public_point()?,
                 };
-                let mut content = Zeroizing::new(Vec::with_capacity(121));
-                content.extend_from_slice(&der::tlv(tag::INTEGER, &[1]));
-                content.extend_from_slice(&Zeroizing::new(der::tlv(
-                    tag::OCTET_STRING,
-                    parsed.private_key,
-                )));
-                content.extend_from_slice(&der::tlv(0xa0, &der::tlv(tag::OID, OID_P256)));
-                let mut bits = Vec::with_capacity(public.len() + 1);
-                bits.push(0);
-                bits.extend_from_slice(&public);
-                content.extend_from_slice(&der::tlv(0xa1, &der::tlv(tag::BIT_STRING, &bits)));
-                let sec1 = Zeroizing::new(der::tlv(tag::SEQUENCE, &content));
+                // Go's MarshalECPrivateKey: version 1, the scalar, [0] the named curve,
+                // [1] the public point (RFC 5915 §3).
+                let sec1 = sec1::EcPrivateKey {
+                    private_key: parsed.private_key,
+                    parameters: Some(sec1::EcParameters::NamedCurve(OID_P256)),
+                    public_key: Some(&public),
+                }
+                .to_der()
+                .map(Zeroizing::new)
+                .map_err(|e| KeyError::BadEc(e.to_string()))?;
                 pem_encode(LABEL_EC, &sec1)
             }
         };
@@ -388,50 +402,49 @@ impl PrivateKey {
     }
 }
 
-/// PKCS#8 v1 for an Ed25519 seed, byte-identical to Go's `x509.MarshalPKCS8PrivateKey` (48 bytes).
-fn ed25519_pkcs8_v1(seed: &[u8; 32]) -> Zeroizing<Vec<u8>> {
-    let inner = Zeroizing::new(der::tlv(tag::OCTET_STRING, seed));
-    wrap_pkcs8_no_params(OID_ED25519, &inner)
+fn bad_ed25519(e: der::Error) -> KeyError {
+    KeyError::BadEd25519(e.to_string())
+}
+
+/// PKCS#8 v1 for an Ed25519 seed, byte-identical to Go's `x509.MarshalPKCS8PrivateKey` (48 bytes):
+/// RFC 8410 §7, the privateKey is the seed wrapped in its own OCTET STRING (CurvePrivateKey).
+fn ed25519_pkcs8_v1(seed: &[u8; 32]) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+    let inner = OctetStringRef::new(seed)
+        .and_then(|o| o.to_der())
+        .map(Zeroizing::new)
+        .map_err(bad_ed25519)?;
+    wrap_pkcs8(OID_ED25519, None, &inner).map_err(bad_ed25519)
 }
 
 fn ed25519_seed_from_pkcs8(pkcs8: &[u8]) -> Result<Zeroizing<[u8; 32]>, KeyError> {
-    let bad = |e: der::DerError| KeyError::BadEd25519(e.to_string());
-    let inner = pkcs8_private_key_octets(pkcs8).map_err(bad)?;
-    let seed = der::parse_one(inner, tag::OCTET_STRING).map_err(bad)?;
+    let inner = pkcs8_private_key_octets(pkcs8).map_err(bad_ed25519)?;
+    let seed = <&OctetStringRef>::from_der(inner).map_err(bad_ed25519)?;
     let mut out = Zeroizing::new([0u8; 32]);
-    if seed.content.len() != 32 {
+    if seed.as_bytes().len() != 32 {
         return Err(KeyError::BadEd25519("seed is not 32 bytes".into()));
     }
-    out.copy_from_slice(seed.content);
+    out.copy_from_slice(seed.as_bytes());
     Ok(out)
 }
 
-fn pkcs8_private_key_octets(pkcs8: &[u8]) -> Result<&[u8], der::DerError> {
-    let outer = der::parse_one(pkcs8, tag::SEQUENCE)?;
-    let mut r = der::Reader::new(outer.content);
-    r.expect(tag::INTEGER)?;
-    r.expect(tag::SEQUENCE)?;
-    Ok(r.expect(tag::OCTET_STRING)?.content)
+/// The privateKey octets of a PKCS#8 PrivateKeyInfo (v1 or v2).
+fn pkcs8_private_key_octets(pkcs8: &[u8]) -> Result<&[u8], der::Error> {
+    Ok(PrivateKeyInfoRef::from_der(pkcs8)?.private_key.as_bytes())
 }
 
-fn wrap_pkcs8(oid: &[u8], params: &[u8], private_key: &[u8]) -> Zeroizing<Vec<u8>> {
-    let alg = der::sequence(&[&der::tlv(tag::OID, oid), params]);
-    let octets = Zeroizing::new(der::tlv(tag::OCTET_STRING, private_key));
-    Zeroizing::new(der::sequence(&[
-        &der::tlv(tag::INTEGER, &[0]),
-        &alg,
-        &octets,
-    ]))
-}
-
-fn wrap_pkcs8_no_params(oid: &[u8], private_key_octets: &[u8]) -> Zeroizing<Vec<u8>> {
-    let alg = der::sequence(&[&der::tlv(tag::OID, oid)]);
-    let octets = Zeroizing::new(der::tlv(tag::OCTET_STRING, private_key_octets));
-    Zeroizing::new(der::sequence(&[
-        &der::tlv(tag::INTEGER, &[0]),
-        &alg,
-        &octets,
-    ]))
+/// PKCS#8 v1 (RFC 5958 §2, version 0, no public key) around `private_key`.
+fn wrap_pkcs8(
+    oid: ObjectIdentifier,
+    parameters: Option<AnyRef<'_>>,
+    private_key: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, der::Error> {
+    PrivateKeyInfoRef {
+        algorithm: AlgorithmIdentifierRef { oid, parameters },
+        private_key: OctetStringRef::new(private_key)?,
+        public_key: None,
+    }
+    .to_der()
+    .map(Zeroizing::new)
 }
 
 #[cfg(test)]
@@ -470,10 +483,7 @@ mod tests {
         let block = pem_decode_first(pem.expose()).unwrap();
         assert_eq!(block.label, LABEL_EC);
         let parsed = sec1::EcPrivateKey::try_from(block.der.as_slice()).unwrap();
-        assert_eq!(
-            parsed.parameters.unwrap().named_curve().unwrap().as_bytes(),
-            OID_P256
-        );
+        assert_eq!(parsed.parameters.unwrap().named_curve().unwrap(), OID_P256);
         assert!(parsed.public_key.is_some());
         let again = PrivateKey::from_talos_pem(pem.expose()).unwrap();
         assert_eq!(again.to_talos_pem().unwrap().expose(), pem.expose());

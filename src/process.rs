@@ -6,15 +6,21 @@
 
 use std::io::Write as _;
 
-/// Disables core dumps (RLIMIT_CORE = 0) so a crash cannot write decrypted secrets to disk.
+/// Disables core dumps (RLIMIT_CORE = 0) so a crash cannot write decrypted secrets to disk, and
+/// marks the process not dumpable (`prctl(PR_SET_DUMPABLE, 0)`, issue 15 item 14): other
+/// processes of the same user can then neither `ptrace` talvault nor read `/proc/PID/mem` while
+/// it holds a key, and `/proc/PID/*` becomes owned by root. Both are best effort: a failure
+/// leaves the process as it was and is not an error (the command still works, just unhardened).
 pub fn harden() {
-    let zero = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
+    use rustix::process::{DumpableBehavior, Resource, Rlimit, set_dumpable_behavior, setrlimit};
+    let zero = Rlimit {
+        current: Some(0),
+        maximum: Some(0),
     };
-    // SAFETY: setrlimit only reads the valid, properly aligned struct passed by reference.
-    #[expect(unsafe_code, reason = "setrlimit has no safe std wrapper")]
-    let _ = unsafe { libc::setrlimit(libc::RLIMIT_CORE, &zero) };
+    let _ = setrlimit(Resource::Core, zero);
+    // prctl(2): "Processes that are not dumpable can not be attached via ptrace(2)
+    // PTRACE_ATTACH"; proc(5): /proc/PID/mem access is checked with PTRACE_MODE_ATTACH.
+    let _ = set_dumpable_behavior(DumpableBehavior::NotDumpable);
 }
 
 /// Where `program` would be run from: itself when it contains a `/`, else the first executable
@@ -59,6 +65,8 @@ pub fn exec_with_pipes(
     use std::os::fd::AsRawFd as _;
     use std::os::unix::process::ExitStatusExt as _;
 
+    use rustix::io::{FdFlags, fcntl_setfd};
+
     let mut readers = Vec::new();
     let mut writers = Vec::new();
     let mut child_args = Vec::with_capacity(args.len());
@@ -67,12 +75,8 @@ pub fn exec_with_pipes(
             let (reader, writer) = std::io::pipe()?;
             // std creates pipes close-on-exec; the child must inherit the read end.
             let fd = reader.as_raw_fd();
-            // SAFETY: fcntl on a descriptor we own; F_SETFD with 0 only clears FD_CLOEXEC.
-            #[expect(unsafe_code, reason = "clearing FD_CLOEXEC has no safe std API")]
-            let rc = unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
-            if rc != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
+            // F_SETFD with no flags only clears FD_CLOEXEC.
+            fcntl_setfd(&reader, FdFlags::empty())?;
             child_args.push(std::ffi::OsString::from(format!("/dev/fd/{fd}")));
             readers.push(reader);
             writers.push(writer);
@@ -122,13 +126,8 @@ pub fn exec_with_stream<T>(
 
     let (reader, mut writer) = std::io::pipe()?;
     let fd = reader.as_raw_fd();
-    // SAFETY: fcntl on a descriptor we own; F_SETFD with 0 only clears FD_CLOEXEC, so the
-    // child inherits the read end.
-    #[expect(unsafe_code, reason = "clearing FD_CLOEXEC has no safe std API")]
-    let rc = unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
+    // F_SETFD with no flags only clears FD_CLOEXEC, so the child inherits the read end.
+    rustix::io::fcntl_setfd(&reader, rustix::io::FdFlags::empty())?;
     let child_args: Vec<std::ffi::OsString> = args
         .iter()
         .map(|a| {
@@ -174,4 +173,42 @@ pub fn actor(explicit: Option<&str>, env_actor: Option<&str>) -> String {
     git.or_else(|| std::env::var("USER").ok().filter(|u| !u.is_empty()))
         .or_else(|| std::env::var("LOGNAME").ok().filter(|u| !u.is_empty()))
         .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// What changed between the git revision `rev` and the working tree of the repository holding
+/// `root`, as `git diff --name-status` reports it, with paths relative to `root`: for
+/// `audit verify --since`. Renames show as a removal and an addition.
+pub fn git_changes(root: &std::path::Path, rev: &str) -> Result<Vec<(char, String)>, String> {
+    if rev.starts_with('-') {
+        return Err("a revision does not start with '-'".into());
+    }
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(root)
+        .args([
+            "diff",
+            "--relative",
+            "--no-renames",
+            "--name-status",
+            "--no-color",
+            // Nothing a repository file or its attributes name is run.
+            "--no-ext-diff",
+            "--no-textconv",
+        ])
+        .arg(rev)
+        .arg("--")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run git: {e}"))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        return Err(err.lines().next().unwrap_or("git failed").trim().to_owned());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let (status, path) = l.split_once('\t')?;
+            Some((status.chars().next()?, path.to_owned()))
+        })
+        .collect())
 }

@@ -64,7 +64,7 @@ for alg in "${algorithms[@]}"; do
                 --pkcs11 "pkcs11:token=bench;object=$env?module-path=$module&pin-source=$work/pin")
         fi
         id=$(sed -n '1s/^created issuer \([^ ]*\) .*/\1/p' <<<"$out")
-        "$bin" issuer activate "$env" "$id" >/dev/null
+        "$bin" issuer activate "$env" "$id" --force >/dev/null
     done
 done
 

@@ -7,6 +7,7 @@
 //! &[u8])` here, copy any file in `fuzz_targets/` to `fuzz_targets/NAME.rs` naming it, add a
 //! `[[bin]]` block to `Cargo.toml`, and put a few real inputs in `seeds/NAME/`. `scripts/fuzz`
 //! picks it up from `cargo fuzz list`.
+#![forbid(unsafe_code)]
 
 use std::path::Path;
 

@@ -3,8 +3,8 @@
 //!
 //! Pure functions over byte slices; nothing here talks to a token.
 
+use crate::algorithm::KeyAlgorithm;
 use crate::error::HsmError;
-use crate::key::KeyAlgorithm;
 
 /// CKA_EC_PARAMS for Ed25519 as an OID: `id-Ed25519` 1.3.101.112 (RFC 8410 §3).
 pub(crate) const ED25519_PARAMS_OID: &[u8] = &[0x06, 0x03, 0x2b, 0x65, 0x70];
@@ -63,11 +63,15 @@ pub(crate) fn ec_point_to_raw(algorithm: KeyAlgorithm, point: &[u8]) -> Result<V
 /// curve order; PKCS#11 v2.40 Current Mechanisms §2.3, CKM_ECDSA) into the DER `Ecdsa-Sig-Value`
 /// `SEQUENCE { r INTEGER, s INTEGER }` that X.509 carries (RFC 5480 §2.2, RFC 3279 §2.2.3).
 ///
-/// Each half becomes a minimal positive INTEGER (X.690 §8.3.2): leading zero bytes are stripped
-/// and a 0x00 is put back in front when the first remaining byte has its top bit set. A signature
-/// of odd or zero length, longer than P-521's 132 bytes, or with r or s equal to zero (never a
-/// valid ECDSA signature, FIPS 186-5 §6.4.2) is refused.
+/// The `der` crate writes it: each half becomes a minimal positive INTEGER (`der::asn1::UintRef`,
+/// X.690 §8.3.2: leading zero bytes stripped, a 0x00 put back when the first remaining byte has
+/// its top bit set) and the pair a SEQUENCE. A signature of odd or zero length, longer than
+/// P-521's 132 bytes, or with r or s equal to zero (never a valid ECDSA signature, FIPS 186-5
+/// §6.4.2) is refused.
 pub fn raw_ecdsa_to_der(raw: &[u8]) -> Result<Vec<u8>, HsmError> {
+    use der::Encode as _;
+    use der::asn1::UintRef;
+
     let malformed = |reason: String| HsmError::MalformedTokenData {
         function: "C_Sign",
         reason,
@@ -79,38 +83,20 @@ pub fn raw_ecdsa_to_der(raw: &[u8]) -> Result<Vec<u8>, HsmError> {
         )));
     }
     let (r, s) = raw.split_at(raw.len() / 2);
-    let mut body = Vec::with_capacity(raw.len() + 6);
     for (name, half) in [("r", r), ("s", s)] {
-        let first = half
-            .iter()
-            .position(|&b| b != 0)
-            .ok_or_else(|| malformed(format!("ECDSA signature component {name} is zero")))?;
-        let digits = &half[first..];
-        let pad = digits[0] & 0x80 != 0;
-        body.push(0x02); // INTEGER
-        push_length(&mut body, digits.len() + usize::from(pad));
-        if pad {
-            body.push(0x00);
+        if half.iter().all(|&b| b == 0) {
+            return Err(malformed(format!(
+                "ECDSA signature component {name} is zero"
+            )));
         }
-        body.extend_from_slice(digits);
     }
-    let mut der = Vec::with_capacity(body.len() + 3);
-    der.push(0x30); // SEQUENCE
-    push_length(&mut der, body.len());
-    der.extend_from_slice(&body);
-    Ok(der)
-}
-
-/// X.690 §8.1.3: short form below 128, else long form with the minimal number of length bytes.
-fn push_length(out: &mut Vec<u8>, len: usize) {
-    if len < 0x80 {
-        out.push(len as u8);
-    } else {
-        let bytes = len.to_be_bytes();
-        let skip = bytes.iter().take_while(|&&b| b == 0).count();
-        out.push(0x80 | (bytes.len() - skip) as u8);
-        out.extend_from_slice(&bytes[skip..]);
-    }
+    let integer =
+        |half| UintRef::new(half).map_err(|e| malformed(format!("ECDSA signature component: {e}")));
+    // Ecdsa-Sig-Value ::= SEQUENCE { r INTEGER, s INTEGER }: a two-element SEQUENCE OF INTEGER
+    // has the same encoding.
+    [integer(r)?, integer(s)?]
+        .to_der()
+        .map_err(|e| malformed(format!("ECDSA signature: {e}")))
 }
 
 #[cfg(test)]

@@ -7,11 +7,11 @@ use cryptoki::mechanism::MechanismType;
 use cryptoki::slot::TokenInfo;
 use serde::Serialize;
 
+use crate::algorithm::KeyAlgorithm;
 use crate::error::HsmError;
-use crate::key::{
-    Connection, HsmKey, KeyAlgorithm, OpenOptions, PrivateKeyFacts, find_private_keys, hex,
-};
+use crate::key::{Connection, HsmKey, PrivateKeyFacts, find_private_keys, hex};
 use crate::module::lock;
+use crate::options::OpenOptions;
 use crate::uri::Pkcs11Uri;
 
 /// Everything `check` found out, for `-o json` (serde) or [`CheckReport::to_text`].

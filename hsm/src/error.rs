@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use cryptoki::context::Function;
 use cryptoki::error::{Error as CkError, RvError};
 
-use crate::key::KeyAlgorithm;
+use crate::algorithm::KeyAlgorithm;
 use crate::uri::UriError;
 
 /// Why a PKCS#11 operation failed.

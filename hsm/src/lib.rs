@@ -13,19 +13,23 @@
 //! the URI's `pin-source` file, `TALVAULT_PKCS11_PIN` or the caller's prompt, live in
 //! `secrecy::SecretString`, and reach no error message. Private key material is never read.
 
+mod algorithm;
 mod asn1;
 mod check;
 mod error;
 mod key;
 mod module;
+mod options;
 mod token;
 mod uri;
 
+pub use algorithm::KeyAlgorithm;
 pub use asn1::raw_ecdsa_to_der;
 pub use check::{
     AlgorithmReport, CheckReport, KeyReport, MechanismReport, ModuleReport, TokenReport, check,
 };
 pub use error::HsmError;
-pub use key::{EdwardsParams, HsmKey, KeyAlgorithm, OpenOptions, PinPrompt};
-pub use token::PIN_ENV;
+pub use key::HsmKey;
+pub use options::{EdwardsParams, OpenOptions, PinPrompt};
+pub use token::{PIN_ENV, PIN_FILE_MAX, read_pin_file};
 pub use uri::{Component, Pkcs11Uri, UriError};

@@ -19,8 +19,8 @@ use secrecy::SecretString;
 use secrecy::zeroize::Zeroizing;
 
 use crate::error::{HsmError, rv_of};
-use crate::key::OpenOptions;
 use crate::module::Module;
+use crate::options::OpenOptions;
 use crate::uri::Pkcs11Uri;
 
 /// The environment variable read for the user PIN when the URI has no `pin-source`.
@@ -229,12 +229,12 @@ fn pin_from(
         reason,
     };
     if let Some(path) = uri.pin_source_file() {
-        let bytes = Zeroizing::new(std::fs::read(&path).map_err(|e| {
+        let bytes = read_pin_file(&path).map_err(|e| {
             unavailable(format!(
                 "the pin-source file {} cannot be read: {e}",
                 path.display()
             ))
-        })?);
+        })?;
         let text = strip_one_newline(&bytes);
         let text = std::str::from_utf8(text).map_err(|_| {
             unavailable(format!(
@@ -274,6 +274,37 @@ fn pin_from(
             "the URI has no pin-source, {PIN_ENV} is not set, and no prompt is available"
         ))),
     }
+}
+
+/// Longest PIN file read: a PIN is a few dozen bytes.
+pub const PIN_FILE_MAX: u64 = 1024;
+
+/// Reads a PIN file: a regular file (never a FIFO or a device, which could block or stream
+/// forever), at most [`PIN_FILE_MAX`] bytes, into a wiped buffer.
+pub fn read_pin_file(path: &std::path::Path) -> std::io::Result<Zeroizing<Vec<u8>>> {
+    use std::io::Read as _;
+    // stat before open: opening a FIFO for reading would block until someone writes to it.
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    let file = std::fs::File::open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    if meta.len() > PIN_FILE_MAX {
+        return Err(std::io::Error::other(format!(
+            "larger than {PIN_FILE_MAX} bytes"
+        )));
+    }
+    let mut buf = Zeroizing::new(Vec::with_capacity(PIN_FILE_MAX as usize + 1));
+    file.take(PIN_FILE_MAX + 1).read_to_end(&mut buf)?;
+    if buf.len() as u64 > PIN_FILE_MAX {
+        return Err(std::io::Error::other(format!(
+            "larger than {PIN_FILE_MAX} bytes"
+        )));
+    }
+    Ok(buf)
 }
 
 /// Removes one trailing `\n` (or `\r\n`): what `echo PIN > file` leaves.

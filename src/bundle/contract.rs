@@ -69,6 +69,12 @@ impl VersionContract {
         self.greater(1, 2)
     }
 
+    /// Whether nodes of this contract read `machine.acceptedCAs` (Talos 1.7 and later), which
+    /// issuer mode needs.
+    pub fn has_accepted_cas(self) -> bool {
+        self.greater(1, 6)
+    }
+
     /// RSA-4096 rather than ECDSA P-256 service-account key
     /// (`UseRSAServiceAccountKey` = `Greater(TalosVersion1_6)`, Talos 1.7).
     pub fn uses_rsa_service_account_key(self) -> bool {

@@ -17,10 +17,10 @@ use super::{
     CaName, CertAndKey, Certs, Cluster, KeyOnly, Secrets, SecretsBundle, TrustdInfo,
     VersionContract,
 };
+use crate::keys::rsa::{RsaKeygenError, generate_rsa4096};
 use crate::keys::{self, KeyError, PrivateKey};
 use crate::pki::cert::{CaConstraints, CertError, CertificateTemplate, ExtendedKeyUsage, KeyUsage};
 use crate::pki::name;
-use crate::rsa_keygen::{self, RsaKeygenError};
 use crate::secret::{SecretBytes, SecretText};
 
 /// `CAValidityTime = 87600h` (secrets.go).
@@ -72,7 +72,7 @@ pub fn populate(
     let need_rsa = certs.k8s_service_account.is_none() && contract.uses_rsa_service_account_key();
 
     std::thread::scope(|scope| -> Result<(), GenerateError> {
-        let rsa = need_rsa.then(|| scope.spawn(|| rsa_keygen::generate_rsa4096(rng)));
+        let rsa = need_rsa.then(|| scope.spawn(|| generate_rsa4096(rng)));
 
         for ca in CaName::ALL {
             let slot = match ca {
@@ -146,7 +146,7 @@ pub fn new_ca(
         CaName::K8sAggregator => &[],
         CaName::Os => &["talos"],
     };
-    let subject = name::encode(organizations, None);
+    let subject = name::encode(organizations, None).map_err(CertError::from)?;
     let template = CertificateTemplate {
         serial: crate::pki::cert::random_serial(rng).ok_or(GenerateError::Random)?,
         issuer: subject.clone(),

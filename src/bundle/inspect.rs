@@ -47,6 +47,9 @@ pub struct BundleSummary {
     pub cluster_id_alphabet: Option<&'static str>,
     /// The contract this bundle looks generated for (by SA key and encryption secret).
     pub looks_like_contract: String,
+    /// The CAs that are missing or cannot be read (`certs.etcd is missing`, …): the summary is
+    /// incomplete when this is not empty.
+    pub problems: Vec<String>,
 }
 
 /// Summarises one certificate PEM.
@@ -94,16 +97,20 @@ pub fn summarize_ca(name: CaName, crt_pem: &[u8]) -> Option<CaSummary> {
 
 /// Summarises a bundle without exposing any secret.
 pub fn summarize(b: &SecretsBundle) -> BundleSummary {
-    let cas = b
-        .certs
-        .as_ref()
-        .map(|c| {
-            CaName::ALL
-                .iter()
-                .filter_map(|&n| summarize_ca(n, &c.ca(n)?.crt))
-                .collect()
-        })
-        .unwrap_or_default();
+    let mut cas = Vec::new();
+    let mut problems = Vec::new();
+    for &n in CaName::ALL.iter() {
+        match b.certs.as_ref().and_then(|c| c.ca(n)) {
+            None => problems.push(format!("certs.{} is missing", n.key())),
+            Some(ca) => match summarize_ca(n, &ca.crt) {
+                Some(s) => cas.push(s),
+                None => problems.push(format!(
+                    "certs.{}.crt is not a readable certificate",
+                    n.key()
+                )),
+            },
+        }
+    }
     let encryption_secret = match &b.secrets {
         None => "none",
         Some(s) => match (
@@ -144,5 +151,6 @@ pub fn summarize(b: &SecretsBundle) -> BundleSummary {
         service_account_key: sa.map(|a| a.to_string()),
         cluster_id_alphabet,
         looks_like_contract,
+        problems,
     }
 }

@@ -135,6 +135,9 @@ pub struct Finding {
     pub field: String,
     /// What is wrong (no secret values).
     pub message: String,
+    /// The bundle does not fit the version contract (another `--talos-version` may fit it).
+    #[serde(skip)]
+    pub contract_fit: bool,
 }
 
 fn finding(severity: Severity, field: &str, message: impl Into<String>) -> Finding {
@@ -142,6 +145,15 @@ fn finding(severity: Severity, field: &str, message: impl Into<String>) -> Findi
         severity,
         field: field.to_owned(),
         message: message.into(),
+        contract_fit: false,
+    }
+}
+
+/// A finding about the bundle's fit to the version contract.
+fn contract_finding(severity: Severity, field: &str, message: impl Into<String>) -> Finding {
+    Finding {
+        contract_fit: true,
+        ..finding(severity, field, message)
     }
 }
 
@@ -217,13 +229,13 @@ pub fn deep_findings(
             && s.secretbox_encryption_secret.is_empty()
             && !s.aescbc_encryption_secret.is_empty()
         {
-            out.push(finding(Error, "secrets", format!("contract {contract} uses secretboxencryptionsecret, but the bundle only has aescbcencryptionsecret")));
+            out.push(contract_finding(Error, "secrets", format!("contract {contract} uses secretboxencryptionsecret, but the bundle only has aescbcencryptionsecret")));
         }
         if !contract.uses_secretbox()
             && s.aescbc_encryption_secret.is_empty()
             && !s.secretbox_encryption_secret.is_empty()
         {
-            out.push(finding(Error, "secrets", format!("contract {contract} uses aescbcencryptionsecret, but the bundle only has secretboxencryptionsecret")));
+            out.push(contract_finding(Error, "secrets", format!("contract {contract} uses aescbcencryptionsecret, but the bundle only has secretboxencryptionsecret")));
         }
     }
     if let Some(t) = &b.trustd_info
@@ -265,7 +277,7 @@ pub fn deep_findings(
                 KeyAlgorithm::EcdsaP256
             };
             if key.algorithm() != expected {
-                out.push(finding(
+                out.push(contract_finding(
                     Warning,
                     "certs.k8sserviceaccount.key",
                     format!(

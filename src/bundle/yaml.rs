@@ -3,7 +3,8 @@
 //! talosctl writes with go-yaml (`yaml.Marshal`, v3 defaults): 4-space indentation, struct field
 //! order, `null` for nil sections, `""` for empty strings, values double-base64 (std alphabet,
 //! padded) of the PEM text (reference/talos-formats.md §0.1, §1.1, §1.5). serde's emitters
-//! indent by 2, so this fixed schema has its own writer. Reading goes through serde with unknown
+//! indent by 2, so this fixed schema is written through talvault's go-yaml emitter
+//! (src/goyaml.rs, shared with the talosconfig writer). Reading goes through serde with unknown
 //! fields refused; errors keep only line, column and field names, never a value.
 
 use base64::Engine as _;
@@ -13,6 +14,7 @@ use thiserror::Error;
 use zeroize::Zeroizing;
 
 use super::{CertAndKey, Certs, Cluster, KeyOnly, REDACTED, Secrets, SecretsBundle, TrustdInfo};
+use crate::goyaml::Writer;
 use crate::secret::{SecretBytes, SecretText};
 
 /// `secrets.yaml` could not be read. Never carries a secret value.
@@ -205,6 +207,10 @@ impl SecretsBundle {
     /// Reads `secrets.yaml` as Talos's `LoadBundle` does (absent sections stay absent, nothing is
     /// filled in), but refuses unknown fields so that nothing is silently dropped.
     pub fn from_yaml(input: &[u8]) -> Result<Self, BundleReadError> {
+        crate::nesting::check(input, 4 << 20).map_err(|e| BundleReadError::Syntax {
+            what: e.to_string(),
+            location: None,
+        })?;
         // An empty document is a bundle with every section nil, as in Go.
         let raw: Option<RawBundle> = serde_yaml::from_slice(input).map_err(|e| sanitize(&e))?;
         let Some(raw) = raw else {
@@ -247,33 +253,34 @@ impl SecretsBundle {
         })
     }
 
-    /// Writes the bundle exactly as `talosctl gen secrets` does.
+    /// Writes the bundle exactly as `talosctl gen secrets` does, through the shared go-yaml
+    /// emitter (src/goyaml.rs): 4 spaces per level, strings quoted as go-yaml quotes them.
     pub fn to_yaml(&self) -> SecretText {
-        let mut w = Writer(Zeroizing::new(String::with_capacity(8192)));
+        let mut w = Writer::with_capacity(8192);
         match &self.cluster {
-            None => w.line(0, "cluster", Some("null")),
+            None => w.raw_entry(0, "cluster", "null"),
             Some(c) => {
-                w.line(0, "cluster", None);
-                w.scalar(1, "id", &c.id);
-                w.scalar(1, "secret", c.secret.expose());
+                w.key_line(0, "cluster");
+                w.scalar_entry(4, "id", &c.id);
+                w.scalar_entry(4, "secret", c.secret.expose());
             }
         }
         match &self.secrets {
-            None => w.line(0, "secrets", Some("null")),
+            None => w.raw_entry(0, "secrets", "null"),
             Some(s) => {
-                w.line(0, "secrets", None);
-                w.scalar(1, "bootstraptoken", s.bootstrap_token.expose());
+                w.key_line(0, "secrets");
+                w.scalar_entry(4, "bootstraptoken", s.bootstrap_token.expose());
                 // `yaml:",omitempty"` on both encryption secrets.
                 if !s.aescbc_encryption_secret.is_empty() {
-                    w.scalar(
-                        1,
+                    w.scalar_entry(
+                        4,
                         "aescbcencryptionsecret",
                         s.aescbc_encryption_secret.expose(),
                     );
                 }
                 if !s.secretbox_encryption_secret.is_empty() {
-                    w.scalar(
-                        1,
+                    w.scalar_entry(
+                        4,
                         "secretboxencryptionsecret",
                         s.secretbox_encryption_secret.expose(),
                     );
@@ -281,156 +288,64 @@ impl SecretsBundle {
             }
         }
         match &self.trustd_info {
-            None => w.line(0, "trustdinfo", Some("null")),
+            None => w.raw_entry(0, "trustdinfo", "null"),
             Some(t) => {
-                w.line(0, "trustdinfo", None);
-                w.scalar(1, "token", t.token.expose());
+                w.key_line(0, "trustdinfo");
+                w.scalar_entry(4, "token", t.token.expose());
             }
         }
         match &self.certs {
-            None => w.line(0, "certs", Some("null")),
+            None => w.raw_entry(0, "certs", "null"),
             Some(c) => {
-                w.line(0, "certs", None);
-                w.cert_and_key("etcd", c.etcd.as_ref());
-                w.cert_and_key("k8s", c.k8s.as_ref());
-                w.cert_and_key("k8saggregator", c.k8s_aggregator.as_ref());
+                w.key_line(0, "certs");
+                write_cert_and_key(&mut w, "etcd", c.etcd.as_ref());
+                write_cert_and_key(&mut w, "k8s", c.k8s.as_ref());
+                write_cert_and_key(&mut w, "k8saggregator", c.k8s_aggregator.as_ref());
                 match &c.k8s_service_account {
-                    None => w.line(1, "k8sserviceaccount", Some("null")),
+                    None => w.raw_entry(4, "k8sserviceaccount", "null"),
                     Some(k) => {
-                        w.line(1, "k8sserviceaccount", None);
-                        w.key(2, &k.key);
+                        w.key_line(4, "k8sserviceaccount");
+                        write_key(&mut w, 8, &k.key);
                     }
                 }
-                w.cert_and_key("os", c.os.as_ref());
+                write_cert_and_key(&mut w, "os", c.os.as_ref());
             }
         }
-        SecretText::new(std::mem::take(&mut *w.0))
+        w.finish()
     }
 }
 
-struct Writer(Zeroizing<String>);
-
-impl Writer {
-    /// Every byte goes through here, so growing the buffer never leaves a secret behind.
-    fn put(&mut self, text: &str) {
-        crate::secret::push_zeroizing(&mut self.0, text);
+/// `key:`, the double-base64 PEM (or the redaction marker as it stands).
+fn write_key(w: &mut Writer, col: usize, key: &SecretBytes) {
+    if key.expose() == REDACTED.as_bytes() {
+        w.scalar_entry(col, "key", REDACTED);
+    } else {
+        let b64 = Zeroizing::new(STANDARD.encode(key.expose()));
+        w.scalar_entry(col, "key", &b64);
     }
 }
 
-impl Writer {
-    fn line(&mut self, depth: usize, key: &str, value: Option<&str>) {
-        for _ in 0..depth {
-            self.put("    ");
-        }
-        self.put(key);
-        self.put(":");
-        if let Some(v) = value {
-            self.put(" ");
-            self.put(v);
-        }
-        self.put("\n");
-    }
-
-    fn scalar(&mut self, depth: usize, key: &str, value: &str) {
-        if needs_quotes(value) {
-            let quoted = Zeroizing::new(double_quote(value));
-            self.line(depth, key, Some(&quoted));
-        } else {
-            self.line(depth, key, Some(value));
+/// `certs.<name>`: `crt` and `key`, or `null`.
+fn write_cert_and_key(w: &mut Writer, name: &str, entry: Option<&CertAndKey>) {
+    match entry {
+        None => w.raw_entry(4, name, "null"),
+        Some(e) => {
+            w.key_line(4, name);
+            w.scalar_entry(8, "crt", &STANDARD.encode(&e.crt));
+            write_key(w, 8, &e.key);
         }
     }
-
-    fn key(&mut self, depth: usize, key: &SecretBytes) {
-        if key.expose() == REDACTED.as_bytes() {
-            self.scalar(depth, "key", REDACTED);
-        } else {
-            let b64 = Zeroizing::new(STANDARD.encode(key.expose()));
-            self.scalar(depth, "key", &b64);
-        }
-    }
-
-    fn cert_and_key(&mut self, name: &str, entry: Option<&CertAndKey>) {
-        match entry {
-            None => self.line(1, name, Some("null")),
-            Some(e) => {
-                self.line(1, name, None);
-                self.scalar(2, "crt", &STANDARD.encode(&e.crt));
-                self.key(2, &e.key);
-            }
-        }
-    }
-}
-
-/// Whether go-yaml would quote `s`: empty, resolving to a non-string (bool, null, number), or
-/// not representable as a plain scalar.
-fn needs_quotes(s: &str) -> bool {
-    if s.is_empty() {
-        return true;
-    }
-    // YAML 1.1 booleans and nulls, which go-yaml quotes for compatibility.
-    const SPECIAL: &[&str] = &[
-        "y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "true", "True", "TRUE", "false",
-        "False", "FALSE", "on", "On", "ON", "off", "Off", "OFF", "null", "Null", "NULL", "~",
-        ".nan", ".NaN", ".NAN", ".inf", ".Inf", ".INF", "-.inf", "-.Inf", "-.INF", "+.inf",
-        "+.Inf", "+.INF",
-    ];
-    if SPECIAL.contains(&s) || looks_numeric(s) {
-        return true;
-    }
-    let first = s.as_bytes()[0];
-    if b"-?:,[]{}#&*!|>'\"%@`".contains(&first) || first == b' ' {
-        return true;
-    }
-    s.ends_with(' ')
-        || s.contains(": ")
-        || s.contains(" #")
-        || s.chars().any(|c| c.is_control() || !c.is_ascii())
-}
-
-fn looks_numeric(s: &str) -> bool {
-    let t = s.strip_prefix(['+', '-']).unwrap_or(s);
-    if t.is_empty() {
-        return false;
-    }
-    let digits_dots = t.bytes().all(|b| {
-        b.is_ascii_digit()
-            || b == b'.'
-            || b == b'_'
-            || b == b'e'
-            || b == b'E'
-            || b == b'+'
-            || b == b'-'
-    });
-    let has_digit = t.bytes().any(|b| b.is_ascii_digit());
-    (digits_dots && has_digit && t.as_bytes()[0] != b'e' && t.as_bytes()[0] != b'E')
-        || t.starts_with("0x")
-        || t.starts_with("0o")
-        || t.starts_with("0b")
-}
-
-fn double_quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Values a bundle can hold are quoted where go-yaml quotes them (the shared emitter's
+    /// rules; src/goyaml.rs has the full table) and left plain where it does not.
     #[test]
     fn quoting_follows_go_yaml() {
+        let needs_quotes = |s: &str| crate::goyaml::scalar(s) != s;
         for q in [
             "",
             "123456.1234567890123456",

@@ -332,5 +332,10 @@ fn inspect_cmd(a: InspectArgs) -> Result<u8, CliError> {
         }
     };
     write_stdout(text.as_bytes())?;
-    Ok(0)
+    // An incomplete summary is a failed inspection: say what is missing (on stderr, so the
+    // JSON on stdout stays one document) and exit 1.
+    for p in &summary.problems {
+        super::output::write_stderr(format!("error: {p}\n").as_bytes());
+    }
+    Ok(if summary.problems.is_empty() { 0 } else { 1 })
 }

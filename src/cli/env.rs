@@ -9,6 +9,7 @@ use super::error::CliError;
 use super::input::{contract_arg, kubernetes_pki, read_input};
 use super::opts::{Format, Opens, VaultOpts, passphrase, recipients_from};
 use super::output::{json, write_stdout};
+use super::render::{printable, printable_list};
 use crate::model::{EnvMeta, Sealing};
 use crate::secret::{SecretBytes, SecretText};
 use crate::vault::{self, BundleSource, EnvView, NewEnv, RecipientChange, SealTo};
@@ -161,6 +162,15 @@ pub enum PolicyCommand {
         /// The environment.
         env: String,
     },
+    /// Accept a reviewed change of policy.yaml into the audit trail (until then commands
+    /// refuse a policy the trail does not name).
+    Accept {
+        /// The environment.
+        env: String,
+        /// The review (a pull request, a ticket).
+        #[arg(long, required = true, value_name = "TEXT")]
+        reason: String,
+    },
 }
 
 /// `talvault init [DIR]`
@@ -207,7 +217,7 @@ pub fn run(cmd: EnvCommand, o: &VaultOpts) -> Result<u8, CliError> {
         EnvCommand::Untaint { env, reason } => {
             require_reason(&reason, "INC-123 resolved, leaf expired")?;
             let v = o.open_vault()?;
-            v.untaint(&env, &reason, &o.context(Opens::Nothing)?)?;
+            v.untaint(&env, &reason, &o.context(Opens::Secrets)?)?;
             write_stdout(format!("environment {env} is no longer tainted\n").as_bytes())?;
             Ok(0)
         }
@@ -217,7 +227,7 @@ pub fn run(cmd: EnvCommand, o: &VaultOpts) -> Result<u8, CliError> {
             format,
         } => check(&env, &machine_config, format, o),
         EnvCommand::Show { env, format } => {
-            let view = o.open_vault()?.env_show(&env)?;
+            let view = o.open_vault()?.env_show(&env, &o.context(Opens::Given)?)?;
             let text = match format {
                 Format::Json => json(&view)?,
                 Format::Text => render_env(&view).into_bytes(),
@@ -242,10 +252,10 @@ fn list_text(envs: &[EnvMeta]) -> String {
     for e in envs {
         s.push_str(&format!(
             "{}\tcluster {}\tTalos {}\t{}{}\n",
-            e.name,
-            e.cluster_name,
-            e.talos_version,
-            e.source,
+            printable(&e.name),
+            printable(&e.cluster_name),
+            printable(&e.talos_version),
+            printable(&e.source),
             if e.tainted.is_some() { "\tTAINTED" } else { "" }
         ));
     }
@@ -304,7 +314,7 @@ fn render_env(v: &EnvView) -> String {
         if items.is_empty() {
             "(none)".to_owned()
         } else {
-            items.join(", ")
+            printable_list(items, ", ")
         }
     };
     s.push_str(&format!("endpoints:      {}\n", list(&m.endpoints)));
@@ -391,7 +401,7 @@ pub fn recipients(cmd: RecipientsCommand, o: &VaultOpts) -> Result<u8, CliError>
             } else {
                 v.recipients_list(&env)?
             };
-            let text: String = list.iter().map(|r| format!("{r}\n")).collect();
+            let text: String = list.iter().map(|r| format!("{}\n", printable(r))).collect();
             write_stdout(text.as_bytes())?;
             return Ok(0);
         }
@@ -480,10 +490,37 @@ fn stale_backups(v: &vault::Vault, env: &str) -> String {
     s
 }
 
-/// `talvault policy show ENV`
+/// `talvault policy show|accept ENV`
 pub fn policy(cmd: PolicyCommand, o: &VaultOpts) -> Result<u8, CliError> {
-    let PolicyCommand::Show { env } = cmd;
-    let p = o.open_vault()?.policy(&env)?;
-    write_stdout(p.to_yaml().as_bytes())?;
+    match cmd {
+        PolicyCommand::Show { env } => {
+            let p = o.open_vault()?.policy(&env, &o.context(Opens::Given)?)?;
+            write_stdout(p.to_yaml().as_bytes())?;
+        }
+        PolicyCommand::Accept { env, reason } => {
+            require_reason(&reason, "PR #42 reviewed by bob")?;
+            let v = o.open_vault()?;
+            v.policy_accept(&env, &reason, &o.context(Opens::Secrets)?)?;
+            write_stdout(
+                format!("accepted envs/{env}/policy.yaml into the audit trail\n").as_bytes(),
+            )?;
+        }
+    }
+    Ok(0)
+}
+
+/// `talvault upgrade`
+pub fn upgrade(o: &VaultOpts) -> Result<u8, CliError> {
+    let v = o.open_vault()?;
+    let ctx = o.context(Opens::Secrets)?;
+    let done = v.upgrade(&ctx)?;
+    write_stdout(
+        format!(
+            "upgraded the vault to format 2: events are authenticated and account for every file ({} environment(s): {})\n",
+            done.len(),
+            done.join(", ")
+        )
+        .as_bytes(),
+    )?;
     Ok(0)
 }

@@ -87,6 +87,12 @@ fn hint(e: &VaultError) -> Option<String> {
         VaultError::Lock(e) => return e.hint().map(str::to_owned),
         VaultError::Age(e) => return e.hint(),
         VaultError::Meta(MetaError::NewerFormat { .. }) => "upgrade talvault".into(),
+        VaultError::PolicyNotAccepted { env } => format!("review the change, then record it: talvault policy accept {env} --reason \"PR …\""),
+        VaultError::Disagrees { .. } => "restore the file from git history (`git log -- FILE`), and run `talvault audit verify` to see what else changed".into(),
+        VaultError::AlreadyUpgraded { .. } => "nothing to do".into(),
+        VaultError::AuditKeys { .. } => "restore envs/ENV/audit.age and bundle.age from git history, then run `talvault audit verify ENV`".into(),
+        VaultError::ContractMismatch { .. } => "pass --talos-version with the contract the bundle was made for; `talvault bundle inspect FILE` says which it looks like".into(),
+        VaultError::WrongSealing { .. } => "a passphrase environment has no recipients to change; to share it, create a new environment sealed to recipients from the exported bundle (`talvault bundle export` | `talvault env import --from-secrets`)".into(),
         VaultError::NoRecipientsLeft { .. } => "add the new recipient first".into(),
         VaultError::NotARecipient { .. } => "list them with `talvault recipients list ENV`".into(),
         VaultError::Policy(PolicyError::TtlAbovePolicy { .. }) => {
@@ -106,13 +112,17 @@ fn hint(e: &VaultError) -> Option<String> {
         VaultError::NoSuchIssuer { .. } => "list them with `talvault issuer list ENV`".into(),
         VaultError::IssuerState { operation: "retire", .. } => "a retired issuer stays retired; create a new one with `talvault issuer rotate ENV`".into(),
         VaultError::IssuerState { .. } => "see the states with `talvault issuer list ENV`".into(),
+        VaultError::IssuerExpired { .. } => "rotate to a new issuer: `talvault issuer rotate ENV`, roll out `talvault patch accepted-cas ENV`, then `talvault issuer activate ENV NEW-ID`".into(),
+        VaultError::NoAcceptedCas { .. } => "if the nodes run Talos 1.7 or later, pass --force; otherwise upgrade them first (issuer mode needs machine.acceptedCAs)".into(),
         VaultError::RetireStrands { .. } => "activate the next issuer first (`talvault issuer rotate ENV`, then `issuer activate`), or pass --force to cut those certificates off".into(),
         VaultError::BadIssuer { .. } => "restore the issuer directory from git history and investigate who changed it".into(),
+        VaultError::TokenKeyMismatch { issuer, .. } => format!("another key answers at that URI in the token: find out who changed the token; until then nothing signs with it (cut access with `talvault issuer retire ENV {issuer}` once a new issuer is active)"),
         VaultError::LeafOutlivesIssuer { .. } => "ask for a shorter --ttl, or rotate to a newer issuer with `talvault issuer rotate ENV`".into(),
         VaultError::UnknownSerial { .. } => "list issued serials with `talvault status ENV -o json`".into(),
         VaultError::ForeignTalosconfig { .. } => "check the environment name; `talvault env list` shows them all".into(),
         VaultError::NoCrlIssuer { .. } => "create one with `talvault issuer create ENV`; direct-mode revocations are listed by `talvault crl ENV --format json`".into(),
-        VaultError::DirectForbidden { .. } => "activate an issuer (`talvault issuer create ENV`, then `issuer activate`), or set allow_direct: true in policy.yaml through review".into(),
+        VaultError::DirectForbidden { beside_issuer: false, .. } => "activate an issuer (`talvault issuer create ENV`, then `issuer activate`), or set allow_direct: true in policy.yaml through review".into(),
+        VaultError::DirectForbidden { beside_issuer: true, .. } => "leave out --direct to sign with the active issuer: a certificate the OS CA signs survives retiring every issuer; if you must, set direct_beside_issuers: true in policy.yaml through review".into(),
         VaultError::BackupContents { problem, .. } => match problem.as_ref() {
             ContentsProblem::Etcd(Verdict::NoTrailer { .. } | Verdict::TrailingData { .. }) => {
                 "if this is a copy of a data directory's member/snap/db, pass --db-copy; otherwise take a new snapshot (`talosctl etcd snapshot FILE`)".into()
@@ -162,6 +172,18 @@ impl From<VaultError> for CliError {
             VaultError::BackupText { what, problem } => format!("--{what}: {problem}"),
             VaultError::KeepNothing => format!("--keep 0: {e}"),
             VaultError::BadMachineConfig(m) => format!("--machine-config: {m}"),
+            VaultError::ControlCharacter { field } => {
+                let flag = match *field {
+                    "cluster_name" => "--cluster-name",
+                    "endpoint" => "--endpoint",
+                    "node" => "--node",
+                    "context" => "--context",
+                    "reason" => "--reason",
+                    other => other,
+                };
+                return CliError::usage(format!("{flag} must not contain control characters"))
+                    .hint("it is stored in the vault and printed by reports; give plain text");
+            }
             VaultError::BadKeptCa { label, reason } => {
                 return CliError::usage(format!("--keep-ca {label}: {reason}"));
             }

@@ -9,7 +9,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use super::error::CliError;
 use super::input::{read_input, ttl_arg};
 use super::opts::{ListFormat, Opens, VaultOpts};
-use super::output::{Output, json, write_stdout};
+use super::output::{Output, json, write_stderr, write_stdout};
 use super::render::{cert_line, issuer_line};
 use crate::pki::issuer::IssuerAlgorithm as Algorithm;
 use crate::vault::{DEFAULT_ISSUER_LIFETIME, IssuerChange, NewIssuer, NewIssuerKey};
@@ -45,6 +45,10 @@ pub enum IssuerCommand {
         env: String,
         /// The issuer id.
         id: String,
+        /// Activate it although the environment's contract predates machine.acceptedCAs
+        /// (Talos 1.7), for nodes that were upgraded since.
+        #[arg(long)]
+        force: bool,
     },
     /// Retire an issuer: the next accepted-cas patch drops it, cutting off all it signed.
     Retire {
@@ -111,9 +115,9 @@ pub fn issuer(cmd: IssuerCommand, o: &VaultOpts) -> Result<u8, CliError> {
     match cmd {
         IssuerCommand::Create(a) => create(a, false, o),
         IssuerCommand::Rotate(a) => create(a, true, o),
-        IssuerCommand::Activate { env, id } => {
+        IssuerCommand::Activate { env, id, force } => {
             let v = o.open_vault()?;
-            v.issuer_activate(&env, &id, &o.context(Opens::Nothing)?)?;
+            v.issuer_activate(&env, &id, force, &o.context(Opens::Secrets)?)?;
             let mut msg = format!("issuer {id} is active and signs new certificates\n");
             let _ = writeln!(
                 msg,
@@ -126,7 +130,7 @@ pub fn issuer(cmd: IssuerCommand, o: &VaultOpts) -> Result<u8, CliError> {
             let v = o.open_vault()?;
             let IssuerChange {
                 cut_off, untainted, ..
-            } = v.issuer_retire(&env, &id, force, &o.context(Opens::Nothing)?)?;
+            } = v.issuer_retire(&env, &id, force, &o.context(Opens::Secrets)?)?;
             let mut msg = format!("issuer {id} is retired\n");
             let _ = writeln!(
                 msg,
@@ -153,7 +157,7 @@ pub fn issuer(cmd: IssuerCommand, o: &VaultOpts) -> Result<u8, CliError> {
         }
         IssuerCommand::List { env, format } => {
             let v = o.open_vault()?;
-            let list = v.issuer_list(&env, &o.context(Opens::Nothing)?)?;
+            let list = v.issuer_list(&env, &o.context(Opens::Given)?)?;
             match format {
                 ListFormat::Json => write_stdout(&json(&list)?)?,
                 ListFormat::Text => {
@@ -194,8 +198,11 @@ fn create(a: CreateArgs, rotate: bool, o: &VaultOpts) -> Result<u8, CliError> {
             lifetime,
             rotate,
         },
-        &o.context(Opens::Nothing)?,
+        &o.context(Opens::Secrets)?,
     )?;
+    for w in &change.warnings {
+        write_stderr(format!("warning: {w}\n").as_bytes());
+    }
     let env = &a.env;
     let view = &change.issuer;
     let id = &view.id;
@@ -240,7 +247,9 @@ pub fn patch(cmd: PatchCommand, o: &VaultOpts) -> Result<u8, CliError> {
         ));
     }
     let out = Output::public(output.as_deref())?;
-    let (patch, count) = o.open_vault()?.accepted_cas_patch(&env, kept)?;
+    // The patch decides which CAs nodes trust: it rests on the authenticated chain only.
+    let ctx = o.context(Opens::Secrets)?;
+    let (patch, count) = o.open_vault()?.accepted_cas_patch(&env, kept, &ctx)?;
     let to_stdout = out.is_stdout();
     let shown = out.shown();
     out.write(patch.as_bytes())?;

@@ -38,9 +38,54 @@ pub struct VaultOpts {
     /// pin-source (else TALVAULT_PKCS11_PIN, else a prompt). Never give a PIN on the command line.
     #[arg(long, global = true, value_name = "FILE")]
     pub pin_file: Option<PathBuf>,
+    /// The PKCS#11 module library for token-held issuer keys (else TALVAULT_PKCS11_MODULE, else
+    /// `pkcs11.module` in ~/.config/talvault/config.yaml, else the system's usual places).
+    /// Never taken from the vault.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub pkcs11_module: Option<PathBuf>,
     /// How long to wait for another talvault process to release the vault lock.
     #[arg(long, global = true, value_name = "SECONDS", default_value_t = 30)]
     pub lock_timeout: u64,
+}
+
+/// The operator's configuration file, `$XDG_CONFIG_HOME/talvault/config.yaml` (default
+/// `~/.config/talvault/config.yaml`): settings that belong to a person or a machine, never to
+/// the vault (which anyone who can push to its repository can edit).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OperatorConfig {
+    #[serde(default)]
+    pkcs11: OperatorPkcs11,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OperatorPkcs11 {
+    /// The module library (an absolute path).
+    module: Option<PathBuf>,
+    /// Accept token keys that may leave the token.
+    #[serde(default)]
+    danger_allow_extractable: bool,
+}
+
+fn operator_config() -> Result<OperatorConfig, CliError> {
+    let dir = match std::env::var_os("XDG_CONFIG_HOME").filter(|d| !d.is_empty()) {
+        Some(d) => PathBuf::from(d),
+        None => match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+            Some(h) => PathBuf::from(h).join(".config"),
+            None => return Ok(OperatorConfig::default()),
+        },
+    };
+    let path = dir.join("talvault/config.yaml");
+    if !path.exists() {
+        return Ok(OperatorConfig::default());
+    }
+    let bytes = read_input(&path, "configuration")?;
+    crate::model::parse_yaml(&bytes).map_err(|e| {
+        CliError::usage(format!("{}: {e}", path.display())).hint(
+            "it holds `pkcs11: {module: /path/to/module.so, danger_allow_extractable: false}`",
+        )
+    })
 }
 
 /// Output format of reports.
@@ -66,7 +111,11 @@ pub enum ListFormat {
 pub enum Opens {
     /// Opens nothing sealed.
     Nothing,
-    /// May open the bundle or an issuer key.
+    /// Reads what the audit chain decides: authenticates it with the identities given (-i,
+    /// TALVAULT_IDENTITY, SOPS_AGE_KEY_FILE) when they open the audit keys, and reports
+    /// "structure only" otherwise.
+    Given,
+    /// May open the bundle or an issuer key, or writes an event: the audit keys must open.
     Secrets,
 }
 
@@ -101,10 +150,32 @@ impl VaultOpts {
                 talvault_hsm::PIN_ENV
             )));
         }
+        if actor.chars().any(char::is_control) {
+            return Err(CliError::usage(
+                "the actor (--actor, TALVAULT_ACTOR or git user.email) must not contain control characters",
+            )
+            .hint("it is written into every audit event and printed by `talvault audit log`"));
+        }
         let mut ctx = Context::new(actor, time::OffsetDateTime::now_utc());
+        let config = operator_config()?;
+        let module = match self.pkcs11_module.clone().or_else(|| {
+            std::env::var_os("TALVAULT_PKCS11_MODULE")
+                .filter(|m| !m.is_empty())
+                .map(PathBuf::from)
+        }) {
+            Some(m) => Some(m),
+            None => config.pkcs11.module,
+        };
+        ctx.pkcs11 = vault::Pkcs11Setup {
+            module: module.map(|m| m.display().to_string()),
+            danger_allow_extractable: config.pkcs11.danger_allow_extractable
+                || std::env::var("TALVAULT_PKCS11_ALLOW_EXTRACTABLE").as_deref() == Ok("1"),
+        };
         ctx.pin_prompt = Some(match self.pin_file.clone() {
             Some(path) => Box::new(move |_token: &str| {
-                let bytes = read_input(&path, "PIN file").map_err(|e| e.message)?;
+                // A regular file of at most 1 KiB: never a FIFO or a device.
+                let bytes = talvault_hsm::read_pin_file(&path)
+                    .map_err(|e| format!("cannot read the PIN file {}: {e}", path.display()))?;
                 let text = String::from_utf8(bytes.to_vec())
                     .map_err(|_| "the PIN file is not UTF-8 text".to_owned())?;
                 let pin = text.strip_suffix('\n').unwrap_or(&text);
@@ -127,7 +198,12 @@ impl VaultOpts {
         ctx.passphrase = Some(Box::new(move || {
             passphrase(&opts, false).map_err(|e| Box::new(e) as Box<_>)
         }));
-        if opens == Opens::Secrets {
+        ctx.chain = match opens {
+            Opens::Nothing => vault::ChainCheck::Structure,
+            Opens::Given => vault::ChainCheck::IfIdentity,
+            Opens::Secrets => vault::ChainCheck::Required,
+        };
+        if opens != Opens::Nothing {
             let talvault_identity = std::env::var_os("TALVAULT_IDENTITY");
             let sops = std::env::var_os("SOPS_AGE_KEY_FILE");
             ctx.identities = vault::load_identities(

@@ -5,7 +5,8 @@
 #![expect(clippy::disallowed_methods, reason = "EDGE: talks to the terminal")]
 
 use std::io::Write as _;
-use std::os::fd::AsRawFd as _;
+
+use rustix::termios::{LocalModes, OptionalActions, tcgetattr, tcsetattr};
 
 use crate::secret::SecretText;
 
@@ -15,25 +16,11 @@ pub fn read_hidden(prompt: &str) -> std::io::Result<SecretText> {
         .read(true)
         .write(true)
         .open("/dev/tty")?;
-    let fd = tty.as_raw_fd();
-    // SAFETY: termios is plain data; tcgetattr fills it for a valid terminal descriptor.
-    #[expect(unsafe_code, reason = "termios has no safe std API")]
-    let saved = unsafe {
-        let mut t = std::mem::zeroed::<libc::termios>();
-        if libc::tcgetattr(fd, &mut t) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        t
-    };
-    let mut quiet = saved;
-    quiet.c_lflag &= !libc::ECHO;
-    quiet.c_lflag |= libc::ECHONL;
-    // SAFETY: sets attributes on the same valid descriptor from a valid termios value.
-    #[expect(unsafe_code, reason = "termios has no safe std API")]
-    let rc = unsafe { libc::tcsetattr(fd, libc::TCSANOW, &quiet) };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
+    let saved = tcgetattr(&tty)?;
+    let mut quiet = saved.clone();
+    quiet.local_modes.remove(LocalModes::ECHO);
+    quiet.local_modes.insert(LocalModes::ECHONL);
+    tcsetattr(&tty, OptionalActions::Now, &quiet)?;
     let result = (|| {
         let mut out = &tty;
         out.write_all(prompt.as_bytes())?;
@@ -60,11 +47,8 @@ pub fn read_hidden(prompt: &str) -> std::io::Result<SecretText> {
             .map_err(|_| std::io::Error::other("the passphrase is not UTF-8"))?;
         Ok(SecretText::from(text))
     })();
-    // SAFETY: restores the attributes saved above on the same descriptor.
-    #[expect(unsafe_code, reason = "termios has no safe std API")]
-    unsafe {
-        libc::tcsetattr(fd, libc::TCSANOW, &saved);
-    }
+    // Restores the attributes saved above, whatever happened while reading.
+    let _ = tcsetattr(&tty, OptionalActions::Now, &saved);
     result
 }
 

@@ -1,19 +1,50 @@
-//! EDGE: text renderings several commands share: an issuer line, a certificate line, a
-//! duration.
+//! EDGE: text renderings several commands share: vault text made safe to print, an issuer
+//! line, a certificate line, a duration.
+
+use std::borrow::Cow;
 
 use crate::vault::{IssuerView, LiveCert};
+
+/// Text from a vault file or a certificate, safe to print: control characters (a newline that
+/// would forge a line of `audit log`, an escape sequence that would drive the terminal) are
+/// shown escaped.
+pub fn printable(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return Cow::Borrowed(s);
+    }
+    Cow::Owned(
+        s.chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_default().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect(),
+    )
+}
+
+/// [`printable`] over a list, joined with `sep`.
+pub fn printable_list(items: &[String], sep: &str) -> String {
+    items
+        .iter()
+        .map(|s| printable(s))
+        .collect::<Vec<_>>()
+        .join(sep)
+}
 
 /// One issuer, as `issuer list` and `status` print it.
 pub fn issuer_line(v: &IssuerView) -> String {
     format!(
         "{:<12} {:<8}{} {:<10} {:<6} {} .. {}  issued {}, live {}",
-        v.id,
+        printable(&v.id),
         v.state.as_str(),
         if v.signing { "*" } else { " " },
-        v.algorithm,
+        printable(&v.algorithm),
         v.key_store,
-        v.not_before,
-        v.not_after,
+        printable(&v.not_before),
+        printable(&v.not_after),
         v.issued,
         v.live
     )
@@ -23,11 +54,11 @@ pub fn issuer_line(v: &IssuerView) -> String {
 pub fn cert_line(c: &LiveCert) -> String {
     format!(
         "  {}  {}  {}  by {}  until {}{}",
-        c.serial,
-        c.holder.as_deref().unwrap_or("(no holder)"),
-        c.roles.join(","),
-        c.issuer,
-        c.not_after,
+        printable(&c.serial),
+        printable(c.holder.as_deref().unwrap_or("(no holder)")),
+        printable_list(&c.roles, ","),
+        printable(&c.issuer),
+        printable(&c.not_after),
         if c.break_glass { "  BREAK-GLASS" } else { "" }
     )
 }

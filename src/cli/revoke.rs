@@ -10,7 +10,7 @@ use super::error::CliError;
 use super::input::{serial_arg, talosconfig_context};
 use super::opts::{ListFormat, Opens, VaultOpts};
 use super::output::{Output, json, write_stdout};
-use super::render::{cert_line, duration_text};
+use super::render::{cert_line, duration_text, printable, printable_list};
 use crate::model::IssuerState;
 use crate::pki::crl::RevocationReason;
 use crate::vault::{RevokeOutcome, RevokeTarget, VaultError, Verification};
@@ -122,22 +122,21 @@ fn revoke_text(env: &str, out: &RevokeOutcome) -> String {
         format!(
             "revoked certificate {} ({}, {}) as {}\n",
             c.serial,
-            c.holder.as_deref().unwrap_or("no holder"),
-            c.roles.join(","),
+            printable(c.holder.as_deref().unwrap_or("no holder")),
+            printable_list(&c.roles, ","),
             out.reason
         )
     };
-    if let Some(crl) = &out.crl {
-        // The CRL is the certificate's issuer's, signed with its key wherever that lives.
-        let in_token = out.issuer.as_ref().is_some_and(|i| i.key_store == "pkcs11");
+    if let Some(i) = out
+        .issuer
+        .as_ref()
+        .filter(|i| i.state != IssuerState::Retired)
+    {
+        // CRLs are signed on demand, never stored in the vault.
         let _ = writeln!(
             msg,
-            "CRL regenerated: {crl}{}",
-            if in_token {
-                " (signed inside its PKCS#11 token)"
-            } else {
-                ""
-            }
+            "publish a fresh CRL for the certificate's issuer: talvault crl {env} --issuer {} -o {}.crl.pem",
+            i.id, i.id
         );
     }
     if out.remaining_seconds == 0 {
@@ -202,7 +201,7 @@ pub fn crl(a: CrlArgs, o: &VaultOpts) -> Result<u8, CliError> {
     let out = Output::public(a.output.as_deref())?;
     let v = o.open_vault()?;
     if a.format == CrlFormat::Json {
-        let list = v.denylist(&a.env, &o.context(Opens::Nothing)?)?;
+        let list = v.denylist(&a.env, &o.context(Opens::Given)?)?;
         out.write(&json(&list)?)?;
         return Ok(0);
     }
@@ -217,7 +216,7 @@ pub fn crl(a: CrlArgs, o: &VaultOpts) -> Result<u8, CliError> {
     if to_file {
         write_stdout(
             format!(
-                "CRL number {} of issuer {} with {} entries, signed {} (also stored as {})\n",
+                "CRL number {} of issuer {} with {} entries, signed {}\n",
                 crl.number,
                 crl.issuer,
                 crl.entries,
@@ -225,8 +224,7 @@ pub fn crl(a: CrlArgs, o: &VaultOpts) -> Result<u8, CliError> {
                     "inside its PKCS#11 token"
                 } else {
                     "with its sealed key"
-                },
-                crl.stored
+                }
             )
             .as_bytes(),
         )?;
@@ -244,7 +242,7 @@ pub fn verify(a: VerifyArgs, o: &VaultOpts) -> Result<u8, CliError> {
             &c.name,
             &c.server_ca,
             &c.crt,
-            &o.context(Opens::Nothing)?,
+            &o.context(Opens::Given)?,
         )
         .map_err(|e| match e {
             VaultError::Unreadable { .. } => {
@@ -263,11 +261,11 @@ fn verify_text(r: &Verification) -> String {
     let mut msg = format!(
         "{}: context {:?}, serial {}, roles {}, holder {}, signed by {}\n",
         if r.good { "GOOD" } else { "NOT GOOD" },
-        r.context,
+        printable(&r.context),
         r.serial,
-        r.roles.join(","),
-        r.holder.as_deref().unwrap_or("(none)"),
-        r.signed_by.as_deref().unwrap_or("(unknown CA)")
+        printable_list(&r.roles, ","),
+        printable(r.holder.as_deref().unwrap_or("(none)")),
+        printable(r.signed_by.as_deref().unwrap_or("(unknown CA)"))
     );
     for c in &r.checks {
         let _ = writeln!(

@@ -9,7 +9,7 @@ use super::error::CliError;
 use super::input::ttl_arg;
 use super::opts::{Opens, VaultOpts};
 use super::output::write_stdout;
-use super::render::{cert_line, issuer_line};
+use super::render::{cert_line, issuer_line, printable};
 use crate::vault::EnvStatus;
 
 /// Status output forms.
@@ -41,7 +41,7 @@ pub struct StatusArgs {
 pub fn status(a: StatusArgs, o: &VaultOpts) -> Result<u8, CliError> {
     let window = ttl_arg("--expiring", &a.expiring, "e.g. --expiring 720h or 30d")?;
     let v = o.open_vault()?;
-    let ctx = o.context(Opens::Nothing)?;
+    let ctx = o.context(Opens::Given)?;
     let report = v.status(a.env.as_deref(), window.as_duration(), &ctx)?;
     let grade = report.iter().map(|s| s.grade).max().unwrap_or(0);
     match a.format {
@@ -71,8 +71,8 @@ fn status_table(report: &[EnvStatus]) -> String {
         let _ = writeln!(
             msg,
             "{} (cluster {}): {}",
-            s.env,
-            s.cluster_name,
+            printable(&s.env),
+            printable(&s.cluster_name),
             match s.grade {
                 0 => "ok",
                 1 => "EXPIRING",
@@ -86,7 +86,7 @@ fn status_table(report: &[EnvStatus]) -> String {
             c.live, c.expired, c.revoked, c.revoked_unexpired, c.issued
         );
         for f in &s.findings {
-            let _ = writeln!(msg, "  {}: {}", f.kind.to_uppercase(), f.what);
+            let _ = writeln!(msg, "  {}: {}", f.kind.to_uppercase(), printable(&f.what));
         }
         for ca in &s.cas {
             let _ = writeln!(msg, "  CA {:<14} until {}", ca.ca, ca.not_after);
@@ -98,6 +98,7 @@ fn status_table(report: &[EnvStatus]) -> String {
             let _ = writeln!(msg, "  issuer {}", issuer_line(i));
         }
         let _ = writeln!(msg, "  recipients: {}", s.recipients.len());
+        let _ = writeln!(msg, "  audit trail: {}", s.audit);
         let b = &s.backups;
         match (&b.newest_verified, b.newest_verified_age) {
             _ if b.backups == 0 => {

@@ -10,7 +10,7 @@ use rcgen::{SignatureAlgorithm, SigningKey};
 use thiserror::Error;
 use time::OffsetDateTime;
 
-use crate::der::{self, tag};
+use crate::der::{self, DerError, tag};
 
 /// Signing failed, or the template names an algorithm talvault does not write.
 #[derive(Debug, Error)]
@@ -24,6 +24,9 @@ pub enum CertError {
     /// A validity time outside what X.509 can encode.
     #[error("validity time out of range")]
     TimeOutOfRange,
+    /// DER encoding failed (a part larger than DER lengths allow).
+    #[error("DER encoding failed: {0}")]
+    Der(#[from] DerError),
 }
 
 /// KeyUsage bits (RFC 5280 §4.2.1.3), numbered as in the BIT STRING.
@@ -141,16 +144,16 @@ pub fn encode_time(t: OffsetDateTime) -> Result<Vec<u8>, CertError> {
     }
     Ok(if y < 2050 {
         let text = format!("{:02}{mo:02}{d:02}{h:02}{mi:02}{s:02}Z", y % 100);
-        der::tlv(0x17, text.as_bytes())
+        der::tlv(0x17, text.as_bytes())?
     } else {
         let text = format!("{y:04}{mo:02}{d:02}{h:02}{mi:02}{s:02}Z");
-        der::tlv(0x18, text.as_bytes())
+        der::tlv(0x18, text.as_bytes())?
     })
 }
 
-fn extension(oid: &[u8], critical: bool, value: &[u8]) -> Vec<u8> {
-    let oid = der::tlv(tag::OID, oid);
-    let value = der::tlv(tag::OCTET_STRING, value);
+fn extension(oid: &[u8], critical: bool, value: &[u8]) -> Result<Vec<u8>, DerError> {
+    let oid = der::tlv(tag::OID, oid)?;
+    let value = der::tlv(tag::OCTET_STRING, value)?;
     if critical {
         der::sequence(&[&oid, &[0x01, 0x01, 0xff], &value])
     } else {
@@ -158,7 +161,7 @@ fn extension(oid: &[u8], critical: bool, value: &[u8]) -> Vec<u8> {
     }
 }
 
-fn key_usage_bits(ku: KeyUsage) -> Vec<u8> {
+fn key_usage_bits(ku: KeyUsage) -> Result<Vec<u8>, DerError> {
     let mut bits: u16 = 0;
     for (set, bit) in [
         (ku.digital_signature, 0),
@@ -189,7 +192,7 @@ impl CertificateTemplate {
         let mut exts: Vec<Vec<u8>> = Vec::new();
         let ku = self.key_usage;
         if ku.digital_signature || ku.key_cert_sign || ku.crl_sign {
-            exts.push(extension(OID_KU, true, &key_usage_bits(ku)));
+            exts.push(extension(OID_KU, true, &key_usage_bits(ku)?)?);
         }
         if !self.extended_key_usage.is_empty() {
             let oids: Vec<Vec<u8>> = self
@@ -204,37 +207,45 @@ impl CertificateTemplate {
                         },
                     )
                 })
-                .collect();
+                .collect::<Result<_, _>>()?;
             exts.push(extension(
                 OID_EKU,
                 false,
-                &der::tlv(tag::SEQUENCE, &oids.concat()),
-            ));
+                &der::tlv(tag::SEQUENCE, &oids.concat())?,
+            )?);
         }
         if let Some(ca) = self.ca {
             let mut content = vec![0x01, 0x01, 0xff];
             if let Some(n) = ca.path_len {
-                content.extend_from_slice(&der::unsigned_integer(&[n]));
+                content.extend_from_slice(&der::unsigned_integer(&[n])?);
             }
-            exts.push(extension(OID_BC, true, &der::tlv(tag::SEQUENCE, &content)));
+            exts.push(extension(
+                OID_BC,
+                true,
+                &der::tlv(tag::SEQUENCE, &content)?,
+            )?);
         }
         if let Some(ski) = &self.subject_key_id {
-            exts.push(extension(OID_SKI, false, &der::tlv(tag::OCTET_STRING, ski)));
+            exts.push(extension(
+                OID_SKI,
+                false,
+                &der::tlv(tag::OCTET_STRING, ski)?,
+            )?);
         }
         if let Some(aki) = &self.authority_key_id {
             exts.push(extension(
                 OID_AKI,
                 false,
-                &der::sequence(&[&der::tlv(0x80, aki)]),
-            ));
+                &der::sequence(&[&der::tlv(0x80, aki)?])?,
+            )?);
         }
         let validity = der::sequence(&[
             &encode_time(self.not_before)?,
             &encode_time(self.not_after)?,
-        ]);
+        ])?;
         let mut parts: Vec<Vec<u8>> = vec![
             vec![0xa0, 0x03, 0x02, 0x01, 0x02],
-            der::unsigned_integer(&self.serial),
+            der::unsigned_integer(&self.serial)?,
             alg_id.to_vec(),
             self.issuer.clone(),
             validity,
@@ -242,9 +253,9 @@ impl CertificateTemplate {
             self.subject_public_key_info.clone(),
         ];
         if !exts.is_empty() {
-            parts.push(der::tlv(0xa3, &der::tlv(tag::SEQUENCE, &exts.concat())));
+            parts.push(der::tlv(0xa3, &der::tlv(tag::SEQUENCE, &exts.concat())?)?);
         }
-        Ok(der::tlv(tag::SEQUENCE, &parts.concat()))
+        Ok(der::tlv(tag::SEQUENCE, &parts.concat())?)
     }
 
     /// Signs the certificate with `signer` and returns its DER.
@@ -258,8 +269,8 @@ impl CertificateTemplate {
         Ok(der::sequence(&[
             &tbs,
             alg_id,
-            &der::tlv(tag::BIT_STRING, &bits),
-        ]))
+            &der::tlv(tag::BIT_STRING, &bits)?,
+        ])?)
     }
 }
 
@@ -274,18 +285,21 @@ mod tests {
             key_cert_sign: true,
             crl_sign: false,
         };
-        assert_eq!(key_usage_bits(ca), vec![0x03, 0x02, 0x02, 0x84]);
+        assert_eq!(key_usage_bits(ca).unwrap(), vec![0x03, 0x02, 0x02, 0x84]);
         let leaf = KeyUsage {
             digital_signature: true,
             ..Default::default()
         };
-        assert_eq!(key_usage_bits(leaf), vec![0x03, 0x02, 0x07, 0x80]);
+        assert_eq!(key_usage_bits(leaf).unwrap(), vec![0x03, 0x02, 0x07, 0x80]);
         let issuer = KeyUsage {
             digital_signature: true,
             key_cert_sign: true,
             crl_sign: true,
         };
-        assert_eq!(key_usage_bits(issuer), vec![0x03, 0x02, 0x01, 0x86]);
+        assert_eq!(
+            key_usage_bits(issuer).unwrap(),
+            vec![0x03, 0x02, 0x01, 0x86]
+        );
     }
 
     #[test]
@@ -293,6 +307,9 @@ mod tests {
         let t = time::macros::datetime!(2049-12-31 23:59:59 UTC);
         assert_eq!(encode_time(t).unwrap()[0], 0x17);
         let t = time::macros::datetime!(2050-01-01 00:00:00 UTC);
-        assert_eq!(encode_time(t).unwrap(), der::tlv(0x18, b"20500101000000Z"));
+        assert_eq!(
+            encode_time(t).unwrap(),
+            der::tlv(0x18, b"20500101000000Z").unwrap()
+        );
     }
 }

@@ -21,7 +21,7 @@ use x509_parser::extensions::ParsedExtension;
 use x509_parser::prelude::FromDer;
 
 use super::cert::{CertError, algorithm_identifier, encode_time};
-use crate::der::{self, tag};
+use crate::der::{self, DerError, tag, tlv_len, write_header};
 use crate::hex::encode as hex;
 use crate::keys;
 
@@ -324,6 +324,12 @@ impl CrlIssuer {
     }
 }
 
+impl From<DerError> for CrlError {
+    fn from(e: DerError) -> Self {
+        CrlError::Cert(CertError::Der(e))
+    }
+}
+
 /// One entry, checked and ready to encode.
 struct Entry<'a> {
     /// The serial without leading zero bytes (non-empty).
@@ -339,19 +345,19 @@ impl Entry<'_> {
     }
 
     /// Content length of the entry SEQUENCE.
-    fn content_len(&self) -> usize {
-        tlv_len(self.serial_content_len())
+    fn content_len(&self) -> Result<usize, DerError> {
+        Ok(tlv_len(self.serial_content_len())?
             + time_tlv_len(self.revoked_at)
             + if self.reason == RevocationReason::Unspecified {
                 0
             } else {
                 REASON_EXTENSIONS_LEN
-            }
+            })
     }
 
     fn write(&self, out: &mut Vec<u8>) -> Result<(), CrlError> {
-        write_header(out, tag::SEQUENCE, self.content_len());
-        write_header(out, tag::INTEGER, self.serial_content_len());
+        write_header(out, tag::SEQUENCE, self.content_len()?)?;
+        write_header(out, tag::INTEGER, self.serial_content_len())?;
         if self.serial[0] & 0x80 != 0 {
             out.push(0);
         }
@@ -420,30 +426,33 @@ pub fn sign_crl(
     // crlExtensions (RFC 5280 §5.2: AKI and CRLNumber are REQUIRED), both non-critical.
     // §5.2.1: AKI keyIdentifier = the issuer's SKI, so verifiers find the right key.
     let aki = der::sequence(&[
-        &der::tlv(tag::OID, OID_AKI),
+        &der::tlv(tag::OID, OID_AKI)?,
         &der::tlv(
             tag::OCTET_STRING,
-            &der::sequence(&[&der::tlv(0x80, &issuer.subject_key_id)]),
-        ),
-    ]);
+            &der::sequence(&[&der::tlv(0x80, &issuer.subject_key_id)?])?,
+        )?,
+    ])?;
     // §5.2.3: CRLNumber, a non-negative INTEGER.
     let number = der::sequence(&[
-        &der::tlv(tag::OID, OID_CRL_NUMBER),
+        &der::tlv(tag::OID, OID_CRL_NUMBER)?,
         &der::tlv(
             tag::OCTET_STRING,
-            &der::unsigned_integer(&params.crl_number.to_be_bytes()),
-        ),
-    ]);
-    let extensions = der::tlv(0xa0, &der::sequence(&[&aki, &number]));
+            &der::unsigned_integer(&params.crl_number.to_be_bytes())?,
+        )?,
+    ])?;
+    let extensions = der::tlv(0xa0, &der::sequence(&[&aki, &number])?)?;
     let this_update = encode_time(this_update)?;
     let next_update = encode_time(next_update)?;
 
     // §5.1.2.6: revokedCertificates is absent, not empty, when nothing is revoked.
-    let entries_len: usize = entries.iter().map(|e| tlv_len(e.content_len())).sum();
+    let mut entries_len = 0usize;
+    for entry in &entries {
+        entries_len += tlv_len(entry.content_len()?)?;
+    }
     let revoked_len = if entries.is_empty() {
         0
     } else {
-        tlv_len(entries_len)
+        tlv_len(entries_len)?
     };
     // §5.1.2.1: version v2 (INTEGER 1), required since extensions are present.
     const VERSION_V2: [u8; 3] = [tag::INTEGER, 0x01, 0x01];
@@ -454,8 +463,8 @@ pub fn sign_crl(
         + next_update.len()
         + revoked_len
         + extensions.len();
-    let mut tbs = Vec::with_capacity(tlv_len(tbs_content_len));
-    write_header(&mut tbs, tag::SEQUENCE, tbs_content_len);
+    let mut tbs = Vec::with_capacity(tlv_len(tbs_content_len)?);
+    write_header(&mut tbs, tag::SEQUENCE, tbs_content_len)?;
     tbs.extend_from_slice(&VERSION_V2);
     // §5.1.2.2: the same AlgorithmIdentifier as signatureAlgorithm.
     tbs.extend_from_slice(alg_id);
@@ -464,23 +473,23 @@ pub fn sign_crl(
     tbs.extend_from_slice(&this_update);
     tbs.extend_from_slice(&next_update);
     if !entries.is_empty() {
-        write_header(&mut tbs, tag::SEQUENCE, entries_len);
+        write_header(&mut tbs, tag::SEQUENCE, entries_len)?;
         for entry in &entries {
             entry.write(&mut tbs)?;
         }
     }
     tbs.extend_from_slice(&extensions);
-    debug_assert_eq!(tbs.len(), tlv_len(tbs_content_len));
+    debug_assert_eq!(Ok(tbs.len()), tlv_len(tbs_content_len));
 
     let signature = signer.sign(&tbs).map_err(CertError::Sign)?;
     let bits_len = signature.len() + 1;
-    let content_len = tbs.len() + alg_id.len() + tlv_len(bits_len);
-    let mut out = Vec::with_capacity(tlv_len(content_len));
-    write_header(&mut out, tag::SEQUENCE, content_len);
+    let content_len = tbs.len() + alg_id.len() + tlv_len(bits_len)?;
+    let mut out = Vec::with_capacity(tlv_len(content_len)?);
+    write_header(&mut out, tag::SEQUENCE, content_len)?;
     out.extend_from_slice(&tbs);
     drop(tbs);
     out.extend_from_slice(alg_id);
-    write_header(&mut out, tag::BIT_STRING, bits_len);
+    write_header(&mut out, tag::BIT_STRING, bits_len)?;
     out.push(0);
     out.extend_from_slice(&signature);
     Ok(Crl { der: out })
@@ -490,34 +499,6 @@ fn whole_seconds(t: OffsetDateTime) -> Result<OffsetDateTime, CertError> {
     t.to_offset(time::UtcOffset::UTC)
         .replace_nanosecond(0)
         .map_err(|_| CertError::TimeOutOfRange)
-}
-
-/// Length of the DER length octets for `len`.
-fn len_len(len: usize) -> usize {
-    if len < 0x80 {
-        1
-    } else {
-        1 + (usize::BITS - len.leading_zeros()).div_ceil(8) as usize
-    }
-}
-
-/// Length of a whole TLV with `content` octets (single-octet tag).
-fn tlv_len(content: usize) -> usize {
-    1 + len_len(content) + content
-}
-
-/// Appends a tag and a DER length.
-fn write_header(out: &mut Vec<u8>, tag: u8, len: usize) {
-    out.push(tag);
-    if len < 0x80 {
-        // Short form; the cast cannot truncate.
-        out.push(len as u8);
-        return;
-    }
-    let bytes = len.to_be_bytes();
-    let skip = bytes.iter().take_while(|&&b| b == 0).count();
-    out.push(0x80 | (bytes.len() - skip) as u8);
-    out.extend_from_slice(&bytes[skip..]);
 }
 
 /// Length of a Time as [`encode_time`] writes it: UTCTime (15) through 2049, else
@@ -676,8 +657,8 @@ mod tests {
     fn lengths_match_the_der_writer() {
         for len in [0usize, 1, 127, 128, 255, 256, 65535, 65536, 1 << 24] {
             let mut out = Vec::new();
-            write_header(&mut out, 0x30, len);
-            assert_eq!(out.len() + len, tlv_len(len), "{len}");
+            write_header(&mut out, 0x30, len).unwrap();
+            assert_eq!(out.len() + len, tlv_len(len).unwrap(), "{len}");
             let mut content = out.clone();
             content.resize(out.len() + len, 0);
             assert_eq!(der::parse_one(&content, 0x30).unwrap().content.len(), len);
@@ -826,16 +807,19 @@ mod tests {
             authority_key_id: None,
         };
         let signer = key.key_pair().unwrap();
-        let no_ski = template(crate::pki::name::encode(&["x"], None), None)
+        let no_ski = template(crate::pki::name::encode(&["x"], None).unwrap(), None)
             .sign(&signer)
             .unwrap();
         assert!(matches!(
             sign_crl(&no_ski, &signer, &params(), &[]),
             Err(CrlError::MissingSubjectKeyId { .. })
         ));
-        let empty = template(crate::pki::name::encode(&[], None), Some(vec![1; 20]))
-            .sign(&signer)
-            .unwrap();
+        let empty = template(
+            crate::pki::name::encode(&[], None).unwrap(),
+            Some(vec![1; 20]),
+        )
+        .sign(&signer)
+        .unwrap();
         assert!(matches!(
             sign_crl(&empty, &signer, &params(), &[]),
             Err(CrlError::EmptyIssuerName)

@@ -20,8 +20,9 @@ use x509_parser::prelude::FromDer;
 use super::cert::{CertError, CertificateTemplate, ExtendedKeyUsage, KeyUsage};
 use super::policy::{Grant, GrantViolation, MAX_BACKDATE};
 use super::role::Role;
+use crate::hex::encode as hex;
+use crate::keys::rsa::{RsaKeygenError, generate_rsa4096};
 use crate::keys::{self, KeyAlgorithm, KeyError, PrivateKey};
-use crate::rsa_keygen::{self, RsaKeygenError};
 use crate::secret::SecretBytes;
 
 /// Default NotBefore backdating. talosctl does not backdate talosconfig leaves; talvault allows
@@ -361,9 +362,7 @@ pub fn issue_leaf(
             let key = match ca_facts.algorithm {
                 KeyAlgorithm::Ed25519 => PrivateKey::generate_ed25519(rng)?,
                 KeyAlgorithm::EcdsaP256 => PrivateKey::generate_p256(rng)?,
-                KeyAlgorithm::Rsa => {
-                    PrivateKey::from_rsa_pkcs1(&rsa_keygen::generate_rsa4096(rng)?)?
-                }
+                KeyAlgorithm::Rsa => PrivateKey::from_rsa_pkcs1(&generate_rsa4096(rng)?)?,
             };
             (
                 key.public_key_info()?,
@@ -377,7 +376,7 @@ pub fn issue_leaf(
         serial: random_serial(rng)?,
         // Go: template.Issuer is replaced by parent.RawSubject (crypto/x509 CreateCertificate).
         issuer: ca.tbs_certificate.subject.as_raw().to_vec(),
-        subject: grant.subject_der(),
+        subject: grant.subject_der().map_err(CertError::from)?,
         not_before,
         not_after,
         subject_public_key_info: spki,
@@ -472,16 +471,6 @@ fn random_serial(rng: &dyn SecureRandom) -> Result<Vec<u8>, IssueError> {
     crate::pki::cert::random_serial(rng).ok_or(IssueError::Random)
 }
 
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
-}
-
 #[cfg(test)]
 #[allow(clippy::disallowed_methods, reason = "tests draw real randomness")]
 mod tests {
@@ -541,7 +530,10 @@ mod tests {
         // Go 1.19: asn1.Marshal(pkix.Name{Organization: []string{"os:admin", "os:reader",
         // "os:etcd:backup"}}.ToRDNSequence()).
         let g = grant(&["os:reader", "os:etcd:backup", "os:admin"], None);
-        assert_eq!(hex(&g.subject_der()), GO_SUBJECT_ADMIN_READER_BACKUP);
+        assert_eq!(
+            hex(&g.subject_der().unwrap()),
+            GO_SUBJECT_ADMIN_READER_BACKUP
+        );
         let leaf = issue(&ca(CaName::Os), &g, SubjectKey::Generate).unwrap();
         let (_, cert) = X509Certificate::from_der(&leaf.cert_der).unwrap();
         assert_eq!(hex(cert.subject().as_raw()), GO_SUBJECT_ADMIN_READER_BACKUP);
@@ -677,17 +669,18 @@ mod tests {
     fn csr(key: &PrivateKey, subject: &[u8]) -> Vec<u8> {
         let kp = key.key_pair().unwrap();
         let info = der::sequence(&[
-            &der::tlv(tag::INTEGER, &[0]),
+            &der::tlv(tag::INTEGER, &[0]).unwrap(),
             subject,
             &key.public_key_info().unwrap(),
             &[0xa0, 0x00],
-        ]);
+        ])
+        .unwrap();
         let alg =
             crate::pki::cert::algorithm_identifier(rcgen::PublicKeyData::algorithm(&kp)).unwrap();
         let sig = rcgen::SigningKey::sign(&kp, &info).unwrap();
         let mut bits = vec![0];
         bits.extend_from_slice(&sig);
-        der::sequence(&[&info, alg, &der::tlv(tag::BIT_STRING, &bits)])
+        der::sequence(&[&info, alg, &der::tlv(tag::BIT_STRING, &bits).unwrap()]).unwrap()
     }
 
     #[test]
@@ -701,7 +694,7 @@ mod tests {
             ] {
                 let der = csr(
                     &key,
-                    &name::encode(&["os:admin", "os:impersonator"], Some("mallory")),
+                    &name::encode(&["os:admin", "os:impersonator"], Some("mallory")).unwrap(),
                 );
                 let pem = keys::pem_encode("CERTIFICATE REQUEST", &der);
                 for input in [&der[..], &pem[..]] {
@@ -718,7 +711,7 @@ mod tests {
                     assert_eq!(cert.public_key().raw, &key.public_key_info().unwrap()[..]);
                     assert_eq!(
                         cert.subject().as_raw(),
-                        &name::encode(&["os:reader"], None)[..]
+                        &name::encode(&["os:reader"], None).unwrap()[..]
                     );
                 }
             }
@@ -729,7 +722,7 @@ mod tests {
     fn csr_refusals() {
         let rng = SystemRandom::new();
         let key = PrivateKey::generate_ed25519(&rng).unwrap();
-        let mut der = csr(&key, &name::encode(&[], None));
+        let mut der = csr(&key, &name::encode(&[], None).unwrap());
         let last = der.len() - 1;
         der[last] ^= 1;
         assert_eq!(verify_csr(&der), Err(CsrError::BadSignature));
@@ -744,7 +737,7 @@ mod tests {
             verify_csr(b"not a csr"),
             Err(CsrError::Parse { .. })
         ));
-        let mut trailing = csr(&key, &name::encode(&[], None));
+        let mut trailing = csr(&key, &name::encode(&[], None).unwrap());
         trailing.push(0);
         assert_eq!(verify_csr(&trailing), Err(CsrError::TrailingData));
 
@@ -760,18 +753,20 @@ mod tests {
         )
         .unwrap();
         let info = der::sequence(&[
-            &der::tlv(tag::INTEGER, &[0]),
-            &name::encode(&[], None),
+            &der::tlv(tag::INTEGER, &[0]).unwrap(),
+            &name::encode(&[], None).unwrap(),
             &rcgen::PublicKeyData::subject_public_key_info(&kp),
             &[0xa0, 0x00],
-        ]);
+        ])
+        .unwrap();
         let sig = rcgen::SigningKey::sign(&kp, &info).unwrap();
         let mut bits = vec![0];
         bits.extend_from_slice(&sig);
         let alg = [
             0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x03,
         ];
-        let p384_csr = der::sequence(&[&info, &alg, &der::tlv(tag::BIT_STRING, &bits)]);
+        let p384_csr =
+            der::sequence(&[&info, &alg, &der::tlv(tag::BIT_STRING, &bits).unwrap()]).unwrap();
         let err = verify_csr(&p384_csr).unwrap_err();
         assert_eq!(
             err,
@@ -786,7 +781,7 @@ mod tests {
     fn ca_without_ski_gets_sha1_key_id() {
         let rng = SystemRandom::new();
         let key = PrivateKey::generate_ed25519(&rng).unwrap();
-        let subject = name::encode(&["talos"], None);
+        let subject = name::encode(&["talos"], None).unwrap();
         let template = CertificateTemplate {
             serial: vec![1; 16],
             issuer: subject.clone(),

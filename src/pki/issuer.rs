@@ -277,7 +277,8 @@ pub fn create_issuer_certificate(
     let subject_key_id = digest::digest(&digest::SHA1_FOR_LEGACY_USE_ONLY, signer.der_bytes())
         .as_ref()
         .to_vec();
-    let subject = name::encode(&[ISSUER_ORGANIZATION], Some(spec.common_name));
+    let subject =
+        name::encode(&[ISSUER_ORGANIZATION], Some(spec.common_name)).map_err(CertError::from)?;
     let template = CertificateTemplate {
         serial: random_serial(rng).ok_or(IssuerError::Random)?,
         // Self-signed: issuer = subject (design.md §2: never signed by the OS CA).
@@ -552,7 +553,7 @@ mod tests {
             assert_eq!(facts.not_before, datetime!(2026-03-01 12:00:00 UTC));
             assert_eq!(
                 facts.subject_der,
-                name::encode(&["talvault"], Some("prod issuer e3 2026-11"))
+                name::encode(&["talvault"], Some("prod issuer e3 2026-11")).unwrap()
             );
             assert!(facts.matches_signer(&signer));
             assert!(!facts.matches_signer(&keys()[0].key_pair().unwrap()));
@@ -670,7 +671,7 @@ mod tests {
     }
 
     fn good_template(key: &PrivateKey) -> CertificateTemplate {
-        let subject = name::encode(&["talvault"], Some("x"));
+        let subject = name::encode(&["talvault"], Some("x")).unwrap();
         let spki = key.public_key_info().unwrap();
         CertificateTemplate {
             serial: vec![7; 16],
@@ -737,7 +738,7 @@ mod tests {
             Err(IssuerError::MissingSubjectKeyId)
         ));
         let mut talos = t.clone();
-        talos.subject = name::encode(&["talos"], None);
+        talos.subject = name::encode(&["talos"], None).unwrap();
         talos.issuer = talos.subject.clone();
         assert!(matches!(
             read_issuer_certificate(&signed(&talos, &key)),
@@ -745,7 +746,7 @@ mod tests {
         ));
         // Signed by another key under the OS CA's name: not self-signed.
         let mut under_os = t.clone();
-        under_os.issuer = name::encode(&["talos"], None);
+        under_os.issuer = name::encode(&["talos"], None).unwrap();
         assert!(matches!(
             read_issuer_certificate(&signed(&under_os, &key)),
             Err(IssuerError::NotSelfSigned { .. })

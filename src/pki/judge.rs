@@ -78,6 +78,20 @@ pub struct RecordFacts {
     pub break_glass: Option<String>,
 }
 
+/// How far the audit chain behind the revocation and record checks was checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrailTrust {
+    /// Every event's MAC was checked; `ignored` events failed and were left out.
+    Authenticated {
+        /// Events left out.
+        ignored: usize,
+    },
+    /// No identity opened the audit keys: structure only.
+    StructureOnly,
+    /// A format-1 vault: nothing to authenticate with.
+    Format1,
+}
+
 /// Everything `verify` weighs.
 #[derive(Debug)]
 pub struct Evidence<'a> {
@@ -93,8 +107,14 @@ pub struct Evidence<'a> {
     pub record: Option<RecordFacts>,
     /// The environment's policy now.
     pub policy: &'a Policy,
+    /// Whether the environment has an active issuer now.
+    pub issuer_active: bool,
     /// The time to judge at.
     pub now: OffsetDateTime,
+    /// How the audit chain was checked.
+    pub trail: TrailTrust,
+    /// Record files that are missing or disagree with the audit chain (not trusted).
+    pub record_problems: Vec<String>,
 }
 
 fn rfc3339(t: OffsetDateTime) -> String {
@@ -254,7 +274,33 @@ pub fn judge(e: &Evidence<'_>) -> Vec<Check> {
         None => {}
     }
 
-    // 8. The record and the policy.
+    // 8. The trail the revocation and record checks rest on, the record and the policy.
+    match e.trail {
+        TrailTrust::Authenticated { ignored: 0 } => {
+            check("audit trail", Pass, "every event authenticated".into())
+        }
+        TrailTrust::Authenticated { ignored } => check(
+            "audit trail",
+            Warn,
+            format!(
+                "{ignored} event(s) fail authentication and were ignored; run `talvault audit verify`"
+            ),
+        ),
+        TrailTrust::StructureOnly => check(
+            "audit trail",
+            Warn,
+            "structure only: no identity given that opens the audit keys (pass -i to authenticate)"
+                .into(),
+        ),
+        TrailTrust::Format1 => check(
+            "audit trail",
+            Warn,
+            "format 1, not authenticated (run `talvault upgrade`)".into(),
+        ),
+    }
+    if !e.record_problems.is_empty() {
+        check("record files", Warn, e.record_problems.join("; "));
+    }
     match &e.record {
         Some(r) => check(
             "recorded",
@@ -274,7 +320,8 @@ pub fn judge(e: &Evidence<'_>) -> Vec<Check> {
             holder: f.common_name.as_deref().and_then(|h| Holder::parse(h).ok()),
             break_glass: e.record.as_ref().and_then(|r| r.break_glass.clone()),
         };
-        let direct_ok = !matches!(e.signer, Some(Signer::OsCa { .. })) || e.policy.allow_direct;
+        let direct_ok = !matches!(e.signer, Some(Signer::OsCa { .. }))
+            || e.policy.allows_direct(e.issuer_active);
         match (e.policy.grant(&request), direct_ok) {
             (Ok(_), true) => check("policy", Pass, "the current policy would issue it".into()),
             (Ok(_), false) => check(
@@ -357,7 +404,10 @@ mod tests {
                 break_glass: None,
             }),
             policy: &policy,
+            issuer_active: true,
             now: datetime!(2030-01-01 01:00:00 UTC),
+            trail: TrailTrust::Authenticated { ignored: 0 },
+            record_problems: Vec::new(),
         };
         let checks = judge(&good);
         assert!(
@@ -374,6 +424,7 @@ mod tests {
                 "validity",
                 "revocation",
                 "accepted",
+                "audit trail",
                 "recorded",
                 "policy"
             ]
@@ -413,6 +464,24 @@ mod tests {
         assert!(o.contains(&("server-ca", Outcome::Fail)));
         assert!(o.contains(&("chain", Outcome::Fail)));
         assert!(o.contains(&("recorded", Outcome::Warn)));
+        for (trail, result) in [
+            (TrailTrust::Authenticated { ignored: 1 }, Outcome::Warn),
+            (TrailTrust::StructureOnly, Outcome::Warn),
+            (TrailTrust::Format1, Outcome::Warn),
+        ] {
+            let e = Evidence {
+                trail,
+                server_ca: Ok("prod"),
+                signer: None,
+                revoked: None,
+                record: None,
+                record_problems: vec!["certs/01.yaml is missing".into()],
+                ..foreign
+            };
+            let o = outcomes(&judge(&e));
+            assert!(o.contains(&("audit trail", result)));
+            assert!(o.contains(&("record files", Outcome::Warn)));
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! PrintableString when every character allows it, else UTF8String
 //! (reference/talos-formats.md §0.3). rcgen 0.14 cannot write several O values (rcgen #81).
 
-use crate::der::{self, tag};
+use crate::der::{self, DerError, tag};
 
 const OID_ORGANIZATION: &[u8] = &[0x55, 0x04, 0x0a]; // 2.5.4.10
 const OID_COMMON_NAME: &[u8] = &[0x55, 0x04, 0x03]; // 2.5.4.3
@@ -16,35 +16,35 @@ pub fn is_printable(s: &str) -> bool {
         .all(|b| b.is_ascii_alphanumeric() || b" '()+,-./:=?".contains(&b))
 }
 
-fn attribute(oid: &[u8], value: &str) -> Vec<u8> {
+fn attribute(oid: &[u8], value: &str) -> Result<Vec<u8>, DerError> {
     let string_tag = if is_printable(value) {
         tag::PRINTABLE_STRING
     } else {
         tag::UTF8_STRING
     };
     der::sequence(&[
-        &der::tlv(tag::OID, oid),
-        &der::tlv(string_tag, value.as_bytes()),
+        &der::tlv(tag::OID, oid)?,
+        &der::tlv(string_tag, value.as_bytes())?,
     ])
 }
 
 /// Encodes a Name with the given organizations (one multi-valued RDN) and an optional common
 /// name (its own RDN, after O as Go orders them). No attributes gives the empty SEQUENCE.
-pub fn encode(organizations: &[&str], common_name: Option<&str>) -> Vec<u8> {
+pub fn encode(organizations: &[&str], common_name: Option<&str>) -> Result<Vec<u8>, DerError> {
     let mut rdns: Vec<Vec<u8>> = Vec::new();
     if !organizations.is_empty() {
         let mut attrs: Vec<Vec<u8>> = organizations
             .iter()
             .map(|o| attribute(OID_ORGANIZATION, o))
-            .collect();
+            .collect::<Result<_, _>>()?;
         // DER SET OF: elements sorted by their encodings, compared as octet strings with the
         // shorter one padded by zeros (X.690 §11.6), which makes shorter values come first here.
         attrs.sort_by(|a, b| der_set_order(a, b));
         let content: Vec<u8> = attrs.concat();
-        rdns.push(der::tlv(tag::SET, &content));
+        rdns.push(der::tlv(tag::SET, &content)?);
     }
     if let Some(cn) = common_name.filter(|cn| !cn.is_empty()) {
-        rdns.push(der::tlv(tag::SET, &attribute(OID_COMMON_NAME, cn)));
+        rdns.push(der::tlv(tag::SET, &attribute(OID_COMMON_NAME, cn)?)?);
     }
     let content: Vec<u8> = rdns.concat();
     der::tlv(tag::SEQUENCE, &content)
@@ -68,14 +68,14 @@ mod tests {
 
     #[test]
     fn empty_name_is_empty_sequence() {
-        assert_eq!(encode(&[], None), vec![0x30, 0x00]);
+        assert_eq!(encode(&[], None).unwrap(), vec![0x30, 0x00]);
     }
 
     #[test]
     fn talos_ca_subject() {
         // O=talos as Go writes it: SEQ { SET { SEQ { OID 2.5.4.10, PrintableString "talos" } } }
         assert_eq!(
-            encode(&["talos"], None),
+            encode(&["talos"], None).unwrap(),
             vec![
                 0x30, 0x10, 0x31, 0x0e, 0x30, 0x0c, 0x06, 0x03, 0x55, 0x04, 0x0a, 0x13, 0x05, b't',
                 b'a', b'l', b'o', b's'
@@ -86,7 +86,7 @@ mod tests {
     #[test]
     fn roles_in_one_rdn_in_go_order() {
         // Go orders [os:admin, os:reader, os:etcd:backup] by encoding: shorter first.
-        let name = encode(&["os:etcd:backup", "os:reader", "os:admin"], None);
+        let name = encode(&["os:etcd:backup", "os:reader", "os:admin"], None).unwrap();
         let text = String::from_utf8_lossy(&name);
         let a = text.find("os:admin").unwrap();
         let r = text.find("os:reader").unwrap();
@@ -102,7 +102,7 @@ mod tests {
 
     #[test]
     fn utf8_when_not_printable() {
-        let name = encode(&["ops_team"], None);
+        let name = encode(&["ops_team"], None).unwrap();
         assert!(name.contains(&tag::UTF8_STRING));
     }
 }

@@ -197,6 +197,11 @@ pub struct Policy {
     /// [`Policy::grant`]; the caller that picks the signing CA checks it.
     #[serde(default = "default_true")]
     pub allow_direct: bool,
+    /// Whether direct signing stays allowed once an issuer is active (off by default: a leaf
+    /// signed by the OS CA survives retiring every issuer, so beside issuers it is an explicit
+    /// opt-in).
+    #[serde(default)]
+    pub direct_beside_issuers: bool,
     /// How long an issuer's CRL stays current: nextUpdate − thisUpdate (default 7 days).
     #[serde(default = "default_crl_validity")]
     pub crl_validity: Ttl,
@@ -245,13 +250,14 @@ fn default_crl_validity() -> Ttl {
 impl Default for Policy {
     /// The safe defaults: os:admin 8h/168h, os:operator 24h/720h, os:reader 720h/2160h,
     /// os:etcd:backup 720h/2160h, break-glass 1h/4h, no holder restrictions, direct signing
-    /// allowed, CRLs current for 7 days.
+    /// allowed while no issuer is active, CRLs current for 7 days.
     fn default() -> Self {
         Policy {
             version: POLICY_VERSION,
             roles: default_roles(),
             break_glass: BreakGlassPolicy::default(),
             allow_direct: true,
+            direct_beside_issuers: false,
             crl_validity: default_crl_validity(),
             backup: None,
         }
@@ -298,6 +304,9 @@ pub enum PolicyFileError {
 impl Policy {
     /// Reads and checks `policy.yaml`.
     pub fn from_yaml(input: &[u8]) -> Result<Policy, PolicyFileError> {
+        crate::nesting::check(input, 1 << 20).map_err(|e| PolicyFileError::Syntax {
+            message: e.to_string(),
+        })?;
         let policy: Policy =
             serde_yaml::from_slice(input).map_err(|e| PolicyFileError::Syntax {
                 message: e.to_string(),
@@ -315,6 +324,12 @@ impl Policy {
     pub fn to_yaml(&self) -> String {
         // A Policy is strings, integers and maps only; serialising it cannot fail.
         serde_yaml::to_string(self).unwrap_or_default()
+    }
+
+    /// Whether a leaf may be signed directly by the Talos OS CA, given whether the environment
+    /// has an active issuer.
+    pub fn allows_direct(&self, issuer_active: bool) -> bool {
+        self.allow_direct && (!issuer_active || self.direct_beside_issuers)
     }
 
     /// Checks the consistency rules `from_yaml` enforces.
@@ -597,7 +612,7 @@ impl Grant {
     /// The subject Name DER this grant allows: one multi-valued RDN of O=each role, then the
     /// holder as CN (siderolabs/talos: secrets/ca.go `NewAdminCertificateAndKey` puts roles in O;
     /// apid reads only `Subject.Organization`, pkg/grpc/middleware/authz/injector.go).
-    pub fn subject_der(&self) -> Vec<u8> {
+    pub fn subject_der(&self) -> Result<Vec<u8>, crate::der::DerError> {
         let orgs: Vec<&str> = self.roles.iter().map(Role::as_str).collect();
         name::encode(&orgs, self.holder.as_ref().map(Holder::as_str))
     }
@@ -606,7 +621,8 @@ impl Grant {
     /// lifetime ≤ TTL + [`MAX_BACKDATE`], EKU exactly `[clientAuth]`, no CA, KU digitalSignature
     /// only, serial positive and ≤ 16 bytes.
     pub fn check_template(&self, template: &CertificateTemplate) -> Result<(), GrantViolation> {
-        if template.subject != self.subject_der() {
+        // A subject that cannot be encoded matches no template.
+        if self.subject_der().ok().as_ref() != Some(&template.subject) {
             return Err(GrantViolation::SubjectMismatch);
         }
         let lifetime = template.not_after - template.not_before;
@@ -1030,8 +1046,8 @@ break_glass:
         let now = datetime!(2026-01-01 00:00:00 UTC);
         CertificateTemplate {
             serial: vec![0x80; 16],
-            issuer: name::encode(&["talos"], None),
-            subject: grant.subject_der(),
+            issuer: name::encode(&["talos"], None).unwrap(),
+            subject: grant.subject_der().unwrap(),
             not_before: now - time::Duration::seconds(10),
             not_after: now + grant.ttl().as_duration(),
             subject_public_key_info: vec![],
@@ -1059,13 +1075,13 @@ break_glass:
         assert_eq!(grant.check_template(&good), Ok(()));
 
         let mut t = good.clone();
-        t.subject = name::encode(&["os:admin"], Some("alice"));
+        t.subject = name::encode(&["os:admin"], Some("alice")).unwrap();
         assert_eq!(
             grant.check_template(&t),
             Err(GrantViolation::SubjectMismatch)
         );
         let mut t = good.clone();
-        t.subject = name::encode(&["os:reader", "os:operator"], None);
+        t.subject = name::encode(&["os:reader", "os:operator"], None).unwrap();
         assert_eq!(
             grant.check_template(&t),
             Err(GrantViolation::SubjectMismatch)

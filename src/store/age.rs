@@ -10,6 +10,12 @@
     clippy::disallowed_methods,
     reason = "EDGE: reads identity and recipients files"
 )]
+#![expect(
+    deprecated,
+    reason = "age 0.13 deprecates the classic X25519, ssh and tag recipients in favour of \
+              post-quantum ones; talvault keeps them: vaults are sealed to them, and the Go age \
+              CLI (1.1.1) and sops read only those"
+)]
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;

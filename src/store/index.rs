@@ -26,7 +26,7 @@ use super::fs::{self, EntryKind, Mode, StoreError};
 
 /// Directory (below the vault root) that holds caches.
 pub const CACHE_DIR: &str = ".cache";
-const HEADER: &str = "talvault-index v3";
+const HEADER: &str = "talvault-index v4";
 /// Largest record file read.
 const RECORD_MAX: u64 = 64 << 10;
 /// Largest cache file read.
@@ -49,12 +49,12 @@ impl CacheLine for crate::inventory::CertEntry {
     }
 }
 
-impl CacheLine for crate::audit::StatedLinks {
+impl CacheLine for crate::audit::EventFile {
     fn to_line(&self) -> String {
-        crate::audit::StatedLinks::to_line(self)
+        crate::audit::EventFile::to_line(self)
     }
     fn from_line(line: &str) -> Option<Self> {
-        crate::audit::StatedLinks::from_line(line)
+        crate::audit::EventFile::from_line(line)
     }
 }
 
@@ -312,6 +312,7 @@ mod tests {
             reason: "keyCompromise".into(),
             revoked: 1,
             not_after: 2,
+            file_sha256: String::new(),
         })
     }
 

@@ -98,18 +98,71 @@ impl Transaction {
         });
     }
 
+    /// The content hash of every file the transaction writes below `dir` (relative to it), and
+    /// of the vault's `talvault.yaml` (as `/talvault.yaml`) when it writes that: what an audit
+    /// event names to account for the command's files.
+    pub fn file_hashes(&self, dir: &Path) -> std::collections::BTreeMap<String, Option<String>> {
+        let mut out = std::collections::BTreeMap::new();
+        for Op::Write { rel, bytes, .. } in &self.ops {
+            let key = if let Ok(below) = rel.strip_prefix(dir) {
+                if below.starts_with("audit") {
+                    continue;
+                }
+                below.display().to_string()
+            } else if rel == Path::new(crate::model::VAULT_FILE) {
+                format!("/{}", crate::model::VAULT_FILE)
+            } else {
+                continue;
+            };
+            out.insert(key, Some(sha256_hex(bytes)));
+        }
+        out
+    }
+
+    /// The directories this transaction will create (missing parents of its files), parents
+    /// before children, relative to the root.
+    fn new_dirs(&self) -> Vec<PathBuf> {
+        let mut out: Vec<PathBuf> = Vec::new();
+        for Op::Write { rel, .. } in &self.ops {
+            let mut dir = PathBuf::new();
+            for c in rel.parent().into_iter().flat_map(Path::components) {
+                dir.push(c);
+                if !out.contains(&dir) && self.root.join(&dir).symlink_metadata().is_err() {
+                    out.push(dir.clone());
+                }
+            }
+        }
+        out
+    }
+
     /// Applies every write, or none. Returns the paths written.
     pub fn commit(self) -> Result<Vec<PathBuf>, StoreError> {
-        // Mark before the first temporary file exists; cleared once the commit is complete.
-        // No fsync: after a power loss the unsynced temporaries it would point at are gone too,
+        // Mark before the first temporary file or directory exists; cleared once the commit is
+        // complete. The mark lists the directories the commit will create, so that recovery
+        // can remove them again when the commit never happened (an empty `issuers/<id>/` left
+        // by a crash would otherwise be taken for a broken issuer). With new directories the
+        // mark is made durable first (they are: `ensure_dir` fsyncs each); without, it need
+        // not be: after a power loss the unsynced temporaries it would point at are gone too,
         // and a leftover temporary is harmless (git-ignored, never read).
         let dirty = self.root.join(DIRTY);
-        std::fs::OpenOptions::new()
+        let new_dirs = self.new_dirs();
+        let mut mark = String::new();
+        for d in &new_dirs {
+            mark.push_str(&format!("dir\t{}\n", d.display()));
+        }
+        let mut file = std::fs::OpenOptions::new()
             .write(true)
             .create(true)
-            .truncate(false)
+            .truncate(true)
             .open(&dirty)
             .map_err(|e| fs::io_err(&dirty, e))?;
+        if !new_dirs.is_empty() {
+            std::io::Write::write_all(&mut file, mark.as_bytes())
+                .and_then(|()| file.sync_all())
+                .map_err(|e| fs::io_err(&dirty, e))?;
+            fs::sync_dir_of(&dirty)?;
+        }
+        drop(file);
         let result = self.commit_marked();
         // On success nothing is left; on failure the commit removed its own temporaries, or it
         // failed after its commit point and the journal (which `recover` always honours) is
@@ -245,6 +298,8 @@ pub struct Recovery {
     pub rolled_forward: usize,
     /// Temporary files removed (of an incomplete commit or a crashed write).
     pub removed_temporaries: usize,
+    /// Empty directories an incomplete commit had created, removed.
+    pub removed_dirs: usize,
 }
 
 struct Entry {
@@ -331,9 +386,28 @@ pub fn recover(root: &Path) -> Result<Recovery, StoreError> {
         // temporary files are removed below; or it was finished long ago (no temporary file).
         std::fs::remove_file(&journal_path).map_err(|e| fs::io_err(&journal_path, e))?;
     }
+    // The caches are written outside transactions (after a command succeeded): a write killed
+    // half way leaves a temporary there, so they are swept every time (a few files).
+    rec.removed_temporaries = remove_temporaries(&root.join(".cache"), 4);
     let dirty = root.join(DIRTY);
     if journal_found || dirty.symlink_metadata().is_ok() {
-        rec.removed_temporaries = remove_temporaries(&root.join("envs"), 0);
+        rec.removed_temporaries +=
+            remove_temporaries(&root.join("envs"), 0) + remove_temporaries_in(root);
+        // Directories an unfinished commit created and never filled: deepest first, and only
+        // while empty (a finished commit's directories hold its files and stay).
+        let mark = fs::read_bounded(root, Path::new(DIRTY), JOURNAL_MAX).unwrap_or_default();
+        let mut dirs: Vec<PathBuf> = String::from_utf8_lossy(&mark)
+            .lines()
+            .filter_map(|l| l.strip_prefix("dir\t"))
+            .map(PathBuf::from)
+            .filter(|d| check_relative(d).is_ok())
+            .collect();
+        dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+        for d in dirs {
+            if fs::remove_empty_dir_below(root, &d) {
+                rec.removed_dirs += 1;
+            }
+        }
         std::fs::remove_file(&dirty).or_else(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
                 Ok(())
@@ -343,6 +417,22 @@ pub fn recover(root: &Path) -> Result<Recovery, StoreError> {
         })?;
     }
     Ok(rec)
+}
+
+/// Removes our temporary files directly in `dir` (the vault root, `.cache`), not below.
+fn remove_temporaries_in(dir: &Path) -> usize {
+    if !dir.symlink_metadata().is_ok_and(|m| m.is_dir()) {
+        return 0;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .filter(|e| e.file_name().to_string_lossy().starts_with(TEMP_PREFIX))
+        .filter(|e| std::fs::remove_file(e.path()).is_ok())
+        .count()
 }
 
 fn remove_temporaries(dir: &Path, depth: usize) -> usize {
@@ -450,6 +540,59 @@ mod tests {
         assert!(!temp.exists() && !p.join(DIRTY).exists());
     }
 
+    /// A commit killed after it created `issuers/<id>/` but before its commit point leaves
+    /// neither the directory nor its temporary files; one killed after it finished keeps both.
+    #[test]
+    fn directories_of_an_unfinished_commit_are_removed() {
+        let d = setup();
+        let p = d.path();
+        let mut t = Transaction::new(p);
+        t.create("envs/a/issuers/e1-ab/key.age", b"k", Mode::Secret);
+        t.create("envs/a/issuers/e1-ab/issuer.yaml", b"i", Mode::Public);
+        let dirs = t.new_dirs();
+        assert_eq!(
+            dirs,
+            [
+                PathBuf::from("envs/a/issuers"),
+                PathBuf::from("envs/a/issuers/e1-ab")
+            ]
+        );
+        // What commit does up to its first staged file, then a crash.
+        let mark: String = dirs
+            .iter()
+            .map(|d| format!("dir\t{}\n", d.display()))
+            .collect();
+        std::fs::write(p.join(DIRTY), &mark).unwrap();
+        fs::ensure_dir(p, Path::new("envs/a/issuers/e1-ab"), Mode::Public).unwrap();
+        std::fs::write(
+            p.join(format!("envs/a/issuers/e1-ab/{TEMP_PREFIX}key.age-1-1")),
+            b"k",
+        )
+        .unwrap();
+        // A root-level and a cache temporary from crashed single writes are swept too.
+        std::fs::write(p.join(format!("{TEMP_PREFIX}talvault.yaml-1-2")), b"x").unwrap();
+        std::fs::create_dir_all(p.join(".cache")).unwrap();
+        std::fs::write(p.join(format!(".cache/{TEMP_PREFIX}idx-1-3")), b"x").unwrap();
+        assert_eq!(
+            recover(p).unwrap(),
+            Recovery {
+                rolled_forward: 0,
+                removed_temporaries: 3,
+                removed_dirs: 2,
+            }
+        );
+        assert!(!p.join("envs/a/issuers").exists());
+        assert!(!p.join(DIRTY).exists());
+        // Finished, but killed before the mark was removed: everything stays.
+        t.commit().unwrap();
+        std::fs::write(p.join(DIRTY), &mark).unwrap();
+        assert_eq!(recover(p).unwrap().removed_dirs, 0);
+        assert_eq!(
+            std::fs::read(p.join("envs/a/issuers/e1-ab/key.age")).unwrap(),
+            b"k"
+        );
+    }
+
     #[test]
     fn recover_rolls_forward_an_intact_commit_half_renamed() {
         let d = setup();
@@ -535,7 +678,8 @@ mod tests {
                 rec,
                 Recovery {
                     rolled_forward: 0,
-                    removed_temporaries: 2
+                    removed_temporaries: 2,
+                    removed_dirs: 0,
                 }
             );
             assert_eq!(std::fs::read(p.join("envs/a/x")).unwrap(), b"old-x");
@@ -587,7 +731,8 @@ mod tests {
             recover(p).unwrap(),
             Recovery {
                 rolled_forward: 0,
-                removed_temporaries: 1
+                removed_temporaries: 1,
+                removed_dirs: 0,
             }
         );
         assert_eq!(std::fs::read(p.join("envs/a/y")).unwrap(), b"old-y");

@@ -76,6 +76,14 @@ pub enum VaultError {
         /// What is wrong (no secret values).
         message: String,
     },
+    /// The bundle does not fit the version contract asked for.
+    #[error("{what}: {message}")]
+    ContractMismatch {
+        /// Which bundle.
+        what: String,
+        /// What does not fit.
+        message: String,
+    },
     /// The material given for `env import` is not a usable bundle.
     #[error("{kind}: {message}")]
     BadImport {
@@ -127,6 +135,13 @@ pub enum VaultError {
     /// The policy refuses the request.
     #[error(transparent)]
     Policy(#[from] PolicyError),
+    /// Free text that is stored or printed holds a control character (a newline could forge
+    /// a line of a report).
+    #[error("{field} must not contain control characters")]
+    ControlCharacter {
+        /// Which field: `cluster_name`, `endpoint`, `node`, `context`, `reason`.
+        field: &'static str,
+    },
     /// A reason (untaint) is empty.
     #[error("a reason is required")]
     EmptyReason,
@@ -144,11 +159,14 @@ pub enum VaultError {
     },
     /// Direct signing by the OS CA is forbidden by policy.
     #[error(
-        "the policy of environment {env:?} forbids signing with the Talos OS CA (allow_direct: false)"
+        "the policy of environment {env:?} forbids signing with the Talos OS CA ({})",
+        if *beside_issuer { "an issuer is active and direct_beside_issuers is false" } else { "allow_direct: false" }
     )]
     DirectForbidden {
         /// The environment.
         env: String,
+        /// Refused only because an issuer is active (`direct_beside_issuers` is off).
+        beside_issuer: bool,
     },
     /// `env untaint` on an environment that is not tainted.
     #[error("environment {env:?} is not tainted")]
@@ -175,6 +193,26 @@ pub enum VaultError {
         operation: &'static str,
         /// The state needed.
         needed: &'static str,
+    },
+    /// An issuer past its notAfter cannot sign.
+    #[error("issuer {id} expired at {not_after}")]
+    IssuerExpired {
+        /// The issuer.
+        id: String,
+        /// Its notAfter.
+        not_after: String,
+    },
+    /// Activating an issuer on a contract whose nodes have no `machine.acceptedCAs`.
+    #[error(
+        "environment {env:?} follows Talos contract {contract}, whose nodes have no machine.acceptedCAs (Talos 1.7 and later): they would refuse every certificate issuer {id} signs"
+    )]
+    NoAcceptedCas {
+        /// The environment.
+        env: String,
+        /// Its contract.
+        contract: String,
+        /// The issuer.
+        id: String,
     },
     /// Retiring the only active issuer would strand live certificates.
     #[error(
@@ -220,6 +258,17 @@ pub enum VaultError {
         file: String,
         /// What is wrong.
         problem: String,
+    },
+    /// The key the token holds at an issuer's URI is not the key its certificate names: the
+    /// token's contents changed (the sealed issuer.yaml did not).
+    #[error("{file}: the token's key at {uri} does not match the issuer certificate")]
+    TokenKeyMismatch {
+        /// The issuer.yaml.
+        file: String,
+        /// The stored key URI.
+        uri: String,
+        /// The issuer id.
+        issuer: String,
     },
     /// The leaf would outlive the issuer that signs it.
     #[error("a {ttl} certificate would expire after issuer {issuer} does ({not_after})")]
@@ -269,6 +318,34 @@ pub enum VaultError {
         env: String,
         /// The sealed file, when it is not the environment's bundle.
         file: Option<String>,
+    },
+    /// The audit key file cannot be used.
+    #[error("{file}: {message}")]
+    AuditKeys {
+        /// The file.
+        file: String,
+        /// What is wrong (no key material).
+        message: String,
+    },
+    /// A file the audit trail accounts for differs from it (format 2): it is not used.
+    #[error("{file}: {message}")]
+    Disagrees {
+        /// The file.
+        file: String,
+        /// What the trail says.
+        message: String,
+    },
+    /// `policy.yaml` changed but the change was not accepted into the trail.
+    #[error("envs/{env}/policy.yaml differs from the policy the audit trail accepted")]
+    PolicyNotAccepted {
+        /// The environment.
+        env: String,
+    },
+    /// The vault is already of the newest format.
+    #[error("the vault is already format {format}")]
+    AlreadyUpgraded {
+        /// Its format.
+        format: u32,
     },
     /// The passphrase could not be had (the caller's source said why).
     #[error("{0}")]

@@ -6,10 +6,10 @@
 
 use super::records::{Issuer, signing_issuer};
 use super::signer::CaSigner;
-use super::{Context, Env, Vault, VaultError, rfc3339};
+use super::{Context, Env, Vault, VaultError, plain_text, rfc3339};
 use crate::audit::Action;
 use crate::keys::PrivateKey;
-use crate::model::{CertRecord, OS_CA, SignedBy, Taint};
+use crate::model::{CertRecord, OS_CA, SignedBy};
 use crate::pki::issue::{IssueTime, IssuedLeaf, SubjectKey, issue_leaf, verify_csr};
 use crate::pki::policy::{Grant, Holder, Request};
 use crate::pki::role::Role;
@@ -73,14 +73,18 @@ pub struct Issued {
 }
 
 impl Vault {
-    /// Checks an issuance without opening anything: environment, endpoints, policy, CSR,
-    /// signer. `now` bounds the leaf by its issuer's lifetime.
+    /// Checks an issuance before anything is signed: environment, endpoints, then (with the
+    /// audit chain authenticated, which opens the audit keys) policy, CSR and signer. `now`
+    /// bounds the leaf by its issuer's lifetime.
     pub fn prepare_issue(
         &self,
         req: IssueRequest,
         ctx: &Context,
     ) -> Result<PreparedIssue<'_>, VaultError> {
         let env = self.env(&req.env)?;
+        plain_text("context", req.context.as_deref())?;
+        plain_text("endpoint", req.endpoints.iter().map(String::as_str))?;
+        plain_text("node", req.nodes.iter().map(String::as_str))?;
         let roles = if req.break_glass.is_some() && req.roles.is_empty() {
             Role::known(Role::ADMIN).into_iter().collect()
         } else {
@@ -96,6 +100,7 @@ impl Vault {
                 env: env.as_str().into(),
             });
         }
+        self.authenticate(&env, ctx)?;
         let nodes = if req.nodes.is_empty() {
             env.meta.nodes.clone()
         } else {
@@ -117,19 +122,24 @@ impl Vault {
             None => SubjectKey::Generate,
         };
         let issuers = self.load_issuers(&env)?;
-        // Issuer mode when an issuer is active, unless --direct; direct mode needs the policy.
-        let issuer = if req.direct {
-            None
-        } else {
-            signing_issuer(&issuers).cloned()
-        };
-        if issuer.is_none() && !policy.allow_direct {
+        // Issuer mode when an issuer is active, unless --direct; direct mode needs the policy
+        // (and, beside an active issuer, its explicit opt-in).
+        let active = signing_issuer(&issuers).cloned();
+        let issuer = if req.direct { None } else { active.clone() };
+        if issuer.is_none() && !policy.allows_direct(active.is_some()) {
             return Err(VaultError::DirectForbidden {
                 env: env.as_str().into(),
+                beside_issuer: policy.allow_direct,
             });
         }
         if let Some(issuer) = &issuer {
             let end = issuer.facts.not_after;
+            if end <= ctx.now {
+                return Err(VaultError::IssuerExpired {
+                    id: issuer.meta.id.clone(),
+                    not_after: rfc3339(end),
+                });
+            }
             if ctx.now + grant.ttl().as_duration() > end {
                 return Err(VaultError::LeafOutlivesIssuer {
                     issuer: issuer.meta.id.clone(),
@@ -162,7 +172,7 @@ impl PreparedIssue<'_> {
     pub fn issue(self, ctx: &Context) -> Result<Issued, VaultError> {
         let PreparedIssue {
             vault,
-            mut env,
+            env,
             grant,
             subject_key,
             csr,
@@ -248,18 +258,8 @@ impl PreparedIssue<'_> {
             record.to_yaml()?.as_bytes(),
             Mode::Public,
         );
-        if let Some(reason) = grant.break_glass_reason() {
-            env.meta.tainted = Some(Taint {
-                since: rfc3339(ctx.now),
-                reason: reason.to_owned(),
-                serial: Some(leaf.serial_hex.clone()),
-            });
-            t.write(
-                dir.join("env.yaml"),
-                env.meta.to_yaml()?.as_bytes(),
-                Mode::Public,
-            );
-        }
+        // A break-glass event taints the environment by itself (the chain says so until an
+        // untaint or the retirement of its issuer); env.yaml is never rewritten.
         let CertRecord {
             serial,
             fingerprint,

@@ -2,7 +2,7 @@
 //! vault or held in a PKCS#11 token), activate it, retire it (cutting off all it signed once
 //! nodes drop it), list them, and give the certificates `machine.acceptedCAs` must hold.
 
-use super::records::{ISSUER_KEY_FILE, IssuerView, find_issuer, issuer_views, live_of, serials};
+use super::records::{ISSUER_KEY_FILE, IssuerView, find_issuer, issuer_views, live_of};
 use super::signer::CaSigner;
 use super::{Context, LiveCert, Vault, VaultError, rfc3339};
 use crate::audit::Action;
@@ -60,6 +60,8 @@ pub struct IssuerChange {
     pub issuer: IssuerView,
     /// The issuer that signed before (create, rotate: the one to retire later).
     pub previous: Option<IssuerView>,
+    /// What the user should know (an environment whose nodes lack acceptedCAs).
+    pub warnings: Vec<String>,
     /// Live certificates that stop working once nodes drop it (retire only).
     pub cut_off: Vec<LiveCert>,
     /// Whether the environment's break-glass taint was cleared (retire only).
@@ -76,14 +78,13 @@ fn to_hsm(a: IssuerAlgorithm) -> talvault_hsm::KeyAlgorithm {
 impl Vault {
     /// `issuer list`.
     pub fn issuer_list(&self, env: &str, ctx: &Context) -> Result<Vec<IssuerView>, VaultError> {
-        let env = self.env(env)?;
+        let env = self.env_for(env, ctx)?;
         let issuers = self.load_issuers(&env)?;
-        let certs = self.cert_entries(&env)?;
-        let revoked = self.revoked_entries(&env)?;
+        let trusted = self.trusted(&env)?;
         let views = issuer_views(
             &issuers,
-            &certs,
-            &serials(&revoked),
+            &trusted.certs,
+            &trusted.revoked_serials(),
             ctx.now.unix_timestamp(),
         );
         Ok(self.finish(views))
@@ -97,14 +98,14 @@ impl Vault {
         req: &NewIssuer,
         ctx: &Context,
     ) -> Result<IssuerChange, VaultError> {
-        let env = self.env(&req.env)?;
-        let issuers = self.load_issuers(&env)?;
         if !lifetime_in_bounds(req.lifetime) {
             return Err(VaultError::IssuerLifetime {
                 lifetime: req.lifetime,
                 max_hours: MAX_ISSUER_LIFETIME_HOURS,
             });
         }
+        let env = self.env_for(&req.env, ctx)?;
+        let issuers = self.load_issuers(&env)?;
         let signing = super::records::signing_issuer(&issuers);
         let previous_id = signing.map(|i| i.meta.id.clone());
         // rotate keeps the algorithm of the issuer that signs now, unless told otherwise; an
@@ -146,10 +147,16 @@ impl Vault {
                 generate,
                 allow_extractable,
             } => {
+                // The URI comes from the operator's command line; a module it does not name is
+                // the operator's configured one.
                 let uri = talvault_hsm::Pkcs11Uri::parse(uri)?;
+                let uri = match (&ctx.pkcs11.module, uri.module_path(), uri.module_name()) {
+                    (Some(module), None, None) => uri.with_module_path(module),
+                    _ => uri,
+                };
                 let options = talvault_hsm::OpenOptions {
                     pin_prompt: ctx.pin_prompt.as_deref(),
-                    allow_extractable: *allow_extractable,
+                    allow_extractable: *allow_extractable || ctx.pkcs11.danger_allow_extractable,
                     ..talvault_hsm::OpenOptions::default()
                 };
                 let key = if *generate {
@@ -270,6 +277,14 @@ impl Vault {
         };
         self.stage_event(&mut t, &env, ctx, opened_by.as_ref(), &action)?;
         self.commit(t)?;
+        let mut warnings = Vec::new();
+        let contract = env.meta.contract();
+        if !contract.has_accepted_cas() {
+            warnings.push(format!(
+                "environment {} follows Talos contract {contract}: nodes before Talos 1.7 have no machine.acceptedCAs and refuse every certificate this issuer signs; `issuer activate` needs --force",
+                env.as_str()
+            ));
+        }
         let previous = match previous_id {
             Some(p) => Some(self.issuer_view(&env, &p, ctx.now)?),
             None => None,
@@ -279,6 +294,7 @@ impl Vault {
             previous,
             cut_off: Vec::new(),
             untainted: false,
+            warnings,
         })
     }
 
@@ -288,9 +304,10 @@ impl Vault {
         &self,
         env: &str,
         id: &str,
+        force: bool,
         ctx: &Context,
     ) -> Result<IssuerChange, VaultError> {
-        let env = self.env(env)?;
+        let env = self.env_for(env, ctx)?;
         let issuers = self.load_issuers(&env)?;
         let issuer = find_issuer(&env, &issuers, id)?;
         if issuer.meta.state != IssuerState::Pending {
@@ -309,15 +326,17 @@ impl Vault {
                 needed: "valid",
             });
         }
-        let mut meta = issuer.meta.clone();
-        meta.state = IssuerState::Active;
-        meta.activated = Some(rfc3339(ctx.now));
+        let contract = env.meta.contract();
+        if !contract.has_accepted_cas() && !force {
+            return Err(VaultError::NoAcceptedCas {
+                env: env.as_str().into(),
+                contract: contract.to_string(),
+                id: id.into(),
+            });
+        }
+        // The state is the chain's: the event alone activates it (issuer.yaml stays as created,
+        // so two clones never edit the same file).
         let mut t = Transaction::new(&self.root);
-        t.write(
-            Self::issuers_dir(&env).join(id).join("issuer.yaml"),
-            meta.to_yaml()?.as_bytes(),
-            Mode::Public,
-        );
         let previously_signing =
             super::records::signing_issuer(&issuers).map(|i| i.meta.id.clone());
         let action = Action::IssuerActivate {
@@ -331,6 +350,7 @@ impl Vault {
             previous: None,
             cut_off: Vec::new(),
             untainted: false,
+            warnings: Vec::new(),
         })
     }
 
@@ -344,7 +364,7 @@ impl Vault {
         force: bool,
         ctx: &Context,
     ) -> Result<IssuerChange, VaultError> {
-        let mut env = self.env(env)?;
+        let env = self.env_for(env, ctx)?;
         let issuers = self.load_issuers(&env)?;
         let issuer = find_issuer(&env, &issuers, id)?;
         if issuer.meta.state == IssuerState::Retired {
@@ -355,11 +375,11 @@ impl Vault {
                 needed: "pending or active",
             });
         }
-        let certs = self.cert_entries(&env)?;
-        let revoked = self.revoked_entries(&env)?;
+        let trusted = self.trusted(&env)?;
+        let certs = &trusted.certs;
         let cut_off = live_of(
-            &certs,
-            &serials(&revoked),
+            certs,
+            &trusted.revoked_serials(),
             id,
             None,
             ctx.now.unix_timestamp(),
@@ -377,30 +397,13 @@ impl Vault {
                 live: cut_off.len(),
             });
         }
-        let mut meta = issuer.meta.clone();
-        meta.state = IssuerState::Retired;
-        meta.retired = Some(rfc3339(ctx.now));
+        // The event alone retires it; a break-glass certificate signed by this issuer dies
+        // with it, which clears the taint (the event says so).
         let mut t = Transaction::new(&self.root);
-        t.write(
-            Self::issuers_dir(&env).join(id).join("issuer.yaml"),
-            meta.to_yaml()?.as_bytes(),
-            Mode::Public,
-        );
-        // A break-glass certificate signed by this issuer dies with it: clear the taint.
-        let untainted = env
-            .meta
-            .tainted
-            .as_ref()
-            .and_then(|t| t.serial.as_deref())
+        let untainted = self
+            .taint(&env)?
+            .and_then(|t| t.serial)
             .is_some_and(|s| certs.iter().any(|c| c.serial == s && c.ca == id));
-        if untainted {
-            env.meta.tainted = None;
-            t.write(
-                env.dir().join("env.yaml"),
-                env.meta.to_yaml()?.as_bytes(),
-                Mode::Public,
-            );
-        }
         let action = Action::IssuerRetire {
             issuer: id.into(),
             forced: force,
@@ -414,6 +417,7 @@ impl Vault {
             previous: None,
             cut_off,
             untainted,
+            warnings: Vec::new(),
         })
     }
 
@@ -424,8 +428,23 @@ impl Vault {
         &self,
         env: &str,
         keep: Vec<(String, Vec<u8>)>,
+        ctx: &Context,
     ) -> Result<(String, usize), VaultError> {
-        let env = self.env(env)?;
+        // The CAs to keep are checked before anything is opened.
+        let mut kept = Vec::new();
+        for (label, pem) in keep {
+            certificate_der(&pem)
+                .and_then(|der| leaf_facts(&der).map(|_| ()))
+                .map_err(|reason| VaultError::BadKeptCa {
+                    label: label.clone(),
+                    reason,
+                })?;
+            kept.push(AcceptedCa {
+                label: format!("kept: {label}"),
+                certificate_pem: String::from_utf8_lossy(&pem).into_owned(),
+            });
+        }
+        let env = self.env_for(env, ctx)?;
         let mut cas: Vec<AcceptedCa> = self
             .load_issuers(&env)?
             .into_iter()
@@ -441,18 +460,7 @@ impl Vault {
                 certificate_pem: i.meta.certificate,
             })
             .collect();
-        for (label, pem) in keep {
-            certificate_der(&pem)
-                .and_then(|der| leaf_facts(&der).map(|_| ()))
-                .map_err(|reason| VaultError::BadKeptCa {
-                    label: label.clone(),
-                    reason,
-                })?;
-            cas.push(AcceptedCa {
-                label: format!("kept: {label}"),
-                certificate_pem: String::from_utf8_lossy(&pem).into_owned(),
-            });
-        }
+        cas.extend(kept);
         let patch = accepted_cas_patch(&cas)?;
         Ok((patch, cas.len()))
     }

@@ -7,12 +7,12 @@ use std::path::PathBuf;
 use time::OffsetDateTime;
 
 use super::records::{ISSUER_KEY_FILE, Issuer};
-use super::{Context, Env, SEALED_MAX, Vault, VaultError};
+use super::{Context, Env, Vault, VaultError};
 use crate::inventory::RevokedEntry;
 use crate::keys::PrivateKey;
 use crate::model::IssuerKey;
 use crate::pki::crl::{CrlParams, RevocationReason, RevokedCertificate, sign_crl};
-use crate::pki::verify::{certificate_der, crl_number};
+use crate::pki::verify::certificate_der;
 use crate::store::age::OpenedBy;
 
 /// A CA key ready to sign: in memory (an unsealed issuer key) or in a PKCS#11 token.
@@ -44,7 +44,7 @@ impl CaSigner {
     }
 }
 
-/// A CRL and where it is stored.
+/// A freshly signed CRL (derived on demand; the vault keeps none).
 pub struct CrlOutput {
     /// The issuer that signed it.
     pub issuer: String,
@@ -54,8 +54,6 @@ pub struct CrlOutput {
     pub number: u64,
     /// Entries.
     pub entries: usize,
-    /// The vault file it is stored in.
-    pub stored: String,
     /// Signed inside a PKCS#11 token.
     pub in_token: bool,
 }
@@ -99,9 +97,7 @@ impl Vault {
                 Ok((CaSigner::Memory(pair), opened_by))
             }
             IssuerKey::Pkcs11 {
-                uri,
-                public_key,
-                danger_allow_extractable,
+                uri, public_key, ..
             } => {
                 let rel = dir.join("issuer.yaml");
                 if *public_key != crate::hex::encode(&issuer.facts.public_key) {
@@ -110,22 +106,30 @@ impl Vault {
                         "key.public_key does not match the issuer certificate".into(),
                     ));
                 }
+                // Only the token and key identity come from the vault file; the module, the
+                // PIN source and whether an extractable key is acceptable are the operator's.
                 let parsed = talvault_hsm::Pkcs11Uri::parse(uri)
-                    .map_err(|e| bad(&rel, format!("key.uri: {e}")))?;
+                    .map_err(|e| bad(&rel, format!("key.uri: {e}")))?
+                    .identity_only();
+                let parsed = match &ctx.pkcs11.module {
+                    Some(module) => parsed.with_module_path(module),
+                    None => parsed,
+                };
                 let key = talvault_hsm::HsmKey::open(
                     &parsed,
                     &talvault_hsm::OpenOptions {
                         pin_prompt: ctx.pin_prompt.as_deref(),
-                        allow_extractable: *danger_allow_extractable,
+                        allow_extractable: ctx.pkcs11.danger_allow_extractable,
                         ..talvault_hsm::OpenOptions::default()
                     },
                 )?;
                 // The token must hold the very key the certificate names.
                 if key.public_key_der() != issuer.facts.public_key.as_slice() {
-                    return Err(bad(
-                        &rel,
-                        format!("the token's key at {uri} does not match the issuer certificate"),
-                    ));
+                    return Err(VaultError::TokenKeyMismatch {
+                        file: rel.display().to_string(),
+                        uri: uri.clone(),
+                        issuer: issuer.meta.id.clone(),
+                    });
                 }
                 Ok((CaSigner::Token(key), OpenedBy::Pkcs11(uri.clone())))
             }
@@ -142,16 +146,12 @@ impl Vault {
     ) -> Result<(CrlOutput, OpenedBy), VaultError> {
         let policy = self.read_policy(env)?;
         let now = ctx.now.to_offset(time::UtcOffset::UTC);
-        let stored = env
-            .dir()
-            .join("crl")
-            .join(format!("{}.crl.pem", issuer.meta.id));
+        let issuer_der =
+            certificate_der(issuer.meta.certificate.as_bytes()).map_err(VaultError::Sign)?;
         // CRL numbers must increase (RFC 5280 §5.2.3) across clones that never talk: use the
-        // time in seconds, and one more than the stored CRL's number if that is not larger.
-        let previous = match self.read(&stored, SEALED_MAX) {
-            Ok(pem) => crate::keys::pem_decode_first(&pem).and_then(|b| crl_number(&b.der)),
-            Err(_) => None,
-        };
+        // time in seconds, and one more than the newest number the audit trail records for this
+        // issuer if that is not smaller (no file decides it: CRLs are not stored).
+        let previous = self.chain(env)?.crl_numbers.get(&issuer.meta.id).copied();
         let number = u64::try_from(now.unix_timestamp())
             .unwrap_or(0)
             .max(previous.map_or(0, |p| p.saturating_add(1)));
@@ -171,7 +171,7 @@ impl Vault {
         }
         let (signer, opened_by) = self.issuer_signer(env, issuer, ctx)?;
         let crl = sign_crl(
-            &certificate_der(issuer.meta.certificate.as_bytes()).map_err(VaultError::Sign)?,
+            &issuer_der,
             signer.key(),
             &CrlParams {
                 this_update: now,
@@ -188,7 +188,6 @@ impl Vault {
                 number,
                 entries: revoked.len(),
                 der: crl.der,
-                stored: stored.display().to_string(),
             },
             opened_by,
         ))

@@ -47,7 +47,7 @@ impl Vault {
         crt: &[u8],
         ctx: &Context,
     ) -> Result<Verification, VaultError> {
-        let env = self.env(env)?;
+        let env = self.env_for(env, ctx)?;
         let unreadable = |reason: String| VaultError::Unreadable {
             part: "crt",
             reason,
@@ -85,13 +85,38 @@ impl Vault {
         }
 
         // Revocation and the record: only for this very certificate (same fingerprint).
-        // A serial no record can have (zero, say) was never issued or revoked here.
+        // Revocation and the record, for this very certificate (same fingerprint). The trail
+        // decides: a revocation it records counts even when the record's file is gone, and a
+        // record that disagrees with it is not trusted. A serial no record can have (zero, say)
+        // was never issued or revoked here.
+        let chain = self.chain(&env)?;
+        let mut record_problems = Vec::new();
         let (revoked, record) = match Serial::parse(&facts.serial_hex) {
             Ok(serial) => {
-                let revoked = self
-                    .revocation_record(&env, &serial)?
-                    .filter(|r| r.fingerprint == facts.fingerprint)
-                    .map(|r| (r.revoked, r.reason));
+                let from_record = match self.revocation_record(&env, &serial) {
+                    Ok(r) => r.filter(|r| r.fingerprint == facts.fingerprint),
+                    Err(e @ VaultError::Disagrees { .. }) => {
+                        record_problems.push(format!("{e}; not trusted"));
+                        None
+                    }
+                    Err(e) => return Err(e),
+                };
+                if from_record.is_none() && chain.revoked.contains_key(serial.as_str()) {
+                    let path = Self::revocation_path(&env, &serial);
+                    if !record_problems.iter().any(|p| p.contains("revocations/")) {
+                        record_problems.push(format!("{} is missing", path.display()));
+                    }
+                    record_problems
+                        .push("the audit trail records the revocation, which counts".into());
+                }
+                let revoked = from_record.map(|r| (r.revoked, r.reason)).or_else(|| {
+                    chain.revoked.get(serial.as_str()).map(|r| {
+                        (
+                            crate::inventory::rfc3339(r.time),
+                            r.reason.clone().unwrap_or_default(),
+                        )
+                    })
+                });
                 let record = match self.cert_record(&env, &serial) {
                     Ok(r) if r.fingerprint == facts.fingerprint => Some(RecordFacts {
                         actor: r.actor,
@@ -100,6 +125,10 @@ impl Vault {
                             .break_glass
                             .then(|| r.reason.unwrap_or_else(|| "break-glass".into())),
                     }),
+                    Err(e @ VaultError::Disagrees { .. }) => {
+                        record_problems.push(format!("{e}; not trusted"));
+                        None
+                    }
                     Ok(_) | Err(VaultError::UnknownSerial { .. }) => None,
                     Err(e) => return Err(e),
                 };
@@ -119,7 +148,18 @@ impl Vault {
             revoked,
             record,
             policy: &policy,
+            issuer_active: issuers.iter().any(|i| i.meta.state == IssuerState::Active),
             now: ctx.now,
+            record_problems,
+            trail: if !chain.sealed {
+                judge::TrailTrust::Format1
+            } else if chain.authenticated {
+                judge::TrailTrust::Authenticated {
+                    ignored: chain.rejected,
+                }
+            } else {
+                judge::TrailTrust::StructureOnly
+            },
         });
         let good = checks.iter().all(|c| c.result != Outcome::Fail);
         Ok(Verification {

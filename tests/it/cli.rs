@@ -357,10 +357,7 @@ fn passphrase_environment() {
         &[("TALVAULT_PASSPHRASE", "wrong")],
     );
     assert_eq!((code, out.as_str()), (1, ""));
-    assert_matches(
-        "error: wrong passphrase for [..]bundle.age\nhint: [..]\n",
-        &err,
-    );
+    assert_matches("error: wrong passphrase for [..].age\nhint: [..]\n", &err);
     let (code, _, err) = talvault_env(
         d.path(),
         &[
@@ -381,4 +378,75 @@ fn passphrase_environment() {
         &["--vault", "v", "audit", "log", "bg", "-o", "json"],
     );
     assert!(log.contains("\"opened_by\": \"passphrase\""), "{log}");
+}
+
+/// `process::harden` makes talvault non-dumpable (PR_SET_DUMPABLE 0, issue 15 item 14): the
+/// kernel then gives every file under `/proc/PID` to root (proc(5)), so another process of the
+/// same user can neither read `/proc/PID/mem` nor ptrace it. Observed from outside on the real
+/// binary: talvault runs as an unprivileged user (as nobody through `setpriv` when the tests run
+/// as root, else as the test's own user) and blocks opening a FIFO given as the bundle to
+/// validate; opening the FIFO's write end returns only once talvault has opened it, so `main` and
+/// `harden` have run. `/proc/PID/status` must then be owned by root, not by talvault's user. If
+/// `harden` stopped clearing the flag, the owner would be talvault's own uid and this fails.
+#[test]
+fn talvault_is_not_dumpable_while_it_runs() {
+    use std::os::unix::fs::MetadataExt as _;
+    let d = tmp();
+    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let fifo = d.path().join("bundle.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .args(["-m", "0666"])
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+
+    let as_root = rustix::process::geteuid().is_root();
+    let bin = env!("CARGO_BIN_EXE_talvault");
+    let mut cmd = if as_root {
+        let mut c = std::process::Command::new("setpriv");
+        c.args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--",
+            bin,
+        ]);
+        c
+    } else {
+        std::process::Command::new(bin)
+    };
+    let child = cmd
+        .args(["bundle", "validate"])
+        .arg(&fifo)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Blocks until talvault opens the FIFO for reading.
+    let writer = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    let status = std::fs::metadata(format!("/proc/{}/status", child.id())).unwrap();
+    let exe = std::fs::read_link(format!("/proc/{}/exe", child.id())).unwrap();
+    drop(writer);
+    let out = child.wait_with_output().unwrap();
+
+    assert!(
+        exe.ends_with("talvault"),
+        "the process holding the FIFO is {}",
+        exe.display()
+    );
+    assert_eq!(
+        status.uid(),
+        0,
+        "/proc/PID/status of a running talvault is owned by uid {}: it is dumpable",
+        status.uid()
+    );
+    // An empty bundle is refused (1 or 2); what matters is that talvault ran to the end.
+    assert!(
+        matches!(out.status.code(), Some(1 | 2)),
+        "{:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -240,7 +240,7 @@ fn leaves_under_issuers_verify_for_client_auth_only() {
         let server = CertificateTemplate {
             serial: vec![0x42; 16],
             issuer: ca.subject().as_raw().to_vec(),
-            subject: name::encode(&[], Some("node-1")),
+            subject: name::encode(&[], Some("node-1")).unwrap(),
             not_before: now() - Duration::minutes(1),
             not_after: now() + Duration::days(1),
             subject_public_key_info: server_key.public_key_info().unwrap(),

@@ -181,7 +181,7 @@ fn pin_extensions(ca_pem: &[u8], leaf: &IssuedLeaf, roles: &[&str]) {
     let role_refs: Vec<&str> = want.clone();
     assert_eq!(
         cert.subject().as_raw(),
-        &name::encode(&role_refs, Some("alice"))[..]
+        &name::encode(&role_refs, Some("alice")).unwrap()[..]
     );
     let serial = cert.tbs_certificate.serial.to_bytes_be();
     assert!(!serial.is_empty() && serial.len() <= 16);
@@ -457,7 +457,7 @@ fn apid_refuses_other_cas_and_serverauth_eku() {
     let template = CertificateTemplate {
         serial: vec![0x42; 16],
         issuer: ca_cert.subject().as_raw().to_vec(),
-        subject: name::encode(&[Role::ADMIN], Some("alice")),
+        subject: name::encode(&[Role::ADMIN], Some("alice")).unwrap(),
         not_before: now() - time::Duration::seconds(10),
         not_after: now() + time::Duration::hours(1),
         subject_public_key_info: leaf_key.public_key_info().unwrap(),

@@ -13,6 +13,7 @@ mod backup;
 mod catalogue;
 mod cli;
 mod crl;
+mod faults;
 mod fuzz_regressions;
 mod generate;
 mod hsm;

@@ -68,7 +68,7 @@ fn issuer_cycle_cuts_access_and_crls_verify() {
     let list = issuers(&env);
     assert_eq!(list[0]["state"], "pending");
     assert_eq!(list[0]["algorithm"], "ed25519");
-    env.ok(&with(&["issuer", "activate", "prod", &first]));
+    env.ok(&with(&["issuer", "activate", "prod", &first, "--force"]));
     let out = env.ok(&with(&[
         "issue",
         "prod",
@@ -121,7 +121,7 @@ fn issuer_cycle_cuts_access_and_crls_verify() {
         out.contains(&format!("issuer retire prod {first}")),
         "{out}"
     );
-    env.ok(&with(&["issuer", "activate", "prod", &second]));
+    env.ok(&with(&["issuer", "activate", "prod", &second, "--force"]));
     env.ok(&with(&[
         "issue", "prod", "--role", "os:admin", "--ttl", "1h", "-o", "p256.tc",
     ]));
@@ -176,11 +176,14 @@ fn issuer_cycle_cuts_access_and_crls_verify() {
     assert!(out.contains(&format!("retire its issuer {first}")), "{out}");
     assert!(out.contains("1 other live certificate(s)"), "{out}");
     assert!(out.contains("bob"), "{out}");
-    let crl_path = format!("v/envs/prod/crl/{first}.crl.pem");
     assert!(
-        out.contains(&format!("CRL regenerated: envs/prod/crl/{first}.crl.pem")),
+        out.contains(&format!(
+            "publish a fresh CRL for the certificate's issuer: talvault crl prod --issuer {first} -o {first}.crl.pem"
+        )),
         "{out}"
     );
+    let crl_path = format!("{first}.crl.pem");
+    env.ok(&with(&["crl", "prod", "--issuer", &first, "-o", &crl_path]));
 
     // openssl: the CRL verifies; the revoked leaf fails -crl_check, bob's passes.
     std::fs::write(env.path("issuer.pem"), &issuer).unwrap();
@@ -335,7 +338,7 @@ fn refusals_change_nothing() {
         [&["--vault", "v"][..], args].concat()
     }
     let id = created_id(&env.ok(&with(&["issuer", "create", "prod"])));
-    env.ok(&with(&["issuer", "activate", "prod", &id]));
+    env.ok(&with(&["issuer", "activate", "prod", &id, "--force"]));
     env.ok(&with(&[
         "issue",
         "prod",
@@ -403,7 +406,7 @@ fn refusals_change_nothing() {
         ),
         (
             "activate twice",
-            vec!["issuer", "activate", "prod", &id],
+            vec!["issuer", "activate", "prod", &id, "--force"],
             1,
             "error: issuer [..] is active; activate needs a pending issuer",
         ),
@@ -466,7 +469,7 @@ fn break_glass_under_an_issuer_taints_until_the_issuer_retires() {
         "--algorithm",
         "ecdsa-p256",
     ])));
-    env.ok(&with(&["issuer", "activate", "prod", &id]));
+    env.ok(&with(&["issuer", "activate", "prod", &id, "--force"]));
     let out = env.ok(&with(&[
         "break-glass",
         "prod",
@@ -482,7 +485,7 @@ fn break_glass_under_an_issuer_taints_until_the_issuer_retires() {
     assert!(out.contains("TAINTED: break-glass since"), "{out}");
     // A leaf may not outlive its issuer.
     let short = created_id(&env.ok(&with(&["issuer", "create", "prod", "--lifetime", "2h"])));
-    env.ok(&with(&["issuer", "activate", "prod", &short]));
+    env.ok(&with(&["issuer", "activate", "prod", &short, "--force"]));
     let (code, _, err) = env.run(&with(&[
         "issue",
         "prod",
@@ -506,6 +509,21 @@ fn break_glass_under_an_issuer_taints_until_the_issuer_retires() {
         text.replace("allow_direct: true", "allow_direct: false"),
     )
     .unwrap();
+    // An edited policy counts only once the audit trail accepts it.
+    let (code, _, err) = env.run(&with(&[
+        "issue",
+        "prod",
+        "--role",
+        "os:reader",
+        "-o",
+        "p.tc",
+    ]));
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("envs/prod/policy.yaml differs from the policy the audit trail accepted"),
+        "{err}"
+    );
+    env.ok(&with(&["policy", "accept", "prod", "--reason", "PR 12"]));
     let (code, _, err) = env.run(&with(&[
         "issue",
         "prod",
