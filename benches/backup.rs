@@ -52,6 +52,10 @@ fn main() {
             x as u8
         })
         .collect();
+    #[expect(
+        deprecated,
+        reason = "X25519 identities, as vaults use them (age 0.13 prefers post-quantum ones)"
+    )]
     let key = age::x25519::Identity::generate();
     let public = key.to_public();
     let recipient = Recipient::parse(&public.to_string()).unwrap();

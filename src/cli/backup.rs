@@ -231,7 +231,7 @@ fn seal(a: SealArgs, o: &VaultOpts) -> Result<u8, CliError> {
         (Box::new(file), a.input.clone())
     };
     let v = o.open_vault()?;
-    let ctx = o.context(Opens::Nothing)?;
+    let ctx = o.context(Opens::Secrets)?;
     let req = SealRequest {
         input: input_name,
         label: a.label,
@@ -476,7 +476,7 @@ fn list_text(env: &str, views: &[BackupView]) -> String {
 
 fn prune(env: &str, keep: usize, o: &VaultOpts) -> Result<u8, CliError> {
     let v = o.open_vault()?;
-    let ctx = o.context(Opens::Nothing)?;
+    let ctx = o.context(Opens::Secrets)?;
     let removed = v.backup_prune(env, keep, &ctx)?;
     let mut s = String::new();
     if removed.is_empty() {

@@ -415,7 +415,7 @@ pub fn recipients(cmd: RecipientsCommand, o: &VaultOpts) -> Result<u8, CliError>
     let v = o.open_vault()?;
     if a.backup_only {
         let now =
-            v.backup_recipients_change(&a.env, change, &given, &o.context(Opens::Nothing)?)?;
+            v.backup_recipients_change(&a.env, change, &given, &o.context(Opens::Secrets)?)?;
         let mut msg = format!(
             "environment {} has {} backup-only recipient(s); nothing was re-sealed
 ",

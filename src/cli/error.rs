@@ -90,6 +90,7 @@ fn hint(e: &VaultError) -> Option<String> {
         VaultError::PolicyNotAccepted { env } => format!("review the change, then record it: talvault policy accept {env} --reason \"PR …\""),
         VaultError::Disagrees { .. } => "restore the file from git history (`git log -- FILE`), and run `talvault audit verify` to see what else changed".into(),
         VaultError::AlreadyUpgraded { .. } => "nothing to do".into(),
+        VaultError::BackupOnlyIdentity { .. } => "pass the identity of one of the environment's recipients (recipients.txt) with -i".into(),
         VaultError::AuditKeys { .. } => "restore envs/ENV/audit.age and bundle.age from git history, then run `talvault audit verify ENV`".into(),
         VaultError::ContractMismatch { .. } => "pass --talos-version with the contract the bundle was made for; `talvault bundle inspect FILE` says which it looks like".into(),
         VaultError::WrongSealing { .. } => "a passphrase environment has no recipients to change; to share it, create a new environment sealed to recipients from the exported bundle (`talvault bundle export` | `talvault env import --from-secrets`)".into(),

@@ -99,22 +99,31 @@ impl Transaction {
     }
 
     /// The content hash of every file the transaction writes below `dir` (relative to it), and
-    /// of the vault's `talvault.yaml` (as `/talvault.yaml`) when it writes that: what an audit
-    /// event names to account for the command's files.
+    /// of the vault's `talvault.yaml` (as `/talvault.yaml`) when it writes that, and `None` for
+    /// every file it removes below `dir`: what an audit event names to account for the
+    /// command's files (a pruned backup record is accounted for as removed).
     pub fn file_hashes(&self, dir: &Path) -> std::collections::BTreeMap<String, Option<String>> {
-        let mut out = std::collections::BTreeMap::new();
-        for Op::Write { rel, bytes, .. } in &self.ops {
-            let key = if let Ok(below) = rel.strip_prefix(dir) {
-                if below.starts_with("audit") {
-                    continue;
-                }
-                below.display().to_string()
+        let key = |rel: &Path| {
+            if let Ok(below) = rel.strip_prefix(dir) {
+                (!below.starts_with("audit")).then(|| below.display().to_string())
             } else if rel == Path::new(crate::model::VAULT_FILE) {
-                format!("/{}", crate::model::VAULT_FILE)
+                Some(format!("/{}", crate::model::VAULT_FILE))
             } else {
-                continue;
-            };
-            out.insert(key, Some(sha256_hex(bytes)));
+                None
+            }
+        };
+        let mut out = std::collections::BTreeMap::new();
+        for rel in &self.removes {
+            if let Some(k) = key(rel) {
+                out.insert(k, None);
+            }
+        }
+        // A file both removed and written ends up written (writes are applied first, but a
+        // transaction never does both to one file).
+        for Op::Write { rel, bytes, .. } in &self.ops {
+            if let Some(k) = key(rel) {
+                out.insert(k, Some(sha256_hex(bytes)));
+            }
         }
         out
     }

@@ -16,8 +16,9 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use zeroize::Zeroizing;
 
+use super::trail::BACKUP_RECIPIENTS_FILE;
 use super::{Context, Env, META_MAX, RecipientChange, Vault, VaultError, rfc3339};
-use crate::audit::{Action, Event};
+use crate::audit::Action;
 use crate::backup::background::Background;
 use crate::backup::{
     self, BackupRecord, CHUNK, Health, HealthProblem, RECORD_VERSION, Sealed, SealedDigest,
@@ -28,13 +29,9 @@ use crate::hex;
 use crate::model::Sealing;
 use crate::pki::policy::Policy;
 use crate::store::age::stream::{self as agestream, OpenStream};
-use crate::store::age::{self as agestore, OpenedBy, Recipient};
+use crate::store::age::{OpenedBy, Recipient};
 use crate::store::txn::Transaction;
-use crate::store::{self, Mode, StoreError, audit_dir};
-
-/// The backup-only recipients of an environment: they can open its backups, never its bundle
-/// or issuer keys (nothing that seals those reads this file).
-pub const BACKUP_RECIPIENTS_FILE: &str = "backup-recipients.txt";
+use crate::store::{self, Mode, StoreError};
 
 /// The directory of backup records in an environment directory.
 const BACKUPS_DIR: &str = "backups";
@@ -246,41 +243,6 @@ pub struct StaleBackup {
     pub missing_current: usize,
 }
 
-/// An audit event file read for `backup.verify` marks (`-` in the cache for anything else).
-struct MarkLine(Option<VerifyMark>);
-
-impl MarkLine {
-    fn read(bytes: &[u8]) -> Self {
-        let mark = Event::from_json(bytes).ok().and_then(|e| {
-            if e.action() != "backup.verify" {
-                return None;
-            }
-            let text = |k: &str| e.data().get(k).and_then(|v| v.as_str()).map(str::to_owned);
-            Some(VerifyMark {
-                id: text("id")?,
-                sha256: text("sealed_sha256")?,
-                time: e.time().unix_timestamp(),
-            })
-        });
-        MarkLine(mark)
-    }
-}
-
-impl store::index::CacheLine for MarkLine {
-    fn to_line(&self) -> String {
-        self.0
-            .as_ref()
-            .map_or_else(|| "-".to_owned(), VerifyMark::to_line)
-    }
-
-    fn from_line(line: &str) -> Option<Self> {
-        if line == "-" {
-            return Some(MarkLine(None));
-        }
-        VerifyMark::from_line(line).map(|m| MarkLine(Some(m)))
-    }
-}
-
 fn text(what: &'static str, value: Option<&str>) -> Result<Option<String>, VaultError> {
     let check = match what {
         "label" => backup::label,
@@ -346,19 +308,6 @@ impl Vault {
         env.dir().join(BACKUPS_DIR)
     }
 
-    /// The backup-only recipients (none when the file does not exist).
-    fn backup_only_recipients(&self, env: &Env) -> Result<Vec<Recipient>, VaultError> {
-        let rel = env.dir().join(BACKUP_RECIPIENTS_FILE);
-        match self.read(&rel, META_MAX) {
-            Err(VaultError::Store(StoreError::NotFound { .. })) => Ok(Vec::new()),
-            Err(e) => Err(e),
-            Ok(text) => Ok(agestore::parse_recipients(
-                &String::from_utf8_lossy(&text),
-                &self.root.join(rel),
-            )?),
-        }
-    }
-
     /// What a backup of `env` is sealed to now: its recipients (none for a passphrase
     /// environment, whose backups go to backup-only recipients) and its backup-only ones.
     fn backup_recipient_sets(
@@ -379,7 +328,9 @@ impl Vault {
         Ok((main, only))
     }
 
-    /// Every backup record of `env`, by id.
+    /// Every backup record of `env`, each checked against the audit chain (format 2): a
+    /// record no trusted event wrote, or one changed since, is refused like any other file
+    /// the chain disagrees with (after parsing, so a damaged record gets the parser's message).
     fn backup_records(&self, env: &Env) -> Result<Vec<BackupRecord>, VaultError> {
         let dir = Self::backups_dir(env);
         let entries = match store::fs::list_dir(&self.root, &dir) {
@@ -396,35 +347,30 @@ impl Vault {
             }
             let rel = dir.join(&e.name);
             let bytes = self.read(&rel, META_MAX)?;
-            out.push(BackupRecord::from_yaml(
-                &rel.display().to_string(),
-                stem,
-                &bytes,
-            )?);
+            let record = BackupRecord::from_yaml(&rel.display().to_string(), stem, &bytes)?;
+            self.agrees(
+                env,
+                &format!("{BACKUPS_DIR}/{}", e.name),
+                &crate::digest::sha256_hex(&bytes),
+            )?;
+            out.push(record);
         }
         Ok(out)
     }
 
-    /// The `backup.verify` marks of `env`'s audit trail, month by month through the record
-    /// cache, so that only events added since the last look are read.
+    /// The `backup.verify` marks of `env`'s trusted audit chain (a verification event the
+    /// chain does not trust, such as one a forger dropped in, makes no backup fresh).
     fn verify_marks(&self, env: &Env) -> Result<Vec<VerifyMark>, VaultError> {
-        let dir = env.dir();
-        let months = match audit_dir::months(&self.root, &dir) {
-            Err(StoreError::NotFound { .. }) => Vec::new(),
-            other => other?,
-        };
-        let mut marks = Vec::new();
-        for (year, month) in months {
-            let scanned = store::index::scan(
-                &self.root,
-                &dir.join(audit_dir::AUDIT_DIR).join(&year).join(&month),
-                &format!("{}/backup-verify-{year}-{month}", env.as_str()),
-                audit_dir::EVENT_RECORDS,
-                |_, bytes| Ok::<_, VaultError>(MarkLine::read(bytes)),
-            )?;
-            marks.extend(self.keep_cache(scanned).into_iter().filter_map(|l| l.0));
-        }
-        Ok(marks)
+        Ok(self
+            .chain(env)?
+            .backups_verified
+            .iter()
+            .map(|v| VerifyMark {
+                id: v.id.clone(),
+                sha256: v.sealed_sha256.clone(),
+                time: v.time,
+            })
+            .collect())
     }
 
     /// Finds the record of the sealed file `file` by its head, and refuses a file whose length
@@ -440,6 +386,8 @@ impl Vault {
             source,
         };
         let len = file.metadata().map_err(io_err)?.len();
+        // Every record checked against the chain: an edited or planted record would vouch for
+        // other bytes.
         let records = self.backup_records(env)?;
         let longest = records.iter().map(|r| r.sealed.head_len).max().unwrap_or(0);
         let prefix = agestream::read_prefix(file, longest).map_err(io_err)?;
@@ -503,7 +451,7 @@ impl Vault {
         req: SealRequest,
         ctx: &Context,
     ) -> Result<(W, PendingSeal), VaultError> {
-        let env = self.env(env)?;
+        let env = self.env_for_backup(env, ctx)?;
         let label = text("label", req.label.as_deref())?;
         let location = text("location", req.location.as_deref())?;
         let (main, only) = self.backup_recipient_sets(&env)?;
@@ -548,7 +496,7 @@ impl Vault {
         pending: PendingSeal,
         ctx: &Context,
     ) -> Result<BackupRecord, VaultError> {
-        let env = self.env(&pending.env)?;
+        let env = self.env_for_backup(&pending.env, ctx)?;
         let r = pending.record;
         let mut t = Transaction::new(&self.root);
         t.create(
@@ -585,7 +533,7 @@ impl Vault {
         reason: Option<&str>,
         ctx: &Context,
     ) -> Result<(BackupStream<'a>, PendingOpen), VaultError> {
-        let env = self.env(env)?;
+        let env = self.env_for_backup(env, ctx)?;
         let reason = text("reason", reason)?;
         if reason.is_none() && self.read_policy(&env)?.backup_rules().open_requires_reason {
             return Err(VaultError::ReasonRequired {
@@ -610,7 +558,7 @@ impl Vault {
         to: OpenTo,
         ctx: &Context,
     ) -> Result<(), VaultError> {
-        let env = self.env(&pending.env)?;
+        let env = self.env_for_backup(&pending.env, ctx)?;
         let (destination, program) = match to {
             OpenTo::File => ("file", None),
             OpenTo::Stdout => ("stdout", None),
@@ -638,7 +586,7 @@ impl Vault {
         file: &File,
         ctx: &Context,
     ) -> Result<BackupRecord, VaultError> {
-        let env = self.env(env)?;
+        let env = self.env_for_backup(env, ctx)?;
         let (mut stream, opened_by) = self.open_backup(&env, shown, file, ctx)?;
         stream.copy_to(&mut io::sink())?;
         let r = stream.finish()?;
@@ -667,7 +615,7 @@ impl Vault {
         out: W,
         ctx: &Context,
     ) -> Result<(W, PendingReseal), VaultError> {
-        let env = self.env(env)?;
+        let env = self.env_for_backup(env, ctx)?;
         let (main, only) = self.backup_recipient_sets(&env)?;
         let all: Vec<Recipient> = main.iter().chain(&only).cloned().collect();
         let (mut stream, opened_by) = self.open_backup(&env, shown, file, ctx)?;
@@ -703,7 +651,7 @@ impl Vault {
         pending: PendingReseal,
         ctx: &Context,
     ) -> Result<BackupRecord, VaultError> {
-        let env = self.env(&pending.env)?;
+        let env = self.env_for_backup(&pending.env, ctx)?;
         let r = pending.record;
         let mut t = Transaction::new(&self.root);
         t.write(
@@ -808,7 +756,7 @@ impl Vault {
         if keep == 0 {
             return Err(VaultError::KeepNothing);
         }
-        let env = self.env(env)?;
+        let env = self.env_for_backup(env, ctx)?;
         let mut records = self.backup_records(&env)?;
         newest_first(&mut records);
         let removed: Vec<BackupRecord> = records.into_iter().skip(keep).collect();
@@ -848,7 +796,7 @@ impl Vault {
         given: &[Recipient],
         ctx: &Context,
     ) -> Result<Vec<String>, VaultError> {
-        let env = self.env(env)?;
+        let env = self.env_for(env, ctx)?;
         let current = self.backup_only_recipients(&env)?;
         let main = match env.meta.sealing {
             Sealing::Recipients => self.recipients(&env)?,
@@ -887,6 +835,12 @@ impl Vault {
             backup_recipients_txt(&next).as_bytes(),
             Mode::Public,
         );
+        // A new backup lane epoch, sealed to the new set: a removed backup-only recipient can
+        // no longer record backups (format 2; its old lane keys are retired by this event).
+        if self.sealed() {
+            let (keys, _) = self.open_audit_keys(&env, ctx)?;
+            self.stage_lane_keys(&mut t, &env, ctx, &keys.bundle_sha256, &main, &next)?;
+        }
         let names = |rs: &[Recipient]| -> Vec<String> {
             rs.iter().map(|r| r.as_str().to_owned()).collect()
         };

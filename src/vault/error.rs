@@ -327,6 +327,17 @@ pub enum VaultError {
         /// What is wrong (no key material).
         message: String,
     },
+    /// A backup-only identity (it opens the backup lane's keys, not `audit.age`) tried to
+    /// record something other than a backup.
+    #[error(
+        "the identity given opens only environment {env:?}'s backup lane keys, which record backups only, not {action}"
+    )]
+    BackupOnlyIdentity {
+        /// The environment.
+        env: String,
+        /// The action it tried to record.
+        action: String,
+    },
     /// A file the audit trail accounts for differs from it (format 2): it is not used.
     #[error("{file}: {message}")]
     Disagrees {

@@ -38,8 +38,8 @@ use time::OffsetDateTime;
 
 pub use self::audit::{AuditOutcome, GitChange};
 pub use self::backup::{
-    BACKUP_RECIPIENTS_FILE, BackupStream, BackupView, Copied, OpenTo, PendingOpen, PendingReseal,
-    PendingSeal, SealRequest, StaleBackup,
+    BackupStream, BackupView, Copied, OpenTo, PendingOpen, PendingReseal, PendingSeal, SealRequest,
+    StaleBackup,
 };
 pub use self::bundle::ExportTo;
 pub use self::check::{FieldCheck, MachineCheck};
@@ -54,6 +54,7 @@ pub use self::recipients::RecipientChange;
 pub use self::records::{Issuer, IssuerView, LiveCert};
 pub use self::revocation::{RevokeOutcome, RevokeTarget};
 pub use self::signer::CrlOutput;
+pub use self::trail::BACKUP_RECIPIENTS_FILE;
 
 pub use self::status::{CaExpiry, Counts, EnvStatus, Finding};
 pub use self::verify::Verification;
@@ -190,6 +191,9 @@ pub struct Vault {
     audit_keys: RefCell<std::collections::HashMap<String, std::rc::Rc<crate::audit::Keyring>>>,
     /// Each environment's chain state, once derived (dropped at every commit).
     chains: RefCell<std::collections::HashMap<String, std::rc::Rc<crate::audit::ChainState>>>,
+    /// The backup lane epoch a transaction being prepared makes current, per environment: the
+    /// event it stages names it.
+    lane_rotations: RefCell<std::collections::HashMap<String, u32>>,
 }
 
 /// An environment as a command loads it once: its name and `env.yaml`.
@@ -319,6 +323,7 @@ impl Vault {
             caches: RefCell::new(Vec::new()),
             audit_keys: RefCell::new(std::collections::HashMap::new()),
             chains: RefCell::new(std::collections::HashMap::new()),
+            lane_rotations: RefCell::new(std::collections::HashMap::new()),
         })
     }
 

@@ -3,6 +3,11 @@
 //! key events are MACed with (format 2: opened from `audit.age` with the caller's identity), and
 //! staging an event that names its parents, its vault, the hashes of the files its transaction
 //! writes, and its MAC.
+//!
+//! The backup lane (`backup-audit.age`, sealed to the recipients and the backup-only
+//! recipients): a backup-only identity opens only those keys, and its events (`backup.*` only)
+//! are MACed under them and marked `"lane": "backup"`; the chain trusts such an event for
+//! backup records and nothing else (`audit::lane_may_record`).
 
 use std::rc::Rc;
 
@@ -11,12 +16,21 @@ use crate::audit::{
     self as events, Action, AuditKeys, ChainState, EpochKey, EventBody, EventFile, EventSummary,
     Keyring, Seal,
 };
-use crate::store::age::OpenedBy;
+use crate::model::Sealing;
+use crate::store::age::{self as agestore, OpenedBy, Recipient};
 use crate::store::txn::Transaction;
 use crate::store::{self, Mode, StoreError, audit_dir};
 
 /// The sealed audit key file in an environment directory.
 pub(super) const AUDIT_KEYS_FILE: &str = "audit.age";
+
+/// The sealed backup lane key file in an environment directory (recipients and backup-only
+/// recipients open it).
+pub(super) const LANE_KEYS_FILE: &str = "backup-audit.age";
+
+/// The backup-only recipients of an environment: they can open its backups and the backup
+/// lane keys, never its bundle or issuer keys (nothing that seals those reads this file).
+pub const BACKUP_RECIPIENTS_FILE: &str = "backup-recipients.txt";
 
 /// A new audit key file: one random root key (epoch 1), bound to the bundle's plaintext.
 pub(super) fn new_audit_keys(
@@ -66,9 +80,13 @@ impl Vault {
         let keys = self.audit_keys.borrow().get(env.as_str()).cloned();
         let chain = Rc::new(match keys {
             Some(keys) => {
-                let check =
-                    |epoch: u32, id: &events::EventId, mac: &str| keys.check(epoch, id, mac);
-                ChainState::checked(&summaries, Some(&check))
+                let check = |lane: bool, epoch: u32, id: &events::EventId, mac: &str| {
+                    keys.check_any(lane, epoch, id, mac)
+                };
+                let mut c = ChainState::checked(&summaries, Some(&check));
+                // A backup-only identity checks lane events only: the rest rests on structure.
+                c.authenticated = keys.has_main();
+                c
             }
             None => ChainState::of(&summaries),
         });
@@ -146,12 +164,35 @@ impl Vault {
     /// Makes `keys` the audit keys of `env` for this command: the newest epoch MACs the events
     /// it writes, every epoch authenticates the events it trusts (the chain is derived again).
     pub(super) fn use_audit_keys(&self, env: &Env, keys: &AuditKeys) -> Result<(), VaultError> {
+        self.use_keys(env, Some(keys), None)
+    }
+
+    /// Makes `main` (none: a backup-only identity) and `lane` the keys of `env` for this
+    /// command.
+    fn use_keys(
+        &self,
+        env: &Env,
+        main: Option<&AuditKeys>,
+        lane: Option<&AuditKeys>,
+    ) -> Result<(), VaultError> {
+        let file = if main.is_some() {
+            AUDIT_KEYS_FILE
+        } else {
+            LANE_KEYS_FILE
+        };
         let bad = |message: &str| VaultError::AuditKeys {
-            file: env.dir().join(AUDIT_KEYS_FILE).display().to_string(),
+            file: env.dir().join(file).display().to_string(),
             message: message.to_owned(),
         };
         let vault = self.vault_id().ok_or_else(|| bad("the vault has no id"))?;
-        let ring = Keyring::derive(keys, vault, env.as_str()).map_err(bad)?;
+        let ring = match (main, lane) {
+            (Some(main), None) => Keyring::derive(main, vault, env.as_str()),
+            (Some(main), Some(lane)) => Keyring::derive(main, vault, env.as_str())
+                .and_then(|r| r.with_lane(lane, vault, env.as_str())),
+            (None, Some(lane)) => Keyring::lane_only(lane, vault, env.as_str()),
+            (None, None) => Err("no keys"),
+        }
+        .map_err(bad)?;
         self.audit_keys
             .borrow_mut()
             .insert(env.as_str().to_owned(), Rc::new(ring));
@@ -186,7 +227,139 @@ impl Vault {
                     .into(),
             });
         }
-        self.use_audit_keys(env, &keys)
+        self.use_audit_keys(env, &keys)?;
+        // The backup lane's keys too (checked against the now authenticated chain), to
+        // authenticate the events backup-only identities wrote. A lane file that does not
+        // open or belong is left out: its events are then not trusted, and `audit verify`
+        // says why.
+        if let Ok(Some(lane)) = self.open_lane_keys(env, ctx)
+            && lane.bundle_sha256 == keys.bundle_sha256
+        {
+            self.use_keys(env, Some(&keys), Some(&lane))?;
+        }
+        Ok(())
+    }
+
+    /// Opens the backup lane's key file (`None`: there is none, or the environment is sealed
+    /// with a passphrase, which has no lane).
+    pub(super) fn open_lane_keys(
+        &self,
+        env: &Env,
+        ctx: &Context,
+    ) -> Result<Option<AuditKeys>, VaultError> {
+        if env.meta.sealing != Sealing::Recipients {
+            return Ok(None);
+        }
+        let rel = env.dir().join(LANE_KEYS_FILE);
+        // Looked for first: a new environment has none, and needs no identity to say so.
+        match self.read(&rel, super::SEALED_MAX) {
+            Err(VaultError::Store(StoreError::NotFound { .. })) => return Ok(None),
+            other => other?,
+        };
+        let (plain, _) = self.open_sealed(env, &rel, ctx)?;
+        AuditKeys::from_json(plain.expose())
+            .map(Some)
+            .map_err(|message| VaultError::AuditKeys {
+                file: rel.display().to_string(),
+                message,
+            })
+    }
+
+    /// Loads an environment for a backup command: like [`Vault::env_for`], except that with
+    /// [`ChainCheck::Required`] an identity that opens only the backup lane's keys (a
+    /// backup-only identity) is enough: its events are MACed under the lane, and it trusts
+    /// the rest of the chain on structure.
+    pub(super) fn env_for_backup(&self, env: &str, ctx: &Context) -> Result<Env, VaultError> {
+        let env = self.env(env)?;
+        if ctx.chain == ChainCheck::Required
+            && !self.audit_keys.borrow().contains_key(env.as_str())
+            && self.env_sealed(&env)?
+            && let Err(full) = self.load_audit_keys(&env, ctx)
+        {
+            match self.open_lane_keys(&env, ctx) {
+                Ok(Some(lane)) => self.use_keys(&env, None, Some(&lane))?,
+                // Lane keys the chain did not record (copied, replaced): say so.
+                Err(e @ VaultError::Disagrees { .. }) => return Err(e),
+                // Neither opens: the reason the audit keys did not is the one to give.
+                _ => return Err(full),
+            }
+        }
+        self.authenticate(&env, ctx)?;
+        Ok(env)
+    }
+
+    /// The backup-only recipients (none when the file does not exist), checked against the
+    /// chain: a recipient slipped in would be sealed to by the next backup, and a file
+    /// removed behind the chain's back would drop the disaster-recovery key unnoticed.
+    pub(super) fn backup_only_recipients(&self, env: &Env) -> Result<Vec<Recipient>, VaultError> {
+        let rel = env.dir().join(BACKUP_RECIPIENTS_FILE);
+        match self.read(&rel, super::META_MAX) {
+            Err(VaultError::Store(StoreError::NotFound { .. })) => {
+                match self.chain(env)?.files.get(BACKUP_RECIPIENTS_FILE) {
+                    Some((Some(_), event)) => Err(VaultError::Disagrees {
+                        file: rel.display().to_string(),
+                        message: format!(
+                            "it is missing, but audit event {} wrote it",
+                            event.short()
+                        ),
+                    }),
+                    _ => Ok(Vec::new()),
+                }
+            }
+            Err(e) => Err(e),
+            Ok(text) => {
+                let parsed = agestore::parse_recipients(
+                    &String::from_utf8_lossy(&text),
+                    &self.root.join(&rel),
+                )?;
+                self.agrees(
+                    env,
+                    BACKUP_RECIPIENTS_FILE,
+                    &crate::digest::sha256_hex(&text),
+                )?;
+                Ok(parsed)
+            }
+        }
+    }
+
+    /// Stages a new backup lane epoch in `t` (format 2, recipient-sealed environments): the
+    /// lane's previous keys, opened with `ctx` (none for a new lane), plus a fresh root key,
+    /// bound to the bundle (`bundle_sha256`) and sealed to `main` and `only`. The event this
+    /// command stages names the new lane epoch, which retires the older ones for new events
+    /// (a removed backup-only recipient keeps the old keys, and they no longer count).
+    pub(super) fn stage_lane_keys(
+        &self,
+        t: &mut Transaction,
+        env: &Env,
+        ctx: &Context,
+        bundle_sha256: &str,
+        main: &[Recipient],
+        only: &[Recipient],
+    ) -> Result<(), VaultError> {
+        if !self.sealed() || main.is_empty() || env.meta.sealing != Sealing::Recipients {
+            return Ok(());
+        }
+        let mut keys = self.open_lane_keys(env, ctx)?.unwrap_or(AuditKeys {
+            bundle_sha256: String::new(),
+            keys: Vec::new(),
+        });
+        keys.bundle_sha256 = bundle_sha256.to_owned();
+        let epoch = keys.current().map_or(0, |k| k.epoch) + 1;
+        let mut root = zeroize::Zeroizing::new([0u8; 32]);
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut root[..])
+            .map_err(|_| VaultError::Generate("no randomness".into()))?;
+        keys.keys.push(EpochKey::new(epoch, &root));
+        let mut all: Vec<Recipient> = main.to_vec();
+        all.extend(only.iter().filter(|r| !main.contains(r)).cloned());
+        t.write(
+            env.dir().join(LANE_KEYS_FILE),
+            &agestore::seal(&keys.to_json(), &all)?,
+            Mode::Secret,
+        );
+        self.lane_rotations
+            .borrow_mut()
+            .insert(env.as_str().to_owned(), epoch);
+        Ok(())
     }
 
     /// Authenticates `env`'s chain for this command as `ctx.chain` asks: with
@@ -279,12 +452,39 @@ impl Vault {
         )?;
         let key = if self.sealed() {
             let (epoch, key) = self.audit_key(env, ctx)?;
+            // A backup-only identity: its `backup.*` events go through the lane, nothing else.
+            let lane = if key.has_main() {
+                None
+            } else {
+                match key.lane_signing() {
+                    Some((lane_epoch, _))
+                        if events::lane_may_record(
+                            action.name(),
+                            files.keys().map(String::as_str),
+                        ) =>
+                    {
+                        Some(lane_epoch)
+                    }
+                    _ => {
+                        return Err(VaultError::BackupOnlyIdentity {
+                            env: env.as_str().to_owned(),
+                            action: action.name().to_owned(),
+                        });
+                    }
+                }
+            };
             body.seal = Some(Seal {
                 vault: self.vault_id().unwrap_or_default().to_owned(),
-                epoch,
+                epoch: lane.unwrap_or(epoch),
                 files,
+                lane: lane.map(|_| events::BACKUP_LANE.to_owned()),
+                lane_epoch: if lane.is_none() {
+                    self.lane_rotations.borrow_mut().remove(env.as_str())
+                } else {
+                    None
+                },
             });
-            Some(key)
+            Some((key, lane.is_some()))
         } else {
             None
         };
@@ -292,7 +492,12 @@ impl Vault {
         // event nobody can vouch for is never named as a parent.
         let heads = self.chain(env)?.heads.clone();
         let event = events::new_event(heads, body)?;
-        let event = match key.as_ref().and_then(|k| k.signing()) {
+        let signing = match &key {
+            Some((ring, true)) => ring.lane_signing().map(|(_, k)| k),
+            Some((ring, false)) => ring.signing(),
+            None => None,
+        };
+        let event = match signing {
             Some(k) => event.with_mac(k),
             None => event,
         };

@@ -107,7 +107,12 @@ impl Sandbox {
             ("HOME".into(), self.path("home").display().to_string()),
             ("TMPDIR".into(), self.path("tmp").display().to_string()),
             ("TALVAULT_ACTOR".into(), "alice".into()),
-            ("TALVAULT_IDENTITY".into(), String::new()),
+            // Format 2: every command that records an event opens the audit keys; `-i`
+            // overrides this where a test acts as someone else.
+            (
+                "TALVAULT_IDENTITY".into(),
+                self.path(&self.a.file).display().to_string(),
+            ),
             ("SOPS_AGE_KEY_FILE".into(), String::new()),
             ("TALVAULT_VAULT".into(), String::new()),
             ("TALVAULT_PASSPHRASE".into(), String::new()),
@@ -627,8 +632,12 @@ fn a_snapshot_with_a_wrong_trailer_is_refused_at_every_step() {
         args.extend(&cmd);
         let (code, _, err) = s.v(&args);
         assert_eq!(code, 1, "{cmd:?}: {err}");
+        // Format 2: the edited record is not the one the audit chain recorded, so nothing
+        // is decrypted on its word.
         assert!(
-            err.contains("the etcd snapshot is damaged: its SHA-256 trailer says"),
+            err.contains(&format!(
+                "envs/prod/backups/{id}.yaml: its contents are not what audit event"
+            )),
             "{cmd:?}: {err}"
         );
         assert!(!s.path("out.db").exists());
@@ -678,10 +687,23 @@ fn recipient_changes_name_stale_backups_and_reseal_brings_them_current() {
         "{list}"
     );
 
-    // b cannot open it yet; a (removed) still can. Reseal with a.
+    // b cannot open it yet; a (removed) still can, but can no longer record anything: it
+    // opens neither the audit keys nor the backup lane's. Reseal with both.
     let (code, _, err) = s.v(&["-i", &s.b.file, "backup", "verify", "prod", "store/r.age"]);
     assert_eq!(code, 1, "{err}");
-    let out = s.ok(&["-i", &s.a.file, "backup", "reseal", "prod", "store/r.age"]);
+    let (code, _, err) = s.v(&["-i", &s.a.file, "backup", "reseal", "prod", "store/r.age"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("no identity matched"), "{err}");
+    let out = s.ok(&[
+        "-i",
+        &s.a.file,
+        "-i",
+        &s.b.file,
+        "backup",
+        "reseal",
+        "prod",
+        "store/r.age",
+    ]);
     assert!(
         out.starts_with(&format!("re-sealed backup {id} in store/r.age")),
         "{out}"
@@ -710,8 +732,11 @@ fn recipient_changes_name_stale_backups_and_reseal_brings_them_current() {
     ]);
     assert_eq!(s.read("r.bin"), noise(70_000, 2));
     assert!(s.actions().contains(&"backup.reseal".to_owned()));
-    // Backup-only changes are audited, re-seal nothing, and are refused when pointless.
+    // Backup-only changes are audited, re-seal nothing but the backup lane's keys, and are
+    // refused when pointless. (b is the recipient now.)
     let (code, _, err) = s.v(&[
+        "-i",
+        &s.b.file,
         "recipients",
         "add",
         "prod",
@@ -725,7 +750,10 @@ fn recipient_changes_name_stale_backups_and_reseal_brings_them_current() {
         "{err}"
     );
     let bundle = s.read("v/envs/prod/bundle.age");
+    let lane = s.read("v/envs/prod/backup-audit.age");
     s.ok(&[
+        "-i",
+        &s.b.file,
         "recipients",
         "remove",
         "prod",
@@ -734,6 +762,13 @@ fn recipient_changes_name_stale_backups_and_reseal_brings_them_current() {
         &s.dr.recipient,
     ]);
     assert_eq!(s.read("v/envs/prod/bundle.age"), bundle);
+    // The lane rotated: the removed disaster-recovery key no longer opens its keys.
+    assert_ne!(s.read("v/envs/prod/backup-audit.age"), lane);
+    let (ok, _, _) = s.tool(
+        "age",
+        &["-d", "-i", &s.dr.file, "v/envs/prod/backup-audit.age"],
+    );
+    assert!(!ok, "a removed backup-only key opens the new lane keys");
     assert_eq!(s.ok(&["recipients", "list", "prod", "--backup-only"]), "");
     assert_eq!(
         s.actions().last().map(String::as_str),
@@ -808,6 +843,7 @@ fn status_grades_the_newest_verified_backup_against_the_policy() {
     let mut policy = String::from_utf8(s.read("v/envs/prod/policy.yaml")).unwrap();
     policy.push_str("backup:\n  max_age: 1h\n");
     s.write("v/envs/prod/policy.yaml", policy.as_bytes());
+    s.ok(&["policy", "accept", "prod", "--reason", "test"]);
     let (code, out) = status(&s);
     assert_eq!(code, 1, "{out}");
     assert!(
@@ -841,6 +877,7 @@ fn status_grades_the_newest_verified_backup_against_the_policy() {
         .unwrap()
         .replace("max_age: 1h", "max_age: 1s");
     s.write("v/envs/prod/policy.yaml", policy.as_bytes());
+    s.ok(&["policy", "accept", "prod", "--reason", "test"]);
     std::thread::sleep(Duration::from_millis(2100));
     let (code, out) = status(&s);
     assert_eq!(code, 1, "{out}");
@@ -860,6 +897,7 @@ fn the_policy_can_require_a_reason_to_open_a_backup() {
     let mut policy = String::from_utf8(s.read("v/envs/prod/policy.yaml")).unwrap();
     policy.push_str("backup:\n  open_requires_reason: true\n");
     s.write("v/envs/prod/policy.yaml", policy.as_bytes());
+    s.ok(&["policy", "accept", "prod", "--reason", "test"]);
     let (code, _, err) = s.v(&[
         "-i",
         &s.a.file,
@@ -1092,23 +1130,26 @@ fn a_passphrase_environment_seals_backups_to_its_backup_only_recipients() {
         "correct horse battery staple".into(),
     ));
     let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let (code, _, err) = talvault_env(
-        &s.dir,
-        &[
-            "--vault",
-            "v",
-            "env",
-            "create",
-            "solo",
-            "--passphrase",
-            "--talos-version",
-            "v1.6",
-        ],
-        &envs,
-    );
+    // `talvault --vault v ARGS` with the passphrase: it opens the audit keys.
+    let solo = |args: &[&str]| {
+        let mut all = vec!["--vault", "v"];
+        all.extend_from_slice(args);
+        talvault_env(&s.dir, &all, &envs)
+    };
+    let (code, _, err) = solo(&[
+        "env",
+        "create",
+        "solo",
+        "--passphrase",
+        "--talos-version",
+        "v1.6",
+    ]);
     assert_eq!(code, 0, "{err}");
+    // A passphrase environment has no backup lane (age cannot seal to a passphrase and
+    // recipients at once).
+    assert!(!s.path("v/envs/solo/backup-audit.age").exists());
     s.write("data.bin", b"solo data");
-    let (code, _, err) = s.v(&["backup", "seal", "solo", "data.bin", "-o", "store/solo.age"]);
+    let (code, _, err) = solo(&["backup", "seal", "solo", "data.bin", "-o", "store/solo.age"]);
     assert_eq!(code, 1);
     assert!(
         err.contains("environment \"solo\" has no recipients a backup can be sealed to"),
@@ -1119,7 +1160,7 @@ fn a_passphrase_environment_seals_backups_to_its_backup_only_recipients() {
         "{err}"
     );
     assert!(!s.path("store/solo.age").exists());
-    s.ok(&[
+    let (code, _, err) = solo(&[
         "recipients",
         "add",
         "solo",
@@ -1127,8 +1168,11 @@ fn a_passphrase_environment_seals_backups_to_its_backup_only_recipients() {
         "-r",
         &s.dr.recipient,
     ]);
-    s.ok(&["backup", "seal", "solo", "data.bin", "-o", "store/solo.age"]);
-    s.ok(&[
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = solo(&["backup", "seal", "solo", "data.bin", "-o", "store/solo.age"]);
+    assert_eq!(code, 0, "{err}");
+    // Verifying decrypts with the backup-only key and records with the passphrase.
+    let (code, _, err) = solo(&[
         "-i",
         &s.dr.file,
         "backup",
@@ -1136,7 +1180,21 @@ fn a_passphrase_environment_seals_backups_to_its_backup_only_recipients() {
         "solo",
         "store/solo.age",
     ]);
+    assert_eq!(code, 0, "{err}");
+    // The backup-only key alone decrypts (the Go age CLI) but cannot record here.
+    let (ok, plain, err) = s.tool("age", &["-d", "-i", &s.dr.file, "store/solo.age"]);
+    assert!(ok, "{err}");
+    assert_eq!(plain, b"solo data");
     let (code, _, _) = s.v(&[
+        "-i",
+        &s.dr.file,
+        "backup",
+        "verify",
+        "solo",
+        "store/solo.age",
+    ]);
+    assert_eq!(code, 1, "recorded without the passphrase");
+    let (code, _, _) = solo(&[
         "-i",
         &s.a.file,
         "backup",
@@ -1165,5 +1223,246 @@ fn a_recipients_change_succeeds_even_when_a_backup_record_is_unreadable() {
     ]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("note: cannot list the backups sealed to the old recipients: envs/prod/backups/0000000000000000.yaml"), "{out}");
+    // And `audit verify` reports it: no event accounts for it.
     assert_eq!(s.ok(&["recipients", "list", "prod"]).lines().count(), 2);
+    let (code, out, err) = s.v(&["-i", &s.b.file, "audit", "verify", "prod"]);
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("backups/0000000000000000.yaml: no event accounts for it"),
+        "{out}{err}"
+    );
+}
+
+/// Writes an event MACed under the backup lane's current key into `env`'s trail, on its heads:
+/// what a backup-only identity could forge. `files` are paths below the environment, named
+/// with their current hashes.
+fn forge_lane(s: &Sandbox, env: &str, action: &str, data: serde_json::Value, files: &[&str]) {
+    use talvault::audit;
+    let env_dir = s.path("v/envs").join(env);
+    let (ok, plain, err) = s.tool(
+        "age",
+        &[
+            "-d",
+            "-i",
+            &s.dr.file,
+            &format!("v/envs/{env}/backup-audit.age"),
+        ],
+    );
+    assert!(ok, "{err}");
+    let keys = audit::AuditKeys::from_json(&plain).unwrap();
+    let config = String::from_utf8(s.read("v/talvault.yaml")).unwrap();
+    let vault = config
+        .lines()
+        .find_map(|l| l.strip_prefix("vault_id: "))
+        .expect("a format-2 vault")
+        .trim_matches('"')
+        .to_owned();
+    let current = keys.current().unwrap();
+    let key = current.derive_lane(&vault, env).unwrap();
+    let summaries: Vec<_> = talvault::store::audit_dir::load_all(&env_dir)
+        .unwrap()
+        .iter()
+        .filter_map(|(_, b)| audit::EventSummary::read(b))
+        .collect();
+    let files = files
+        .iter()
+        .map(|f| {
+            let bytes = std::fs::read(env_dir.join(f)).unwrap();
+            ((*f).to_owned(), Some(talvault::digest::sha256_hex(&bytes)))
+        })
+        .collect();
+    let event = audit::new_event(
+        audit::heads_of(&summaries),
+        audit::EventBody {
+            time: time::OffsetDateTime::now_utc(),
+            actor: "nightly".into(),
+            opened_by: None,
+            env: env.into(),
+            action: action.into(),
+            data: data.as_object().unwrap().clone(),
+            seal: Some(audit::Seal {
+                vault,
+                epoch: current.epoch,
+                files,
+                lane: Some(audit::BACKUP_LANE.into()),
+                lane_epoch: None,
+            }),
+        },
+    )
+    .unwrap()
+    .with_mac(&key);
+    let path = env_dir.join("audit").join(event.relative_path());
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, event.to_json()).unwrap();
+}
+
+/// The nightly job holds a backup-only identity: through the backup lane it seals, verifies,
+/// opens and prunes, and its events are authenticated by a full identity's `audit verify`; it
+/// opens no bundle and records nothing else, and what its lane key could forge beyond backups
+/// (an issuer, an accepted policy, a bundle through a backup event) is rejected.
+#[test]
+fn a_backup_only_identity_records_backups_through_the_lane_and_nothing_else() {
+    let s = Sandbox::new();
+    assert!(s.path("v/envs/prod/backup-audit.age").exists());
+    let dr = |args: &[&str]| {
+        let mut all = vec!["-i", s.dr.file.as_str()];
+        all.extend_from_slice(args);
+        s.v(&all)
+    };
+    let full_verify = |s: &Sandbox| {
+        let (code, out, err) = s.v(&["-i", &s.a.file, "audit", "verify", "prod"]);
+        (code, format!("{out}{err}"))
+    };
+    let mut ids = Vec::new();
+    for i in 0..2u8 {
+        s.write("data.bin", &noise(5000, i));
+        let out_file = format!("store/n{i}.age");
+        let (code, out, err) = dr(&["backup", "seal", "prod", "data.bin", "-o", &out_file]);
+        assert_eq!(code, 0, "{err}");
+        ids.push(out.strip_prefix("sealed backup ").unwrap()[..16].to_owned());
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+    let (code, _, err) = dr(&["backup", "verify", "prod", "store/n1.age"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = dr(&["backup", "open", "prod", "store/n1.age", "-o", "n1.bin"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(s.read("n1.bin"), noise(5000, 1));
+    let (code, out, err) = dr(&["backup", "prune", "prod", "--keep", "1"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&ids[0]), "{out}");
+    // Every one of its events went through the lane…
+    let events = s.events();
+    let lane: Vec<&str> = events
+        .iter()
+        .filter(|e| e["lane"] == "backup")
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        lane,
+        [
+            "backup.seal",
+            "backup.seal",
+            "backup.verify",
+            "backup.open",
+            "backup.prune"
+        ]
+    );
+    // …and a full identity authenticates them, the pruned record accounted for as removed.
+    let (code, out) = full_verify(&s);
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("no event accounts"), "{out}");
+    // status rests on the lane's verification.
+    let list = s.ok(&["backup", "list", "prod", "-o", "json"]);
+    let views: serde_json::Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(views.as_array().unwrap().len(), 1);
+    assert!(views[0]["verified"].is_string(), "{views}");
+
+    // Nothing else: not the bundle, not the recipients, not the policy.
+    for args in [
+        vec!["bundle", "export", "prod", "-o", "x.yaml"],
+        vec![
+            "recipients",
+            "add",
+            "prod",
+            "--backup-only",
+            "-r",
+            &s.b.recipient,
+        ],
+        vec!["policy", "accept", "prod", "--reason", "mine"],
+    ] {
+        let before = s.files();
+        let (code, _, err) = dr(&args);
+        assert_eq!(code, 1, "{args:?}: {err}");
+        assert_eq!(s.files(), before, "{args:?}: a refusal changed files");
+    }
+
+    // What the lane key could forge beyond backups is rejected: an issuer, an accepted policy,
+    // a bundle slipped in through a backup event.
+    let mut policy = String::from_utf8(s.read("v/envs/prod/policy.yaml")).unwrap();
+    policy.push_str("backup:\n  max_age: 1h\n");
+    s.write("v/envs/prod/policy.yaml", policy.as_bytes());
+    forge_lane(
+        &s,
+        "prod",
+        "policy.accept",
+        serde_json::json!({"reason": "mine"}),
+        &["policy.yaml"],
+    );
+    let (code, _, err) = s.v(&["status", "prod"]);
+    assert!(
+        err.contains("policy.yaml differs from the policy the audit trail accepted")
+            || err.contains("policy.yaml: its contents are not what audit event"),
+        "{code} {err}"
+    );
+    forge_lane(
+        &s,
+        "prod",
+        "issuer.activate",
+        serde_json::json!({"issuer": "e9-forged"}),
+        &[],
+    );
+    s.write("data.bin", b"x");
+    forge_lane(
+        &s,
+        "prod",
+        "backup.verify",
+        serde_json::json!({"id": ids[1], "sealed_sha256": "00"}),
+        &["bundle.age"],
+    );
+    let (code, out) = full_verify(&s);
+    assert_ne!(code, 0, "{out}");
+    assert_eq!(
+        out.matches("forged: MACed under the backup lane key")
+            .count(),
+        3,
+        "{out}"
+    );
+}
+
+/// A backup record dropped in by hand, with no event, is refused wherever records are read,
+/// and `audit verify` names it; so is a hand-edited backup-recipients.txt.
+#[test]
+fn a_hand_dropped_backup_record_is_reported_and_not_trusted() {
+    let s = Sandbox::new();
+    s.write("data.bin", &noise(3000, 4));
+    s.seal("data.bin", "store/h.age", &[]);
+    // A well-formed record from another vault, dropped in with no event.
+    let other = Sandbox::new();
+    other.write("data.bin", &noise(3000, 5));
+    let planted = other.seal("data.bin", "store/o.age", &[]);
+    let planted_rel = format!("v/envs/prod/backups/{planted}.yaml");
+    s.write(&planted_rel, &other.read(&planted_rel));
+    for args in [
+        vec!["backup", "list", "prod"],
+        vec!["status", "prod"],
+        vec!["backup", "verify", "prod", "store/h.age"],
+    ] {
+        let (code, _, err) = s.v(&args);
+        assert_eq!(code, 1, "{args:?}");
+        assert!(
+            err.contains(&format!(
+                "backups/{planted}.yaml: no audit event accounts for it"
+            )),
+            "{args:?}: {err}"
+        );
+    }
+    let (code, out, err) = s.v(&["-i", &s.a.file, "audit", "verify", "prod"]);
+    assert_ne!(code, 0);
+    assert!(
+        out.contains(&format!("backups/{planted}.yaml: no event accounts for it")),
+        "{out}{err}"
+    );
+    std::fs::remove_file(s.path(&planted_rel)).unwrap();
+    // A backup-recipients.txt edited by hand is refused before anything is sealed to it.
+    let mut txt = String::from_utf8(s.read("v/envs/prod/backup-recipients.txt")).unwrap();
+    txt.push_str(&s.b.recipient);
+    txt.push('\n');
+    s.write("v/envs/prod/backup-recipients.txt", txt.as_bytes());
+    let (code, _, err) = s.v(&["backup", "seal", "prod", "data.bin", "-o", "store/h2.age"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("backup-recipients.txt: its contents are not what audit event"),
+        "{err}"
+    );
+    assert!(!s.path("store/h2.age").exists());
 }

@@ -651,6 +651,8 @@ fn setup_step(dir: &Path, step: &str, vars: &BTreeMap<&'static str, String>) {
                         vault: vault.clone(),
                         epoch: 1,
                         files: sealed_files,
+                        lane: None,
+                        lane_epoch: None,
                     }),
                 },
             )
