@@ -1233,23 +1233,24 @@ fn a_recipients_change_succeeds_even_when_a_backup_record_is_unreadable() {
     );
 }
 
-/// Writes an event MACed under the backup lane's current key into `env`'s trail, on its heads:
-/// what a backup-only identity could forge. `files` are paths below the environment, named
-/// with their current hashes.
-fn forge_lane(s: &Sandbox, env: &str, action: &str, data: serde_json::Value, files: &[&str]) {
-    use talvault::audit;
-    let env_dir = s.path("v/envs").join(env);
+/// The backup lane's keys of prod as the backup-only key `dr` opens them (Go age CLI).
+fn lane_keys(s: &Sandbox) -> Vec<u8> {
     let (ok, plain, err) = s.tool(
         "age",
-        &[
-            "-d",
-            "-i",
-            &s.dr.file,
-            &format!("v/envs/{env}/backup-audit.age"),
-        ],
+        &["-d", "-i", &s.dr.file, "v/envs/prod/backup-audit.age"],
     );
     assert!(ok, "{err}");
-    let keys = audit::AuditKeys::from_json(&plain).unwrap();
+    plain
+}
+
+/// Writes an event MACed under the newest key of `lane` (a lane key file's plaintext) into
+/// prod's trail, on its heads: what a backup-only identity could forge. `files` are paths
+/// below the environment, named with their current hashes.
+fn forge_lane(s: &Sandbox, lane: &[u8], action: &str, data: serde_json::Value, files: &[&str]) {
+    use talvault::audit;
+    let env = "prod";
+    let env_dir = s.path("v/envs").join(env);
+    let keys = audit::AuditKeys::from_json(lane).unwrap();
     let config = String::from_utf8(s.read("v/talvault.yaml")).unwrap();
     let vault = config
         .lines()
@@ -1383,7 +1384,7 @@ fn a_backup_only_identity_records_backups_through_the_lane_and_nothing_else() {
     s.write("v/envs/prod/policy.yaml", policy.as_bytes());
     forge_lane(
         &s,
-        "prod",
+        &lane_keys(&s),
         "policy.accept",
         serde_json::json!({"reason": "mine"}),
         &["policy.yaml"],
@@ -1396,7 +1397,7 @@ fn a_backup_only_identity_records_backups_through_the_lane_and_nothing_else() {
     );
     forge_lane(
         &s,
-        "prod",
+        &lane_keys(&s),
         "issuer.activate",
         serde_json::json!({"issuer": "e9-forged"}),
         &[],
@@ -1404,7 +1405,7 @@ fn a_backup_only_identity_records_backups_through_the_lane_and_nothing_else() {
     s.write("data.bin", b"x");
     forge_lane(
         &s,
-        "prod",
+        &lane_keys(&s),
         "backup.verify",
         serde_json::json!({"id": ids[1], "sealed_sha256": "00"}),
         &["bundle.age"],
@@ -1465,4 +1466,88 @@ fn a_hand_dropped_backup_record_is_reported_and_not_trusted() {
         "{err}"
     );
     assert!(!s.path("store/h2.age").exists());
+}
+
+/// Every recipients change seals a new lane epoch to the new sets; a backup-only key removed
+/// from the environment keeps the old lane keys, and what it MACs with them afterwards is not
+/// trusted.
+#[test]
+fn recipients_changes_rotate_the_lane_and_retire_its_old_keys() {
+    use talvault::audit::AuditKeys;
+    let s = Sandbox::new();
+    let epochs = |plain: &[u8]| {
+        let keys = AuditKeys::from_json(plain).unwrap();
+        keys.keys.iter().map(|k| k.epoch).collect::<Vec<_>>()
+    };
+    // Created with the environment (epoch 1), rotated by the backup-only add in Sandbox::new.
+    assert_eq!(epochs(&lane_keys(&s)), [1, 2]);
+    s.ok(&[
+        "-i",
+        &s.a.file,
+        "recipients",
+        "add",
+        "prod",
+        "-r",
+        &s.b.recipient,
+    ]);
+    let held = lane_keys(&s);
+    assert_eq!(epochs(&held), [1, 2, 3]);
+    let (ok, _, err) = s.tool(
+        "age",
+        &["-d", "-i", &s.b.file, "v/envs/prod/backup-audit.age"],
+    );
+    assert!(ok, "the new recipient opens the new lane keys: {err}");
+    // The backup-only key records through epoch 3.
+    s.write("data.bin", &noise(2000, 7));
+    let (code, _, err) = s.v(&[
+        "-i",
+        &s.dr.file,
+        "backup",
+        "seal",
+        "prod",
+        "data.bin",
+        "-o",
+        "store/l.age",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let events = s.events();
+    let last = events.last().unwrap();
+    assert_eq!(
+        (&last["lane"], &last["epoch"]),
+        (&"backup".into(), &3.into())
+    );
+    // Removed: a new epoch it cannot open, and its own events stop.
+    s.ok(&[
+        "-i",
+        &s.a.file,
+        "recipients",
+        "remove",
+        "prod",
+        "--backup-only",
+        "-r",
+        &s.dr.recipient,
+    ]);
+    let (ok, _, _) = s.tool(
+        "age",
+        &["-d", "-i", &s.dr.file, "v/envs/prod/backup-audit.age"],
+    );
+    assert!(!ok);
+    let (code, _, _) = s.v(&["-i", &s.dr.file, "backup", "verify", "prod", "store/l.age"]);
+    assert_eq!(code, 1);
+    let (code, out, err) = s.v(&["-i", &s.b.file, "audit", "verify", "prod"]);
+    assert_eq!(code, 0, "{out}{err}");
+    // With the lane keys it kept, it forges a verification: retired.
+    forge_lane(
+        &s,
+        &held,
+        "backup.verify",
+        serde_json::json!({"id": "0000000000000000", "sealed_sha256": "00"}),
+        &[],
+    );
+    let (code, out, err) = s.v(&["-i", &s.b.file, "audit", "verify", "prod"]);
+    assert_ne!(code, 0);
+    assert!(
+        out.contains("MACed with audit key epoch 3, retired by epoch 4"),
+        "{out}{err}"
+    );
 }
