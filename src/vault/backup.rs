@@ -7,6 +7,11 @@
 //! backup-only set. Every stream goes through fixed 64 KiB buffers, and seal, verify and reseal
 //! write no plaintext anywhere. The sealed files live wherever the operator keeps them; the
 //! vault holds only their records, and never reaches into that storage.
+//!
+//! Format 2: records and `backup-recipients.txt` are checked against the chain before use, and
+//! the commands that record load the environment with `env_for_backup`, so that a backup-only
+//! identity records its `backup.*` events through the backup lane (`backup-audit.age`); what
+//! `status` calls verified comes from the trusted chain.
 
 use std::collections::BTreeSet;
 use std::fs::File;
