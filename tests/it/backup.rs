@@ -1551,3 +1551,62 @@ fn recipients_changes_rotate_the_lane_and_retire_its_old_keys() {
         "{out}{err}"
     );
 }
+
+/// `upgrade` gives a format-1 environment its backup lane, sealed to its recipients and its
+/// backup-only ones, so the nightly key records through it from then on.
+#[test]
+fn upgrade_creates_the_backup_lane() {
+    let s = Sandbox::new();
+    // A format-1 vault with the same environment: a fresh vault written as an older talvault
+    // would, then the environment and its backup-only recipient.
+    std::fs::remove_dir_all(s.path("v")).unwrap();
+    s.run_ok(&["init", "v"]);
+    s.write(
+        "v/talvault.yaml",
+        b"# talvault vault. Public metadata; secrets live only in .age files.\nformat_version: 1\n",
+    );
+    s.ok(&[
+        "env",
+        "create",
+        "prod",
+        "-r",
+        &s.a.recipient,
+        "--endpoint",
+        "10.0.0.1",
+        "--talos-version",
+        "v1.6",
+    ]);
+    s.ok(&[
+        "recipients",
+        "add",
+        "prod",
+        "--backup-only",
+        "-r",
+        &s.dr.recipient,
+    ]);
+    assert!(!s.path("v/envs/prod/audit.age").exists());
+    assert!(!s.path("v/envs/prod/backup-audit.age").exists());
+    s.ok(&["-i", &s.a.file, "upgrade"]);
+    assert_eq!(
+        talvault::audit::AuditKeys::from_json(&lane_keys(&s))
+            .unwrap()
+            .current()
+            .unwrap()
+            .epoch,
+        1
+    );
+    s.write("data.bin", &noise(1500, 3));
+    let (code, _, err) = s.v(&[
+        "-i",
+        &s.dr.file,
+        "backup",
+        "seal",
+        "prod",
+        "data.bin",
+        "-o",
+        "store/u.age",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = s.v(&["-i", &s.a.file, "audit", "verify", "prod"]);
+    assert_eq!(code, 0, "{out}{err}");
+}
