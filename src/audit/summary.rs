@@ -467,7 +467,8 @@ impl ChainState {
         Self::checked(summaries, None)
     }
 
-    /// The state the trusted summaries imply (see [`trusted`]); `check` verifies MACs.
+    /// The state the trusted summaries imply: with `check`, only events whose MAC verifies
+    /// under a live epoch, and their format-1 history, count.
     pub fn checked(summaries: &[EventSummary], check: Option<MacCheck<'_>>) -> Self {
         let kept: Vec<EventSummary> = trusted(summaries, check).into_iter().cloned().collect();
         let mut s = ChainState {
