@@ -241,7 +241,6 @@ impl Vault {
         action: &Action,
         files: std::collections::BTreeMap<String, Option<String>>,
     ) -> Result<(), VaultError> {
-        let summaries = self.summaries(env)?;
         let mut body = EventBody::new(
             ctx.now,
             &ctx.actor,
@@ -260,7 +259,11 @@ impl Vault {
         } else {
             None
         };
-        let event = events::new_event(events::heads_of(&summaries), body)?;
+        // The heads of the chain this command trusts (authenticated: the audit key is open),
+        // never those of every file: a forged event inserted as a side branch must not be
+        // linked in, and so made an ancestor of genuine events.
+        let heads = self.chain(env)?.heads.clone();
+        let event = events::new_event(heads, body)?;
         let event = match key.as_ref().and_then(|k| k.signing()) {
             Some(k) => event.with_mac(k),
             None => event,
