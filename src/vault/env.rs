@@ -246,7 +246,12 @@ impl Vault {
             certificates,
             tainted: None,
         };
-        let env = super::Env { name, meta };
+        let meta_yaml = meta.to_yaml()?;
+        let env = super::Env {
+            name,
+            meta_sha256: crate::digest::sha256_hex(meta_yaml.as_bytes()),
+            meta,
+        };
         let dir = env.dir();
         let mut t = Transaction::new(&self.root);
         if self.sealed() {
@@ -259,11 +264,7 @@ impl Vault {
             t.write(dir.join(AUDIT_KEYS_FILE), &sealed_keys, Mode::Secret);
             self.use_audit_keys(&env, &keys)?;
         }
-        t.write(
-            dir.join("env.yaml"),
-            env.meta.to_yaml()?.as_bytes(),
-            Mode::Public,
-        );
+        t.write(dir.join("env.yaml"), meta_yaml.as_bytes(), Mode::Public);
         t.write(
             dir.join("recipients.txt"),
             recipients_txt.as_bytes(),

@@ -189,6 +189,9 @@ pub struct Vault {
 struct Env {
     name: EnvName,
     meta: EnvMeta,
+    /// The SHA-256 of `env.yaml` as read: [`Vault::authenticate`] checks it against the chain
+    /// before the command relies on the endpoints, pins and CA certificates it holds.
+    meta_sha256: String,
 }
 
 impl Env {
@@ -355,11 +358,16 @@ impl Vault {
     /// Loads an environment by name: the name checked, `env.yaml` read once.
     fn env(&self, env: &str) -> Result<Env, VaultError> {
         let name = EnvName::parse(env)?;
-        let meta = self.env_meta(&name)?;
-        Ok(Env { name, meta })
+        let (meta, meta_sha256) = self.env_meta(&name)?;
+        Ok(Env {
+            name,
+            meta,
+            meta_sha256,
+        })
     }
 
-    fn env_meta(&self, name: &EnvName) -> Result<EnvMeta, VaultError> {
+    /// `env.yaml`, parsed, and the SHA-256 of its bytes.
+    fn env_meta(&self, name: &EnvName) -> Result<(EnvMeta, String), VaultError> {
         let rel = env_dir(name).join("env.yaml");
         match self.read(&rel, META_MAX) {
             Err(VaultError::Store(StoreError::NotFound { .. })) => Err(VaultError::NoSuchEnv {
@@ -367,7 +375,8 @@ impl Vault {
             }),
             other => {
                 let file = rel.display().to_string();
-                let meta = EnvMeta::from_yaml(&file, &other?)?;
+                let bytes = other?;
+                let meta = EnvMeta::from_yaml(&file, &bytes)?;
                 // A directory copied or renamed by hand still names its original inside: refuse
                 // rather than act on, and audit as, an environment under another name.
                 if meta.name != name.as_str() {
@@ -380,7 +389,7 @@ impl Vault {
                         ),
                     }));
                 }
-                Ok(meta)
+                Ok((meta, crate::digest::sha256_hex(&bytes)))
             }
         }
     }
@@ -409,7 +418,11 @@ impl Vault {
                 continue;
             };
             match self.env_meta(&name) {
-                Ok(meta) => out.push(Env { name, meta }),
+                Ok((meta, meta_sha256)) => out.push(Env {
+                    name,
+                    meta,
+                    meta_sha256,
+                }),
                 Err(VaultError::NoSuchEnv { .. }) => {}
                 Err(other) => return Err(other),
             }
@@ -417,13 +430,16 @@ impl Vault {
         Ok(out)
     }
 
+    /// The recipients in `recipients.txt`, which must be what the audit trail recorded: a
+    /// recipient someone appended would otherwise receive every secret sealed from then on.
+    /// (A line that is no recipient at all is reported as such first: the more precise error.)
     fn recipients(&self, env: &Env) -> Result<Vec<Recipient>, VaultError> {
         let rel = env.dir().join("recipients.txt");
         let text = self.read(&rel, META_MAX)?;
-        Ok(agestore::parse_recipients(
-            &String::from_utf8_lossy(&text),
-            &self.root.join(rel),
-        )?)
+        let recipients =
+            agestore::parse_recipients(&String::from_utf8_lossy(&text), &self.root.join(rel))?;
+        self.agrees(env, "recipients.txt", &crate::digest::sha256_hex(&text))?;
+        Ok(recipients)
     }
 
     /// Seals a secret of the environment the way its bundle is sealed.

@@ -178,7 +178,16 @@ impl Vault {
     /// a secret), with [`ChainCheck::IfIdentity`] they are used when the given identity opens
     /// them, and otherwise the chain rests on structure (readers without an identity; their
     /// reports say so).
+    ///
+    /// Then `env.yaml` must be what the chain recorded: it holds the endpoints, pins and CA
+    /// certificates every command relies on, and is never rewritten after `env create`.
     pub(super) fn authenticate(&self, env: &Env, ctx: &Context) -> Result<(), VaultError> {
+        self.open_chain(env, ctx)?;
+        self.agrees(env, "env.yaml", &env.meta_sha256)
+    }
+
+    /// The audit-key half of [`Vault::authenticate`].
+    fn open_chain(&self, env: &Env, ctx: &Context) -> Result<(), VaultError> {
         if self.audit_keys.borrow().contains_key(env.as_str()) || !self.env_sealed(env)? {
             return Ok(());
         }
