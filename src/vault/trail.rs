@@ -194,11 +194,14 @@ impl Vault {
         match ctx.chain {
             ChainCheck::Structure => Ok(()),
             ChainCheck::IfIdentity if ctx.identities.is_empty() => Ok(()),
-            ChainCheck::IfIdentity => {
+            ChainCheck::IfIdentity => match self.load_audit_keys(env, ctx) {
+                // An identity that opens the bundle and a key file that does not belong to it
+                // (or is not one): tampering, not a missing identity. Refused, as a command
+                // that needs the keys refuses it, rather than read on structure alone.
+                Err(e @ VaultError::AuditKeys { .. }) => Err(e),
                 // Another environment's identity, or none that opens this one: structure only.
-                let _ = self.load_audit_keys(env, ctx);
-                Ok(())
-            }
+                _ => Ok(()),
+            },
             ChainCheck::Required => self.load_audit_keys(env, ctx),
         }
     }
