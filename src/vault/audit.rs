@@ -135,7 +135,15 @@ impl Vault {
                     vault: self.vault_id(),
                     env: Some(env.as_str()),
                     tolerance: self.config.clock_skew_seconds(),
-                    keys: keys.as_ref().map(|(k, _)| k).map_err(Clone::clone),
+                    // A key file that is not the bundle's authenticates nothing: its keys may
+                    // be the attacker's (reported as ForeignKeyFile).
+                    keys: match &keys {
+                        Ok((k, true)) => Ok(k),
+                        Ok((_, false)) => Err(format!(
+                            "{AUDIT_KEYS_FILE} does not belong to this environment's bundle"
+                        )),
+                        Err(why) => Err(why.clone()),
+                    },
                     keys_bound: keys.as_ref().ok().map(|(_, bound)| *bound),
                     disk: self.sealed().then_some(&disk),
                 },
