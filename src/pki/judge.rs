@@ -105,6 +105,9 @@ pub struct Evidence<'a> {
     pub revoked: Option<(String, String)>,
     /// The certificate record, when this vault issued it.
     pub record: Option<RecordFacts>,
+    /// The record's file, when there is one but it is not what the audit trail recorded (so
+    /// it is not trusted, and `record` is `None`).
+    pub record_disagrees: Option<&'a str>,
     /// The environment's policy now.
     pub policy: &'a Policy,
     /// Whether the environment has an active issuer now.
@@ -302,11 +305,20 @@ pub fn judge(e: &Evidence<'_>) -> Vec<Check> {
             Pass,
             format!("issued by {} at {}", r.actor, r.issued),
         ),
-        None => check(
-            "recorded",
-            Warn,
-            "not issued by talvault from this vault (no certificate record)".into(),
-        ),
+        None => match &e.record_disagrees {
+            Some(file) => check(
+                "recorded",
+                Warn,
+                format!(
+                    "{file} is not what the audit trail recorded: not trusted (run `talvault audit verify`)"
+                ),
+            ),
+            None => check(
+                "recorded",
+                Warn,
+                "not issued by talvault from this vault (no certificate record)".into(),
+            ),
+        },
     }
     if let Ok(roles) = roles {
         let request = Request {
@@ -401,6 +413,7 @@ mod tests {
             policy: &policy,
             issuer_active: true,
             now: datetime!(2030-01-01 01:00:00 UTC),
+            record_disagrees: None,
             trail: TrailTrust::Authenticated { ignored: 0 },
         };
         let checks = judge(&good);
@@ -458,6 +471,22 @@ mod tests {
         assert!(o.contains(&("server-ca", Outcome::Fail)));
         assert!(o.contains(&("chain", Outcome::Fail)));
         assert!(o.contains(&("recorded", Outcome::Warn)));
+        let tampered = Evidence {
+            record_disagrees: Some("envs/prod/certs/0a.yaml"),
+            ..foreign
+        };
+        let checks = judge(&tampered);
+        let recorded = checks.iter().find(|c| c.check == "recorded").unwrap();
+        assert_eq!(recorded.result, Outcome::Warn);
+        assert!(
+            recorded
+                .detail
+                .contains("not what the audit trail recorded")
+        );
+        let foreign = Evidence {
+            record_disagrees: None,
+            ..tampered
+        };
         for (trail, result) in [
             (TrailTrust::Authenticated { ignored: 1 }, Outcome::Warn),
             (TrailTrust::StructureOnly, Outcome::Warn),

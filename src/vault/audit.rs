@@ -145,7 +145,10 @@ impl Vault {
                         Err(why) => Err(why.clone()),
                     },
                     keys_bound: keys.as_ref().ok().map(|(_, bound)| *bound),
-                    disk: self.sealed().then_some(&disk),
+                    // Whenever the environment has sealed events, whatever talvault.yaml says:
+                    // a vault file set back to format 1 must not switch the file checks off (the
+                    // events recorded the format-2 file, so the downgrade itself is a finding).
+                    disk: Some(&disk),
                 },
             );
             // Two active issuers of one epoch (concurrent rotations merged in git). Issuer ids

@@ -90,6 +90,7 @@ impl Vault {
         // record that disagrees with it is not trusted. A serial no record can have (zero, say)
         // was never issued or revoked here.
         let chain = self.chain(&env)?;
+        let mut record_disagrees = None;
         let (revoked, record) = match Serial::parse(&facts.serial_hex) {
             Ok(serial) => {
                 let from_record = match self.revocation_record(&env, &serial) {
@@ -113,9 +114,11 @@ impl Vault {
                             .break_glass
                             .then(|| r.reason.unwrap_or_else(|| "break-glass".into())),
                     }),
-                    Ok(_)
-                    | Err(VaultError::UnknownSerial { .. })
-                    | Err(VaultError::Disagrees { .. }) => None,
+                    Err(VaultError::Disagrees { file, .. }) => {
+                        record_disagrees = Some(file);
+                        None
+                    }
+                    Ok(_) | Err(VaultError::UnknownSerial { .. }) => None,
                     Err(e) => return Err(e),
                 };
                 (revoked, record)
@@ -133,6 +136,7 @@ impl Vault {
             signer,
             revoked,
             record,
+            record_disagrees: record_disagrees.as_deref(),
             policy: &policy,
             issuer_active: issuers.iter().any(|i| i.meta.state == IssuerState::Active),
             now: ctx.now,

@@ -341,7 +341,7 @@ fn vault_id(lab: &Lab, vault: &str) -> String {
 }
 
 /// Writes a sealed (format 2) event for ENV of VAULT as someone without the audit key can: on
-/// `parents`, dated `time`, accounting for `files` (path → hash), MACed with a key of their own.
+/// `parents`, dated `time`, accounting for no file, MACed with a key of their own.
 fn forge(
     lab: &Lab,
     vault: &str,
@@ -350,7 +350,6 @@ fn forge(
     time: time::OffsetDateTime,
     action: &str,
     data: serde_json::Map<String, Value>,
-    files: BTreeMap<String, Option<String>>,
 ) -> audit::Event {
     let id = vault_id(lab, vault);
     let event = audit::new_event(
@@ -365,7 +364,7 @@ fn forge(
             seal: Some(audit::Seal {
                 vault: id.clone(),
                 epoch: 1,
-                files,
+                files: BTreeMap::new(),
             }),
         },
     )
@@ -475,6 +474,13 @@ fn edited_certificate_record_is_not_counted() {
         .find(|c| c["check"] == "recorded")
         .unwrap_or_else(|| panic!("{v}"));
     assert_eq!(record_check["result"], "warn", "{v}");
+    assert_eq!(
+        record_check["detail"],
+        format!(
+            "envs/prod/certs/{edited}.yaml is not what the audit trail recorded: not trusted (run `talvault audit verify`)"
+        )
+        .as_str()
+    );
 
     // Honest use goes on; restoring the record restores the count.
     lab.issue("v", &a, "prod", "carol");
@@ -950,7 +956,6 @@ fn replaced_audit_keys_are_refused() {
         time::OffsetDateTime::now_utc(),
         "revoke",
         data,
-        BTreeMap::new(),
     );
     let refused = "error: envs/prod/audit.age: it does not belong to this environment's bundle (anyone can seal a file to the public recipients: one of the two was replaced)\n\
                    hint: restore envs/ENV/audit.age and bundle.age from git history, then run `talvault audit verify ENV`\n";
@@ -1190,7 +1195,6 @@ fn inserted_side_branch_is_not_linked_in() {
         root_time,
         "revoke",
         data,
-        BTreeMap::new(),
     );
     let forged_path = forged.relative_path();
     let (code, out) = lab.audit("v", Some(&a), "prod");
@@ -1568,6 +1572,7 @@ fn two_clones_merge_without_conflicts() {
     assert_eq!(conflicted, Vec::<String>::new());
 
     // The merged trail: intact but for the two active epoch-2 issuers, with the fix.
+    let (v_issuer, w_issuer) = (rotated[0].clone(), rotated[1].clone());
     rotated.sort();
     let fix = format!("talvault issuer retire prod {}", rotated[1]);
     let (code, out) = lab.audit("v", Some(&a), "prod");
@@ -1617,6 +1622,23 @@ fn two_clones_merge_without_conflicts() {
     let out = lab.intact("v", &a, "prod");
     assert!(out.contains(" 1 head(s)"), "{out}");
     lab.intact("v", &b, "prod");
+    // What no file conflict shows: w rotated while v added b, so w's new issuer key is sealed
+    // to the recipients w knew (a only). Re-sealing to the current set (adding a recipient who
+    // is already there) mends it.
+    let key_of = |id: &str| lab.path(&format!("v/envs/prod/issuers/{id}/key.age"));
+    assert!(opens(&lab, &b, &key_of(&v_issuer)));
+    assert!(!opens(&lab, &b, &key_of(&w_issuer)));
+    lab.ok(&[
+        "-i",
+        &a.file,
+        "recipients",
+        "add",
+        "prod",
+        "-r",
+        &b.recipient,
+    ]);
+    assert!(opens(&lab, &b, &key_of(&w_issuer)));
+    lab.commit("v", "re-seal");
     let s = lab.status("v", &a, "prod");
     assert_eq!(s["grade"], 0, "{s}");
     // The next CRL number is above both clones'.
