@@ -145,17 +145,28 @@ impl Vault {
                     vault: self.vault_id(),
                     env: Some(env.as_str()),
                     tolerance: self.config.clock_skew_seconds(),
-                    keys: keys.as_ref().map(|(k, _, _)| k).map_err(Clone::clone),
+                    // A key file that is not the bundle's authenticates nothing: its keys may
+                    // be the attacker's (reported as ForeignKeyFile).
+                    keys: match &keys {
+                        Ok((k, true, _)) => Ok(k),
+                        Ok((_, false, _)) => Err(format!(
+                            "{AUDIT_KEYS_FILE} does not belong to this environment's bundle"
+                        )),
+                        Err(why) => Err(why.clone()),
+                    },
                     keys_bound: keys.as_ref().ok().map(|(_, bound, _)| *bound),
-                    lane_keys: keys
-                        .as_ref()
-                        .ok()
-                        .and_then(|(_, _, lane)| lane.as_ref().map(|(l, _)| l)),
+                    // Likewise lane keys that are not the bundle's check no lane MAC.
+                    lane_keys: keys.as_ref().ok().and_then(|(_, _, lane)| {
+                        lane.as_ref().and_then(|(l, bound)| bound.then_some(l))
+                    }),
                     lane_bound: keys
                         .as_ref()
                         .ok()
                         .and_then(|(_, _, lane)| lane.as_ref().map(|(_, b)| *b)),
-                    disk: self.sealed().then_some(&disk),
+                    // Whenever the environment has sealed events, whatever talvault.yaml says:
+                    // a vault file set back to format 1 must not switch the file checks off (the
+                    // events recorded the format-2 file, so the downgrade itself is a finding).
+                    disk: Some(&disk),
                 },
             );
             // Two active issuers of one epoch (concurrent rotations merged in git). Issuer ids
@@ -227,6 +238,13 @@ impl Vault {
                 rewritten,
             });
         }
-        Ok(self.finish(out))
+        // A report of tampering leaves the vault directory as it was, caches included (the
+        // exit code is not 0): whoever investigates sees it as the attacker left it.
+        if out.iter().all(|o| {
+            o.report.problems.is_empty() && o.conflicts.is_empty() && o.rewritten.is_empty()
+        }) {
+            self.save_caches();
+        }
+        Ok(out)
     }
 }
