@@ -281,11 +281,23 @@ impl Vault {
     /// the rest of the chain on structure.
     pub(super) fn env_for_backup(&self, env: &str, ctx: &Context) -> Result<Env, VaultError> {
         let env = self.env(env)?;
+        // A talvault.yaml edited back to format 1 is refused first, as everywhere.
+        if !self.sealed() && self.chain(&env)?.sealed {
+            self.authenticate(&env, ctx)?;
+        }
         if ctx.chain == ChainCheck::Required
             && !self.audit_keys.borrow().contains_key(env.as_str())
             && self.env_sealed(&env)?
             && let Err(full) = self.load_audit_keys(&env, ctx)
         {
+            // An identity that opens the bundle, and a key file or bundle that does not belong
+            // or is not what the chain recorded: tampering, never a reason to fall back.
+            if matches!(
+                full,
+                VaultError::AuditKeys { .. } | VaultError::Disagrees { .. }
+            ) {
+                return Err(full);
+            }
             match self.open_lane_keys(&env, ctx) {
                 Ok(Some(lane)) => self.use_keys(&env, None, Some(&lane))?,
                 // Lane keys the chain did not record (copied, replaced): say so.
