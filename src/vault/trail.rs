@@ -203,9 +203,20 @@ impl Vault {
             (None, None) => Err("no keys"),
         }
         .map_err(bad)?;
-        self.audit_keys
-            .borrow_mut()
-            .insert(env.as_str().to_owned(), Rc::new(ring));
+        let mut ring = ring;
+        let mut held = self.audit_keys.borrow_mut();
+        // New main keys (a recipients change) keep the lane keys already opened: the lane's
+        // events stay authentic, and this command's event names them as parents.
+        if main.is_some()
+            && lane.is_none()
+            && let Some(previous) = held.remove(env.as_str())
+            && let Ok(previous) = Rc::try_unwrap(previous)
+        {
+            ring.lane_current = previous.lane_current;
+            ring.lane = previous.lane;
+        }
+        held.insert(env.as_str().to_owned(), Rc::new(ring));
+        drop(held);
         self.chains.borrow_mut().remove(env.as_str());
         Ok(())
     }

@@ -1516,6 +1516,23 @@ fn recipients_changes_rotate_the_lane_and_retire_its_old_keys() {
         (&last["lane"], &last["epoch"]),
         (&"backup".into(), &3.into())
     );
+    // A recipients change after a lane event builds on it (one head), and rotates the lane.
+    s.ok(&[
+        "-i",
+        &s.a.file,
+        "recipients",
+        "remove",
+        "prod",
+        "-r",
+        &s.b.recipient,
+    ]);
+    let events = s.events();
+    let change = events.last().unwrap();
+    assert_eq!(change["parents"][0], last["id"], "{change}");
+    assert_eq!(change["lane_epoch"], 4);
+    let (code, out, err) = s.v(&["-i", &s.a.file, "audit", "verify", "prod"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(" 1 head(s)"), "{out}");
     // Removed: a new epoch it cannot open, and its own events stop.
     s.ok(&[
         "-i",
@@ -1534,7 +1551,7 @@ fn recipients_changes_rotate_the_lane_and_retire_its_old_keys() {
     assert!(!ok);
     let (code, _, _) = s.v(&["-i", &s.dr.file, "backup", "verify", "prod", "store/l.age"]);
     assert_eq!(code, 1);
-    let (code, out, err) = s.v(&["-i", &s.b.file, "audit", "verify", "prod"]);
+    let (code, out, err) = s.v(&["-i", &s.a.file, "audit", "verify", "prod"]);
     assert_eq!(code, 0, "{out}{err}");
     // With the lane keys it kept, it forges a verification: retired.
     forge_lane(
@@ -1544,10 +1561,10 @@ fn recipients_changes_rotate_the_lane_and_retire_its_old_keys() {
         serde_json::json!({"id": "0000000000000000", "sealed_sha256": "00"}),
         &[],
     );
-    let (code, out, err) = s.v(&["-i", &s.b.file, "audit", "verify", "prod"]);
+    let (code, out, err) = s.v(&["-i", &s.a.file, "audit", "verify", "prod"]);
     assert_ne!(code, 0);
     assert!(
-        out.contains("MACed with audit key epoch 3, retired by epoch 4"),
+        out.contains("MACed with audit key epoch 3, retired by epoch 5"),
         "{out}{err}"
     );
 }
