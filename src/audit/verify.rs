@@ -1217,4 +1217,112 @@ mod tests {
             report.problems
         );
     }
+
+    /// An event MACed under the backup lane key of `root`/`epoch`, doing `action`.
+    fn lane_event(
+        parents: Vec<EventId>,
+        time: OffsetDateTime,
+        action: &str,
+        files: &[(&str, Option<&str>)],
+        root: [u8; 32],
+    ) -> Event {
+        let mut b = body(time, action);
+        b.seal = Some(crate::audit::Seal {
+            vault: VAULT.into(),
+            epoch: 1,
+            files: files
+                .iter()
+                .map(|(p, h)| ((*p).to_owned(), h.map(str::to_owned)))
+                .collect(),
+            lane: Some(crate::audit::BACKUP_LANE.into()),
+            lane_epoch: None,
+        });
+        let key = crate::audit::EpochKey::new(1, &root)
+            .derive_lane(VAULT, "prod")
+            .unwrap();
+        new_event(parents, b).unwrap().with_mac(&key)
+    }
+
+    #[test]
+    fn lane_events_verify_under_the_lane_keys_and_only_for_backups() {
+        let (mut h, mut disk) = sealed_history();
+        let head = h[1].id.clone();
+        let t = datetime!(2026-05-02 12:00:00 UTC);
+        let rec = hash('4');
+        h.push(lane_event(
+            vec![head.clone()],
+            t,
+            "backup.seal",
+            &[("backups/0a.yaml", Some(&rec))],
+            [5; 32],
+        ));
+        disk.insert("backups/0a.yaml".into(), rec);
+        let lane = AuditKeys {
+            bundle_sha256: "00".repeat(32),
+            keys: vec![crate::audit::EpochKey::new(1, &[5; 32])],
+        };
+        let with_lane = |events: &[Event], disk: &BTreeMap<String, String>| {
+            verify_with(
+                &files(events),
+                &VerifyInput {
+                    vault: Some(VAULT),
+                    env: Some("prod"),
+                    tolerance: 300,
+                    keys: Ok(&keys()),
+                    keys_bound: Some(true),
+                    lane_keys: Some(&lane),
+                    lane_bound: Some(true),
+                    disk: Some(disk),
+                },
+            )
+        };
+        let report = with_lane(&h, &disk);
+        assert!(report.is_intact(), "{:?}", report.problems);
+        assert_eq!(report.files, 3);
+        // Without the lane keys it cannot be authenticated, and so accounts for nothing.
+        let report = check(&h, &keys(), &disk);
+        assert!(
+            matches!(
+                report.problems.as_slice(),
+                [
+                    Problem::UnknownEpoch { .. },
+                    Problem::FileUnaccounted { .. }
+                ]
+            ),
+            "{:?}",
+            report.problems
+        );
+        // The lane key vouching for an issuer, or for the bundle through a backup event.
+        h.push(lane_event(
+            vec![head.clone()],
+            t,
+            "issuer.create",
+            &[],
+            [5; 32],
+        ));
+        h.push(lane_event(
+            vec![head],
+            t,
+            "backup.verify",
+            &[("bundle.age", Some(&hash('5')))],
+            [5; 32],
+        ));
+        disk.insert("bundle.age".into(), hash('5'));
+        let report = with_lane(&h, &disk);
+        let kinds: Vec<&str> = report
+            .problems
+            .iter()
+            .map(|p| match p {
+                Problem::LaneOverreach { .. } => "overreach",
+                Problem::FileUnaccounted { .. } => "unaccounted",
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            ["overreach", "overreach", "unaccounted"],
+            "{kinds:?}"
+        );
+        assert!(tampers(&report).iter().all(|t| *t == Tamper::Forged));
+    }
 }
