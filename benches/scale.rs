@@ -151,7 +151,7 @@ fn main() {
             "-r",
             &recipient,
             "--talos-version",
-            "v1.6",
+            "v1.11",
             "--endpoint",
             "10.5.0.2",
         ],
@@ -171,12 +171,13 @@ fn main() {
         .as_str()
         .unwrap()
         .to_owned();
-    run(
+    let (ok, text) = run(
         &bin,
         dir,
         &["--vault", "v", "issuer", "activate", "prod", &id],
         key,
     );
+    assert!(ok, "issuer activate: {text}");
     let (ok, text) = run(
         &bin,
         dir,

@@ -454,6 +454,24 @@ impl Vault {
         rel: &Path,
         ctx: &Context,
     ) -> Result<(SecretBytes, OpenedBy), VaultError> {
+        let (plain, opened_by, sealed_sha256) = self.open_sealed_unchecked(env, rel, ctx)?;
+        // The file must be the one the chain recorded (after opening, so that a damaged file
+        // gets age's precise message).
+        if let Ok(inside) = rel.strip_prefix(env.dir()) {
+            self.agrees(env, &inside.display().to_string(), &sealed_sha256)?;
+        }
+        Ok((plain, opened_by))
+    }
+
+    /// [`Vault::open_sealed`] without the check against the chain, and the SHA-256 of the
+    /// sealed bytes for the caller to check: only for loading the audit keys, which the chain
+    /// needs before it can be trusted.
+    fn open_sealed_unchecked(
+        &self,
+        env: &Env,
+        rel: &Path,
+        ctx: &Context,
+    ) -> Result<(SecretBytes, OpenedBy, String), VaultError> {
         let sealed = self.read(rel, SEALED_MAX)?;
         if env.meta.sealing == Sealing::Recipients && ctx.identities.is_empty() {
             let bundle = rel == env.dir().join(BUNDLE_FILE);
@@ -470,16 +488,7 @@ impl Vault {
                 OpenedBy::Passphrase,
             ),
         };
-        // The file must be the one the chain recorded (after opening, so that a damaged file
-        // gets age's precise message).
-        if let Ok(inside) = rel.strip_prefix(env.dir()) {
-            self.agrees(
-                env,
-                &inside.display().to_string(),
-                &crate::digest::sha256_hex(&sealed),
-            )?;
-        }
-        Ok(opened)
+        Ok((opened.0, opened.1, crate::digest::sha256_hex(&sealed)))
     }
 
     /// Opens an environment's bundle and checks it against the pins. Every caller records an
@@ -490,7 +499,15 @@ impl Vault {
         ctx: &Context,
     ) -> Result<(SecretBytes, SecretsBundle, OpenedBy), VaultError> {
         let rel = env.dir().join(BUNDLE_FILE);
-        let (plain, opened_by) = self.open_sealed(env, &rel, ctx)?;
+        let (plain, opened_by, sealed_sha256) = self.open_sealed_unchecked(env, &rel, ctx)?;
+        self.agrees(env, BUNDLE_FILE, &sealed_sha256)?;
+        let bundle = self.pinned_bundle(env, &plain)?;
+        Ok((plain, bundle, opened_by))
+    }
+
+    /// The opened bundle, parsed and checked against the pins in `env.yaml`.
+    fn pinned_bundle(&self, env: &Env, plain: &SecretBytes) -> Result<SecretsBundle, VaultError> {
+        let rel = env.dir().join(BUNDLE_FILE);
         let bundle =
             SecretsBundle::from_yaml(plain.expose()).map_err(|e| VaultError::BadBundle {
                 what: rel.display().to_string(),
@@ -507,7 +524,7 @@ impl Vault {
                 cas: bad,
             });
         }
-        Ok((plain, bundle, opened_by))
+        Ok(bundle)
     }
 }
 
