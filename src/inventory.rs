@@ -9,7 +9,7 @@
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::model::{CertRecord, OS_CA, RevocationRecord};
+use crate::model::{Api, CertRecord, OS_CA, RevocationRecord};
 
 /// A record that cannot be summarised (its field and why).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -96,6 +96,8 @@ pub struct CertEntry {
     pub not_after: i64,
     /// Break-glass certificate.
     pub break_glass: bool,
+    /// The API it is for.
+    pub api: Api,
 }
 
 impl CertEntry {
@@ -118,6 +120,7 @@ impl CertEntry {
             not_before: unix_time("not_before", &r.not_before)?,
             not_after: unix_time("not_after", &r.not_after)?,
             break_glass: r.break_glass,
+            api: r.api,
         })
     }
 
@@ -129,14 +132,15 @@ impl CertEntry {
     /// The cache line (tab-separated, no newline).
     pub fn to_line(&self) -> String {
         format!(
-            "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
             self.serial,
             self.ca,
             self.holder.as_deref().unwrap_or(""),
             self.roles.join(","),
             self.not_before,
             self.not_after,
-            u8::from(self.break_glass)
+            u8::from(self.break_glass),
+            self.api.as_str()
         )
     }
 
@@ -145,7 +149,7 @@ impl CertEntry {
         let mut f = line.split('\t');
         let mut next = || f.next();
         let (serial, ca, holder, roles) = (next()?, next()?, next()?, next()?);
-        let (nb, na, bg) = (next()?, next()?, next()?);
+        let (nb, na, bg, api) = (next()?, next()?, next()?, next()?);
         if next().is_some() {
             return None;
         }
@@ -163,6 +167,11 @@ impl CertEntry {
             break_glass: match bg {
                 "0" => false,
                 "1" => true,
+                _ => return None,
+            },
+            api: match api {
+                "talos" => Api::Talos,
+                "kubernetes" => Api::Kubernetes,
                 _ => return None,
             },
         })
@@ -302,6 +311,7 @@ mod tests {
             break_glass: false,
             reason: None,
             certificate: String::new(),
+            api: Default::default(),
         }
     }
 

@@ -8,7 +8,7 @@ use super::records::{find_issuer, signing_issuer};
 use super::{Context, CrlOutput, Vault, VaultError, rfc3339};
 use crate::audit::Action;
 use crate::inventory;
-use crate::model::OS_CA;
+use crate::model::{Api, K8S_CA, OS_CA};
 use crate::store::Mode;
 use crate::store::txn::Transaction;
 
@@ -23,6 +23,8 @@ pub struct DenylistEntry {
     pub issuer: String,
     /// `direct` or `issuer`.
     pub mode: &'static str,
+    /// `talos` or `kubernetes`.
+    pub api: Api,
     /// RFC 5280 reason.
     pub reason: String,
     /// When revoked.
@@ -55,9 +57,11 @@ impl Vault {
         let issuers = self.load_issuers(&env)?;
         let issuer = match issuer_id {
             Some(id) => find_issuer(&env, &issuers, id)?,
-            None => signing_issuer(&issuers).ok_or_else(|| VaultError::NoCrlIssuer {
-                env: env.as_str().into(),
-            })?,
+            None => {
+                signing_issuer(&issuers, Api::Talos).ok_or_else(|| VaultError::NoCrlIssuer {
+                    env: env.as_str().into(),
+                })?
+            }
         };
         if !issuer.meta.state.accepted() {
             return Err(VaultError::IssuerState {
@@ -91,12 +95,25 @@ impl Vault {
     /// nothing and signs nothing.
     pub fn denylist(&self, env: &str, ctx: &Context) -> Result<Denylist, VaultError> {
         let env = self.env(env)?;
+        let issuers = self.load_issuers(&env)?;
         let mut entries = self.revoked_entries(&env)?;
         entries.sort_by(|a, b| a.serial.cmp(&b.serial));
         let revoked = entries
             .into_iter()
             .map(|e| DenylistEntry {
-                mode: if e.ca == OS_CA { "direct" } else { "issuer" },
+                mode: if e.ca == OS_CA || e.ca == K8S_CA {
+                    "direct"
+                } else {
+                    "issuer"
+                },
+                api: if e.ca == K8S_CA {
+                    Api::Kubernetes
+                } else {
+                    issuers
+                        .iter()
+                        .find(|i| i.meta.id == e.ca)
+                        .map_or(Api::Talos, |i| i.meta.api)
+                },
                 serial: e.serial,
                 fingerprint: e.fingerprint,
                 issuer: e.ca,

@@ -6,7 +6,7 @@ use serde::Serialize;
 use super::records::{IssuerView, LiveCert, issuer_views, serials};
 use super::{Context, Vault, VaultError, rfc3339};
 use crate::inventory::{self, CertEntry};
-use crate::model::{MetaError, Sealing, Taint};
+use crate::model::{Api, MetaError, Sealing, Taint};
 use crate::pki::judge::{Expiry, grade_expiry};
 use crate::pki::verify;
 
@@ -32,6 +32,15 @@ pub struct Counts {
     pub revoked: usize,
     /// Revoked but not yet expired: still usable where only expiry or a retired issuer cuts.
     pub revoked_unexpired: usize,
+}
+
+/// The counts of one API's certificates.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApiCounts {
+    /// `talos` or `kubernetes`.
+    pub api: Api,
+    /// Its counts.
+    pub counts: Counts,
 }
 
 /// Something `status` grades.
@@ -60,6 +69,8 @@ pub struct EnvStatus {
     pub issuers: Vec<IssuerView>,
     /// Counts.
     pub counts: Counts,
+    /// The same counts per API (talosconfigs, kubeconfigs).
+    pub by_api: Vec<ApiCounts>,
     /// Live certificates, soonest expiry first.
     pub live: Vec<LiveCert>,
     /// What raised the grade.
@@ -113,14 +124,30 @@ impl Vault {
                 ..Counts::default()
             };
             let issuer_views = issuer_views(&issuers, &certs, &revoked, now);
+            let mut by_api: Vec<ApiCounts> = [Api::Talos, Api::Kubernetes]
+                .into_iter()
+                .map(|api| ApiCounts {
+                    api,
+                    counts: Counts::default(),
+                })
+                .collect();
+            let slot = |api: Api| usize::from(api == Api::Kubernetes);
             let mut live_entries: Vec<CertEntry> = Vec::new();
             // Consumes the summaries: the live ones move into the report without copies.
             for c in certs {
+                let per = &mut by_api[slot(c.api)].counts;
+                per.issued += 1;
+                if revoked.contains(c.serial.as_str()) {
+                    per.revoked += 1;
+                }
                 if c.not_after < now {
                     counts.expired += 1;
+                    per.expired += 1;
                 } else if revoked.contains(c.serial.as_str()) {
                     counts.revoked_unexpired += 1;
+                    per.revoked_unexpired += 1;
                 } else if c.live_at(now) {
+                    per.live += 1;
                     live_entries.push(c);
                 }
             }
@@ -177,6 +204,7 @@ impl Vault {
                 cas,
                 issuers: issuer_views,
                 counts,
+                by_api,
                 live: live_entries.into_iter().map(LiveCert::from).collect(),
                 findings,
                 grade,

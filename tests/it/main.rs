@@ -19,6 +19,7 @@ mod hsm;
 mod import;
 mod issue;
 mod issuing;
+mod kubernetes;
 mod patch;
 mod revocation;
 mod support;
