@@ -872,4 +872,98 @@ users:
             "no current context"
         );
     }
+
+    /// The writer against arbitrary values: whatever a merged file holds (other users' exec
+    /// configs, extensions, odd names) must read back as the same values. A fixed-seed
+    /// generator, so a failure reproduces.
+    #[test]
+    fn the_writer_round_trips_arbitrary_values() {
+        struct Rng(u64);
+        impl Rng {
+            fn next(&mut self) -> u64 {
+                self.0 ^= self.0 << 13;
+                self.0 ^= self.0 >> 7;
+                self.0 ^= self.0 << 17;
+                self.0
+            }
+            fn below(&mut self, n: u64) -> u64 {
+                self.next() % n
+            }
+        }
+        const PIECES: [&str; 24] = [
+            "a",
+            "name",
+            ": ",
+            "- ",
+            "#",
+            " #x",
+            "'",
+            "\"",
+            "\n",
+            "\t",
+            "é",
+            "\u{1f600}",
+            "",
+            "null",
+            "~",
+            "123",
+            "0x1F",
+            "yes",
+            "1.5",
+            "-",
+            "? ",
+            "[]",
+            "{x}",
+            "&a",
+        ];
+        fn string(r: &mut Rng) -> String {
+            let n = r.below(4) as usize;
+            let mut s = String::new();
+            for _ in 0..n {
+                s.push_str(PIECES[r.below(PIECES.len() as u64) as usize]);
+            }
+            if r.below(30) == 0 {
+                s.push_str(&"k".repeat(1100));
+            }
+            s
+        }
+        fn value(r: &mut Rng, depth: u32) -> Value {
+            match r.below(if depth > 3 { 4 } else { 7 }) {
+                0 => Value::Null,
+                1 => Value::Bool(r.below(2) == 0),
+                2 => Value::Number((r.below(1000) as i64 - 500).into()),
+                3 => Value::String(string(r)),
+                4 | 5 => {
+                    let mut m = Mapping::new();
+                    for _ in 0..r.below(4) {
+                        let key = match r.below(5) {
+                            0 => Value::Number((r.below(9) as i64).into()),
+                            1 => Value::Bool(true),
+                            _ => Value::String(string(r)),
+                        };
+                        m.insert(key, value(r, depth + 1));
+                    }
+                    Value::Mapping(m)
+                }
+                _ => Value::Sequence((0..r.below(4)).map(|_| value(r, depth + 1)).collect()),
+            }
+        }
+        let mut r = Rng(0x9e37_79b9_7f4a_7c15);
+        for round in 0..3000 {
+            let Value::Mapping(doc) = value(&mut r, 0) else {
+                continue;
+            };
+            let mut w = Writer::with_capacity(256);
+            write_mapping(&mut w, 0, &doc, false);
+            let text = w.finish();
+            let back: Value = serde_yaml::from_str(text.expose())
+                .unwrap_or_else(|e| panic!("round {round}: {e}\n{}", text.expose()));
+            let expected = if doc.is_empty() {
+                Value::Null
+            } else {
+                Value::Mapping(doc)
+            };
+            assert_eq!(back, expected, "round {round}:\n{}", text.expose());
+        }
+    }
 }

@@ -645,3 +645,45 @@ fn to_yaml<T: Serialize>(what: &str, value: &T) -> Result<String, MetaError> {
         message: e.to_string(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_hosts_for_the_kubernetes_server() {
+        for (endpoint, host) in [
+            ("10.0.0.1", Some("10.0.0.1")),
+            ("cp.example.com:50000", Some("cp.example.com")),
+            ("[fd00::1]:50000", Some("[fd00::1]")),
+            ("fd00::1", Some("[fd00::1]")),
+            ("https://cp.example.com:6443/", Some("cp.example.com")),
+            ("", None),
+            ("[]:50000", None),
+        ] {
+            assert_eq!(endpoint_host(endpoint).as_deref(), host, "{endpoint}");
+        }
+    }
+
+    #[test]
+    fn records_without_an_api_are_talos_and_stay_byte_identical() {
+        let yaml = "serial: 0a\nfingerprint: sha256:00\nroles:\n- os:reader\nholder: null\n\
+                    not_before: 2026-01-01T00:00:00Z\nnot_after: 2026-01-02T00:00:00Z\nttl: 24h\n\
+                    signed_by:\n  ca: os\n  fingerprint: sha256:00\nmode: direct\nkey: generated\n\
+                    actor: a\nissued: 2026-01-01T00:00:10Z\nbreak_glass: false\nreason: null\n\
+                    certificate: ''\n";
+        let r = CertRecord::from_yaml("certs/0a.yaml", yaml.as_bytes()).unwrap();
+        assert_eq!(r.api, Api::Talos);
+        assert_eq!(r.to_yaml().unwrap(), yaml);
+        let k = CertRecord {
+            api: Api::Kubernetes,
+            ..r
+        };
+        let text = k.to_yaml().unwrap();
+        assert!(text.ends_with("api: kubernetes\n"), "{text}");
+        assert_eq!(
+            CertRecord::from_yaml("x", text.as_bytes()).unwrap().api,
+            Api::Kubernetes
+        );
+    }
+}

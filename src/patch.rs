@@ -581,4 +581,117 @@ mod tests {
         let os_pem = String::from_utf8(os.crt.clone()).unwrap();
         accepted_cas_patch(&[ca("old OS CA", &os_pem)]).unwrap();
     }
+
+    #[test]
+    fn the_kubernetes_part_in_both_forms() {
+        let t = issuer_pem("prod issuer e1");
+        let k = issuer_pem("prod kubernetes issuer k1");
+        let cluster_ca = issuer_pem("stand-in for certs.k8s");
+        let talos = [ca("talos", &t)];
+        let cas = [ca("kubernetes", &k)];
+        // Without a Kubernetes part: exactly today's patch.
+        assert_eq!(
+            accepted_cas_patch_for(Some(&talos), None).unwrap(),
+            accepted_cas_patch(&talos).unwrap()
+        );
+        let cluster = KubernetesCas {
+            form: KubernetesForm::Cluster,
+            cluster_ca: ca("cluster", &cluster_ca),
+            cas: &cas,
+        };
+        let patch = accepted_cas_patch_for(Some(&talos), Some(&cluster)).unwrap();
+        let docs = documents(&patch);
+        assert_eq!(docs.len(), 2, "{patch}");
+        let delete: serde_yaml::Value = serde_yaml::from_str(
+            "{machine: {acceptedCAs: {$patch: delete}}, cluster: {acceptedCAs: {$patch: delete}}}",
+        )
+        .unwrap();
+        assert_eq!(docs[0], delete);
+        let b64 = |v: &serde_yaml::Value| {
+            String::from_utf8(STANDARD.decode(v["crt"].as_str().unwrap()).unwrap()).unwrap()
+        };
+        assert_eq!(b64(&docs[1]["machine"]["acceptedCAs"][0]), t);
+        assert_eq!(b64(&docs[1]["cluster"]["acceptedCAs"][0]), k);
+        assert_eq!(
+            docs[1]["cluster"]["acceptedCAs"]
+                .as_sequence()
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(patch.contains("--nodes CONTROL-PLANES"), "{patch}");
+
+        let document = KubernetesCas {
+            form: KubernetesForm::Document,
+            ..cluster.clone()
+        };
+        let patch = accepted_cas_patch_for(None, Some(&document)).unwrap();
+        let docs = documents(&patch);
+        assert_eq!(docs.len(), 2, "{patch}");
+        assert_eq!(docs[0]["kind"], "KubeAPIServerCAConfig");
+        assert_eq!(docs[0]["acceptedCAs"]["$patch"], "delete");
+        assert!(!patch.contains("machine:"), "{patch}");
+        let list: Vec<&str> = docs[1]["acceptedCAs"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_str().unwrap())
+            .collect();
+        // Raw PEM, newline kept, the cluster CA first.
+        assert_eq!(list, [cluster_ca.as_str(), k.as_str()]);
+        assert!(
+            patch.contains("    - |\n      -----BEGIN CERTIFICATE-----\n"),
+            "{patch}"
+        );
+        assert!(
+            patch.ends_with("      -----END CERTIFICATE-----\n"),
+            "{patch}"
+        );
+
+        // Both parts, nothing accepted: only deletes and the cluster CA.
+        let none = KubernetesCas {
+            cas: &[],
+            ..document
+        };
+        let docs = documents(&accepted_cas_patch_for(Some(&[]), Some(&none)).unwrap());
+        assert_eq!(docs.len(), 3);
+        assert_eq!(docs[2]["acceptedCAs"].as_sequence().unwrap().len(), 1);
+        let empty = KubernetesCas {
+            cas: &[],
+            ..cluster
+        };
+        let patch = accepted_cas_patch_for(None, Some(&empty)).unwrap();
+        assert_eq!(documents(&patch).len(), 1, "{patch}");
+        assert!(patch.contains("every issuer-signed kubeconfig is cut off"));
+
+        // The checks of the Talos list hold for the Kubernetes one.
+        let twice = [ca("a", &k), ca("b", &k)];
+        let err = accepted_cas_patch_for(
+            None,
+            Some(&KubernetesCas {
+                form: KubernetesForm::Cluster,
+                cluster_ca: ca("cluster", &cluster_ca),
+                cas: &twice,
+            }),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, PatchError::DuplicateCertificate { .. }),
+            "{err}"
+        );
+        let same = [ca("again", &cluster_ca)];
+        let err = accepted_cas_patch_for(
+            None,
+            Some(&KubernetesCas {
+                form: KubernetesForm::Document,
+                cluster_ca: ca("cluster", &cluster_ca),
+                cas: &same,
+            }),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, PatchError::DuplicateCertificate { .. }),
+            "{err}"
+        );
+    }
 }

@@ -71,7 +71,7 @@ pub struct EnvCommon {
     /// Default node for talosconfigs (repeatable).
     #[arg(long = "node", short = 'n', value_name = "NODE")]
     pub nodes: Vec<String>,
-    /// The Kubernetes API server URL for kubeconfigs (default: https://<first endpoint>:6443).
+    /// The Kubernetes API server URL for kubeconfigs (default: `https://<first endpoint>:6443`).
     #[arg(long, value_name = "URL")]
     pub kubernetes_endpoint: Option<String>,
 }

@@ -131,6 +131,9 @@ fn hint(e: &VaultError) -> Option<String> {
         VaultError::KubePolicy(KubePolicyError::PrivilegedGroup { .. }) => {
             "for an emergency: `talvault break-glass ENV --kubernetes --user NAME --reason TEXT` (audited, taints the environment); day to day, bind a talvault group to a ClusterRole instead".into()
         }
+        VaultError::KubePolicy(
+            KubePolicyError::BreakGlassReasonInvalid | KubePolicyError::BreakGlassReasonRequired,
+        ) => "say why on one line of plain text, e.g. --reason \"INC-123: API unreachable\"".into(),
         VaultError::KubePolicy(KubePolicyError::BreakGlassGroup { .. }) => {
             "list the group under kubernetes.break_glass.groups in policy.yaml through review".into()
         }
@@ -190,8 +193,17 @@ impl From<VaultError> for CliError {
                 return CliError::usage(format!("{flag} must not contain control characters"))
                     .hint("it is stored in the vault and printed by reports; give plain text");
             }
-            VaultError::BadKeptCa { label, reason } => {
-                return CliError::usage(format!("--keep-ca {label}: {reason}"));
+            VaultError::BadKeptCa {
+                label,
+                kubernetes,
+                reason,
+            } => {
+                let flag = if *kubernetes {
+                    "--keep-kubernetes-ca"
+                } else {
+                    "--keep-ca"
+                };
+                return CliError::usage(format!("{flag} {label}: {reason}"));
             }
             VaultError::Policy(PolicyError::NoRoles) => {
                 "no role requested; name at least one with --role".into()

@@ -215,8 +215,13 @@ pub fn kubeconfig_context(
     let cfg = Kubeconfig::from_yaml(bytes)
         .map_err(|e| CliError::usage(format!("{}: {e}", path.display())))?;
     let c = cfg.context_credentials(context).map_err(|e| {
-        CliError::usage(format!("{}: {e}", path.display()))
-            .hint(format!("contexts: {}", cfg.contexts().join(", ")))
+        let contexts = cfg.contexts();
+        let err = CliError::usage(format!("{}: {e}", path.display()));
+        if contexts.is_empty() {
+            err.hint("the file has no contexts")
+        } else {
+            err.hint(format!("contexts: {}", contexts.join(", ")))
+        }
     })?;
     Ok(ContextCertificate {
         name: c.context,

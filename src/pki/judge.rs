@@ -681,4 +681,69 @@ mod tests {
             Ttl::from_hours(8)
         );
     }
+
+    #[test]
+    fn kubeconfig_checks_each_fail_their_own_check() {
+        let policy = KubernetesPolicy::default();
+        let mut f = facts();
+        f.organizations = vec!["talvault:viewers".into()];
+        f.not_after = datetime!(2030-01-04 00:00:10 UTC);
+        let direct = || Some(Signer::KubernetesCa { not_after: None });
+        let judge = |facts: &LeafFacts, signer: Option<Signer>, issuer_active: bool| {
+            judge_kubernetes(&KubeEvidence {
+                facts,
+                server_ca: Ok("prod"),
+                signer,
+                revoked: None,
+                record: None,
+                policy: &policy,
+                issuer_active,
+                now: datetime!(2030-01-01 01:00:00 UTC),
+            })
+        };
+        let checks = judge(&f, direct(), false);
+        assert_eq!(
+            checks.iter().map(|c| c.check).collect::<Vec<_>>(),
+            [
+                "server-ca",
+                "chain",
+                "eku",
+                "identity",
+                "validity",
+                "revocation",
+                "accepted",
+                "recorded",
+                "policy"
+            ]
+        );
+        assert!(
+            checks.iter().all(|c| c.result != Outcome::Fail),
+            "{checks:?}"
+        );
+        // No CN: not authenticated.
+        let mut no_cn = f.clone();
+        no_cn.common_name = None;
+        assert!(outcomes(&judge(&no_cn, direct(), false)).contains(&("identity", Outcome::Fail)));
+        // system:masters outside break-glass: a warning and a policy failure.
+        let mut masters = f.clone();
+        masters.organizations = vec!["system:masters".into()];
+        let o = outcomes(&judge(&masters, direct(), false));
+        assert!(o.contains(&("identity", Outcome::Warn)) && o.contains(&("policy", Outcome::Fail)));
+        // serverAuth only: refused by the authenticator's KeyUsages.
+        let mut server = f.clone();
+        server.extended_key_usage = vec!["1.3.6.1.5.5.7.3.1".into()];
+        assert!(outcomes(&judge(&server, direct(), false)).contains(&("eku", Outcome::Fail)));
+        // A talosconfig's OS CA is no Kubernetes signer; a retired issuer is not accepted.
+        let o = outcomes(&judge(&f, Some(Signer::OsCa { not_after: None }), false));
+        assert!(o.contains(&("chain", Outcome::Fail)));
+        let retired = Signer::Issuer {
+            id: "k1-aaaa".into(),
+            retired: true,
+            state: "retired",
+            not_after: datetime!(2031-01-01 00:00:00 UTC),
+        };
+        assert!(outcomes(&judge(&f, Some(retired), true)).contains(&("accepted", Outcome::Fail)));
+        // Direct signing beside an active Kubernetes issuer is no longer in policy.
+        assert!(outcomes(&judge(&f, direct(), true)).contains(&("policy", Outcome::Fail)));
+    }
 }

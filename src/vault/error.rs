@@ -245,6 +245,8 @@ pub enum VaultError {
     BadKeptCa {
         /// How the caller named it (its file).
         label: String,
+        /// Kept for the Kubernetes API rather than the Talos API.
+        kubernetes: bool,
         /// Why.
         reason: String,
     },

@@ -508,6 +508,7 @@ impl Vault {
                     .and_then(|der| leaf_facts(&der).map(|_| ()))
                     .map_err(|reason| VaultError::BadKeptCa {
                         label: label.clone(),
+                        kubernetes: api == Api::Kubernetes,
                         reason,
                     })?;
                 cas.push(AcceptedCa {

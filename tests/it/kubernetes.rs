@@ -1009,3 +1009,152 @@ fn age_recipient(v: &Vault) -> String {
         .unwrap()
         .to_owned()
 }
+
+#[test]
+fn talos_and_kubernetes_issuers_each_sign_only_their_own_api() {
+    if !tools() {
+        return;
+    }
+    let v = Vault::new("v1.13");
+    let dir = v.path("");
+    // An Ed25519 Kubernetes issuer (P-256 is the default and is covered above).
+    v.tv(&[
+        "issuer",
+        "create",
+        "prod",
+        "--api",
+        "kubernetes",
+        "--algorithm",
+        "ed25519",
+    ]);
+    let k = v.kubernetes_issuer();
+    v.tv(&["issuer", "activate", "prod", &k]);
+    let out = v.tv(&[
+        "issue",
+        "prod",
+        "--role",
+        "os:reader",
+        "-o",
+        "r.talosconfig",
+    ]);
+    assert!(out.contains("signed directly by the Talos OS CA"), "{out}");
+    v.tv(&["issuer", "create", "prod"]);
+    let e: String = std::fs::read_dir(v.path("v/envs/prod/issuers"))
+        .unwrap()
+        .map(|x| x.unwrap().file_name().to_string_lossy().into_owned())
+        .find(|n| n.starts_with('e'))
+        .unwrap();
+    assert!(e.starts_with("e1-"), "epochs count per API: {e}");
+    v.tv(&["issuer", "activate", "prod", &e]);
+    let out = v.tv(&[
+        "issue",
+        "prod",
+        "--role",
+        "os:reader",
+        "-o",
+        "r2.talosconfig",
+    ]);
+    assert!(out.contains(&format!("signed by issuer {e}")), "{out}");
+    let out = v.tv(&[
+        "kubeconfig",
+        "prod",
+        "--user",
+        "hal",
+        "--group",
+        "talvault:viewers",
+        "-o",
+        "h.kubeconfig",
+    ]);
+    assert!(
+        out.contains(&format!("signed by Kubernetes issuer {k}")),
+        "{out}"
+    );
+    let c = creds(&v.read("h.kubeconfig"), "hal@demo");
+    let key = c.key.clone().unwrap();
+    assert!(
+        key.starts_with(b"-----BEGIN ED25519 PRIVATE KEY-----\n"),
+        "the key follows the issuer"
+    );
+    let issuer: serde_yaml::Value =
+        serde_yaml::from_str(&v.read(&format!("v/envs/prod/issuers/{k}/issuer.yaml"))).unwrap();
+    let issuer_pem = issuer["certificate"].as_str().unwrap().as_bytes().to_vec();
+    assert_eq!(issuer["api"], "kubernetes");
+    let ok = authenticate(&dir, &[&issuer_pem, &v.k8s_ca()], &c.crt, &key);
+    assert!(ok.authenticated && ok.user == "hal", "{ok:?}");
+    // The patch puts each issuer in its own list.
+    let patch = v.tv(&["patch", "accepted-cas", "prod"]);
+    assert_eq!(kubernetes_cas_of_patch(&patch), [issuer_pem]);
+    let talos: Vec<&str> = patch
+        .lines()
+        .filter(|l| l.contains("# 1. talvault"))
+        .collect();
+    assert_eq!(talos.len(), 2, "{patch}");
+    assert!(
+        talos[0].contains(&format!("talvault issuer {e}")),
+        "{patch}"
+    );
+    assert!(
+        talos[1].contains(&format!("talvault kubernetes issuer {k}")),
+        "{patch}"
+    );
+    // Retiring the Talos issuer leaves Kubernetes signing alone, and the reverse.
+    v.tv(&["issuer", "retire", "prod", &e, "--force"]);
+    let out = v.tv(&[
+        "kubeconfig",
+        "prod",
+        "--user",
+        "ida",
+        "--group",
+        "talvault:viewers",
+        "-o",
+        "i.kubeconfig",
+    ]);
+    assert!(
+        out.contains(&format!("signed by Kubernetes issuer {k}")),
+        "{out}"
+    );
+    let list = v.tv(&["issuer", "list", "prod", "-o", "json"]);
+    let list: serde_json::Value = serde_json::from_str(&list).unwrap();
+    let signing: Vec<(&str, &str)> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["signing"] == true)
+        .map(|i| (i["id"].as_str().unwrap(), i["api"].as_str().unwrap()))
+        .collect();
+    assert_eq!(signing, [(k.as_str(), "kubernetes")]);
+}
+
+#[test]
+fn a_kubernetes_issuer_before_talos_1_7_needs_force() {
+    let v = Vault::new("v1.6");
+    let out = v.run(&[
+        "--vault",
+        "v",
+        "issuer",
+        "create",
+        "prod",
+        "--api",
+        "kubernetes",
+    ]);
+    assert_eq!(out.0, 0, "{out:?}");
+    assert!(
+        out.2
+            .contains("control planes before Talos 1.7 have no cluster.acceptedCAs"),
+        "{out:?}"
+    );
+    let k = v.kubernetes_issuer();
+    let tree = v.tree();
+    let (code, _, err) = v.run(&["--vault", "v", "issuer", "activate", "prod", &k]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("whose control planes have no cluster.acceptedCAs (Talos 1.7 and later)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("hint: if the control planes run Talos 1.7 or later, pass --force"),
+        "{err}"
+    );
+    assert_eq!(tree, v.tree());
+    v.tv(&["issuer", "activate", "prod", &k, "--force"]);
+}
