@@ -178,12 +178,20 @@ pub fn issuer(cmd: IssuerCommand, o: &VaultOpts) -> Result<u8, CliError> {
         IssuerCommand::Retire { env, id, force } => {
             let v = o.open_vault()?;
             let IssuerChange {
-                cut_off, untainted, ..
+                issuer,
+                cut_off,
+                untainted,
+                ..
             } = v.issuer_retire(&env, &id, force, &o.context(Opens::Nothing)?)?;
             let mut msg = format!("issuer {id} is retired\n");
+            let nodes = if issuer.api == Api::Kubernetes {
+                "CONTROL-PLANES"
+            } else {
+                "ALL-NODES"
+            };
             let _ = writeln!(
                 msg,
-                "now roll out the patch that drops it: talvault patch accepted-cas {env} -o accepted-cas.yaml && talosctl patch machineconfig --nodes ALL-NODES --patch @accepted-cas.yaml"
+                "now roll out the patch that drops it: talvault patch accepted-cas {env} -o accepted-cas.yaml && talosctl patch machineconfig --nodes {nodes} --patch @accepted-cas.yaml"
             );
             if !cut_off.is_empty() {
                 let _ = writeln!(

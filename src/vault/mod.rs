@@ -2,10 +2,10 @@
 //! `audit`, `model`) with storage (`store`), and the only writer of audit events. This file is
 //! the kernel (find, init and open a vault, load an environment, open and seal its secrets,
 //! stage an audit event, commit); each capability has its own room (`env`, `bundle`,
-//! `recipients`, `issue`, `kubeconfig`, `issuers`, `revocation`, `crl`, `verify`, `status`, `audit`), read
-//! top to bottom as load → check → act → store → audit, sharing only this kernel, the signing
-//! half of it (`signer`) and the read side (`records`). It must not print, prompt or parse
-//! arguments (that is `cli`), and it returns secrets only through the explicit
+//! `recipients`, `issue`, `kubeconfig`, `issuers`, `revocation`, `crl`, `verify`, `status`,
+//! `audit`), read top to bottom as load → check → act → store → audit, sharing only this
+//! kernel, the signing half of it (`signer`) and the read side (`records`). It must not print,
+//! prompt or parse arguments (that is `cli`), and it returns secrets only through the explicit
 //! export/exec/issue paths.
 #![expect(
     clippy::disallowed_methods,
