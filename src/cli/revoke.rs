@@ -61,7 +61,7 @@ pub enum CrlFormat {
 pub struct CrlArgs {
     /// The environment.
     pub env: String,
-    /// The issuer (default: the one that signs now).
+    /// The issuer (default: the Talos issuer that signs now, else the Kubernetes one).
     #[arg(long, value_name = "ID")]
     pub issuer: Option<String>,
     /// Output form.

@@ -45,7 +45,8 @@ pub struct Denylist {
 }
 
 impl Vault {
-    /// `crl`: signs a fresh CRL with the issuer (default: the signing issuer), stores it in
+    /// `crl`: signs a fresh CRL with the issuer (default: the signing Talos issuer, else the
+    /// signing Kubernetes issuer), stores it in
     /// `crl/<issuer>.crl.pem` and audits the use of the key.
     pub fn crl(
         &self,
@@ -57,11 +58,12 @@ impl Vault {
         let issuers = self.load_issuers(&env)?;
         let issuer = match issuer_id {
             Some(id) => find_issuer(&env, &issuers, id)?,
-            None => {
-                signing_issuer(&issuers, Api::Talos).ok_or_else(|| VaultError::NoCrlIssuer {
+            // The Talos issuer that signs now, else the Kubernetes one.
+            None => signing_issuer(&issuers, Api::Talos)
+                .or_else(|| signing_issuer(&issuers, Api::Kubernetes))
+                .ok_or_else(|| VaultError::NoCrlIssuer {
                     env: env.as_str().into(),
-                })?
-            }
+                })?,
         };
         if !issuer.meta.state.accepted() {
             return Err(VaultError::IssuerState {

@@ -887,6 +887,13 @@ fn revoke_by_kubeconfig_status_and_prometheus_know_the_api() {
         issuer["certificate"].as_str().unwrap().as_bytes(),
     );
     crate::support::assert_crl_verifies(&v.path(""), &format!("v/{crl}"), "issuer.pem");
+    // Without a Talos issuer, `crl` signs with the Kubernetes one.
+    let out = v.tv(&["crl", "prod", "-o", "k.crl"]);
+    assert!(
+        out.contains(&format!("of issuer {id} with 1 entries")),
+        "{out}"
+    );
+    crate::support::assert_crl_verifies(&v.path(""), "k.crl", "issuer.pem");
     let f = creds(&v.read("f.kubeconfig"), "fred@demo");
     write(&v.path(""), "f.crt", &f.crt);
     let (ok, text) =
