@@ -98,6 +98,9 @@ pub struct CertEntry {
     pub break_glass: bool,
     /// The API it is for.
     pub api: Api,
+    /// Hex SHA-256 of the record file, to check it against the audit chain (set by the reader
+    /// of the file; empty until then).
+    pub file_sha256: String,
 }
 
 impl CertEntry {
@@ -121,6 +124,7 @@ impl CertEntry {
             not_after: unix_time("not_after", &r.not_after)?,
             break_glass: r.break_glass,
             api: r.api,
+            file_sha256: String::new(),
         })
     }
 
@@ -132,7 +136,7 @@ impl CertEntry {
     /// The cache line (tab-separated, no newline).
     pub fn to_line(&self) -> String {
         format!(
-            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
             self.serial,
             self.ca,
             self.holder.as_deref().unwrap_or(""),
@@ -140,7 +144,8 @@ impl CertEntry {
             self.not_before,
             self.not_after,
             u8::from(self.break_glass),
-            self.api.as_str()
+            self.api.as_str(),
+            self.file_sha256
         )
     }
 
@@ -149,7 +154,7 @@ impl CertEntry {
         let mut f = line.split('\t');
         let mut next = || f.next();
         let (serial, ca, holder, roles) = (next()?, next()?, next()?, next()?);
-        let (nb, na, bg, api) = (next()?, next()?, next()?, next()?);
+        let (nb, na, bg, api, hash) = (next()?, next()?, next()?, next()?, next()?);
         if next().is_some() {
             return None;
         }
@@ -174,6 +179,7 @@ impl CertEntry {
                 "kubernetes" => Api::Kubernetes,
                 _ => return None,
             },
+            file_sha256: hash.to_owned(),
         })
     }
 }
@@ -193,6 +199,8 @@ pub struct RevokedEntry {
     pub revoked: i64,
     /// The certificate's notAfter, Unix seconds.
     pub not_after: i64,
+    /// Hex SHA-256 of the record file (set by its reader; empty until then).
+    pub file_sha256: String,
 }
 
 impl RevokedEntry {
@@ -211,21 +219,28 @@ impl RevokedEntry {
             reason: r.reason.clone(),
             revoked: unix_time("revoked", &r.revoked)?,
             not_after: unix_time("not_after", &r.not_after)?,
+            file_sha256: String::new(),
         })
     }
 
     /// The cache line.
     pub fn to_line(&self) -> String {
         format!(
-            "{}\t{}\t{}\t{}\t{}\t{}",
-            self.serial, self.fingerprint, self.ca, self.reason, self.revoked, self.not_after
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            self.serial,
+            self.fingerprint,
+            self.ca,
+            self.reason,
+            self.revoked,
+            self.not_after,
+            self.file_sha256
         )
     }
 
     /// Reads a cache line.
     pub fn from_line(line: &str) -> Option<Self> {
         let f: Vec<&str> = line.split('\t').collect();
-        let [serial, fingerprint, ca, reason, revoked, na] = f.as_slice() else {
+        let [serial, fingerprint, ca, reason, revoked, na, hash] = f.as_slice() else {
             return None;
         };
         Some(Self {
@@ -235,6 +250,7 @@ impl RevokedEntry {
             reason: (*reason).to_owned(),
             revoked: revoked.parse().ok()?,
             not_after: na.parse().ok()?,
+            file_sha256: (*hash).to_owned(),
         })
     }
 }

@@ -649,6 +649,15 @@ fn write_sequence(w: &mut Writer, col: usize, items: &[Value], inline_first: boo
     }
 }
 
+/// Whether `server` is an `https://` URL with a host and nothing a kubeconfig cannot hold
+/// (`env create --kubernetes-endpoint`, `kubeconfig --server`).
+pub fn valid_server(server: &str) -> bool {
+    server
+        .strip_prefix("https://")
+        .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'))
+        && !server.chars().any(|c| c.is_control() || c.is_whitespace())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -667,6 +676,21 @@ mod tests {
             client_key_pem: with_key.then(|| SecretBytes::copy_from(KEY)),
             context: format!("{user}@prod"),
             namespace: "default".into(),
+        }
+    }
+
+    #[test]
+    fn servers() {
+        assert!(valid_server("https://10.0.0.1:6443"));
+        assert!(valid_server("https://[fd00::1]:6443"));
+        for bad in [
+            "http://x:6443",
+            "https://",
+            "10.0.0.1:6443",
+            "https://a b",
+            "https:///x",
+        ] {
+            assert!(!valid_server(bad), "{bad}");
         }
     }
 

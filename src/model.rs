@@ -82,47 +82,87 @@ fn first_clause(msg: &str) -> String {
     }
 }
 
+/// The vault format this build writes: 2 adds the vault id and authenticated audit events.
+pub const VAULT_FORMAT: u32 = 2;
+
+/// Default clock tolerance between machines: an event dated up to this long before its parent
+/// is a warning in `audit verify`, not a finding.
+pub const DEFAULT_CLOCK_SKEW_SECONDS: i64 = 300;
+
 /// `talvault.yaml` at the vault root.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VaultConfig {
-    /// Vault format version.
+    /// Vault format version (1: hash-linked events only; 2: authenticated events).
     pub format_version: u32,
+    /// Format 2: the vault's random id, which every event names (so none can be replayed into
+    /// another vault).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vault_id: Option<String>,
+    /// How far an event may be dated before its parent (machines' clocks differ) before `audit
+    /// verify` calls it a finding (default 5m).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock_skew: Option<crate::pki::ttl::Ttl>,
 }
 
 impl VaultConfig {
-    /// A new vault's configuration.
-    pub fn new() -> Self {
+    /// A new vault's configuration (format 2) with its id.
+    pub fn new(vault_id: String) -> Self {
         Self {
-            format_version: FORMAT_VERSION,
+            format_version: VAULT_FORMAT,
+            vault_id: Some(vault_id),
+            clock_skew: None,
         }
     }
 
     /// Reads and checks the version.
     pub fn from_yaml(bytes: &[u8]) -> Result<Self, MetaError> {
         let c: Self = parse("talvault.yaml", bytes)?;
-        if c.format_version > FORMAT_VERSION {
+        if c.format_version > VAULT_FORMAT {
             return Err(MetaError::NewerFormat {
                 file: "talvault.yaml".into(),
                 found: c.format_version,
-                supported: FORMAT_VERSION,
+                supported: VAULT_FORMAT,
+            });
+        }
+        if c.format_version >= 2
+            && !c
+                .vault_id
+                .as_deref()
+                .is_some_and(|id| id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            return Err(MetaError::Malformed {
+                file: "talvault.yaml".into(),
+                message: "format 2 needs a vault_id of 32 hex digits".into(),
             });
         }
         Ok(c)
     }
 
+    /// Whether events are authenticated (format 2).
+    pub fn sealed(&self) -> bool {
+        self.format_version >= 2
+    }
+
+    /// The clock tolerance in seconds.
+    pub fn clock_skew_seconds(&self) -> i64 {
+        self.clock_skew
+            .map_or(DEFAULT_CLOCK_SKEW_SECONDS, |t| t.as_seconds() as i64)
+    }
+
     /// Renders the file.
     pub fn to_yaml(&self) -> String {
-        format!(
+        let mut s = format!(
             "# talvault vault. Public metadata; secrets live only in .age files.\nformat_version: {}\n",
             self.format_version
-        )
-    }
-}
-
-impl Default for VaultConfig {
-    fn default() -> Self {
-        Self::new()
+        );
+        if let Some(id) = &self.vault_id {
+            s.push_str(&format!("vault_id: {id}\n"));
+        }
+        if let Some(skew) = self.clock_skew {
+            s.push_str(&format!("clock_skew: {skew}\n"));
+        }
+        s
     }
 }
 
@@ -526,15 +566,16 @@ impl RevocationRecord {
 }
 
 /// The life cycle of an issuer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum IssuerState {
     /// In `acceptedCAs` (once the patch is applied), not yet signing.
+    #[default]
     Pending,
     /// Accepted and signing (the most recently activated one signs).
     Active,
     /// Dropped from `acceptedCAs`: everything it signed stops working once the patch is applied.
-    /// Its sealed key is deleted.
+    /// Nothing signs with it again (its sealed key stays in the vault and in git history).
     Retired,
 }
 
@@ -585,7 +626,10 @@ pub struct IssuerMeta {
     pub id: String,
     /// Epoch number within the environment (1, 2, …).
     pub epoch: u32,
-    /// Life-cycle state.
+    /// Life-cycle state: the audit chain's (`issuer.create`, `issuer.activate`,
+    /// `issuer.retire` events), filled in when the issuer is loaded. Never written: issuer.yaml
+    /// does not change after creation (files of format-1 vaults still carry it; it is ignored).
+    #[serde(default, skip_serializing)]
     pub state: IssuerState,
     /// `ed25519` or `ecdsa-p256`.
     pub algorithm: String,
@@ -603,11 +647,11 @@ pub struct IssuerMeta {
     pub not_after: String,
     /// When it was created.
     pub created: String,
-    /// When it was (last) activated.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// When it was (last) activated: the chain's, like `state`.
+    #[serde(default, skip_serializing)]
     pub activated: Option<String>,
-    /// When it was retired.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// When it was retired: the chain's, like `state`.
+    #[serde(default, skip_serializing)]
     pub retired: Option<String>,
     /// Where its key is.
     pub key: IssuerKey,

@@ -130,3 +130,41 @@ pub fn actor(explicit: Option<&str>, env_actor: Option<&str>) -> String {
         .or_else(|| std::env::var("LOGNAME").ok().filter(|u| !u.is_empty()))
         .unwrap_or_else(|| "unknown".to_owned())
 }
+
+/// What changed between the git revision `rev` and the working tree of the repository holding
+/// `root`, as `git diff --name-status` reports it, with paths relative to `root`: for
+/// `audit verify --since`. Renames show as a removal and an addition.
+pub fn git_changes(root: &std::path::Path, rev: &str) -> Result<Vec<(char, String)>, String> {
+    if rev.starts_with('-') {
+        return Err("a revision does not start with '-'".into());
+    }
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(root)
+        .args([
+            "diff",
+            "--relative",
+            "--no-renames",
+            "--name-status",
+            "--no-color",
+            // Nothing a repository file or its attributes name is run.
+            "--no-ext-diff",
+            "--no-textconv",
+        ])
+        .arg(rev)
+        .arg("--")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run git: {e}"))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        return Err(err.lines().next().unwrap_or("git failed").trim().to_owned());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let (status, path) = l.split_once('\t')?;
+            Some((status.chars().next()?, path.to_owned()))
+        })
+        .collect())
+}

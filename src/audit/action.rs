@@ -278,13 +278,22 @@ actions! {
         fingerprint: String,
         /// RFC 5280 reason.
         reason: String,
-        /// `os` or the issuer id.
+        /// `os` or the issuer id. (Releases that stored CRLs in the vault also wrote `crl`
+        /// and `crl_number` here; the chain still reads such a number.)
         signed_by: String,
-        /// The CRL file regenerated, if any.
-        crl: Option<String>,
-        /// Its CRL number (so the next CRL's number can come from the chain).
-        #[serde(skip_serializing_if = "Option::is_none")]
-        crl_number: Option<u64>,
+    },
+    /// The vault moved to format 2: authenticated events that account for every file. This
+    /// event names every file the environment held then.
+    "upgrade" => Upgrade {
+        /// The format before.
+        from: u32,
+        /// The format after.
+        to: u32,
+    },
+    /// A reviewed change of policy.yaml was accepted.
+    "policy.accept" => PolicyAccept {
+        /// Why (the review).
+        reason: String,
     },
     /// A CRL was signed.
     "crl" => Crl {
@@ -316,7 +325,7 @@ mod tests {
     use super::*;
 
     /// The JSON of typed actions is what the hand-built maps of earlier releases wrote: `null`
-    /// for an absent holder or CRL, and optional fields left out when absent.
+    /// for an absent holder, and optional fields left out when absent.
     #[test]
     fn data_matches_the_earlier_hand_built_maps() {
         let issue = Action::Issue {
@@ -356,14 +365,11 @@ mod tests {
             fingerprint: "sha256:00".into(),
             reason: "keyCompromise".into(),
             signed_by: "os".into(),
-            crl: None,
-            crl_number: None,
         };
         assert_eq!(revoke.name(), "revoke");
-        assert!(
-            Value::Object(revoke.data().unwrap())
-                .to_string()
-                .contains(r#""crl":null"#)
+        assert_eq!(
+            Value::Object(revoke.data().unwrap()).to_string(),
+            r#"{"fingerprint":"sha256:00","reason":"keyCompromise","serial":"0a","signed_by":"os"}"#
         );
     }
 }

@@ -12,9 +12,11 @@
 //! a CI log) when that matters.
 
 mod action;
+mod mac;
+mod summary;
 mod verify;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde::Deserialize;
@@ -24,7 +26,14 @@ use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, UtcOffset};
 
 pub use action::{Action, Public};
-pub use verify::{Problem, Report, Tamper, verify};
+pub use mac::{AuditKey, AuditKeys, EpochKey, Keyring};
+pub use summary::{
+    ChainRevocation, ChainState, ChainTaint, EventFile, EventSummary, IssuerStep, causal_order,
+    heads as heads_of,
+};
+pub use verify::{
+    Authenticity, Problem, Report, Tamper, VerifyInput, Warning, verify, verify_with,
+};
 
 /// Errors building or parsing one event.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -109,6 +118,21 @@ pub struct EventBody {
     pub action: String,
     /// Action-specific public details.
     pub data: Map<String, Value>,
+    /// Format 2: what binds the event to its vault, its files and its key (`None`: format 1).
+    pub seal: Option<Seal>,
+}
+
+/// What binds an event of format 2 to its vault, its files and its audit key. It is part of
+/// the canonical form, so the id (and the MAC over the id) covers it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Seal {
+    /// The vault's id (`talvault.yaml`): an event copied from another vault names another.
+    pub vault: String,
+    /// The audit key epoch whose key MACs the event.
+    pub epoch: u32,
+    /// The content hash (hex SHA-256) of every file the command wrote, or `None` for a file it
+    /// removed; paths relative to the environment directory, `/talvault.yaml` for the vault's.
+    pub files: BTreeMap<String, Option<String>>,
 }
 
 impl EventBody {
@@ -127,6 +151,7 @@ impl EventBody {
             env: env.to_owned(),
             action: action.name().to_owned(),
             data: action.data()?,
+            seal: None,
         })
     }
 }
@@ -138,6 +163,8 @@ pub struct Event {
     id: EventId,
     parents: Vec<EventId>,
     body: EventBody,
+    /// Format 2: hex HMAC-SHA256 of the id under the environment's audit key.
+    mac: Option<String>,
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ`: RFC 3339 §5.6 `date-time` in UTC, no fraction, so that one instant has
@@ -211,6 +238,25 @@ fn body_value(parents: &[EventId], body: &EventBody) -> Result<Value, AuditError
         Value::Array(parents.iter().map(|p| Value::String(p.0.clone())).collect()),
     );
     m.insert("time".into(), Value::String(format_time(body.time)?));
+    if let Some(seal) = &body.seal {
+        m.insert("v".into(), Value::from(2u32));
+        m.insert("vault".into(), Value::String(seal.vault.clone()));
+        m.insert("epoch".into(), Value::from(seal.epoch));
+        m.insert(
+            "files".into(),
+            Value::Object(
+                seal.files
+                    .iter()
+                    .map(|(path, hash)| {
+                        (
+                            path.clone(),
+                            hash.clone().map_or(Value::Null, Value::String),
+                        )
+                    })
+                    .collect(),
+            ),
+        );
+    }
     Ok(Value::Object(m))
 }
 
@@ -226,7 +272,12 @@ pub fn new_event(parents: Vec<EventId>, mut body: EventBody) -> Result<Event, Au
         .into_iter()
         .collect();
     let id = EventId::of_canonical(&canonical(&body_value(&parents, &body)?));
-    Ok(Event { id, parents, body })
+    Ok(Event {
+        id,
+        parents,
+        body,
+        mac: None,
+    })
 }
 
 /// The file shape, parsed strictly: an added field is an edit, not noise.
@@ -241,9 +292,31 @@ struct RawEvent {
     env: String,
     action: String,
     data: Map<String, Value>,
+    // Format 2 only; all or none of them.
+    v: Option<u32>,
+    vault: Option<String>,
+    epoch: Option<u32>,
+    files: Option<BTreeMap<String, Option<String>>>,
+    mac: Option<String>,
 }
 
 impl Event {
+    /// Format 2: the seal (vault, key epoch, files).
+    pub fn seal(&self) -> Option<&Seal> {
+        self.body.seal.as_ref()
+    }
+
+    /// Format 2: the MAC as written.
+    pub fn mac(&self) -> Option<&str> {
+        self.mac.as_deref()
+    }
+
+    /// The event with its MAC under `key` (format 2).
+    pub fn with_mac(mut self, key: &AuditKey) -> Event {
+        self.mac = Some(key.mac(&self.id));
+        self
+    }
+
     /// The id.
     pub fn id(&self) -> &EventId {
         &self.id
@@ -316,6 +389,9 @@ impl Event {
         let mut value = body_value(&self.parents, &self.body).unwrap_or(Value::Null);
         if let Value::Object(m) = &mut value {
             m.insert("id".into(), Value::String(self.id.0.clone()));
+            if let Some(mac) = &self.mac {
+                m.insert("mac".into(), Value::String(mac.clone()));
+            }
         }
         let mut out = serde_json::to_vec_pretty(&value).unwrap_or_default();
         out.push(b'\n');
@@ -353,6 +429,36 @@ fn parse_unchecked(bytes: &[u8]) -> Result<(Event, String), AuditError> {
         .iter()
         .map(|p| EventId::parse(p))
         .collect::<Result<Vec<_>, _>>()?;
+    let seal = match (raw.v, raw.vault, raw.epoch, raw.files, &raw.mac) {
+        (None, None, None, None, None) => None,
+        (Some(2), Some(vault), Some(epoch), Some(files), Some(_)) => {
+            if let Some(bad) = files
+                .values()
+                .flatten()
+                .find(|h| EventId::parse(h).is_err())
+            {
+                return Err(AuditError::Malformed(format!(
+                    "files: {:?} is not a SHA-256",
+                    bad.chars().take(80).collect::<String>()
+                )));
+            }
+            Some(Seal {
+                vault,
+                epoch,
+                files,
+            })
+        }
+        (Some(v), ..) if v != 2 => {
+            return Err(AuditError::Malformed(format!(
+                "event format {v} is not one this talvault reads"
+            )));
+        }
+        _ => {
+            return Err(AuditError::Malformed(
+                "v, vault, epoch, files and mac go together".into(),
+            ));
+        }
+    };
     let body = EventBody {
         time,
         actor: raw.actor,
@@ -360,10 +466,19 @@ fn parse_unchecked(bytes: &[u8]) -> Result<(Event, String), AuditError> {
         env: raw.env,
         action: raw.action,
         data: raw.data,
+        seal,
     };
     // Parents are kept as written (not re-sorted): reordering them is an edit.
     let id = EventId::of_canonical(&canonical(&body_value(&parents, &body)?));
-    Ok((Event { id, parents, body }, raw.id))
+    Ok((
+        Event {
+            id,
+            parents,
+            body,
+            mac: raw.mac,
+        },
+        raw.id,
+    ))
 }
 
 /// The events no other event lists as a parent: what the next event should name as parents.
@@ -379,122 +494,4 @@ pub fn heads(events: &[Event]) -> Vec<EventId> {
     out.sort();
     out.dedup();
     out
-}
-
-/// The id and parents an event file states, read without checking anything else: enough to
-/// find the heads for the next event, at a fraction of the cost of [`Event::from_json`] (which
-/// recomputes the canonical form and its hash). Verification is `verify`'s job, not this.
-pub fn stated_links(bytes: &[u8]) -> Option<(EventId, Vec<EventId>)> {
-    #[derive(Deserialize)]
-    struct Links {
-        id: String,
-        parents: Vec<String>,
-    }
-    let links: Links = serde_json::from_slice(bytes).ok()?;
-    let id = EventId::parse(&links.id).ok()?;
-    let parents = links
-        .parents
-        .iter()
-        .map(|p| EventId::parse(p))
-        .collect::<Result<Vec<_>, _>>()
-        .ok()?;
-    Some((id, parents))
-}
-
-/// What one file in an audit month directory states: an event's id and parents, or nothing (a
-/// file that is not an event; `verify` reports it). One line in the record cache.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StatedLinks(pub Option<(EventId, Vec<EventId>)>);
-
-impl StatedLinks {
-    /// Reads a file's links ([`stated_links`]).
-    pub fn read(bytes: &[u8]) -> Self {
-        StatedLinks(stated_links(bytes))
-    }
-
-    /// `ID PARENT…`, or `-` for a file that is not an event.
-    pub fn to_line(&self) -> String {
-        match &self.0 {
-            None => "-".to_owned(),
-            Some((id, parents)) => {
-                let mut line = id.as_str().to_owned();
-                for p in parents {
-                    line.push(' ');
-                    line.push_str(p.as_str());
-                }
-                line
-            }
-        }
-    }
-
-    /// The inverse of [`StatedLinks::to_line`]; `None` for anything else.
-    pub fn from_line(line: &str) -> Option<Self> {
-        if line == "-" {
-            return Some(StatedLinks(None));
-        }
-        let mut ids = line.split(' ').map(|s| EventId::parse(s).ok());
-        let id = ids.next()??;
-        let parents = ids.collect::<Option<Vec<_>>>()?;
-        Some(StatedLinks(Some((id, parents))))
-    }
-}
-
-/// [`heads`] from stated links (see [`stated_links`]).
-pub fn heads_of_links(links: &[(EventId, Vec<EventId>)]) -> Vec<EventId> {
-    let referenced: BTreeSet<&EventId> = links.iter().flat_map(|(_, p)| p.iter()).collect();
-    let mut out: Vec<EventId> = links
-        .iter()
-        .map(|(id, _)| id)
-        .filter(|id| !referenced.contains(id))
-        .cloned()
-        .collect();
-    out.sort();
-    out.dedup();
-    out
-}
-
-#[cfg(test)]
-mod links_tests {
-    use super::*;
-
-    #[test]
-    fn stated_links_cache_lines_round_trip_and_refuse_junk() {
-        let a = EventId::parse(&"a".repeat(64)).unwrap();
-        let b = EventId::parse(&"b".repeat(64)).unwrap();
-        for links in [
-            StatedLinks(None),
-            StatedLinks(Some((a.clone(), vec![]))),
-            StatedLinks(Some((a.clone(), vec![b.clone(), a.clone()]))),
-        ] {
-            assert_eq!(StatedLinks::from_line(&links.to_line()), Some(links));
-        }
-        let bad_parent = format!("{} {}", "a".repeat(64), "B".repeat(64));
-        for junk in ["", " ", "x", "-x", bad_parent.as_str()] {
-            assert_eq!(StatedLinks::from_line(junk), None, "{junk:?}");
-        }
-        assert_eq!(StatedLinks::read(b"not json"), StatedLinks(None));
-    }
-
-    #[test]
-    fn stated_links_give_the_same_heads() {
-        let body = |action: &str| EventBody {
-            time: OffsetDateTime::UNIX_EPOCH,
-            actor: "a".into(),
-            opened_by: None,
-            env: "e".into(),
-            action: action.into(),
-            data: Map::new(),
-        };
-        let a = new_event(vec![], body("a")).unwrap();
-        let b = new_event(vec![a.id().clone()], body("b")).unwrap();
-        let c = new_event(vec![a.id().clone()], body("c")).unwrap();
-        let events = vec![a, b, c];
-        let links: Vec<_> = events
-            .iter()
-            .map(|e| stated_links(&e.to_json()).unwrap())
-            .collect();
-        assert_eq!(heads_of_links(&links), heads(&events));
-        assert_eq!(heads(&events).len(), 2);
-        assert!(stated_links(b"{}").is_none());
-    }
 }

@@ -1,26 +1,34 @@
 //! PURE: `audit verify` over a set of event files: recomputes ids, checks names, parents and
-//! their order, and classifies what it finds. It must not touch files (the caller loads them).
+//! their order, and — given the vault's id, the environment, the audit keys and the hashes of
+//! the files on disk — that each event belongs here, carries a valid MAC (format 2), and that
+//! every file the environment holds is the one its last writing event names. It classifies
+//! what it finds. It must not touch files (the caller loads them and opens the keys).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde_json::Value;
 
-use super::{AuditError, Event, EventId, heads, parse_unchecked};
+use super::summary::{EventSummary, causal_order};
+use super::{AuditError, AuditKeys, Event, EventId, heads, parse_unchecked};
 
 /// The class of tampering a problem indicates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Tamper {
     /// Contents changed after the id was computed (or a file is not an event at all).
     Edited,
-    /// An event was removed.
+    /// An event or a file was removed.
     Deleted,
-    /// Order changed: a child dated before its parent, or a file name that does not match its
-    /// time and id.
+    /// Order changed: a child dated well before its parent, or a file name that does not match
+    /// its time and id.
     Reordered,
+    /// Made by someone without the audit key, or copied from elsewhere: a wrong MAC, a foreign
+    /// vault or environment, a retired key, a file no event accounts for.
+    Forged,
 }
 
-/// One finding of `verify`. Paths are relative to the audit directory.
+/// One finding of `verify`. Paths of events are relative to the audit directory; paths of
+/// other files to the environment directory.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Problem {
@@ -47,7 +55,7 @@ pub enum Problem {
         /// Files of the events that name it.
         children: Vec<String>,
     },
-    /// An event is dated before one of its parents.
+    /// An event is dated before one of its parents by more than the clock tolerance.
     OlderThanParent {
         /// The child's file.
         path: String,
@@ -68,17 +76,102 @@ pub enum Problem {
         /// The files.
         paths: Vec<String>,
     },
+    /// The event names another vault or environment (copied from there).
+    Foreign {
+        /// The file.
+        path: String,
+        /// What it names.
+        names: String,
+    },
+    /// The MAC does not verify under the audit key of its epoch.
+    BadMac {
+        /// The file.
+        path: String,
+    },
+    /// The event names an audit key epoch the environment's key file lacks.
+    UnknownEpoch {
+        /// The file.
+        path: String,
+        /// The epoch.
+        epoch: u32,
+    },
+    /// The event uses an older key than one of its ancestors (a key retired by a recipients
+    /// change, which a removed recipient still knows).
+    RetiredKey {
+        /// The file.
+        path: String,
+        /// Its epoch.
+        epoch: u32,
+        /// The newest epoch among its ancestors.
+        newest: u32,
+    },
+    /// A format-1 (unauthenticated) event after the environment moved to format 2.
+    Unsealed {
+        /// The file.
+        path: String,
+    },
+    /// The audit key file was not sealed together with this environment's bundle.
+    ForeignKeyFile,
+    /// A file the chain says exists is gone.
+    FileMissing {
+        /// The file.
+        file: String,
+        /// The event that wrote it last.
+        event: EventId,
+    },
+    /// A file differs from what its last writing event names.
+    FileChanged {
+        /// The file.
+        file: String,
+        /// The event that wrote it last.
+        event: EventId,
+    },
+    /// A file no event accounts for.
+    FileUnaccounted {
+        /// The file.
+        file: String,
+    },
 }
 
 impl Problem {
     /// What kind of tampering this indicates.
     pub fn tamper(&self) -> Tamper {
         match self {
-            Problem::Malformed { .. } | Problem::Edited { .. } | Problem::DuplicateId { .. } => {
-                Tamper::Edited
-            }
-            Problem::MissingParent { .. } => Tamper::Deleted,
+            Problem::Malformed { .. }
+            | Problem::Edited { .. }
+            | Problem::DuplicateId { .. }
+            | Problem::FileChanged { .. } => Tamper::Edited,
+            Problem::MissingParent { .. } | Problem::FileMissing { .. } => Tamper::Deleted,
             Problem::OlderThanParent { .. } | Problem::NameMismatch { .. } => Tamper::Reordered,
+            Problem::Foreign { .. }
+            | Problem::BadMac { .. }
+            | Problem::UnknownEpoch { .. }
+            | Problem::RetiredKey { .. }
+            | Problem::Unsealed { .. }
+            | Problem::ForeignKeyFile
+            | Problem::FileUnaccounted { .. } => Tamper::Forged,
+        }
+    }
+
+    fn sort_key(&self) -> String {
+        match self {
+            Problem::Malformed { path, .. }
+            | Problem::Edited { path, .. }
+            | Problem::OlderThanParent { path, .. }
+            | Problem::NameMismatch { path, .. }
+            | Problem::Foreign { path, .. }
+            | Problem::BadMac { path }
+            | Problem::UnknownEpoch { path, .. }
+            | Problem::RetiredKey { path, .. }
+            | Problem::Unsealed { path } => path.clone(),
+            Problem::MissingParent { children, .. } => {
+                children.first().cloned().unwrap_or_default()
+            }
+            Problem::DuplicateId { paths, .. } => paths.first().cloned().unwrap_or_default(),
+            Problem::ForeignKeyFile => "~".into(),
+            Problem::FileMissing { file, .. }
+            | Problem::FileChanged { file, .. }
+            | Problem::FileUnaccounted { file } => format!("~{file}"),
         }
     }
 }
@@ -108,7 +201,7 @@ impl fmt::Display for Problem {
             Problem::OlderThanParent { path, parent_path } => {
                 write!(
                     f,
-                    "{path}: re-ordered: dated before its parent {parent_path}"
+                    "{path}: re-ordered: dated before its parent {parent_path} by more than the clock tolerance"
                 )
             }
             Problem::NameMismatch { path, expected } => {
@@ -120,6 +213,117 @@ impl fmt::Display for Problem {
                 id.chars().take(12).collect::<String>(),
                 paths.join(", ")
             ),
+            Problem::Foreign { path, names } => {
+                write!(f, "{path}: copied from elsewhere: it names {names}")
+            }
+            Problem::BadMac { path } => {
+                write!(
+                    f,
+                    "{path}: forged: its MAC does not verify under the audit key"
+                )
+            }
+            Problem::UnknownEpoch { path, epoch } => {
+                write!(f, "{path}: forged: audit key epoch {epoch} does not exist")
+            }
+            Problem::RetiredKey {
+                path,
+                epoch,
+                newest,
+            } => write!(
+                f,
+                "{path}: MACed with audit key epoch {epoch}, retired by epoch {newest} before it (a removed recipient's key?)"
+            ),
+            Problem::Unsealed { path } => write!(
+                f,
+                "{path}: an event without seal or MAC (format 1) that no sealed event descends from: written after the environment moved to format 2, so not by talvault"
+            ),
+            Problem::ForeignKeyFile => {
+                f.write_str("audit.age was not sealed with this environment's bundle (replaced?)")
+            }
+            Problem::FileMissing { file, event } => {
+                write!(
+                    f,
+                    "{file}: missing; last written by event {}",
+                    event.short()
+                )
+            }
+            Problem::FileChanged { file, event } => {
+                write!(f, "{file}: changed since event {} wrote it", event.short())
+            }
+            Problem::FileUnaccounted { file } => {
+                write!(f, "{file}: no event accounts for it (planted?)")
+            }
+        }
+    }
+}
+
+/// Something worth saying that is not tampering.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Warning {
+    /// An event dated before its parent, within the clock tolerance (another machine's clock).
+    ClockSkew {
+        /// The child's file.
+        path: String,
+        /// The parent's file.
+        parent_path: String,
+        /// By how many seconds.
+        seconds: i64,
+    },
+}
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Warning::ClockSkew {
+                path,
+                parent_path,
+                seconds,
+            } => write!(
+                f,
+                "{path}: dated {seconds} s before its parent {parent_path} (clocks differ; within the tolerance)"
+            ),
+        }
+    }
+}
+
+/// Whether the MACs were checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Authenticity {
+    /// Every format-2 event's MAC verified.
+    Checked,
+    /// Not checked: why (no identity to open the audit keys, …).
+    NotChecked(String),
+    /// Every event is format 1 (before `talvault upgrade`): there is nothing to check.
+    Format1,
+}
+
+/// What `verify` checks the events against (all optional: without them only the structure).
+pub struct VerifyInput<'a> {
+    /// The vault's id.
+    pub vault: Option<&'a str>,
+    /// The environment (its directory name).
+    pub env: Option<&'a str>,
+    /// How far an event may be dated before its parent before it is a finding (seconds).
+    pub tolerance: i64,
+    /// The audit keys, opened (`None`: authenticity is not checked, for the reason given).
+    pub keys: Result<&'a AuditKeys, String>,
+    /// Whether the audit key file belongs to the bundle (`Some(false)`: it does not).
+    pub keys_bound: Option<bool>,
+    /// Content hashes of the files the environment holds (relative paths), `/talvault.yaml`
+    /// included; `None`: files are not checked.
+    pub disk: Option<&'a BTreeMap<String, String>>,
+}
+
+impl Default for VerifyInput<'_> {
+    fn default() -> Self {
+        VerifyInput {
+            vault: None,
+            env: None,
+            tolerance: 0,
+            keys: Err("no keys".into()),
+            keys_bound: None,
+            disk: None,
         }
     }
 }
@@ -129,10 +333,18 @@ impl fmt::Display for Problem {
 pub struct Report {
     /// Files that parsed as events.
     pub events: usize,
+    /// Of those, format 1 (hash-linked only).
+    pub unsealed: usize,
     /// Current heads (more than one after a merge; that is fine).
     pub heads: Vec<EventId>,
     /// Findings, sorted by file; empty when the log is intact.
     pub problems: Vec<Problem>,
+    /// Things worth saying that are not tampering.
+    pub warnings: Vec<Warning>,
+    /// Whether MACs were checked.
+    pub authenticity: Authenticity,
+    /// Files checked against the chain.
+    pub files: usize,
 }
 
 impl Report {
@@ -142,11 +354,19 @@ impl Report {
     }
 }
 
-/// Verifies a set of event files given as (path relative to the audit directory, contents):
-/// recomputes every id, checks each file name against the event's time and id, checks that
-/// every parent exists and is not younger than its child.
+/// The structural checks only (ids, names, parents, order with no clock tolerance).
 pub fn verify(files: &[(String, Vec<u8>)]) -> Report {
+    verify_with(files, &VerifyInput::default())
+}
+
+/// Verifies a set of event files given as (path relative to the audit directory, contents)
+/// against `input`: recomputes every id, checks each file name against the event's time and
+/// id, that every parent exists and is not younger than its child beyond the tolerance, that
+/// events name this vault and environment, their MACs and key epochs (when keys are given),
+/// and every file on disk against the chain's last write of it (when the disk is given).
+pub fn verify_with(files: &[(String, Vec<u8>)], input: &VerifyInput<'_>) -> Report {
     let mut problems = Vec::new();
+    let mut warnings = Vec::new();
     // Keyed by the *stated* id: children link to what the file claims, so one edited event is
     // reported once (as edited) rather than also as a missing parent.
     let mut by_id: BTreeMap<String, Vec<(&str, Event)>> = BTreeMap::new();
@@ -209,10 +429,19 @@ pub fn verify(files: &[(String, Vec<u8>)]) -> Report {
                         .or_default()
                         .push((*path).to_owned()),
                     Some((parent_path, parent_event)) if event.time() < parent_event.time() => {
-                        problems.push(Problem::OlderThanParent {
-                            path: (*path).to_owned(),
-                            parent_path: (*parent_path).to_owned(),
-                        });
+                        let seconds = (parent_event.time() - event.time()).whole_seconds();
+                        if seconds <= input.tolerance {
+                            warnings.push(Warning::ClockSkew {
+                                path: (*path).to_owned(),
+                                parent_path: (*parent_path).to_owned(),
+                                seconds,
+                            });
+                        } else {
+                            problems.push(Problem::OlderThanParent {
+                                path: (*path).to_owned(),
+                                parent_path: (*parent_path).to_owned(),
+                            });
+                        }
                     }
                     Some(_) => {}
                 }
@@ -224,22 +453,167 @@ pub fn verify(files: &[(String, Vec<u8>)]) -> Report {
         problems.push(Problem::MissingParent { parent, children });
     }
 
+    // Binding: this vault and this environment.
+    for copies in by_id.values() {
+        for (path, event) in copies {
+            let mut names = Vec::new();
+            if let Some(env) = input.env
+                && event.env() != env
+            {
+                names.push(format!("environment {:?}", event.env()));
+            }
+            if let (Some(vault), Some(seal)) = (input.vault, event.seal())
+                && seal.vault != vault
+            {
+                names.push(format!("vault {}", seal.vault));
+            }
+            if !names.is_empty() {
+                problems.push(Problem::Foreign {
+                    path: (*path).to_owned(),
+                    names: names.join(" and "),
+                });
+            }
+        }
+    }
+
+    // Authenticity: MACs, epochs that only grow along the chain, no format 1 after format 2.
+    let summaries: Vec<EventSummary> = by_id
+        .values()
+        .filter_map(|c| c.first())
+        .map(|(_, e)| EventSummary::of(e))
+        .collect();
+    let path_of: BTreeMap<&EventId, &str> = by_id
+        .values()
+        .filter_map(|c| c.first())
+        .map(|(p, e)| (&e.id, *p))
+        .collect();
+    let event_of: BTreeMap<&EventId, &Event> = by_id
+        .values()
+        .filter_map(|c| c.first())
+        .map(|(_, e)| (&e.id, e))
+        .collect();
+    let mut newest: BTreeMap<EventId, Option<u32>> = BTreeMap::new();
+    let mut unsealed = 0;
+    for s in causal_order(&summaries) {
+        let Some(event) = event_of.get(&s.id) else {
+            continue;
+        };
+        let path = path_of.get(&s.id).copied().unwrap_or_default().to_owned();
+        let before: Option<u32> = s
+            .parents
+            .iter()
+            .filter_map(|p| newest.get(p).copied().flatten())
+            .max();
+        let epoch = event.seal().map(|seal| seal.epoch);
+        match (epoch, before) {
+            (None, Some(_)) => problems.push(Problem::Unsealed { path: path.clone() }),
+            (Some(e), Some(b)) if e < b => problems.push(Problem::RetiredKey {
+                path: path.clone(),
+                epoch: e,
+                newest: b,
+            }),
+            _ => {}
+        }
+        if epoch.is_none() {
+            unsealed += 1;
+        }
+        newest.insert(s.id.clone(), epoch.max(before));
+        if let (Some(e), Ok(keys), Some(vault), Some(env)) =
+            (epoch, &input.keys, input.vault, input.env)
+        {
+            match keys.epoch(e).and_then(|k| k.derive(vault, env)) {
+                None => problems.push(Problem::UnknownEpoch { path, epoch: e }),
+                Some(key) => {
+                    if !event.mac().is_some_and(|m| key.check(&event.id, m)) {
+                        problems.push(Problem::BadMac { path });
+                    }
+                }
+            }
+        }
+    }
+    let any_sealed = summaries.iter().any(|s| s.sealed);
+    // Once an environment has sealed events, an unsealed one is legitimate only as history
+    // before the upgrade: an ancestor of a sealed event. Anything else was planted.
+    if any_sealed {
+        let mut ancestors: BTreeSet<&EventId> = BTreeSet::new();
+        let parents: BTreeMap<&EventId, &Vec<EventId>> =
+            summaries.iter().map(|s| (&s.id, &s.parents)).collect();
+        let mut todo: Vec<&EventId> = summaries
+            .iter()
+            .filter(|s| s.sealed)
+            .flat_map(|s| s.parents.iter())
+            .collect();
+        while let Some(id) = todo.pop() {
+            if ancestors.insert(id) {
+                todo.extend(parents.get(id).into_iter().flat_map(|p| p.iter()));
+            }
+        }
+        for s in summaries.iter().filter(|s| !s.sealed) {
+            if !ancestors.contains(&s.id) {
+                let path = path_of.get(&s.id).copied().unwrap_or_default().to_owned();
+                if !problems
+                    .iter()
+                    .any(|p| matches!(p, Problem::Unsealed { path: q } if *q == path))
+                {
+                    problems.push(Problem::Unsealed { path });
+                }
+            }
+        }
+    }
+    let authenticity = match (&input.keys, any_sealed) {
+        (_, false) => Authenticity::Format1,
+        (Ok(_), true) if input.vault.is_some() && input.env.is_some() => Authenticity::Checked,
+        (Ok(_), true) => Authenticity::NotChecked("no vault id".into()),
+        (Err(why), true) => Authenticity::NotChecked(why.clone()),
+    };
+    if input.keys_bound == Some(false) {
+        problems.push(Problem::ForeignKeyFile);
+    }
+
+    // Files: every file the environment holds is the one its last writing event names.
+    let mut checked = 0;
+    if let Some(disk) = input.disk
+        && any_sealed
+    {
+        let state = super::ChainState::of(&summaries);
+        for (file, (hash, event)) in &state.files {
+            checked += 1;
+            match (hash, disk.get(file)) {
+                (Some(_), None) => problems.push(Problem::FileMissing {
+                    file: file.clone(),
+                    event: event.clone(),
+                }),
+                (Some(want), Some(got)) if want != got => problems.push(Problem::FileChanged {
+                    file: file.clone(),
+                    event: event.clone(),
+                }),
+                (None, Some(_)) => problems.push(Problem::FileChanged {
+                    file: file.clone(),
+                    event: event.clone(),
+                }),
+                _ => {}
+            }
+        }
+        for file in disk.keys() {
+            if !state.files.contains_key(file) {
+                problems.push(Problem::FileUnaccounted { file: file.clone() });
+            }
+        }
+    }
+
     let events: Vec<Event> = by_id
         .into_values()
         .flat_map(|copies| copies.into_iter().map(|(_, e)| e))
         .collect();
-    problems.sort_by_key(|p| match p {
-        Problem::Malformed { path, .. }
-        | Problem::Edited { path, .. }
-        | Problem::OlderThanParent { path, .. }
-        | Problem::NameMismatch { path, .. } => path.clone(),
-        Problem::MissingParent { children, .. } => children.first().cloned().unwrap_or_default(),
-        Problem::DuplicateId { paths, .. } => paths.first().cloned().unwrap_or_default(),
-    });
+    problems.sort_by_key(Problem::sort_key);
     Report {
         events: events.len(),
+        unsealed,
         heads: heads(&events),
         problems,
+        warnings,
+        authenticity,
+        files: checked,
     }
 }
 
@@ -261,6 +635,7 @@ mod tests {
             env: "prod".into(),
             action: action.into(),
             data,
+            seal: None,
         }
     }
 
@@ -329,6 +704,7 @@ mod tests {
                 env: "prod".into(),
                 action: "bundle.export".into(),
                 data,
+                seal: None,
             },
         )
         .unwrap();
@@ -507,5 +883,246 @@ mod tests {
             new_event(vec![], body(datetime!(-0001-01-01 0:00 UTC), "x")),
             Err(AuditError::TimeOutOfRange)
         ));
+    }
+
+    // ---- format 2 ----
+
+    const VAULT: &str = "0123456789abcdef0123456789abcdef";
+
+    fn keys() -> AuditKeys {
+        AuditKeys {
+            bundle_sha256: "00".repeat(32),
+            keys: vec![
+                crate::audit::EpochKey::new(1, &[1; 32]),
+                crate::audit::EpochKey::new(2, &[2; 32]),
+            ],
+        }
+    }
+
+    /// A sealed event naming `files`, MACed with `root`'s key for `vault`/`env`/`epoch`.
+    fn sealed_event(
+        parents: Vec<EventId>,
+        time: OffsetDateTime,
+        epoch: u32,
+        files: &[(&str, Option<&str>)],
+        (root, vault, env): ([u8; 32], &str, &str),
+    ) -> Event {
+        let mut b = body(time, "issue");
+        b.env = env.into();
+        b.seal = Some(crate::audit::Seal {
+            vault: vault.into(),
+            epoch,
+            files: files
+                .iter()
+                .map(|(p, h)| ((*p).to_owned(), h.map(str::to_owned)))
+                .collect(),
+        });
+        let key = crate::audit::EpochKey::new(epoch, &root)
+            .derive(vault, env)
+            .unwrap();
+        new_event(parents, b).unwrap().with_mac(&key)
+    }
+
+    fn ours(epoch: u32) -> ([u8; 32], &'static str, &'static str) {
+        ([epoch as u8; 32], VAULT, "prod")
+    }
+
+    fn check(events: &[Event], keys: &AuditKeys, disk: &BTreeMap<String, String>) -> Report {
+        verify_with(
+            &files(events),
+            &VerifyInput {
+                vault: Some(VAULT),
+                env: Some("prod"),
+                tolerance: 300,
+                keys: Ok(keys),
+                keys_bound: Some(true),
+                disk: Some(disk),
+            },
+        )
+    }
+
+    fn hash(c: char) -> String {
+        c.to_string().repeat(64)
+    }
+
+    /// a (epoch 1, writes x and y) <- b (epoch 2, writes x again).
+    fn sealed_history() -> (Vec<Event>, BTreeMap<String, String>) {
+        let (x1, x2, y) = (hash('1'), hash('2'), hash('3'));
+        let a = sealed_event(
+            vec![],
+            datetime!(2026-05-01 10:00:00 UTC),
+            1,
+            &[("x", Some(&x1)), ("y", Some(&y))],
+            ours(1),
+        );
+        let b = sealed_event(
+            vec![a.id.clone()],
+            datetime!(2026-05-01 11:00:00 UTC),
+            2,
+            &[("x", Some(&x2))],
+            ours(2),
+        );
+        let disk = [("x".to_owned(), x2), ("y".to_owned(), y)]
+            .into_iter()
+            .collect();
+        (vec![a, b], disk)
+    }
+
+    #[test]
+    fn a_sealed_history_verifies_and_says_whether_it_was_authenticated() {
+        let (h, disk) = sealed_history();
+        let report = check(&h, &keys(), &disk);
+        assert!(report.is_intact(), "{:?}", report.problems);
+        assert_eq!(report.authenticity, Authenticity::Checked);
+        assert_eq!((report.files, report.unsealed), (2, 0));
+        let unchecked = verify_with(
+            &files(&h),
+            &VerifyInput {
+                keys: Err("no identity".into()),
+                ..VerifyInput::default()
+            },
+        );
+        assert!(unchecked.is_intact());
+        assert_eq!(
+            unchecked.authenticity,
+            Authenticity::NotChecked("no identity".into())
+        );
+    }
+
+    #[test]
+    fn forged_foreign_and_replayed_events_are_found() {
+        let (mut h, disk) = sealed_history();
+        let head = h[1].id.clone();
+        let t = datetime!(2026-05-01 12:00:00 UTC);
+        // A MAC made with a key of the forger's own: a side branch on an old event.
+        h.push(sealed_event(
+            vec![h[0].id.clone()],
+            t,
+            2,
+            &[],
+            ([9; 32], VAULT, "prod"),
+        ));
+        // A root event copied from another vault (its own key and id) and from another
+        // environment of this vault (our key, but derived for that environment).
+        h.push(sealed_event(
+            vec![],
+            t,
+            1,
+            &[],
+            ([1; 32], "ffffffffffffffffffffffffffffffff", "prod"),
+        ));
+        h.push(sealed_event(vec![], t, 1, &[], ([1; 32], VAULT, "stage")));
+        // An epoch the key file does not hold; a retired epoch on top of epoch 2.
+        h.push(sealed_event(vec![head.clone()], t, 7, &[], ours(7)));
+        h.push(sealed_event(vec![head], t, 1, &[], ours(1)));
+        let report = check(&h, &keys(), &disk);
+        let kinds: Vec<&str> = report
+            .problems
+            .iter()
+            .map(|p| match p {
+                Problem::BadMac { .. } => "mac",
+                Problem::Foreign { .. } => "foreign",
+                Problem::UnknownEpoch { .. } => "epoch",
+                Problem::RetiredKey { .. } => "retired",
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        let count = |k: &str| kinds.iter().filter(|x| **x == k).count();
+        // The forger's MAC, the other vault's (foreign and a wrong MAC), the other
+        // environment's (foreign and a MAC under another derived key).
+        assert_eq!(count("mac"), 3, "{kinds:?}");
+        assert_eq!(count("foreign"), 2, "{kinds:?}");
+        assert_eq!(count("epoch"), 1, "{kinds:?}");
+        assert_eq!(count("retired"), 1, "{kinds:?}");
+        assert!(tampers(&report).iter().all(|t| *t == Tamper::Forged));
+    }
+
+    #[test]
+    fn files_missing_changed_or_unaccounted_are_found() {
+        let (h, mut disk) = sealed_history();
+        disk.remove("y");
+        disk.insert("x".into(), hash('9'));
+        disk.insert("planted".into(), hash('4'));
+        let report = check(&h, &keys(), &disk);
+        let mut found: Vec<String> = report.problems.iter().map(ToString::to_string).collect();
+        found.sort();
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert!(found[0].starts_with("planted: no event accounts for it"));
+        assert!(found[1].starts_with("x: changed since event"));
+        assert!(found[2].starts_with("y: missing; last written by event"));
+        // A removal the chain records is not missing.
+        let removed = sealed_event(
+            vec![h[1].id.clone()],
+            datetime!(2026-05-01 12:00:00 UTC),
+            2,
+            &[("y", None)],
+            ours(2),
+        );
+        let (mut h, mut disk) = sealed_history();
+        h.push(removed);
+        disk.remove("y");
+        assert!(check(&h, &keys(), &disk).is_intact());
+    }
+
+    #[test]
+    fn clock_skew_within_the_tolerance_is_a_warning_beyond_it_a_finding() {
+        let (mut h, disk) = sealed_history();
+        let parent = h[1].id.clone();
+        // Dated 3 s before its parent: another machine's clock.
+        h.push(sealed_event(
+            vec![parent.clone()],
+            datetime!(2026-05-01 10:59:57 UTC),
+            2,
+            &[],
+            ours(2),
+        ));
+        let report = check(&h, &keys(), &disk);
+        assert!(report.is_intact(), "{:?}", report.problems);
+        assert_eq!(report.warnings.len(), 1);
+        // An hour before: a finding.
+        h.pop();
+        h.push(sealed_event(
+            vec![parent],
+            datetime!(2026-05-01 10:00:00 UTC),
+            2,
+            &[],
+            ours(2),
+        ));
+        let report = check(&h, &keys(), &disk);
+        assert_eq!(tampers(&report), [Tamper::Reordered]);
+    }
+
+    #[test]
+    fn a_format_1_event_after_the_upgrade_is_planted() {
+        let (mut h, disk) = sealed_history();
+        let old = new_event(
+            vec![],
+            body(datetime!(2026-04-01 10:00:00 UTC), "env.create"),
+        )
+        .unwrap();
+        // History before the upgrade: a format-1 root under the first sealed event.
+        let up = sealed_event(
+            vec![old.id.clone()],
+            datetime!(2026-04-02 10:00:00 UTC),
+            1,
+            &[],
+            ours(1),
+        );
+        let planted = new_event(
+            vec![h[1].id.clone()],
+            body(datetime!(2026-05-02 10:00:00 UTC), "issue"),
+        )
+        .unwrap();
+        h.extend([old, up]);
+        let report = check(&h, &keys(), &disk);
+        assert!(report.is_intact(), "{:?}", report.problems);
+        assert_eq!(report.unsealed, 1);
+        h.push(planted);
+        let report = check(&h, &keys(), &disk);
+        assert!(
+            matches!(report.problems.as_slice(), [Problem::Unsealed { .. }]),
+            "{:?}",
+            report.problems
+        );
     }
 }

@@ -146,6 +146,15 @@ pub enum PolicyCommand {
         /// The environment.
         env: String,
     },
+    /// Accept a reviewed change of policy.yaml into the audit trail (until then commands
+    /// refuse a policy the trail does not name).
+    Accept {
+        /// The environment.
+        env: String,
+        /// The review (a pull request, a ticket).
+        #[arg(long, required = true, value_name = "TEXT")]
+        reason: String,
+    },
 }
 
 /// `talvault init [DIR]`
@@ -192,12 +201,12 @@ pub fn run(cmd: EnvCommand, o: &VaultOpts) -> Result<u8, CliError> {
         EnvCommand::Untaint { env, reason } => {
             require_reason(&reason, "INC-123 resolved, leaf expired")?;
             let v = o.open_vault()?;
-            v.untaint(&env, &reason, &o.context(Opens::Nothing)?)?;
+            v.untaint(&env, &reason, &o.context(Opens::Secrets)?)?;
             write_stdout(format!("environment {env} is no longer tainted\n").as_bytes())?;
             Ok(0)
         }
         EnvCommand::Show { env, format } => {
-            let view = o.open_vault()?.env_show(&env)?;
+            let view = o.open_vault()?.env_show(&env, &o.context(Opens::Given)?)?;
             let text = match format {
                 Format::Json => json(&view)?,
                 Format::Text => render_env(&view).into_bytes(),
@@ -359,10 +368,37 @@ pub fn recipients(cmd: RecipientsCommand, o: &VaultOpts) -> Result<u8, CliError>
     Ok(0)
 }
 
-/// `talvault policy show ENV`
+/// `talvault policy show|accept ENV`
 pub fn policy(cmd: PolicyCommand, o: &VaultOpts) -> Result<u8, CliError> {
-    let PolicyCommand::Show { env } = cmd;
-    let p = o.open_vault()?.policy(&env)?;
-    write_stdout(p.to_yaml().as_bytes())?;
+    match cmd {
+        PolicyCommand::Show { env } => {
+            let p = o.open_vault()?.policy(&env, &o.context(Opens::Given)?)?;
+            write_stdout(p.to_yaml().as_bytes())?;
+        }
+        PolicyCommand::Accept { env, reason } => {
+            require_reason(&reason, "PR #42 reviewed by bob")?;
+            let v = o.open_vault()?;
+            v.policy_accept(&env, &reason, &o.context(Opens::Secrets)?)?;
+            write_stdout(
+                format!("accepted envs/{env}/policy.yaml into the audit trail\n").as_bytes(),
+            )?;
+        }
+    }
+    Ok(0)
+}
+
+/// `talvault upgrade`
+pub fn upgrade(o: &VaultOpts) -> Result<u8, CliError> {
+    let v = o.open_vault()?;
+    let ctx = o.context(Opens::Secrets)?;
+    let done = v.upgrade(&ctx)?;
+    write_stdout(
+        format!(
+            "upgraded the vault to format 2: events are authenticated and account for every file ({} environment(s): {})\n",
+            done.len(),
+            done.join(", ")
+        )
+        .as_bytes(),
+    )?;
     Ok(0)
 }

@@ -166,7 +166,7 @@ pub fn issuer(cmd: IssuerCommand, o: &VaultOpts) -> Result<u8, CliError> {
         IssuerCommand::Rotate(a) => create(a, true, o),
         IssuerCommand::Activate { env, id, force } => {
             let v = o.open_vault()?;
-            v.issuer_activate(&env, &id, force, &o.context(Opens::Nothing)?)?;
+            v.issuer_activate(&env, &id, force, &o.context(Opens::Secrets)?)?;
             let mut msg = format!("issuer {id} is active and signs new certificates\n");
             let _ = writeln!(
                 msg,
@@ -182,7 +182,7 @@ pub fn issuer(cmd: IssuerCommand, o: &VaultOpts) -> Result<u8, CliError> {
                 cut_off,
                 untainted,
                 ..
-            } = v.issuer_retire(&env, &id, force, &o.context(Opens::Nothing)?)?;
+            } = v.issuer_retire(&env, &id, force, &o.context(Opens::Secrets)?)?;
             let mut msg = format!("issuer {id} is retired\n");
             let nodes = if issuer.api == Api::Kubernetes {
                 "CONTROL-PLANES"
@@ -214,7 +214,7 @@ pub fn issuer(cmd: IssuerCommand, o: &VaultOpts) -> Result<u8, CliError> {
         }
         IssuerCommand::List { env, format } => {
             let v = o.open_vault()?;
-            let list = v.issuer_list(&env, &o.context(Opens::Nothing)?)?;
+            let list = v.issuer_list(&env, &o.context(Opens::Given)?)?;
             match format {
                 ListFormat::Json => write_stdout(&json(&list)?)?,
                 ListFormat::Text => {
@@ -256,7 +256,7 @@ fn create(a: CreateArgs, rotate: bool, o: &VaultOpts) -> Result<u8, CliError> {
             rotate,
             api: a.api.into(),
         },
-        &o.context(Opens::Nothing)?,
+        &o.context(Opens::Secrets)?,
     )?;
     for w in &change.warnings {
         write_stderr(format!("warning: {w}\n").as_bytes());
@@ -341,12 +341,14 @@ pub fn patch(cmd: PatchCommand, o: &VaultOpts) -> Result<u8, CliError> {
         }),
     };
     let out = Output::public(output.as_deref())?;
+    // The patch decides which CAs nodes trust: it rests on the authenticated chain only.
+    let ctx = o.context(Opens::Secrets)?;
     let PatchOutput {
         patch,
         talos,
         kubernetes,
         form,
-    } = o.open_vault()?.accepted_cas_patch(req)?;
+    } = o.open_vault()?.accepted_cas_patch(req, &ctx)?;
     let to_stdout = out.is_stdout();
     let shown = out.shown();
     out.write(patch.as_bytes())?;

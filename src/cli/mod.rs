@@ -78,7 +78,7 @@ pub enum Command {
     /// PKCS#11 tokens: check what a token offers before a key ceremony.
     #[command(subcommand)]
     Hsm(issuer::HsmCommand),
-    /// Show the effective issuance policy of an environment.
+    /// Show an environment's effective issuance policy, or accept a reviewed change.
     #[command(subcommand)]
     Policy(env::PolicyCommand),
     /// List, add and remove the age recipients of an environment.
@@ -87,6 +87,10 @@ pub enum Command {
     /// Read and verify the audit trail.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Move a vault made by an older talvault to the current format (audited).
+    ///
+    /// Needs an identity that opens every environment.
+    Upgrade,
     /// Print a shell completion script.
     Completions {
         /// The shell.
@@ -117,6 +121,7 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Policy(cmd) => env::policy(cmd, o),
         Command::Recipients(cmd) => env::recipients(cmd, o),
         Command::Audit(cmd) => audit::run(cmd, o),
+        Command::Upgrade => env::upgrade(o),
         Command::Completions { shell } => {
             let mut out = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "talvault", &mut out);

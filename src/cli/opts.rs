@@ -111,7 +111,11 @@ pub enum ListFormat {
 pub enum Opens {
     /// Opens nothing sealed.
     Nothing,
-    /// May open the bundle or an issuer key.
+    /// Reads what the audit chain decides: authenticates it with the identities given (-i,
+    /// TALVAULT_IDENTITY, SOPS_AGE_KEY_FILE) when they open the audit keys, and reports
+    /// "structure only" otherwise.
+    Given,
+    /// May open the bundle or an issuer key, or writes an event: the audit keys must open.
     Secrets,
 }
 
@@ -194,7 +198,12 @@ impl VaultOpts {
         ctx.passphrase = Some(Box::new(move || {
             passphrase(&opts, false).map_err(|e| Box::new(e) as Box<_>)
         }));
-        if opens == Opens::Secrets {
+        ctx.chain = match opens {
+            Opens::Nothing => vault::ChainCheck::Structure,
+            Opens::Given => vault::ChainCheck::IfIdentity,
+            Opens::Secrets => vault::ChainCheck::Required,
+        };
+        if opens != Opens::Nothing {
             let talvault_identity = std::env::var_os("TALVAULT_IDENTITY");
             let sops = std::env::var_os("SOPS_AGE_KEY_FILE");
             ctx.identities = vault::load_identities(

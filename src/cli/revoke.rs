@@ -151,17 +151,16 @@ fn revoke_text(env: &str, out: &RevokeOutcome) -> String {
             out.reason
         )
     };
-    if let Some(crl) = &out.crl {
-        // The CRL is the certificate's issuer's, signed with its key wherever that lives.
-        let in_token = out.issuer.as_ref().is_some_and(|i| i.key_store == "pkcs11");
+    if let Some(i) = out
+        .issuer
+        .as_ref()
+        .filter(|i| i.state != IssuerState::Retired)
+    {
+        // CRLs are signed on demand, never stored in the vault.
         let _ = writeln!(
             msg,
-            "CRL regenerated: {crl}{}",
-            if in_token {
-                " (signed inside its PKCS#11 token)"
-            } else {
-                ""
-            }
+            "publish a fresh CRL for the certificate's issuer: talvault crl {env} --issuer {} -o {}.crl.pem",
+            i.id, i.id
         );
     }
     if out.remaining_seconds == 0 {
@@ -296,7 +295,7 @@ pub fn crl(a: CrlArgs, o: &VaultOpts) -> Result<u8, CliError> {
     let out = Output::public(a.output.as_deref())?;
     let v = o.open_vault()?;
     if a.format == CrlFormat::Json {
-        let list = v.denylist(&a.env, &o.context(Opens::Nothing)?)?;
+        let list = v.denylist(&a.env, &o.context(Opens::Given)?)?;
         out.write(&json(&list)?)?;
         return Ok(0);
     }
@@ -311,7 +310,7 @@ pub fn crl(a: CrlArgs, o: &VaultOpts) -> Result<u8, CliError> {
     if to_file {
         write_stdout(
             format!(
-                "CRL number {} of issuer {} with {} entries, signed {} (also stored as {})\n",
+                "CRL number {} of issuer {} with {} entries, signed {}\n",
                 crl.number,
                 crl.issuer,
                 crl.entries,
@@ -319,8 +318,7 @@ pub fn crl(a: CrlArgs, o: &VaultOpts) -> Result<u8, CliError> {
                     "inside its PKCS#11 token"
                 } else {
                     "with its sealed key"
-                },
-                crl.stored
+                }
             )
             .as_bytes(),
         )?;
@@ -339,7 +337,7 @@ pub fn verify(a: VerifyArgs, o: &VaultOpts) -> Result<u8, CliError> {
         talosconfig_context_of(&a.talosconfig, &bytes, a.context.as_deref())?
     };
     let v = o.open_vault()?;
-    let ctx = o.context(Opens::Nothing)?;
+    let ctx = o.context(Opens::Given)?;
     let verdict = if kubernetes {
         v.verify_kubeconfig(&a.env, &c.name, &c.server_ca, &c.crt, &ctx)
     } else {

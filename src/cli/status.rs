@@ -42,7 +42,7 @@ pub struct StatusArgs {
 pub fn status(a: StatusArgs, o: &VaultOpts) -> Result<u8, CliError> {
     let window = ttl_arg("--expiring", &a.expiring, "e.g. --expiring 720h or 30d")?;
     let v = o.open_vault()?;
-    let ctx = o.context(Opens::Nothing)?;
+    let ctx = o.context(Opens::Given)?;
     let report = v.status(a.env.as_deref(), window.as_duration(), &ctx)?;
     let grade = report.iter().map(|s| s.grade).max().unwrap_or(0);
     match a.format {
@@ -120,6 +120,7 @@ fn status_table(report: &[EnvStatus]) -> String {
             let _ = writeln!(msg, "  issuer {}", issuer_line(i));
         }
         let _ = writeln!(msg, "  recipients: {}", s.recipients.len());
+        let _ = writeln!(msg, "  audit trail: {}", s.audit);
         if !s.live.is_empty() {
             let _ = writeln!(msg, "  live certificates (soonest expiry first):");
             for l in &s.live {

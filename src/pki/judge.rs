@@ -84,6 +84,20 @@ pub struct RecordFacts {
     pub break_glass: Option<String>,
 }
 
+/// How far the audit chain behind the revocation and record checks was checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrailTrust {
+    /// Every event's MAC was checked; `ignored` events failed and were left out.
+    Authenticated {
+        /// Events left out.
+        ignored: usize,
+    },
+    /// No identity opened the audit keys: structure only.
+    StructureOnly,
+    /// A format-1 vault: nothing to authenticate with.
+    Format1,
+}
+
 /// Everything `verify` weighs.
 #[derive(Debug)]
 pub struct Evidence<'a> {
@@ -103,6 +117,10 @@ pub struct Evidence<'a> {
     pub issuer_active: bool,
     /// The time to judge at.
     pub now: OffsetDateTime,
+    /// How the audit chain was checked.
+    pub trail: TrailTrust,
+    /// Record files that are missing or disagree with the audit chain (not trusted).
+    pub record_problems: Vec<String>,
 }
 
 fn rfc3339(t: OffsetDateTime) -> String {
@@ -271,7 +289,8 @@ pub fn judge(e: &Evidence<'_>) -> Vec<Check> {
         None => {}
     }
 
-    // 8. The record and the policy.
+    // 8. The trail the revocation and record checks rest on, the record and the policy.
+    trail_checks(e.trail, &e.record_problems, &mut check);
     match &e.record {
         Some(r) => check(
             "recorded",
@@ -310,6 +329,42 @@ pub fn judge(e: &Evidence<'_>) -> Vec<Check> {
     checks
 }
 
+/// The checks of the trail the revocation and record checks rest on, and of record files that
+/// are missing or disagree with it (the same for talosconfigs and kubeconfigs).
+fn trail_checks(
+    trail: TrailTrust,
+    record_problems: &[String],
+    check: &mut impl FnMut(&'static str, Outcome, String),
+) {
+    use Outcome::{Pass, Warn};
+    match trail {
+        TrailTrust::Authenticated { ignored: 0 } => {
+            check("audit trail", Pass, "every event authenticated".into())
+        }
+        TrailTrust::Authenticated { ignored } => check(
+            "audit trail",
+            Warn,
+            format!(
+                "{ignored} event(s) fail authentication and were ignored; run `talvault audit verify`"
+            ),
+        ),
+        TrailTrust::StructureOnly => check(
+            "audit trail",
+            Warn,
+            "structure only: no identity given that opens the audit keys (pass -i to authenticate)"
+                .into(),
+        ),
+        TrailTrust::Format1 => check(
+            "audit trail",
+            Warn,
+            "format 1, not authenticated (run `talvault upgrade`)".into(),
+        ),
+    }
+    if !record_problems.is_empty() {
+        check("record files", Warn, record_problems.join("; "));
+    }
+}
+
 /// Everything `verify` weighs for a kubeconfig's client certificate.
 #[derive(Debug)]
 pub struct KubeEvidence<'a> {
@@ -330,6 +385,10 @@ pub struct KubeEvidence<'a> {
     pub issuer_active: bool,
     /// The time to judge at.
     pub now: OffsetDateTime,
+    /// How the audit chain was checked.
+    pub trail: TrailTrust,
+    /// Record files that are missing or disagree with the audit chain (not trusted).
+    pub record_problems: Vec<String>,
 }
 
 /// `verify`'s checks of a kubeconfig's client certificate, in order: server CA, chain, CA
@@ -489,6 +548,7 @@ pub fn judge_kubernetes(e: &KubeEvidence<'_>) -> Vec<Check> {
         ),
         _ => {}
     }
+    trail_checks(e.trail, &e.record_problems, &mut check);
     match &e.record {
         Some(r) => check(
             "recorded",
@@ -527,21 +587,6 @@ pub fn judge_kubernetes(e: &KubeEvidence<'_>) -> Vec<Check> {
         ),
     }
     checks
-}
-
-/// The CRL number of a DER CRL, if the CRL verifies against the issuer certificate (DER) and
-/// its number fits in 64 bits: a number read from an unverified file could be made to stop
-/// the sequence (a forged `u64::MAX`) or send it backwards.
-pub fn verified_crl_number(crl_der: &[u8], issuer_der: &[u8]) -> Option<u64> {
-    use x509_parser::prelude::{FromDer, X509Certificate};
-    let (_, issuer) = X509Certificate::from_der(issuer_der).ok()?;
-    let (_, crl) =
-        x509_parser::revocation_list::CertificateRevocationList::from_der(crl_der).ok()?;
-    if crl.issuer().as_raw() != issuer.subject().as_raw() {
-        return None;
-    }
-    crl.verify_signature(issuer.public_key()).ok()?;
-    super::verify::crl_number(crl_der)
 }
 
 /// How close something is to its end, for `status`.
@@ -611,6 +656,8 @@ mod tests {
             policy: &policy,
             issuer_active: true,
             now: datetime!(2030-01-01 01:00:00 UTC),
+            trail: TrailTrust::Authenticated { ignored: 0 },
+            record_problems: Vec::new(),
         };
         let checks = judge(&good);
         assert!(
@@ -627,6 +674,7 @@ mod tests {
                 "validity",
                 "revocation",
                 "accepted",
+                "audit trail",
                 "recorded",
                 "policy"
             ]
@@ -666,6 +714,24 @@ mod tests {
         assert!(o.contains(&("server-ca", Outcome::Fail)));
         assert!(o.contains(&("chain", Outcome::Fail)));
         assert!(o.contains(&("recorded", Outcome::Warn)));
+        for (trail, result) in [
+            (TrailTrust::Authenticated { ignored: 1 }, Outcome::Warn),
+            (TrailTrust::StructureOnly, Outcome::Warn),
+            (TrailTrust::Format1, Outcome::Warn),
+        ] {
+            let e = Evidence {
+                trail,
+                server_ca: Ok("prod"),
+                signer: None,
+                revoked: None,
+                record: None,
+                record_problems: vec!["certs/01.yaml is missing".into()],
+                ..foreign
+            };
+            let o = outcomes(&judge(&e));
+            assert!(o.contains(&("audit trail", result)));
+            assert!(o.contains(&("record files", Outcome::Warn)));
+        }
     }
 
     #[test]
@@ -699,6 +765,8 @@ mod tests {
                 policy: &policy,
                 issuer_active,
                 now: datetime!(2030-01-01 01:00:00 UTC),
+                trail: TrailTrust::Authenticated { ignored: 0 },
+                record_problems: Vec::new(),
             })
         };
         let checks = judge(&f, direct(), false);
@@ -712,6 +780,7 @@ mod tests {
                 "validity",
                 "revocation",
                 "accepted",
+                "audit trail",
                 "recorded",
                 "policy"
             ]

@@ -126,6 +126,53 @@ pub fn load_month(
     Ok(out)
 }
 
+/// Largest file hashed by [`file_hashes`] (sealed bundles and keys are far smaller).
+const HASHED_FILE_MAX: u64 = 64 << 20;
+
+/// The content hash (hex SHA-256) of every file of the environment directory `env_rel` below
+/// the vault `root`, by path relative to it, except the audit directory and temporary files:
+/// what the audit chain must account for. A link or anything but a regular file gets the mark
+/// `link` or `other` instead of a hash (it can match no event), and is not followed.
+pub fn file_hashes(
+    root: &Path,
+    env_rel: &Path,
+) -> Result<std::collections::BTreeMap<String, String>, StoreError> {
+    fn visit(
+        root: &Path,
+        dir: &Path,
+        prefix: &str,
+        depth: usize,
+        out: &mut std::collections::BTreeMap<String, String>,
+    ) -> Result<(), StoreError> {
+        for entry in fs::list_dir(root, dir)? {
+            if entry.name.starts_with(TEMP_PREFIX) || (depth == 0 && entry.name == AUDIT_DIR) {
+                continue;
+            }
+            let rel = format!("{prefix}{}", entry.name);
+            let path = dir.join(&entry.name);
+            match entry.kind {
+                EntryKind::File => {
+                    let bytes = fs::read_bounded(root, &path, HASHED_FILE_MAX)?;
+                    out.insert(rel, crate::digest::sha256_hex(&bytes));
+                }
+                EntryKind::Dir if depth < 8 => {
+                    visit(root, &path, &format!("{rel}/"), depth + 1, out)?;
+                }
+                EntryKind::Symlink => {
+                    out.insert(rel, "link".into());
+                }
+                EntryKind::Dir | EntryKind::Other => {
+                    out.insert(rel, "other".into());
+                }
+            }
+        }
+        Ok(())
+    }
+    let mut out = std::collections::BTreeMap::new();
+    visit(root, env_rel, "", 0, &mut out)?;
+    Ok(out)
+}
+
 fn walk(
     env_dir: &Path,
     dir: &Path,
@@ -180,6 +227,7 @@ mod tests {
                 env: "prod".into(),
                 action: "issue".into(),
                 data: serde_json::Map::new(),
+                seal: None,
             },
         )
         .unwrap()

@@ -26,8 +26,8 @@ use super::fs::{self, EntryKind, Mode, StoreError};
 
 /// Directory (below the vault root) that holds caches.
 pub const CACHE_DIR: &str = ".cache";
-// v4: certificate lines carry the API (talos, kubernetes).
-const HEADER: &str = "talvault-index v4";
+// v5: certificate lines carry the API (talos, kubernetes) and the record file's hash.
+const HEADER: &str = "talvault-index v5";
 /// Largest record file read.
 const RECORD_MAX: u64 = 64 << 10;
 /// Largest cache file read.
@@ -50,12 +50,12 @@ impl CacheLine for crate::inventory::CertEntry {
     }
 }
 
-impl CacheLine for crate::audit::StatedLinks {
+impl CacheLine for crate::audit::EventFile {
     fn to_line(&self) -> String {
-        crate::audit::StatedLinks::to_line(self)
+        crate::audit::EventFile::to_line(self)
     }
     fn from_line(line: &str) -> Option<Self> {
-        crate::audit::StatedLinks::from_line(line)
+        crate::audit::EventFile::from_line(line)
     }
 }
 
@@ -313,6 +313,7 @@ mod tests {
             reason: "keyCompromise".into(),
             revoked: 1,
             not_after: 2,
+            file_sha256: String::new(),
         })
     }
 
@@ -377,7 +378,7 @@ mod tests {
         assert_eq!(serials(scan_saved(root, rel, parse)), ["2b"]);
 
         // A garbage cache is ignored.
-        std::fs::write(&cache, b"talvault-index v4 1 2 3 4\nxx\tyy\n\x00").unwrap();
+        std::fs::write(&cache, b"talvault-index v5 1 2 3 4\nxx\tyy\n\x00").unwrap();
         assert_eq!(scan_saved(root, rel, parse).len(), 1);
     }
 

@@ -85,6 +85,27 @@ impl Transaction {
         });
     }
 
+    /// The content hash of every file the transaction writes below `dir` (relative to it), and
+    /// of the vault's `talvault.yaml` (as `/talvault.yaml`) when it writes that: what an audit
+    /// event names to account for the command's files.
+    pub fn file_hashes(&self, dir: &Path) -> std::collections::BTreeMap<String, Option<String>> {
+        let mut out = std::collections::BTreeMap::new();
+        for Op::Write { rel, bytes, .. } in &self.ops {
+            let key = if let Ok(below) = rel.strip_prefix(dir) {
+                if below.starts_with("audit") {
+                    continue;
+                }
+                below.display().to_string()
+            } else if rel == Path::new(crate::model::VAULT_FILE) {
+                format!("/{}", crate::model::VAULT_FILE)
+            } else {
+                continue;
+            };
+            out.insert(key, Some(sha256_hex(bytes)));
+        }
+        out
+    }
+
     /// The directories this transaction will create (missing parents of its files), parents
     /// before children, relative to the root.
     fn new_dirs(&self) -> Vec<PathBuf> {

@@ -1,11 +1,39 @@
 //! The audit trail as commands read it: `audit log` (every event, parents before children) and
-//! `audit verify` (the pure `audit::verify` over each environment's event files).
+//! `audit verify` (the pure `audit::verify_with` over each environment's event files, checked
+//! against the vault's id, the clock tolerance, the audit keys when an identity opens them, and
+//! the hashes of every file the environment holds; plus what a git merge can make
+//! inconsistent, and what changed since a git revision).
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
-use super::{Vault, VaultError};
-use crate::audit::{self, Event, Report};
+use super::trail::AUDIT_KEYS_FILE;
+use super::{BUNDLE_FILE, Context, Env, Vault, VaultError};
+use crate::audit::{self, Event, Report, VerifyInput};
 use crate::store::audit_dir;
+
+/// What `audit verify` found in one environment.
+#[derive(Debug)]
+pub struct AuditOutcome {
+    /// The environment.
+    pub env: String,
+    /// The chain's report.
+    pub report: Report,
+    /// What a merge made inconsistent (two active issuers of one epoch), with the fix.
+    pub conflicts: Vec<String>,
+    /// Events and records changed or removed since the git revision asked about.
+    pub rewritten: Vec<String>,
+}
+
+impl AuditOutcome {
+    /// Whether nothing is wrong.
+    pub fn is_intact(&self) -> bool {
+        self.report.is_intact() && self.conflicts.is_empty() && self.rewritten.is_empty()
+    }
+}
+
+/// One change git reports between a revision and the working tree (`git diff --name-status`):
+/// `A`, `M`, `D`, … and the path relative to the vault root.
+pub type GitChange = (char, String);
 
 /// Orders events so that every parent comes before its children (events within one second
 /// share a timestamp), ties broken by time, then id.
@@ -33,6 +61,15 @@ fn causal_order(mut events: Vec<Event>) -> Vec<Event> {
     out
 }
 
+/// Whether a path (relative to the vault root) is append-only: events and records are never
+/// rewritten or removed once written.
+fn append_only(path: &str) -> bool {
+    let parts: Vec<&str> = path.split('/').collect();
+    matches!(parts.as_slice(), ["envs", _, "audit", ..])
+        || matches!(parts.as_slice(), ["envs", _, "certs" | "revocations", _])
+        || matches!(parts.as_slice(), ["envs", _, "issuers", _, "issuer.yaml"])
+}
+
 impl Vault {
     /// `audit log`: every event of the environment(s), oldest first.
     pub fn audit_log(&self, env: Option<&str>) -> Result<Vec<Event>, VaultError> {
@@ -47,13 +84,124 @@ impl Vault {
         Ok(causal_order(out))
     }
 
-    /// `audit verify`: the report per environment.
-    pub fn audit_verify(&self, env: Option<&str>) -> Result<Vec<(String, Report)>, VaultError> {
+    /// The audit keys of `env`, when the caller can open them, and whether they belong to its
+    /// bundle; `Err` says why authenticity cannot be checked.
+    fn verification_keys(
+        &self,
+        env: &Env,
+        ctx: &Context,
+    ) -> Result<(audit::AuditKeys, bool), String> {
+        if ctx.identities.is_empty() && ctx.passphrase.is_none() {
+            return Err("no identity was given to open the audit keys".into());
+        }
+        let (keys, _) = self
+            .open_audit_keys(env, ctx)
+            .map_err(|e| format!("cannot open {AUDIT_KEYS_FILE}: {e}"))?;
+        let bundle = env.dir().join(BUNDLE_FILE);
+        let (plain, _) = self
+            .open_sealed(env, &bundle, ctx)
+            .map_err(|e| format!("cannot open {BUNDLE_FILE}: {e}"))?;
+        let bound = crate::digest::sha256_hex(plain.expose()) == keys.bundle_sha256;
+        Ok((keys, bound))
+    }
+
+    /// `audit verify`: per environment, the chain's report (authenticated when `ctx` can open
+    /// the audit keys), merge conflicts, and what changed since a git revision (`since`: the
+    /// changes git reports, or `None`).
+    pub fn audit_verify(
+        &self,
+        env: Option<&str>,
+        ctx: &Context,
+        since: Option<&[GitChange]>,
+    ) -> Result<Vec<AuditOutcome>, VaultError> {
         let mut out = Vec::new();
+        let vault_file = self.read(std::path::Path::new(super::VAULT_FILE), super::META_MAX)?;
         for env in self.envs(env)? {
             let files = audit_dir::load_all_below(&self.root, &env.dir())?;
-            out.push((env.as_str().to_owned(), audit::verify(&files)));
+            let mut disk: BTreeMap<String, String> =
+                audit_dir::file_hashes(&self.root, &env.dir())?;
+            disk.insert(
+                format!("/{}", super::VAULT_FILE),
+                crate::digest::sha256_hex(&vault_file),
+            );
+            let keys = if self.sealed() {
+                self.verification_keys(&env, ctx)
+            } else {
+                Err("the vault is format 1".into())
+            };
+            let report = audit::verify_with(
+                &files,
+                &VerifyInput {
+                    vault: self.vault_id(),
+                    env: Some(env.as_str()),
+                    tolerance: self.config.clock_skew_seconds(),
+                    keys: keys.as_ref().map(|(k, _)| k).map_err(Clone::clone),
+                    keys_bound: keys.as_ref().ok().map(|(_, bound)| *bound),
+                    disk: self.sealed().then_some(&disk),
+                },
+            );
+            // Two active issuers of one epoch (concurrent rotations merged in git). Issuer ids
+            // are `e<epoch>-<suffix>`.
+            // From the files just read (never the cache), authenticated when the keys opened.
+            let summaries: Vec<audit::EventSummary> = files
+                .iter()
+                .filter_map(|(_, bytes)| audit::EventSummary::read(bytes))
+                .collect();
+            let ring = keys.as_ref().ok().and_then(|(k, bound)| {
+                bound
+                    .then(|| audit::Keyring::derive(k, self.vault_id()?, env.as_str()).ok())
+                    .flatten()
+            });
+            let chain = match &ring {
+                Some(ring) => {
+                    let check =
+                        |epoch: u32, id: &audit::EventId, mac: &str| ring.check(epoch, id, mac);
+                    audit::ChainState::checked(&summaries, Some(&check))
+                }
+                None => audit::ChainState::of(&summaries),
+            };
+            let mut by_epoch: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+            for (id, step) in &chain.issuers {
+                if step.state == "active" {
+                    let epoch = id.split('-').next().unwrap_or(id);
+                    by_epoch.entry(epoch).or_default().push(id);
+                }
+            }
+            let conflicts = by_epoch
+                .into_iter()
+                .filter(|(_, ids)| ids.len() > 1)
+                .map(|(epoch, ids)| {
+                    format!(
+                        "issuers {} are all active in epoch {} (concurrent rotations merged); keep one: talvault issuer retire {} {}",
+                        ids.join(", "),
+                        // e1 (Talos) or k1 (Kubernetes): the prefix is kept for Kubernetes.
+                        epoch.trim_start_matches('e'),
+                        env.as_str(),
+                        ids[1..].join(" ")
+                    )
+                })
+                .collect();
+            let prefix = format!("envs/{}/", env.as_str());
+            let rewritten = since
+                .unwrap_or_default()
+                .iter()
+                .filter(|(status, path)| {
+                    path.starts_with(&prefix) && append_only(path) && *status != 'A'
+                })
+                .map(|(status, path)| {
+                    format!(
+                        "{path}: {} since the revision (events and records are append-only)",
+                        if *status == 'D' { "removed" } else { "changed" }
+                    )
+                })
+                .collect();
+            out.push(AuditOutcome {
+                env: env.as_str().to_owned(),
+                report,
+                conflicts,
+                rewritten,
+            });
         }
-        Ok(out)
+        Ok(self.finish(out))
     }
 }

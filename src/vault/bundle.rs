@@ -26,7 +26,7 @@ impl Vault {
         to: ExportTo,
         ctx: &Context,
     ) -> Result<SecretBytes, VaultError> {
-        let env = self.env(env)?;
+        let env = self.env_for(env, ctx)?;
         let (plain, _, opened_by) = self.open_bundle(&env, ctx)?;
         let mut t = Transaction::new(&self.root);
         let destination = match to {
@@ -50,7 +50,7 @@ impl Vault {
         program: &str,
         ctx: &Context,
     ) -> Result<SecretBytes, VaultError> {
-        let env = self.env(env)?;
+        let env = self.env_for(env, ctx)?;
         let (plain, _, opened_by) = self.open_bundle(&env, ctx)?;
         let mut t = Transaction::new(&self.root);
         // Only the program name: its arguments are the user's and could hold anything.

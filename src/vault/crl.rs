@@ -1,6 +1,7 @@
-//! CRLs: `crl` signs a fresh CRL with an issuer (default: the signing one), stores it and
-//! audits the use of its key; `crl --format json` lists every revocation of the environment,
-//! direct ones included, opening and signing nothing.
+//! CRLs: `crl` signs a fresh CRL with an issuer (default: the signing one) over the revocations
+//! the audit trail vouches for, audits the use of its key, and hands the CRL to the caller (the
+//! vault stores none: they are derived, so clones never conflict over one); `crl --format json`
+//! lists every revocation of the environment, direct ones included, opening and signing nothing.
 
 use serde::Serialize;
 
@@ -9,7 +10,6 @@ use super::{Context, CrlOutput, Vault, VaultError, rfc3339};
 use crate::audit::Action;
 use crate::inventory;
 use crate::model::{Api, K8S_CA, OS_CA};
-use crate::store::Mode;
 use crate::store::txn::Transaction;
 
 /// One revoked certificate in the JSON denylist.
@@ -46,15 +46,15 @@ pub struct Denylist {
 
 impl Vault {
     /// `crl`: signs a fresh CRL with the issuer (default: the signing Talos issuer, else the
-    /// signing Kubernetes issuer), stores it in
-    /// `crl/<issuer>.crl.pem` and audits the use of the key.
+    /// signing Kubernetes issuer) over the revocations the chain vouches for, audits the use of
+    /// its key and returns the CRL (derived, never stored).
     pub fn crl(
         &self,
         env: &str,
         issuer_id: Option<&str>,
         ctx: &Context,
     ) -> Result<CrlOutput, VaultError> {
-        let env = self.env(env)?;
+        let env = self.env_for(env, ctx)?;
         let issuers = self.load_issuers(&env)?;
         let issuer = match issuer_id {
             Some(id) => find_issuer(&env, &issuers, id)?,
@@ -79,10 +79,10 @@ impl Vault {
                 not_after: issuer.meta.not_after.clone(),
             });
         }
-        let entries = self.revoked_entries(&env)?;
+        let entries = self.trusted(&env)?.revoked;
         let (out, opened_by) = self.build_crl(&env, issuer, &entries, ctx)?;
+        // The event records the number; the CRL itself goes to the caller, not into the vault.
         let mut t = Transaction::new(&self.root);
-        t.write(&out.stored, &out.der_pem(), Mode::Public);
         let action = Action::Crl {
             issuer: out.issuer.clone(),
             crl_number: out.number,
@@ -96,9 +96,9 @@ impl Vault {
     /// `crl --format json`: every revocation of the environment (direct ones too); opens
     /// nothing and signs nothing.
     pub fn denylist(&self, env: &str, ctx: &Context) -> Result<Denylist, VaultError> {
-        let env = self.env(env)?;
+        let env = self.env_for(env, ctx)?;
         let issuers = self.load_issuers(&env)?;
-        let mut entries = self.revoked_entries(&env)?;
+        let mut entries = self.trusted(&env)?.revoked;
         entries.sort_by(|a, b| a.serial.cmp(&b.serial));
         let revoked = entries
             .into_iter()

@@ -4,6 +4,7 @@
 
 use serde::Serialize;
 
+use super::trail::{AUDIT_KEYS_FILE, new_audit_keys};
 use super::{BUNDLE_FILE, Context, Vault, VaultError, plain_text, recipients_txt, rfc3339};
 use crate::audit::Action;
 use crate::bundle::validate::{Severity, deep_findings, talos_errors};
@@ -125,16 +126,20 @@ fn check_bundle(
 impl Vault {
     /// The environments in the vault, by name.
     pub fn env_list(&self) -> Result<Vec<EnvMeta>, VaultError> {
-        Ok(self
-            .env_list_loaded()?
-            .into_iter()
-            .map(|e| e.meta)
-            .collect())
+        let mut out = Vec::new();
+        for env in self.env_list_loaded()? {
+            let tainted = self.taint(&env)?;
+            out.push(EnvMeta {
+                tainted,
+                ..env.meta
+            });
+        }
+        Ok(self.finish(out))
     }
 
-    /// Public facts of an environment; opens nothing.
-    pub fn env_show(&self, env: &str) -> Result<EnvView, VaultError> {
-        let env = self.env(env)?;
+    /// Public facts of an environment; opens nothing but the audit keys (when `ctx` can).
+    pub fn env_show(&self, env: &str, ctx: &Context) -> Result<EnvView, VaultError> {
+        let env = self.env_for(env, ctx)?;
         let recipients = match env.meta.sealing {
             Sealing::Recipients => self
                 .recipients(&env)?
@@ -144,16 +149,20 @@ impl Vault {
             Sealing::Passphrase => Vec::new(),
         };
         let audit_events = audit_dir::load_all_below(&self.root, &env.dir())?.len();
-        Ok(EnvView {
-            meta: env.meta,
+        let tainted = self.taint(&env)?;
+        Ok(self.finish(EnvView {
+            meta: EnvMeta {
+                tainted,
+                ..env.meta
+            },
             recipients,
             audit_events,
-        })
+        }))
     }
 
     /// The environment's policy (`policy.yaml`).
-    pub fn policy(&self, env: &str) -> Result<Policy, VaultError> {
-        self.read_policy(&self.env(env)?)
+    pub fn policy(&self, env: &str, ctx: &Context) -> Result<Policy, VaultError> {
+        self.read_policy(&self.env_for(env, ctx)?)
     }
 
     /// `env create` and `env import`: builds or imports the bundle, checks it, seals it, and
@@ -166,7 +175,7 @@ impl Vault {
         plain_text("node", req.nodes.iter().map(String::as_str))?;
         plain_text("kubernetes_endpoint", req.kubernetes_endpoint.as_deref())?;
         if let Some(server) = &req.kubernetes_endpoint
-            && !super::kubeconfig::valid_server(server)
+            && !crate::kubeconfig::valid_server(server)
         {
             return Err(VaultError::KubernetesServer {
                 server: server.clone(),
@@ -234,14 +243,25 @@ impl Vault {
             certificates,
             tainted: None,
         };
-        let env = super::Env { name, meta };
+        let meta_yaml = meta.to_yaml()?;
+        let env = super::Env {
+            name,
+            meta,
+            meta_sha256: crate::digest::sha256_hex(meta_yaml.as_bytes()),
+        };
         let dir = env.dir();
         let mut t = Transaction::new(&self.root);
-        t.write(
-            dir.join("env.yaml"),
-            env.meta.to_yaml()?.as_bytes(),
-            Mode::Public,
-        );
+        if self.sealed() {
+            // The audit keys (epoch 1), sealed like the bundle and bound to it.
+            let keys = new_audit_keys(&rng, yaml.expose().as_bytes())?;
+            let sealed_keys = match &req.seal_to {
+                SealTo::Recipients(r) => agestore::seal(&keys.to_json(), r)?,
+                SealTo::Passphrase(p) => agestore::seal_with_passphrase(&keys.to_json(), p)?,
+            };
+            t.write(dir.join(AUDIT_KEYS_FILE), &sealed_keys, Mode::Secret);
+            self.use_audit_keys(&env, &keys)?;
+        }
+        t.write(dir.join("env.yaml"), meta_yaml.as_bytes(), Mode::Public);
         t.write(
             dir.join("recipients.txt"),
             recipients_txt.as_bytes(),
@@ -271,30 +291,69 @@ impl Vault {
                 pins,
             }
         };
-        self.stage_event(&mut t, &env, ctx, None, &action)?;
+        // The first event also accounts for the vault's own file, as it is.
+        let mut files = t.file_hashes(&env.dir());
+        let vault_file = self.read(std::path::Path::new(super::VAULT_FILE), super::META_MAX)?;
+        files.insert(
+            format!("/{}", super::VAULT_FILE),
+            Some(crate::digest::sha256_hex(&vault_file)),
+        );
+        self.stage_event_naming(&mut t, &env, ctx, None, &action, files)?;
         self.commit(t)?;
-        self.env_show(env.as_str())
+        self.env_show(env.as_str(), ctx)
     }
 
-    /// `env untaint`: clears the break-glass mark, with a reason, audited.
-    pub fn untaint(&self, env: &str, reason: &str, ctx: &Context) -> Result<(), VaultError> {
-        let mut env = self.env(env)?;
-        let Some(old) = env.meta.tainted.take() else {
-            return Err(VaultError::NotTainted {
-                env: env.as_str().into(),
-            });
-        };
+    /// `policy accept`: records the reviewed `policy.yaml` as it is now in the audit trail, so
+    /// that commands use it (until then they refuse a policy the trail does not name).
+    pub fn policy_accept(
+        &self,
+        env: &str,
+        reason: &str,
+        ctx: &Context,
+    ) -> Result<Policy, VaultError> {
         let reason = reason.trim();
         if reason.is_empty() {
             return Err(VaultError::EmptyReason);
         }
         plain_text("reason", [reason])?;
+        let env = self.env_for(env, ctx)?;
+        let rel = env.dir().join("policy.yaml");
+        let bytes = self.read(&rel, super::META_MAX)?;
+        let policy = Policy::from_yaml(&bytes).map_err(|source| VaultError::PolicyFile {
+            file: rel.display().to_string(),
+            source,
+        })?;
         let mut t = Transaction::new(&self.root);
-        t.write(
-            env.dir().join("env.yaml"),
-            env.meta.to_yaml()?.as_bytes(),
-            Mode::Public,
-        );
+        let files = [(
+            "policy.yaml".to_owned(),
+            Some(crate::digest::sha256_hex(&bytes)),
+        )]
+        .into_iter()
+        .collect();
+        let action = Action::PolicyAccept {
+            reason: reason.to_owned(),
+        };
+        self.stage_event_naming(&mut t, &env, ctx, None, &action, files)?;
+        self.commit(t)?;
+        Ok(policy)
+    }
+
+    /// `env untaint`: clears the break-glass mark, with a reason, audited.
+    pub fn untaint(&self, env: &str, reason: &str, ctx: &Context) -> Result<(), VaultError> {
+        let reason = reason.trim();
+        if reason.is_empty() {
+            return Err(VaultError::EmptyReason);
+        }
+        plain_text("reason", [reason])?;
+        let env = self.env_for(env, ctx)?;
+        // The taint is the chain's (a break-glass event not yet followed by an untaint): the
+        // event alone clears it; env.yaml is never rewritten.
+        let Some(old) = self.taint(&env)? else {
+            return Err(VaultError::NotTainted {
+                env: env.as_str().into(),
+            });
+        };
+        let mut t = Transaction::new(&self.root);
         let action = Action::EnvUntaint {
             reason: reason.to_owned(),
             tainted_since: old.since,

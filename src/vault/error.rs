@@ -261,6 +261,17 @@ pub enum VaultError {
         /// What is wrong.
         problem: String,
     },
+    /// The key the token holds at an issuer's URI is not the key its certificate names: the
+    /// token's contents changed (the sealed issuer.yaml did not).
+    #[error("{file}: the token's key at {uri} does not match the issuer certificate")]
+    TokenKeyMismatch {
+        /// The issuer.yaml.
+        file: String,
+        /// The stored key URI.
+        uri: String,
+        /// The issuer id.
+        issuer: String,
+    },
     /// The leaf would outlive the issuer that signs it.
     #[error("a {ttl} certificate would expire after issuer {issuer} does ({not_after})")]
     LeafOutlivesIssuer {
@@ -309,6 +320,34 @@ pub enum VaultError {
         env: String,
         /// The sealed file, when it is not the environment's bundle.
         file: Option<String>,
+    },
+    /// The audit key file cannot be used.
+    #[error("{file}: {message}")]
+    AuditKeys {
+        /// The file.
+        file: String,
+        /// What is wrong (no key material).
+        message: String,
+    },
+    /// A file the audit trail accounts for differs from it (format 2): it is not used.
+    #[error("{file}: {message}")]
+    Disagrees {
+        /// The file.
+        file: String,
+        /// What the trail says.
+        message: String,
+    },
+    /// `policy.yaml` changed but the change was not accepted into the trail.
+    #[error("envs/{env}/policy.yaml differs from the policy the audit trail accepted")]
+    PolicyNotAccepted {
+        /// The environment.
+        env: String,
+    },
+    /// The vault is already of the newest format.
+    #[error("the vault is already format {format}")]
+    AlreadyUpgraded {
+        /// Its format.
+        format: u32,
     },
     /// The passphrase could not be had (the caller's source said why).
     #[error("{0}")]

@@ -9,7 +9,7 @@ use super::signer::CaSigner;
 use super::{Context, Env, Vault, VaultError, plain_text, rfc3339};
 use crate::audit::Action;
 use crate::keys::PrivateKey;
-use crate::model::{Api, CertRecord, OS_CA, SignedBy, Taint};
+use crate::model::{Api, CertRecord, OS_CA, SignedBy};
 use crate::pki::issue::{IssueTime, IssuedLeaf, SubjectKey, issue_leaf, verify_csr};
 use crate::pki::policy::{Grant, Holder, Request};
 use crate::pki::role::Role;
@@ -73,8 +73,9 @@ pub struct Issued {
 }
 
 impl Vault {
-    /// Checks an issuance without opening anything: environment, endpoints, policy, CSR,
-    /// signer. `now` bounds the leaf by its issuer's lifetime.
+    /// Checks an issuance before anything is signed: environment, endpoints, then (with the
+    /// audit chain authenticated, which opens the audit keys) policy, CSR and signer. `now`
+    /// bounds the leaf by its issuer's lifetime.
     pub fn prepare_issue(
         &self,
         req: IssueRequest,
@@ -99,6 +100,7 @@ impl Vault {
                 env: env.as_str().into(),
             });
         }
+        self.authenticate(&env, ctx)?;
         let nodes = if req.nodes.is_empty() {
             env.meta.nodes.clone()
         } else {
@@ -170,7 +172,7 @@ impl PreparedIssue<'_> {
     pub fn issue(self, ctx: &Context) -> Result<Issued, VaultError> {
         let PreparedIssue {
             vault,
-            mut env,
+            env,
             grant,
             subject_key,
             csr,
@@ -257,18 +259,8 @@ impl PreparedIssue<'_> {
             record.to_yaml()?.as_bytes(),
             Mode::Public,
         );
-        if let Some(reason) = grant.break_glass_reason() {
-            env.meta.tainted = Some(Taint {
-                since: rfc3339(ctx.now),
-                reason: reason.to_owned(),
-                serial: Some(leaf.serial_hex.clone()),
-            });
-            t.write(
-                dir.join("env.yaml"),
-                env.meta.to_yaml()?.as_bytes(),
-                Mode::Public,
-            );
-        }
+        // A break-glass event taints the environment by itself (the chain says so until an
+        // untaint or the retirement of its issuer); env.yaml is never rewritten.
         let CertRecord {
             serial,
             fingerprint,

@@ -2,7 +2,7 @@
 //! vault or held in a PKCS#11 token), activate it, retire it (cutting off all it signed once
 //! nodes drop it), list them, and give the certificates `machine.acceptedCAs` must hold.
 
-use super::records::{ISSUER_KEY_FILE, IssuerView, find_issuer, issuer_views, live_of, serials};
+use super::records::{ISSUER_KEY_FILE, IssuerView, find_issuer, issuer_views, live_of};
 use super::signer::CaSigner;
 use super::{Context, LiveCert, Vault, VaultError, rfc3339};
 use crate::audit::Action;
@@ -81,14 +81,13 @@ fn to_hsm(a: IssuerAlgorithm) -> talvault_hsm::KeyAlgorithm {
 impl Vault {
     /// `issuer list`.
     pub fn issuer_list(&self, env: &str, ctx: &Context) -> Result<Vec<IssuerView>, VaultError> {
-        let env = self.env(env)?;
+        let env = self.env_for(env, ctx)?;
         let issuers = self.load_issuers(&env)?;
-        let certs = self.cert_entries(&env)?;
-        let revoked = self.revoked_entries(&env)?;
+        let trusted = self.trusted(&env)?;
         let views = issuer_views(
             &issuers,
-            &certs,
-            &serials(&revoked),
+            &trusted.certs,
+            &trusted.revoked_serials(),
             ctx.now.unix_timestamp(),
         );
         Ok(self.finish(views))
@@ -102,14 +101,14 @@ impl Vault {
         req: &NewIssuer,
         ctx: &Context,
     ) -> Result<IssuerChange, VaultError> {
-        let env = self.env(&req.env)?;
-        let issuers = self.load_issuers(&env)?;
         if !lifetime_in_bounds(req.lifetime) {
             return Err(VaultError::IssuerLifetime {
                 lifetime: req.lifetime,
                 max_hours: MAX_ISSUER_LIFETIME_HOURS,
             });
         }
+        let env = self.env_for(&req.env, ctx)?;
+        let issuers = self.load_issuers(&env)?;
         let signing = super::records::signing_issuer(&issuers, req.api);
         let previous_id = signing.map(|i| i.meta.id.clone());
         // A Kubernetes issuer is ECDSA P-256 unless told otherwise (reference/kubernetes.md
@@ -339,7 +338,7 @@ impl Vault {
         force: bool,
         ctx: &Context,
     ) -> Result<IssuerChange, VaultError> {
-        let env = self.env(env)?;
+        let env = self.env_for(env, ctx)?;
         let issuers = self.load_issuers(&env)?;
         let issuer = find_issuer(&env, &issuers, id)?;
         if issuer.meta.state != IssuerState::Pending {
@@ -366,15 +365,9 @@ impl Vault {
                 Api::Kubernetes => VaultError::NoKubernetesAcceptedCas { env, contract, id },
             });
         }
-        let mut meta = issuer.meta.clone();
-        meta.state = IssuerState::Active;
-        meta.activated = Some(rfc3339(ctx.now));
+        // The state is the chain's: the event alone activates it (issuer.yaml stays as created,
+        // so two clones never edit the same file).
         let mut t = Transaction::new(&self.root);
-        t.write(
-            Self::issuers_dir(&env).join(id).join("issuer.yaml"),
-            meta.to_yaml()?.as_bytes(),
-            Mode::Public,
-        );
         let previously_signing =
             super::records::signing_issuer(&issuers, issuer.meta.api).map(|i| i.meta.id.clone());
         let action = Action::IssuerActivate {
@@ -402,7 +395,7 @@ impl Vault {
         force: bool,
         ctx: &Context,
     ) -> Result<IssuerChange, VaultError> {
-        let mut env = self.env(env)?;
+        let env = self.env_for(env, ctx)?;
         let issuers = self.load_issuers(&env)?;
         let issuer = find_issuer(&env, &issuers, id)?;
         if issuer.meta.state == IssuerState::Retired {
@@ -413,11 +406,11 @@ impl Vault {
                 needed: "pending or active",
             });
         }
-        let certs = self.cert_entries(&env)?;
-        let revoked = self.revoked_entries(&env)?;
+        let trusted = self.trusted(&env)?;
+        let certs = &trusted.certs;
         let cut_off = live_of(
-            &certs,
-            &serials(&revoked),
+            certs,
+            &trusted.revoked_serials(),
             id,
             None,
             ctx.now.unix_timestamp(),
@@ -435,30 +428,13 @@ impl Vault {
                 live: cut_off.len(),
             });
         }
-        let mut meta = issuer.meta.clone();
-        meta.state = IssuerState::Retired;
-        meta.retired = Some(rfc3339(ctx.now));
+        // The event alone retires it; a break-glass certificate signed by this issuer dies
+        // with it, which clears the taint (the event says so).
         let mut t = Transaction::new(&self.root);
-        t.write(
-            Self::issuers_dir(&env).join(id).join("issuer.yaml"),
-            meta.to_yaml()?.as_bytes(),
-            Mode::Public,
-        );
-        // A break-glass certificate signed by this issuer dies with it: clear the taint.
-        let untainted = env
-            .meta
-            .tainted
-            .as_ref()
-            .and_then(|t| t.serial.as_deref())
+        let untainted = self
+            .taint(&env)?
+            .and_then(|t| t.serial)
             .is_some_and(|s| certs.iter().any(|c| c.serial == s && c.ca == id));
-        if untainted {
-            env.meta.tainted = None;
-            t.write(
-                env.dir().join("env.yaml"),
-                env.meta.to_yaml()?.as_bytes(),
-                Mode::Public,
-            );
-        }
         let action = Action::IssuerRetire {
             issuer: id.into(),
             forced: force,
@@ -479,11 +455,37 @@ impl Vault {
     /// `patch accepted-cas`: the machine-config patch setting `machine.acceptedCAs` (the Talos
     /// API) and the Kubernetes API's accepted CAs to every pending and active issuer of that API
     /// (epoch order, each labelled), plus the CAs to keep accepting (each checked to be one
-    /// certificate), in the form of the environment's contract unless told otherwise.
-    pub fn accepted_cas_patch(&self, req: PatchRequest) -> Result<PatchOutput, VaultError> {
-        let env = self.env(&req.env)?;
+    /// certificate), in the form of the environment's contract unless told otherwise. The
+    /// issuers' states come from the authenticated chain.
+    pub fn accepted_cas_patch(
+        &self,
+        req: PatchRequest,
+        ctx: &Context,
+    ) -> Result<PatchOutput, VaultError> {
+        // The CAs to keep are checked before anything is opened.
+        let kept = |api: Api, keep: Vec<(String, Vec<u8>)>| -> Result<_, VaultError> {
+            let mut cas = Vec::with_capacity(keep.len());
+            for (label, pem) in keep {
+                certificate_der(&pem)
+                    .and_then(|der| leaf_facts(&der).map(|_| ()))
+                    .map_err(|reason| VaultError::BadKeptCa {
+                        label: label.clone(),
+                        kubernetes: api == Api::Kubernetes,
+                        reason,
+                    })?;
+                cas.push(AcceptedCa {
+                    label: format!("kept: {label}"),
+                    certificate_pem: String::from_utf8_lossy(&pem).into_owned(),
+                });
+            }
+            Ok(cas)
+        };
+        let keep_talos = kept(Api::Talos, req.keep)?;
+        let asked_kubernetes = !req.keep_kubernetes.is_empty();
+        let keep_kubernetes = kept(Api::Kubernetes, req.keep_kubernetes)?;
+        let env = self.env_for(&req.env, ctx)?;
         let issuers = self.load_issuers(&env)?;
-        let listed = |api: Api, keep: Vec<(String, Vec<u8>)>| -> Result<_, VaultError> {
+        let listed = |api: Api, keep: Vec<AcceptedCa>| -> Vec<AcceptedCa> {
             let mut cas: Vec<AcceptedCa> = issuers
                 .iter()
                 .filter(|i| i.meta.api == api && i.meta.state.accepted())
@@ -503,32 +505,20 @@ impl Vault {
                     certificate_pem: i.meta.certificate.clone(),
                 })
                 .collect();
-            for (label, pem) in keep {
-                certificate_der(&pem)
-                    .and_then(|der| leaf_facts(&der).map(|_| ()))
-                    .map_err(|reason| VaultError::BadKeptCa {
-                        label: label.clone(),
-                        kubernetes: api == Api::Kubernetes,
-                        reason,
-                    })?;
-                cas.push(AcceptedCa {
-                    label: format!("kept: {label}"),
-                    certificate_pem: String::from_utf8_lossy(&pem).into_owned(),
-                });
-            }
-            Ok(cas)
+            cas.extend(keep);
+            cas
         };
         let talos = match req.api {
             Some(Api::Kubernetes) => None,
-            _ => Some(listed(Api::Talos, req.keep)?),
+            _ => Some(listed(Api::Talos, keep_talos)),
         };
         // The Kubernetes part once the environment has (had) a Kubernetes issuer, or when asked.
-        let has_kubernetes = issuers.iter().any(|i| i.meta.api == Api::Kubernetes)
-            || !req.keep_kubernetes.is_empty();
+        let has_kubernetes =
+            issuers.iter().any(|i| i.meta.api == Api::Kubernetes) || asked_kubernetes;
         let kubernetes = match req.api {
             Some(Api::Talos) => None,
-            Some(Api::Kubernetes) => Some(listed(Api::Kubernetes, req.keep_kubernetes)?),
-            None if has_kubernetes => Some(listed(Api::Kubernetes, req.keep_kubernetes)?),
+            Some(Api::Kubernetes) => Some(listed(Api::Kubernetes, keep_kubernetes)),
+            None if has_kubernetes => Some(listed(Api::Kubernetes, keep_kubernetes)),
             None => None,
         };
         // pkg/machinery/config/contract.go MultidocKubernetesConfigSupported: contract > 1.13.
@@ -551,12 +541,12 @@ impl Vault {
             cas,
         });
         let patch = accepted_cas_patch_for(talos.as_deref(), kube.as_ref())?;
-        Ok(PatchOutput {
+        Ok(self.finish(PatchOutput {
             patch,
             talos: talos.as_ref().map(Vec::len),
             kubernetes: kubernetes.as_ref().map(Vec::len),
             form: kube.map(|k| k.form),
-        })
+        }))
     }
 }
 

@@ -1,18 +1,19 @@
 //! Issuing kubeconfigs (`kubeconfig` and `break-glass --kubernetes`), mirroring `issue`'s
-//! typestate: `prepare_kubeconfig` loads the environment, applies the Kubernetes policy, checks
-//! the CSR, picks the signer (the active Kubernetes issuer, else the bundle's Kubernetes CA) and
-//! refuses whatever it can before anything is opened; the caller then opens its destination
-//! knowing the entry names; `PreparedKubeconfig::issue` signs, records the certificate, taints
-//! the environment for break-glass, and audits, in one transaction. The leaf key is returned,
-//! never stored.
+//! typestate: `prepare_kubeconfig` loads the environment, authenticates its chain, applies the
+//! Kubernetes policy, checks the CSR, picks the signer (the active Kubernetes issuer, else the
+//! bundle's Kubernetes CA) and refuses whatever it can before anything is signed; the caller
+//! then opens its destination knowing the entry names; `PreparedKubeconfig::issue` signs,
+//! records the certificate and stages the one MACed event (which, for break-glass, taints the
+//! environment), in one transaction. The leaf key is returned, never stored. It imports no
+//! other room.
 
 use super::records::{Issuer, signing_issuer};
 use super::signer::CaSigner;
 use super::{Context, Env, Vault, VaultError, plain_text, rfc3339};
 use crate::audit::Action;
 use crate::keys::PrivateKey;
-use crate::kubeconfig::{EntryNames, NewEntry};
-use crate::model::{Api, CertRecord, K8S_CA, SignedBy, Taint};
+use crate::kubeconfig::{EntryNames, NewEntry, valid_server};
+use crate::model::{Api, CertRecord, K8S_CA, SignedBy};
 use crate::pki::issue::{IssueTime, IssuedLeaf, SubjectKey, verify_csr};
 use crate::pki::kube_policy::{KubeGrant, KubeGroup, KubeRequest, KubeUser};
 use crate::pki::kubernetes::{check_csr, issue_client_certificate};
@@ -87,17 +88,10 @@ fn valid_namespace(ns: &str) -> bool {
         && b[b.len() - 1] != b'-'
 }
 
-/// Whether `server` is an `https://` URL with a host and nothing a kubeconfig cannot hold.
-pub(super) fn valid_server(server: &str) -> bool {
-    server
-        .strip_prefix("https://")
-        .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'))
-        && !server.chars().any(|c| c.is_control() || c.is_whitespace())
-}
-
 impl Vault {
-    /// Checks a kubeconfig issuance without opening anything: environment, server, namespace,
-    /// policy, CSR, signer.
+    /// Checks a kubeconfig issuance before anything is signed: environment, server, namespace,
+    /// then (with the audit chain authenticated, which opens the audit keys) policy, CSR and
+    /// signer.
     pub fn prepare_kubeconfig(
         &self,
         req: KubeconfigRequest,
@@ -122,6 +116,9 @@ impl Vault {
         if !valid_namespace(&namespace) {
             return Err(VaultError::Namespace { namespace });
         }
+        // Policy, issuers and the taint rest on the chain: authenticated (the audit keys open)
+        // before any of them is read.
+        self.authenticate(&env, ctx)?;
         let policy = self.read_policy(&env)?.kubernetes;
         let grant = policy.grant(&KubeRequest {
             user: req.user,
@@ -201,7 +198,7 @@ impl PreparedKubeconfig<'_> {
     pub fn issue(self, ctx: &Context) -> Result<IssuedKubeconfig, VaultError> {
         let PreparedKubeconfig {
             vault,
-            mut env,
+            env,
             grant,
             subject_key,
             csr,
@@ -294,18 +291,8 @@ impl PreparedKubeconfig<'_> {
             record.to_yaml()?.as_bytes(),
             Mode::Public,
         );
-        if let Some(reason) = &reason {
-            env.meta.tainted = Some(Taint {
-                since: rfc3339(ctx.now),
-                reason: reason.clone(),
-                serial: Some(leaf.serial_hex.clone()),
-            });
-            t.write(
-                dir.join("env.yaml"),
-                env.meta.to_yaml()?.as_bytes(),
-                Mode::Public,
-            );
-        }
+        // A break-glass event taints the environment by itself (the chain says so until an
+        // untaint or the retirement of its issuer); env.yaml is never rewritten.
         let CertRecord {
             serial,
             fingerprint,
@@ -367,23 +354,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn namespaces_and_servers() {
+    fn namespaces() {
         for ok in ["default", "kube-system", "a", "a1-b2"] {
             assert!(valid_namespace(ok), "{ok}");
         }
         for bad in ["", "-a", "a-", "A", "a_b", "a.b", &"a".repeat(64)] {
             assert!(!valid_namespace(bad), "{bad}");
-        }
-        assert!(valid_server("https://10.0.0.1:6443"));
-        assert!(valid_server("https://[fd00::1]:6443"));
-        for bad in [
-            "http://x:6443",
-            "https://",
-            "10.0.0.1:6443",
-            "https://a b",
-            "https:///x",
-        ] {
-            assert!(!valid_server(bad), "{bad}");
         }
     }
 }

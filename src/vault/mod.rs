@@ -25,6 +25,8 @@ mod records;
 mod revocation;
 mod signer;
 mod status;
+mod trail;
+mod upgrade;
 mod verify;
 
 use std::cell::{OnceCell, RefCell};
@@ -33,6 +35,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
+pub use self::audit::{AuditOutcome, GitChange};
 pub use self::bundle::ExportTo;
 pub use self::crl::{Denylist, DenylistEntry};
 pub use self::env::{BundleSource, EnvView, NewEnv, SealTo};
@@ -52,14 +55,13 @@ pub use self::signer::CrlOutput;
 
 pub use self::status::{ApiCounts, CaExpiry, Counts, EnvStatus, Finding};
 pub use self::verify::Verification;
-use crate::audit::{self as events, Action, EventBody};
 use crate::bundle::SecretsBundle;
 pub use crate::model::{CertRecord, SignedBy};
 use crate::model::{EnvMeta, MetaError, Pins, Sealing, VaultConfig};
 use crate::secret::{SecretBytes, SecretText};
 use crate::store::age::{self as agestore, AgeError, Identity, OpenedBy};
 use crate::store::txn::{self, Transaction};
-use crate::store::{self, EnvName, Mode, StoreError, VaultLock, audit_dir};
+use crate::store::{self, EnvName, Mode, StoreError, VaultLock};
 
 pub use crate::store::age::Recipient;
 
@@ -117,7 +119,21 @@ pub struct Context {
     /// How this operator reaches PKCS#11 tokens. Never read from the vault: a vault file must
     /// not decide which library is loaded.
     pub pkcs11: Pkcs11Setup,
+    /// Whether the audit chain this command trusts must be authenticated.
+    pub chain: ChainCheck,
     asked: OnceCell<SecretText>,
+}
+
+/// How a command authenticates the audit chain it trusts (format 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChainCheck {
+    /// Structure only (commands that read nothing the chain decides).
+    Structure,
+    /// With the audit keys when the given identity opens them; structure otherwise, and the
+    /// command's report says so.
+    IfIdentity,
+    /// The audit keys must open: commands that write events, sign or seal.
+    Required,
 }
 
 /// The operator's own PKCS#11 settings (flag, environment or their config file).
@@ -140,6 +156,7 @@ impl Context {
             passphrase: None,
             pin_prompt: None,
             pkcs11: Pkcs11Setup::default(),
+            chain: ChainCheck::IfIdentity,
             asked: OnceCell::new(),
         }
     }
@@ -162,14 +179,23 @@ impl Context {
 pub struct Vault {
     root: PathBuf,
     _lock: VaultLock,
+    /// `talvault.yaml`, read under the lock.
+    config: VaultConfig,
     /// Record caches rebuilt by this command, saved once it succeeded (`finish`, `commit`).
     caches: RefCell<Vec<store::index::CacheUpdate>>,
+    /// Each environment's audit keys, once opened (format 2): they MAC the events this command
+    /// writes and authenticate the events it trusts.
+    audit_keys: RefCell<std::collections::HashMap<String, std::rc::Rc<crate::audit::Keyring>>>,
+    /// Each environment's chain state, once derived (dropped at every commit).
+    chains: RefCell<std::collections::HashMap<String, std::rc::Rc<crate::audit::ChainState>>>,
 }
 
 /// An environment as a command loads it once: its name and `env.yaml`.
 struct Env {
     name: EnvName,
     meta: EnvMeta,
+    /// SHA-256 of `env.yaml` as read (checked against the chain before use).
+    meta_sha256: String,
 }
 
 impl Env {
@@ -260,9 +286,14 @@ pub fn init(dir: &Path) -> Result<PathBuf, VaultError> {
         Mode::Public,
     );
     // The marker last: a vault exists once talvault.yaml does.
+    let mut id = [0u8; 16];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut id)
+        .map_err(|_| VaultError::Generate("no randomness".into()))?;
     t.create(
         VAULT_FILE,
-        VaultConfig::new().to_yaml().as_bytes(),
+        VaultConfig::new(crate::hex::encode(&id))
+            .to_yaml()
+            .as_bytes(),
         Mode::Public,
     );
     t.commit()?;
@@ -277,10 +308,15 @@ impl Vault {
         VaultConfig::from_yaml(&config)?;
         let lock = VaultLock::acquire(root, lock_timeout)?;
         txn::recover(root)?;
+        // Again under the lock: recovery may have finished an upgrade that rewrote it.
+        let config = store::read_bounded(root, Path::new(VAULT_FILE), META_MAX)?;
         Ok(Self {
             root: root.to_path_buf(),
             _lock: lock,
+            config: VaultConfig::from_yaml(&config)?,
             caches: RefCell::new(Vec::new()),
+            audit_keys: RefCell::new(std::collections::HashMap::new()),
+            chains: RefCell::new(std::collections::HashMap::new()),
         })
     }
 
@@ -307,6 +343,7 @@ impl Vault {
     /// describe what was read before the commit, which the cache's own checks allow for).
     fn commit(&self, t: Transaction) -> Result<(), VaultError> {
         t.commit()?;
+        self.chains.borrow_mut().clear();
         self.save_caches();
         Ok(())
     }
@@ -325,11 +362,15 @@ impl Vault {
     /// Loads an environment by name: the name checked, `env.yaml` read once.
     fn env(&self, env: &str) -> Result<Env, VaultError> {
         let name = EnvName::parse(env)?;
-        let meta = self.env_meta(&name)?;
-        Ok(Env { name, meta })
+        let (meta, meta_sha256) = self.env_meta(&name)?;
+        Ok(Env {
+            name,
+            meta,
+            meta_sha256,
+        })
     }
 
-    fn env_meta(&self, name: &EnvName) -> Result<EnvMeta, VaultError> {
+    fn env_meta(&self, name: &EnvName) -> Result<(EnvMeta, String), VaultError> {
         let rel = env_dir(name).join("env.yaml");
         match self.read(&rel, META_MAX) {
             Err(VaultError::Store(StoreError::NotFound { .. })) => Err(VaultError::NoSuchEnv {
@@ -337,7 +378,8 @@ impl Vault {
             }),
             other => {
                 let file = rel.display().to_string();
-                let meta = EnvMeta::from_yaml(&file, &other?)?;
+                let bytes = other?;
+                let meta = EnvMeta::from_yaml(&file, &bytes)?;
                 // A directory copied or renamed by hand still names its original inside: refuse
                 // rather than act on, and audit as, an environment under another name.
                 if meta.name != name.as_str() {
@@ -350,7 +392,7 @@ impl Vault {
                         ),
                     }));
                 }
-                Ok(meta)
+                Ok((meta, crate::digest::sha256_hex(&bytes)))
             }
         }
     }
@@ -379,7 +421,11 @@ impl Vault {
                 continue;
             };
             match self.env_meta(&name) {
-                Ok(meta) => out.push(Env { name, meta }),
+                Ok((meta, meta_sha256)) => out.push(Env {
+                    name,
+                    meta,
+                    meta_sha256,
+                }),
                 Err(VaultError::NoSuchEnv { .. }) => {}
                 Err(other) => return Err(other),
             }
@@ -390,67 +436,12 @@ impl Vault {
     fn recipients(&self, env: &Env) -> Result<Vec<Recipient>, VaultError> {
         let rel = env.dir().join("recipients.txt");
         let text = self.read(&rel, META_MAX)?;
-        Ok(agestore::parse_recipients(
-            &String::from_utf8_lossy(&text),
-            &self.root.join(rel),
-        )?)
-    }
-
-    /// Adds an audit event for `env` to the transaction, on top of the current heads.
-    fn stage_event(
-        &self,
-        t: &mut Transaction,
-        env: &Env,
-        ctx: &Context,
-        opened_by: Option<&OpenedBy>,
-        action: &Action,
-    ) -> Result<(), VaultError> {
-        let links = self.audit_links(env)?;
-        let event = events::new_event(
-            events::heads_of_links(&links),
-            EventBody::new(
-                ctx.now,
-                &ctx.actor,
-                opened_by.map(|o| o.to_string()),
-                env.as_str(),
-                action,
-            )?,
-        )?;
-        t.create(
-            env.dir()
-                .join(audit_dir::AUDIT_DIR)
-                .join(event.relative_path()),
-            &event.to_json(),
-            Mode::Public,
-        );
-        Ok(())
-    }
-
-    /// The id and parents every event of the environment states: all that is needed to find the
-    /// heads a new event names (`audit verify` checks the rest). Read month by month through the
-    /// record cache (`store::index`), so only events added since the cache was built are read.
-    fn audit_links(
-        &self,
-        env: &Env,
-    ) -> Result<Vec<(events::EventId, Vec<events::EventId>)>, VaultError> {
-        let dir = env.dir();
-        let months = match audit_dir::months(&self.root, &dir) {
-            // A new environment's directory does not exist yet: no events.
-            Err(StoreError::NotFound { .. }) => Vec::new(),
-            other => other?,
-        };
-        let mut links = Vec::new();
-        for (year, month) in months {
-            let scanned = store::index::scan(
-                &self.root,
-                &dir.join(audit_dir::AUDIT_DIR).join(&year).join(&month),
-                &format!("{}/audit-{year}-{month}", env.as_str()),
-                audit_dir::EVENT_RECORDS,
-                |_, bytes| Ok::<_, VaultError>(events::StatedLinks::read(bytes)),
-            )?;
-            links.extend(self.keep_cache(scanned).into_iter().filter_map(|l| l.0));
-        }
-        Ok(links)
+        let parsed =
+            agestore::parse_recipients(&String::from_utf8_lossy(&text), &self.root.join(rel))?;
+        // A recipient slipped into the file would be sealed to at the next re-seal. (Parsed
+        // first, so a damaged file gets the parser's precise message.)
+        self.agrees(env, "recipients.txt", &crate::digest::sha256_hex(&text))?;
+        Ok(parsed)
     }
 
     /// Seals a secret of the environment the way its bundle is sealed.
@@ -477,13 +468,23 @@ impl Vault {
             });
         }
         let shown = self.root.join(rel);
-        Ok(match env.meta.sealing {
+        let opened = match env.meta.sealing {
             Sealing::Recipients => agestore::open(&shown, &sealed, &ctx.identities)?,
             Sealing::Passphrase => (
                 agestore::open_with_passphrase(&shown, &sealed, ctx.passphrase()?)?,
                 OpenedBy::Passphrase,
             ),
-        })
+        };
+        // The file must be the one the chain recorded (after opening, so that a damaged file
+        // gets age's precise message).
+        if let Ok(inside) = rel.strip_prefix(env.dir()) {
+            self.agrees(
+                env,
+                &inside.display().to_string(),
+                &crate::digest::sha256_hex(&sealed),
+            )?;
+        }
+        Ok(opened)
     }
 
     /// Opens an environment's bundle and checks it against the pins. Every caller records an

@@ -3,8 +3,10 @@
 //! fresh file key.
 
 use super::records::ISSUER_KEY_FILE;
+use super::trail::AUDIT_KEYS_FILE;
 use super::{BUNDLE_FILE, Context, Vault, VaultError, recipients_txt};
 use crate::audit::Action;
+use crate::audit::EpochKey;
 use crate::model::{IssuerKey, Sealing};
 use crate::store::Mode;
 use crate::store::age::{self as agestore, Recipient};
@@ -51,6 +53,7 @@ impl Vault {
                 operation: "changing recipients",
             });
         }
+        self.authenticate(&env, ctx)?;
         let current = self.recipients(&env)?;
         let (add, remove): (&[Recipient], &[Recipient]) = match change {
             RecipientChange::Add => (given, &[]),
@@ -101,6 +104,23 @@ impl Vault {
                 t.write(&rel, &agestore::seal(key.expose(), &next)?, Mode::Secret);
                 resealed.push(format!("issuers/{}/{ISSUER_KEY_FILE}", issuer.meta.id));
             }
+        }
+        // A new audit key epoch, sealed to the new set only: a removed recipient can no longer
+        // MAC events (older epochs stay, to verify older events).
+        if self.sealed() {
+            let (mut keys, _) = self.open_audit_keys(&env, ctx)?;
+            let epoch = keys.current().map_or(0, |k| k.epoch) + 1;
+            let mut root = zeroize::Zeroizing::new([0u8; 32]);
+            ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut root[..])
+                .map_err(|_| VaultError::Generate("no randomness".into()))?;
+            keys.keys.push(EpochKey::new(epoch, &root));
+            t.write(
+                dir.join(AUDIT_KEYS_FILE),
+                &agestore::seal(&keys.to_json(), &next)?,
+                Mode::Secret,
+            );
+            resealed.push(AUDIT_KEYS_FILE.to_owned());
+            self.use_audit_keys(&env, &keys)?;
         }
         t.write(
             dir.join("recipients.txt"),

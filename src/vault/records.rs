@@ -140,6 +140,26 @@ pub(super) fn serials(revoked: &[RevokedEntry]) -> HashSet<&str> {
     revoked.iter().map(|r| r.serial.as_str()).collect()
 }
 
+/// The records an environment can rely on: those that agree with the audit chain (format 2;
+/// before that, all of them), every revocation the chain records even when its file is gone,
+/// and what was left out, and why.
+pub(super) struct Trusted {
+    /// Certificate records that agree with the chain.
+    pub certs: Vec<CertEntry>,
+    /// Revocation records that agree with the chain, and revocations only the chain still
+    /// knows (their files missing).
+    pub revoked: Vec<RevokedEntry>,
+    /// What disagrees with the chain or is missing (one line each).
+    pub problems: Vec<String>,
+}
+
+impl Trusted {
+    /// The revoked serials.
+    pub fn revoked_serials(&self) -> HashSet<&str> {
+        serials(&self.revoked)
+    }
+}
+
 /// The issuer that signs new certificates for `api`: its most recently activated active one.
 pub(super) fn signing_issuer(issuers: &[Issuer], api: Api) -> Option<&Issuer> {
     issuers
@@ -237,6 +257,7 @@ impl Vault {
     /// Every issuer of the environment, by epoch; each issuer.yaml is checked against its
     /// certificate (a self-signed talvault issuer whose fingerprint, SKI and validity match).
     pub(super) fn load_issuers(&self, env: &Env) -> Result<Vec<Issuer>, VaultError> {
+        let chain = self.chain(env)?;
         let dir = Self::issuers_dir(env);
         let entries = match store::fs::list_dir(&self.root, &dir) {
             Err(StoreError::NotFound { .. }) => return Ok(Vec::new()),
@@ -257,7 +278,25 @@ impl Vault {
                 return Err(bad("not a directory (links are never followed)".into()));
             }
             store::name::check_id("issuer id", &e.name).map_err(|x| bad(x.to_string()))?;
-            let meta = IssuerMeta::from_yaml(&shown, &self.read(&rel, META_MAX)?)?;
+            // The state is the chain's: an issuer no event created is not this environment's
+            // (a planted directory must not reach acceptedCAs or sign anything).
+            let Some(step) = chain.issuers.get(&e.name) else {
+                continue;
+            };
+            let bytes = self.read(&rel, META_MAX)?;
+            self.agrees(
+                env,
+                &format!("issuers/{}/issuer.yaml", e.name),
+                &crate::digest::sha256_hex(&bytes),
+            )?;
+            let mut meta = IssuerMeta::from_yaml(&shown, &bytes)?;
+            meta.state = match step.state {
+                "active" => IssuerState::Active,
+                "retired" => IssuerState::Retired,
+                _ => IssuerState::Pending,
+            };
+            meta.activated = step.activated.map(crate::inventory::rfc3339);
+            meta.retired = step.retired.map(crate::inventory::rfc3339);
             if meta.id != e.name {
                 return Err(bad(format!(
                     "id {:?} does not match its directory",
@@ -294,15 +333,91 @@ impl Vault {
         now: OffsetDateTime,
     ) -> Result<IssuerView, VaultError> {
         let issuers = self.load_issuers(env)?;
-        let certs = self.cert_entries(env)?;
-        let revoked = self.revoked_entries(env)?;
-        issuer_views(&issuers, &certs, &serials(&revoked), now.unix_timestamp())
-            .into_iter()
-            .find(|v| v.id == id)
-            .ok_or_else(|| VaultError::NoSuchIssuer {
-                env: env.as_str().into(),
-                id: id.into(),
-            })
+        let trusted = self.trusted(env)?;
+        issuer_views(
+            &issuers,
+            &trusted.certs,
+            &trusted.revoked_serials(),
+            now.unix_timestamp(),
+        )
+        .into_iter()
+        .find(|v| v.id == id)
+        .ok_or_else(|| VaultError::NoSuchIssuer {
+            env: env.as_str().into(),
+            id: id.into(),
+        })
+    }
+
+    /// The certificate and revocation records checked against the chain ([`Trusted`]).
+    pub(super) fn trusted(&self, env: &Env) -> Result<Trusted, VaultError> {
+        let chain = self.chain(env)?;
+        let mut problems = Vec::new();
+        let agrees = |kind: &str, serial: &str, hash: &str| -> bool {
+            if !chain.sealed {
+                return true;
+            }
+            match chain.files.get(&format!("{kind}/{serial}.yaml")) {
+                Some((Some(h), _)) => h == hash,
+                _ => false,
+            }
+        };
+        let mut certs = self.cert_entries(env)?;
+        certs.retain(|c| {
+            let ok = agrees("certs", &c.serial, &c.file_sha256);
+            if !ok {
+                problems.push(format!(
+                    "envs/{}/certs/{}.yaml is not what the audit trail recorded; not counted",
+                    env.as_str(),
+                    c.serial
+                ));
+            }
+            ok
+        });
+        let mut revoked = self.revoked_entries(env)?;
+        revoked.retain(|r| {
+            let ok = agrees("revocations", &r.serial, &r.file_sha256);
+            if !ok {
+                problems.push(format!(
+                    "envs/{}/revocations/{}.yaml is not what the audit trail recorded; not counted",
+                    env.as_str(),
+                    r.serial
+                ));
+            }
+            ok
+        });
+        // Revocations the chain records whose file is gone (or was not trusted): they count.
+        let have: HashSet<String> = revoked.iter().map(|r| r.serial.clone()).collect();
+        let by_serial: std::collections::HashMap<&str, &CertEntry> =
+            certs.iter().map(|c| (c.serial.as_str(), c)).collect();
+        for (serial, r) in &chain.revoked {
+            if have.contains(serial) {
+                continue;
+            }
+            problems.push(format!(
+                "envs/{}/revocations/{serial}.yaml is missing; the audit trail records the revocation, which still counts",
+                env.as_str()
+            ));
+            revoked.push(RevokedEntry {
+                serial: serial.clone(),
+                fingerprint: String::new(),
+                ca: r
+                    .issuer
+                    .clone()
+                    .unwrap_or_else(|| crate::model::OS_CA.into()),
+                reason: r.reason.clone().unwrap_or_else(|| "unspecified".into()),
+                revoked: r.time,
+                // Unknown without the record: the certificate's, when its record is trusted.
+                not_after: by_serial
+                    .get(serial.as_str())
+                    .map_or(i64::MAX, |c| c.not_after),
+                file_sha256: String::new(),
+            });
+        }
+        Ok(Trusted {
+            certs,
+            revoked,
+            problems,
+        })
     }
 
     /// Summaries of every certificate record of the environment (cached, see `store::index`).
@@ -314,11 +429,13 @@ impl Vault {
             store::index::YAML_RECORDS,
             |file, bytes| -> Result<CertEntry, VaultError> {
                 let record = CertRecord::from_yaml(file, bytes)?;
-                let entry = CertEntry::from_record(&record).map_err(|e| MetaError::Malformed {
-                    file: file.into(),
-                    message: e.to_string(),
-                })?;
+                let mut entry =
+                    CertEntry::from_record(&record).map_err(|e| MetaError::Malformed {
+                        file: file.into(),
+                        message: e.to_string(),
+                    })?;
                 check_record_name(file, &entry.serial)?;
+                entry.file_sha256 = crate::digest::sha256_hex(bytes);
                 Ok(entry)
             },
         )?;
@@ -334,12 +451,13 @@ impl Vault {
             store::index::YAML_RECORDS,
             |file, bytes| -> Result<RevokedEntry, VaultError> {
                 let record = RevocationRecord::from_yaml(file, bytes)?;
-                let entry =
+                let mut entry =
                     RevokedEntry::from_record(&record).map_err(|e| MetaError::Malformed {
                         file: file.into(),
                         message: e.to_string(),
                     })?;
                 check_record_name(file, &entry.serial)?;
+                entry.file_sha256 = crate::digest::sha256_hex(bytes);
                 Ok(entry)
             },
         )?;
@@ -353,6 +471,11 @@ impl Vault {
             Ok(bytes) => {
                 let record = CertRecord::from_yaml(&rel.display().to_string(), &bytes)?;
                 check_record_name(&rel.display().to_string(), &record.serial)?;
+                self.agrees(
+                    env,
+                    &format!("certs/{serial}.yaml"),
+                    &crate::digest::sha256_hex(&bytes),
+                )?;
                 Ok(record)
             }
             Err(VaultError::Store(StoreError::NotFound { .. })) => Err(VaultError::UnknownSerial {
@@ -371,10 +494,17 @@ impl Vault {
     ) -> Result<Option<RevocationRecord>, VaultError> {
         let rel = Self::revocation_path(env, serial);
         match self.read(&rel, META_MAX) {
-            Ok(bytes) => Ok(Some(RevocationRecord::from_yaml(
-                &rel.display().to_string(),
-                &bytes,
-            )?)),
+            Ok(bytes) => {
+                self.agrees(
+                    env,
+                    &format!("revocations/{serial}.yaml"),
+                    &crate::digest::sha256_hex(&bytes),
+                )?;
+                Ok(Some(RevocationRecord::from_yaml(
+                    &rel.display().to_string(),
+                    &bytes,
+                )?))
+            }
             Err(VaultError::Store(StoreError::NotFound { .. })) => Ok(None),
             Err(e) => Err(e),
         }
@@ -422,6 +552,14 @@ impl Vault {
     pub(super) fn read_policy(&self, env: &Env) -> Result<Policy, VaultError> {
         let rel = env.dir().join("policy.yaml");
         let bytes = self.read(&rel, META_MAX)?;
+        // A reviewed change takes effect once accepted into the trail (`policy accept`).
+        if let Err(VaultError::Disagrees { .. }) =
+            self.agrees(env, "policy.yaml", &crate::digest::sha256_hex(&bytes))
+        {
+            return Err(VaultError::PolicyNotAccepted {
+                env: env.as_str().into(),
+            });
+        }
         Policy::from_yaml(&bytes).map_err(|source| VaultError::PolicyFile {
             file: rel.display().to_string(),
             source,

@@ -1,14 +1,14 @@
-//! Revocation: record that a certificate is revoked, regenerate its issuer's CRL (while the
-//! issuer is still accepted), audit it, and say what will actually cut access (neither Talos nor
+//! Revocation: record that a certificate is revoked (the issuer's CRL is derived from the
+//! revocations by `crl`), audit it, and say what will actually cut access (neither Talos nor
 //! the kube-apiserver checks a CRL: expiry, retiring the issuer, or a CA rotation).
 
 use serde::Serialize;
 
-use super::records::{IssuerView, LiveCert, live_of, serials};
+use super::records::{IssuerView, LiveCert, live_of};
 use super::{Context, Vault, VaultError, rfc3339};
 use crate::audit::Action;
 use crate::digest::Fingerprint;
-use crate::inventory::{CertEntry, RevokedEntry};
+use crate::inventory::CertEntry;
 use crate::model::{Api, MetaError, RevocationRecord};
 use crate::pki::crl::RevocationReason;
 use crate::pki::serial::Serial;
@@ -56,15 +56,13 @@ pub struct RevokeOutcome {
     pub issuer: Option<IssuerView>,
     /// Other live, unrevoked certificates of that issuer, to re-issue before retiring it.
     pub reissue: Vec<LiveCert>,
-    /// The CRL file written, if any.
-    pub crl: Option<String>,
     /// `talos` or `kubernetes`: which API the certificate opens.
     pub api: Api,
 }
 
 impl Vault {
-    /// `revoke`: records the revocation and an audit event, regenerates the issuer's CRL (for
-    /// an issuer that is still accepted), and reports what actually cuts access. Revoking
+    /// `revoke`: records the revocation and its audit event (the issuer's next CRL, which `crl`
+    /// derives, lists it), and reports what actually cuts access. Revoking
     /// twice changes nothing and is not an error.
     pub fn revoke(
         &self,
@@ -73,7 +71,7 @@ impl Vault {
         reason: RevocationReason,
         ctx: &Context,
     ) -> Result<RevokeOutcome, VaultError> {
-        let env = self.env(env)?;
+        let env = self.env_for(env, ctx)?;
         let unreadable = |reason: String| VaultError::Unreadable {
             part: "crt",
             reason,
@@ -124,59 +122,43 @@ impl Vault {
         let now = ctx.now.unix_timestamp();
         let rel = Self::revocation_path(&env, &serial);
         let existing = self.revocation_record(&env, &serial)?;
-        let already_revoked = existing.is_some();
+        // Revoked already if the trail says so, even when the record's file is gone.
+        let chain = self.chain(&env)?;
+        let known = chain.revoked.get(serial.as_str());
+        let already_revoked = existing.is_some() || known.is_some();
         let revocation = existing.unwrap_or_else(|| RevocationRecord {
             serial: serial.to_string(),
             fingerprint: record.fingerprint.clone(),
             signed_by: record.signed_by.clone(),
-            reason: reason.as_str().to_owned(),
-            revoked: rfc3339(ctx.now),
+            reason: known
+                .and_then(|k| k.reason.clone())
+                .unwrap_or_else(|| reason.as_str().to_owned()),
+            revoked: known.map_or_else(|| rfc3339(ctx.now), |k| crate::inventory::rfc3339(k.time)),
             actor: ctx.actor.clone(),
             holder: record.holder.clone(),
             roles: record.roles.clone(),
             not_after: record.not_after.clone(),
         });
-        let mut crl = None;
-        let mut crl_number = None;
         if !already_revoked {
+            // The revocation record and its event. CRLs are derived, never stored (two clones
+            // that both revoke must merge without a conflict): `crl` signs a fresh one.
             let mut t = Transaction::new(&self.root);
             t.create(&rel, revocation.to_yaml()?.as_bytes(), Mode::Public);
-            let mut opened_by = None;
-            // An expired issuer signs no CRL (and everything it signed has expired too).
-            if let Some(issuer) =
-                issuer.filter(|i| i.meta.state.accepted() && i.facts.not_after > ctx.now)
-            {
-                let mut entries = self.revoked_entries(&env)?;
-                entries.push(RevokedEntry::from_record(&revocation).map_err(|e| {
-                    MetaError::Malformed {
-                        file: rel.display().to_string(),
-                        message: e.to_string(),
-                    }
-                })?);
-                let (out, by) = self.build_crl(&env, issuer, &entries, ctx)?;
-                t.write(&out.stored, &out.der_pem(), Mode::Public);
-                crl = Some(out.stored.clone());
-                crl_number = Some(out.number);
-                opened_by = Some(by);
-            }
             let action = Action::Revoke {
                 serial: serial.to_string(),
                 fingerprint: record.fingerprint.clone(),
                 reason: reason.as_str().into(),
                 signed_by: record.signed_by.ca.clone(),
-                crl: crl.clone(),
-                crl_number,
             };
-            self.stage_event(&mut t, &env, ctx, opened_by.as_ref(), &action)?;
+            self.stage_event(&mut t, &env, ctx, None, &action)?;
             self.commit(t)?;
         }
         let (issuer_view, reissue) = match issuer {
             Some(i) => {
-                let certs = self.cert_entries(&env)?;
-                let revoked = self.revoked_entries(&env)?;
+                let trusted = self.trusted(&env)?;
                 let others = live_of(
-                    &certs,
-                    &serials(&revoked),
+                    &trusted.certs,
+                    &trusted.revoked_serials(),
                     &i.meta.id,
                     Some(serial.as_str()),
                     now,
@@ -194,7 +176,6 @@ impl Vault {
             mode: record.mode,
             issuer: issuer_view,
             reissue,
-            crl,
             api: record.api,
         }))
     }

@@ -7,16 +7,13 @@ use std::path::PathBuf;
 use time::OffsetDateTime;
 
 use super::records::{ISSUER_KEY_FILE, Issuer};
-use super::{Context, Env, SEALED_MAX, Vault, VaultError};
-use crate::audit::Event;
+use super::{Context, Env, Vault, VaultError};
 use crate::inventory::RevokedEntry;
 use crate::keys::PrivateKey;
 use crate::model::IssuerKey;
 use crate::pki::crl::{CrlParams, RevocationReason, RevokedCertificate, sign_crl};
-use crate::pki::judge::verified_crl_number;
 use crate::pki::verify::certificate_der;
 use crate::store::age::OpenedBy;
-use crate::store::{StoreError, audit_dir};
 
 /// A CA key ready to sign: in memory (an unsealed issuer key) or in a PKCS#11 token.
 pub(super) enum CaSigner {
@@ -47,7 +44,7 @@ impl CaSigner {
     }
 }
 
-/// A CRL and where it is stored.
+/// A freshly signed CRL (derived on demand; the vault keeps none).
 pub struct CrlOutput {
     /// The issuer that signed it.
     pub issuer: String,
@@ -57,8 +54,6 @@ pub struct CrlOutput {
     pub number: u64,
     /// Entries.
     pub entries: usize,
-    /// The vault file it is stored in.
-    pub stored: String,
     /// Signed inside a PKCS#11 token.
     pub in_token: bool,
 }
@@ -71,40 +66,6 @@ impl CrlOutput {
 }
 
 impl Vault {
-    /// The number of the newest CRL the audit trail records for issuer `id` (`crl` and
-    /// `revoke` events), reading month directories from the newest back until one names it.
-    fn last_crl_number(&self, env: &Env, id: &str) -> Result<Option<u64>, VaultError> {
-        let months = match audit_dir::months(&self.root, &env.dir()) {
-            Err(StoreError::NotFound { .. }) => Vec::new(),
-            other => other?,
-        };
-        for (year, month) in months.iter().rev() {
-            let mut best: Option<u64> = None;
-            for (_, bytes) in audit_dir::load_month(&self.root, &env.dir(), year, month)? {
-                let Ok(event) = Event::from_json(&bytes) else {
-                    continue;
-                };
-                let data = event.data();
-                let names_it = match event.action() {
-                    "crl" => data.get("issuer").and_then(|v| v.as_str()) == Some(id),
-                    "revoke" => data.get("signed_by").and_then(|v| v.as_str()) == Some(id),
-                    _ => false,
-                };
-                if let Some(n) = data
-                    .get("crl_number")
-                    .and_then(serde_json::Value::as_u64)
-                    .filter(|_| names_it)
-                {
-                    best = best.max(Some(n));
-                }
-            }
-            if best.is_some() {
-                return Ok(best);
-            }
-        }
-        Ok(None)
-    }
-
     /// The issuer's signing key, checked against the issuer certificate: unsealed from
     /// `key.age`, or opened in its PKCS#11 token (logging in once per process).
     pub(super) fn issuer_signer(
@@ -164,10 +125,11 @@ impl Vault {
                 )?;
                 // The token must hold the very key the certificate names.
                 if key.public_key_der() != issuer.facts.public_key.as_slice() {
-                    return Err(bad(
-                        &rel,
-                        format!("the token's key at {uri} does not match the issuer certificate"),
-                    ));
+                    return Err(VaultError::TokenKeyMismatch {
+                        file: rel.display().to_string(),
+                        uri: uri.clone(),
+                        issuer: issuer.meta.id.clone(),
+                    });
                 }
                 Ok((CaSigner::Token(key), OpenedBy::Pkcs11(uri.clone())))
             }
@@ -184,25 +146,12 @@ impl Vault {
     ) -> Result<(CrlOutput, OpenedBy), VaultError> {
         let policy = self.read_policy(env)?;
         let now = ctx.now.to_offset(time::UtcOffset::UTC);
-        let stored = env
-            .dir()
-            .join("crl")
-            .join(format!("{}.crl.pem", issuer.meta.id));
-        // CRL numbers must increase (RFC 5280 §5.2.3) across clones that never talk: use the
-        // time in seconds, and one more than the previous number if that is not larger. The
-        // previous number comes from the stored CRL only if it verifies against the issuer,
-        // else from the audit trail.
         let issuer_der =
             certificate_der(issuer.meta.certificate.as_bytes()).map_err(VaultError::Sign)?;
-        let previous = match self.read(&stored, SEALED_MAX) {
-            Ok(pem) => crate::keys::pem_decode_first(&pem)
-                .and_then(|b| verified_crl_number(&b.der, &issuer_der)),
-            Err(_) => None,
-        };
-        let previous = match previous {
-            Some(n) => Some(n),
-            None => self.last_crl_number(env, &issuer.meta.id)?,
-        };
+        // CRL numbers must increase (RFC 5280 §5.2.3) across clones that never talk: use the
+        // time in seconds, and one more than the newest number the audit trail records for this
+        // issuer if that is not smaller (no file decides it: CRLs are not stored).
+        let previous = self.chain(env)?.crl_numbers.get(&issuer.meta.id).copied();
         let number = u64::try_from(now.unix_timestamp())
             .unwrap_or(0)
             .max(previous.map_or(0, |p| p.saturating_add(1)));
@@ -239,7 +188,6 @@ impl Vault {
                 number,
                 entries: revoked.len(),
                 der: crl.der,
-                stored: stored.display().to_string(),
             },
             opened_by,
         ))

@@ -1,5 +1,6 @@
 //! `status`: per environment, live certificates, counts, issuers, CA expiry, taint and
-//! recipients, graded against an expiry window (the grading is `pki::judge`'s). Opens nothing.
+//! recipients, graded against an expiry window (the grading is `pki::judge`'s). Opens nothing
+//! but the audit keys, when the caller's identity opens them.
 
 use serde::Serialize;
 
@@ -46,7 +47,8 @@ pub struct ApiCounts {
 /// Something `status` grades.
 #[derive(Debug, Clone, Serialize)]
 pub struct Finding {
-    /// `expiring` (grade 1), `expired` or `tainted` (grade 2).
+    /// `expiring` or `direct` (grade 1); `expired`, `tainted`, `disagrees`, `conflict` or
+    /// `forged` (grade 2).
     pub kind: &'static str,
     /// What.
     pub what: String,
@@ -73,6 +75,9 @@ pub struct EnvStatus {
     pub by_api: Vec<ApiCounts>,
     /// Live certificates, soonest expiry first.
     pub live: Vec<LiveCert>,
+    /// How the audit chain this report rests on was checked: `authenticated`, structure only
+    /// (no identity opened the audit keys), or format 1.
+    pub audit: &'static str,
     /// What raised the grade.
     pub findings: Vec<Finding>,
     /// 0 fine, 1 something expires within the window, 2 something expired or tainted.
@@ -106,6 +111,15 @@ impl Vault {
         let window = expiring.whole_seconds();
         let mut out = Vec::new();
         for env in self.envs(env)? {
+            self.authenticate(&env, ctx)?;
+            let chain = self.chain(&env)?;
+            let audit = if !chain.sealed {
+                "format 1 (not authenticated; run `talvault upgrade`)"
+            } else if chain.authenticated {
+                "authenticated"
+            } else {
+                "structure only (no identity given that opens audit.age)"
+            };
             let recipients = match env.meta.sealing {
                 Sealing::Recipients => self
                     .recipients(&env)?
@@ -115,8 +129,29 @@ impl Vault {
                 Sealing::Passphrase => vec!["(passphrase)".to_owned()],
             };
             let issuers = self.load_issuers(&env)?;
-            let certs = self.cert_entries(&env)?;
-            let revoked_entries = self.revoked_entries(&env)?;
+            // Only records that agree with the audit trail count; revocations it records count
+            // even when their file is gone.
+            let trusted = self.trusted(&env)?;
+            let mut findings: Vec<Finding> = trusted
+                .problems
+                .iter()
+                .map(|p| Finding {
+                    kind: "disagrees",
+                    what: p.clone(),
+                })
+                .collect();
+            if chain.rejected > 0 {
+                findings.push(Finding {
+                    kind: "forged",
+                    what: format!(
+                        "{} audit event(s) fail authentication or follow no sealed event, and are ignored; see `talvault audit verify {}`",
+                        chain.rejected,
+                        env.as_str()
+                    ),
+                });
+            }
+            let certs = trusted.certs;
+            let revoked_entries = trusted.revoked;
             let revoked = serials(&revoked_entries);
             let mut counts = Counts {
                 issued: certs.len(),
@@ -157,7 +192,49 @@ impl Vault {
                     .cmp(&b.not_after)
                     .then_with(|| a.serial.cmp(&b.serial))
             });
-            let mut findings = Vec::new();
+            let active: Vec<&crate::vault::Issuer> = issuers
+                .iter()
+                .filter(|i| i.meta.state == crate::model::IssuerState::Active)
+                .collect();
+            // Leaves the OS CA (or the Kubernetes CA) signed survive retiring every issuer of
+            // their API: worth a finding once an issuer of that API is active.
+            for (api, ca, what) in [
+                (Api::Talos, crate::model::OS_CA, "the Talos OS CA"),
+                (Api::Kubernetes, crate::model::K8S_CA, "the Kubernetes CA"),
+            ] {
+                let direct: Vec<&CertEntry> = live_entries.iter().filter(|c| c.ca == ca).collect();
+                if active.iter().any(|i| i.meta.api == api)
+                    && let Some(first) = direct.first()
+                {
+                    findings.push(Finding {
+                        kind: "direct",
+                        what: format!(
+                            "{} live certificate(s) signed directly by {what} survive retiring issuers (the first ends {}); re-issue them under the active issuer and revoke them",
+                            direct.len(),
+                            inventory::rfc3339(first.not_after)
+                        ),
+                    });
+                }
+            }
+            // Two active issuers of one epoch (epochs count per API): concurrent rotations
+            // merged in git.
+            for (n, a) in active.iter().enumerate() {
+                for b in &active[n + 1..] {
+                    if a.meta.epoch == b.meta.epoch && a.meta.api == b.meta.api {
+                        findings.push(Finding {
+                            kind: "conflict",
+                            what: format!(
+                                "issuers {} and {} are both active in epoch {} (concurrent rotations merged); keep one: talvault issuer retire {} {}",
+                                a.meta.id,
+                                b.meta.id,
+                                a.meta.epoch,
+                                env.as_str(),
+                                b.meta.id
+                            ),
+                        });
+                    }
+                }
+            }
             let mut cas = Vec::new();
             for (ca, pem) in env.meta.certificates.named() {
                 let end = verify::not_after(pem.as_bytes()).map_err(|e| MetaError::Malformed {
@@ -185,7 +262,8 @@ impl Vault {
                     window,
                 );
             }
-            if let Some(t) = &env.meta.tainted {
+            let tainted = self.taint(&env)?;
+            if let Some(t) = &tainted {
                 findings.push(Finding {
                     kind: "tainted",
                     what: format!("break-glass since {}: {}", t.since, t.reason),
@@ -193,19 +271,23 @@ impl Vault {
             }
             let grade = findings
                 .iter()
-                .map(|f| if f.kind == "expiring" { 1 } else { 2 })
+                .map(|f| match f.kind {
+                    "expiring" | "direct" => 1,
+                    _ => 2,
+                })
                 .max()
                 .unwrap_or(0);
             out.push(EnvStatus {
                 env: env.as_str().into(),
                 cluster_name: env.meta.cluster_name.clone(),
                 recipients,
-                tainted: env.meta.tainted.clone(),
+                tainted,
                 cas,
                 issuers: issuer_views,
                 counts,
                 by_api,
                 live: live_entries.into_iter().map(LiveCert::from).collect(),
+                audit,
                 findings,
                 grade,
             });

@@ -6,13 +6,18 @@ use serde::Serialize;
 
 use super::{Context, Vault, VaultError, rfc3339};
 use crate::model::{Api, IssuerState, K8S_CA, OS_CA};
-use crate::pki::judge::{self, Check, Evidence, KubeEvidence, Outcome, RecordFacts, Signer};
+use crate::pki::judge::{
+    self, Check, Evidence, KubeEvidence, Outcome, RecordFacts, Signer, TrailTrust,
+};
 use crate::pki::serial::Serial;
 use crate::pki::verify::LeafFacts;
 use crate::pki::verify::{self, certificate_der, leaf_facts, signed_by};
 
 /// `Some((revoked at, reason))` when the environment revoked the certificate.
 type Revoked = Option<(String, String)>;
+
+/// Revocation, record, untrusted record files and how the chain was checked.
+type Evidence4 = (Revoked, Option<RecordFacts>, Vec<String>, TrailTrust);
 
 /// `verify`'s report.
 #[derive(Debug, Clone, Serialize)]
@@ -54,7 +59,7 @@ impl Vault {
         crt: &[u8],
         ctx: &Context,
     ) -> Result<Verification, VaultError> {
-        let env = self.env(env)?;
+        let env = self.env_for(env, ctx)?;
         let unreadable = |reason: String| VaultError::Unreadable {
             part: "crt",
             reason,
@@ -91,7 +96,7 @@ impl Vault {
             }
         }
 
-        let (revoked, record) = self.revocation_and_record(&env, &facts)?;
+        let (revoked, record, record_problems, trail) = self.revocation_and_record(&env, &facts)?;
         let policy = self.read_policy(&env)?;
         let signed_by_name = signer.as_ref().map(|s| match s {
             Signer::OsCa { .. } => OS_CA.to_owned(),
@@ -109,6 +114,8 @@ impl Vault {
                 .iter()
                 .any(|i| i.meta.state == IssuerState::Active && i.meta.api == Api::Talos),
             now: ctx.now,
+            record_problems,
+            trail,
         });
         let good = checks.iter().all(|c| c.result != Outcome::Fail);
         Ok(Verification {
@@ -137,7 +144,7 @@ impl Vault {
         crt: &[u8],
         ctx: &Context,
     ) -> Result<Verification, VaultError> {
-        let env = self.env(env)?;
+        let env = self.env_for(env, ctx)?;
         let unreadable = |reason: String| VaultError::Unreadable {
             part: "client-certificate-data",
             reason,
@@ -171,7 +178,7 @@ impl Vault {
                 }
             }
         }
-        let (revoked, record) = self.revocation_and_record(&env, &facts)?;
+        let (revoked, record, record_problems, trail) = self.revocation_and_record(&env, &facts)?;
         let policy = self.read_policy(&env)?.kubernetes;
         let signed_by_name = signer.as_ref().map(|s| match s {
             Signer::KubernetesCa { .. } => K8S_CA.to_owned(),
@@ -189,6 +196,8 @@ impl Vault {
                 .iter()
                 .any(|i| i.meta.state == IssuerState::Active && i.meta.api == Api::Kubernetes),
             now: ctx.now,
+            record_problems,
+            trail,
         });
         let good = checks.iter().all(|c| c.result != Outcome::Fail);
         Ok(Verification {
@@ -206,20 +215,53 @@ impl Vault {
         })
     }
 
-    /// Revocation and the record, for this very certificate only (same fingerprint). A serial
-    /// no record can have (zero, say) was never issued or revoked here.
+    /// Revocation and the record, for this very certificate only (same fingerprint), with the
+    /// record files that cannot be trusted and how the chain was checked. The trail decides: a
+    /// revocation it records counts even when the record's file is gone, and a record that
+    /// disagrees with it is not trusted. A serial no record can have (zero, say) was never
+    /// issued or revoked here.
     fn revocation_and_record(
         &self,
         env: &super::Env,
         facts: &LeafFacts,
-    ) -> Result<(Revoked, Option<RecordFacts>), VaultError> {
-        let Ok(serial) = Serial::parse(&facts.serial_hex) else {
-            return Ok((None, None));
+    ) -> Result<Evidence4, VaultError> {
+        let chain = self.chain(env)?;
+        let trail = if !chain.sealed {
+            TrailTrust::Format1
+        } else if chain.authenticated {
+            TrailTrust::Authenticated {
+                ignored: chain.rejected,
+            }
+        } else {
+            TrailTrust::StructureOnly
         };
-        let revoked = self
-            .revocation_record(env, &serial)?
-            .filter(|r| r.fingerprint == facts.fingerprint)
-            .map(|r| (r.revoked, r.reason));
+        let mut record_problems = Vec::new();
+        let Ok(serial) = Serial::parse(&facts.serial_hex) else {
+            return Ok((None, None, record_problems, trail));
+        };
+        let from_record = match self.revocation_record(env, &serial) {
+            Ok(r) => r.filter(|r| r.fingerprint == facts.fingerprint),
+            Err(e @ VaultError::Disagrees { .. }) => {
+                record_problems.push(format!("{e}; not trusted"));
+                None
+            }
+            Err(e) => return Err(e),
+        };
+        if from_record.is_none() && chain.revoked.contains_key(serial.as_str()) {
+            let path = Self::revocation_path(env, &serial);
+            if !record_problems.iter().any(|p| p.contains("revocations/")) {
+                record_problems.push(format!("{} is missing", path.display()));
+            }
+            record_problems.push("the audit trail records the revocation, which counts".into());
+        }
+        let revoked = from_record.map(|r| (r.revoked, r.reason)).or_else(|| {
+            chain.revoked.get(serial.as_str()).map(|r| {
+                (
+                    crate::inventory::rfc3339(r.time),
+                    r.reason.clone().unwrap_or_default(),
+                )
+            })
+        });
         let record = match self.cert_record(env, &serial) {
             Ok(r) if r.fingerprint == facts.fingerprint => Some(RecordFacts {
                 actor: r.actor,
@@ -228,9 +270,13 @@ impl Vault {
                     .break_glass
                     .then(|| r.reason.unwrap_or_else(|| "break-glass".into())),
             }),
+            Err(e @ VaultError::Disagrees { .. }) => {
+                record_problems.push(format!("{e}; not trusted"));
+                None
+            }
             Ok(_) | Err(VaultError::UnknownSerial { .. }) => None,
             Err(e) => return Err(e),
         };
-        Ok((revoked, record))
+        Ok((revoked, record, record_problems, trail))
     }
 }

@@ -268,10 +268,10 @@ fn fixture() -> &'static Fixture {
             "home/alice.talosconfig",
         ]);
         // stage signs with an issuer: one active issuer ({ISSUER}) and one certificate under it.
-        ok(&["--vault", "v", "issuer", "create", "stage"]);
+        ok(&["--vault", "v", "-i", &vars["A"], "issuer", "create", "stage"]);
         let issuer = only_issuer(&base.join("v/envs/stage/issuers"));
         ok(&[
-            "--vault", "v", "issuer", "activate", "stage", &issuer, "--force",
+            "--vault", "v", "-i", &vars["A"], "issuer", "activate", "stage", &issuer, "--force",
         ]);
         ok(&[
             "--vault",
@@ -288,12 +288,23 @@ fn fixture() -> &'static Fixture {
             "home/bob.talosconfig",
         ]);
         // A second, pending issuer in stage ({PENDING}), and a passphrase environment (lone).
-        ok(&["--vault", "v", "issuer", "create", "stage"]);
+        ok(&["--vault", "v", "-i", &vars["A"], "issuer", "create", "stage"]);
         let pending = std::fs::read_dir(base.join("v/envs/stage/issuers"))
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .find(|n| *n != issuer)
             .unwrap();
+        // A third issuer, retired without ever being active ({RETIRED}).
+        ok(&["--vault", "v", "-i", &vars["A"], "issuer", "create", "stage"]);
+        let retired = std::fs::read_dir(base.join("v/envs/stage/issuers"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .find(|n| *n != issuer && *n != pending)
+            .unwrap();
+        ok(&[
+            "--vault", "v", "-i", &vars["A"], "issuer", "retire", "stage", &retired,
+        ]);
+        vars.insert("RETIRED", retired);
         vars.insert("PENDING", pending);
         std::fs::write(base.join("home/pass"), "correct horse battery staple\n").unwrap();
         ok(&[
@@ -512,11 +523,11 @@ fn setup_step(dir: &Path, step: &str, vars: &BTreeMap<&'static str, String>) {
             let env_dir = dir.join("v/envs").join(env);
             let files = talvault::store::audit_dir::load_all(&env_dir).unwrap();
             let parents: Vec<EventId> = if arg(2) == "heads" {
-                let links: Vec<_> = files
+                let summaries: Vec<_> = files
                     .iter()
-                    .filter_map(|(_, b)| audit::stated_links(b))
+                    .filter_map(|(_, b)| audit::EventSummary::read(b))
                     .collect();
-                audit::heads_of_links(&links)
+                audit::heads_of(&summaries)
             } else {
                 vec![EventId::parse(arg(2)).unwrap()]
             };
@@ -529,12 +540,76 @@ fn setup_step(dir: &Path, step: &str, vars: &BTreeMap<&'static str, String>) {
                     env: env.into(),
                     action: arg(3).into(),
                     data: serde_json::Map::new(),
+                    seal: None,
                 },
             )
             .unwrap();
             let path = env_dir.join("audit").join(event.relative_path());
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(path, event.to_json()).unwrap();
+        }
+        // forge ENV ACTION DATA FILE…: what someone without an identity can write: a sealed
+        // (format 2) event on the current heads naming this vault, accounting for FILEs (paths
+        // below the environment, as they are now) and carrying DATA (`KEY=VALUE,…` strings, or
+        // `-`), MACed with a key of their own.
+        "forge" => {
+            let env = arg(1);
+            let env_dir = dir.join("v/envs").join(env);
+            let files = talvault::store::audit_dir::load_all(&env_dir).unwrap();
+            let summaries: Vec<_> = files
+                .iter()
+                .filter_map(|(_, b)| audit::EventSummary::read(b))
+                .collect();
+            let config = std::fs::read_to_string(dir.join("v/talvault.yaml")).unwrap();
+            let vault = config
+                .lines()
+                .find_map(|l| l.strip_prefix("vault_id: "))
+                .expect("a format-2 vault")
+                .trim_matches('"')
+                .to_owned();
+            let data: serde_json::Map<String, serde_json::Value> = arg(3)
+                .split(',')
+                .filter(|pair| *pair != "-")
+                .map(|pair| {
+                    let (k, v) = pair.split_once('=').expect("DATA is KEY=VALUE,…");
+                    (k.to_owned(), serde_json::Value::String(v.to_owned()))
+                })
+                .collect();
+            let sealed_files = w[4..]
+                .iter()
+                .map(|f| {
+                    let bytes = std::fs::read(env_dir.join(f)).unwrap();
+                    (f.clone(), Some(talvault::digest::sha256_hex(&bytes)))
+                })
+                .collect();
+            let event = audit::new_event(
+                audit::heads_of(&summaries),
+                EventBody {
+                    time: time::OffsetDateTime::now_utc(),
+                    actor: "mallory".into(),
+                    opened_by: None,
+                    env: env.into(),
+                    action: arg(2).into(),
+                    data,
+                    seal: Some(audit::Seal {
+                        vault: vault.clone(),
+                        epoch: 1,
+                        files: sealed_files,
+                    }),
+                },
+            )
+            .unwrap()
+            .with_mac(&audit::AuditKey::derive(&[7; 32], &vault, env, 1).unwrap());
+            let path = env_dir.join("audit").join(event.relative_path());
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, event.to_json()).unwrap();
+        }
+        // talvault ARGS…: `talvault --vault v ARGS` as the fixture runs it; must succeed.
+        "talvault" => {
+            let mut args = vec!["--vault".to_owned(), "v".to_owned()];
+            args.extend(w[1..].iter().cloned());
+            let (code, _, err) = run(dir, &args);
+            assert_eq!(code, 0, "setup {step:?}: {err}");
         }
         other => panic!("setup {step:?}: unknown step {other:?}"),
     }

@@ -357,10 +357,7 @@ fn passphrase_environment() {
         &[("TALVAULT_PASSPHRASE", "wrong")],
     );
     assert_eq!((code, out.as_str()), (1, ""));
-    assert_matches(
-        "error: wrong passphrase for [..]bundle.age\nhint: [..]\n",
-        &err,
-    );
+    assert_matches("error: wrong passphrase for [..].age\nhint: [..]\n", &err);
     let (code, _, err) = talvault_env(
         d.path(),
         &[

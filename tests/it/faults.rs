@@ -107,10 +107,10 @@ fn fixture() -> &'static Fixture {
             "--vault v env create prod -r {RA} -r {RB} --talos-version v1.6 --endpoint 10.0.0.1",
             &vars,
         );
-        ok("--vault v issuer create prod", &vars);
+        ok("--vault v -i {A} issuer create prod", &vars);
         let e1 = only_issuer(&base.join("v/envs/prod/issuers"));
         ok(
-            &format!("--vault v issuer activate prod {e1} --force"),
+            &format!("--vault v -i {{A}} issuer activate prod {e1} --force"),
             &vars,
         );
         ok(
@@ -127,7 +127,7 @@ fn fixture() -> &'static Fixture {
             .unwrap()
             .to_string_lossy()
             .into_owned();
-        ok("--vault v issuer create prod", &vars);
+        ok("--vault v -i {A} issuer create prod", &vars);
         let e2 = std::fs::read_dir(base.join("v/envs/prod/issuers"))
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -195,18 +195,21 @@ const SCENARIOS: [(&str, &str); 17] = [
         "--vault v -i {A} revoke prod {S} --reason keyCompromise",
     ),
     ("crl", "--vault v -i {A} crl prod -o home/crl.pem"),
-    ("issuer create", "--vault v issuer create prod"),
+    ("issuer create", "--vault v -i {A} issuer create prod"),
     (
         "issuer create --api kubernetes",
-        "--vault v issuer create prod --api kubernetes",
+        "--vault v -i {A} issuer create prod --api kubernetes",
     ),
-    ("issuer rotate", "--vault v issuer rotate prod"),
+    ("issuer rotate", "--vault v -i {A} issuer rotate prod"),
     (
         "issuer activate",
-        "--vault v issuer activate prod {E2} --force",
+        "--vault v -i {A} issuer activate prod {E2} --force",
     ),
-    ("issuer retire", "--vault v issuer retire prod {E2}"),
-    ("env untaint", "--vault v env untaint prod --reason done"),
+    ("issuer retire", "--vault v -i {A} issuer retire prod {E2}"),
+    (
+        "env untaint",
+        "--vault v -i {A} env untaint prod --reason done",
+    ),
 ];
 
 /// Copies a tree (no links in these vaults).
@@ -354,7 +357,7 @@ fn kill_and_check(name: &str, args: &[String], syscall: &str, n: usize) -> Resul
             return Err(format!("{at}: init again: {err}"));
         }
     }
-    let (code, out, err) = run(format!("--vault {vault} audit verify"));
+    let (code, out, err) = run(format!("--vault {vault} -i {{A}} audit verify"));
     if code != 0 {
         return Err(format!("{at}: audit verify: {out}{err}"));
     }

@@ -409,7 +409,7 @@ fn issuer_in_the_token_end_to_end(algorithm: &str) {
         assert!(ok && text.contains(&format!("{leaf}: OK")), "{text}");
     }
 
-    // Revoke alice: the CRL is regenerated and signed in the token.
+    // Revoke alice: the revocation is recorded, and the CRL to publish comes from `crl`.
     let out = h.ok_pin(&[
         "revoke",
         "prod",
@@ -418,27 +418,33 @@ fn issuer_in_the_token_end_to_end(algorithm: &str) {
         "--reason",
         "keyCompromise",
     ]);
-    let crl_rel = format!("envs/prod/crl/{id}.crl.pem");
     assert!(
         out.contains(&format!(
-            "CRL regenerated: {crl_rel} (signed inside its PKCS#11 token)\n"
+            "publish a fresh CRL for the certificate's issuer: talvault crl prod --issuer {id} -o {id}.crl.pem\n"
         )),
         "{out}"
     );
-    let crl_path = format!("v/{crl_rel}");
-    assert_crl_verifies(dir, &crl_path, "issuer.pem");
-    let (ok, text) = verify_with_crl(dir, &crl_path, "issuer.pem", "alice.pem");
+    let out = h.ok_pin(&["crl", "prod", "--issuer", &id, "-o", "first.pem"]);
+    assert!(
+        out.starts_with("CRL number ")
+            && out.ends_with(&format!(
+                " of issuer {id} with 1 entries, signed inside its PKCS#11 token\n"
+            )),
+        "{out}"
+    );
+    assert_crl_verifies(dir, "first.pem", "issuer.pem");
+    let (ok, text) = verify_with_crl(dir, "first.pem", "issuer.pem", "alice.pem");
     assert!(!ok && text.contains("certificate revoked"), "{text}");
-    let (ok, text) = verify_with_crl(dir, &crl_path, "issuer.pem", "bob.pem");
+    let (ok, text) = verify_with_crl(dir, "first.pem", "issuer.pem", "bob.pem");
     assert!(ok && text.contains("bob.pem: OK"), "{text}");
-    let first = crl_number(&h.env.path(&crl_path));
+    let first = crl_number(&h.env.path("first.pem"));
 
-    // `crl -o`: a fresh CRL, signed in the token, with a larger number.
+    // Another `crl -o`: a fresh CRL, signed in the token, with a larger number.
     let out = h.ok_pin(&["crl", "prod", "-o", "c.pem"]);
     assert!(
         out.starts_with("CRL number ")
-            && out.contains(&format!(
-                " of issuer {id} with 1 entries, signed inside its PKCS#11 token (also stored as {crl_rel})"
+            && out.ends_with(&format!(
+                " of issuer {id} with 1 entries, signed inside its PKCS#11 token\n"
             )),
         "{out}"
     );
@@ -483,8 +489,12 @@ fn issuer_in_the_token_end_to_end(algorithm: &str) {
     let mut used = Vec::new();
     for e in events.as_array().unwrap() {
         let action = e["action"].as_str().unwrap();
-        if ["issuer.create", "issue", "break-glass", "revoke", "crl"].contains(&action) {
+        if ["issuer.create", "issue", "break-glass", "crl"].contains(&action) {
             assert_eq!(e["opened_by"], by_key.as_str(), "{e}");
+            used.push(action);
+        } else if action == "revoke" {
+            // Recording a revocation signs nothing.
+            assert_eq!(e["opened_by"], serde_json::Value::Null, "{e}");
             used.push(action);
         }
     }
@@ -496,6 +506,7 @@ fn issuer_in_the_token_end_to_end(algorithm: &str) {
             "issue",
             "break-glass",
             "revoke",
+            "crl",
             "crl"
         ]
     );
@@ -791,88 +802,88 @@ fn a_token_key_that_is_not_the_certificates_is_refused() {
         return;
     }
     let h = Hsm::new();
-    let first = h.create(&h.uri("object=first"), &["--generate"]);
+    let first = h.create(
+        &h.uri("object=first"),
+        &["--generate", "--algorithm", "ecdsa-p256"],
+    );
     let second = h.create(&h.uri("object=second"), &["--generate"]);
     h.ok(&["issuer", "activate", "prod", &first, "--force"]);
     h.ok_pin(&["issue", "prod", "--role", "os:reader", "-o", "before.tc"]);
-
-    // Point the first issuer's key.uri at the second issuer's key: a key of the same type in
-    // the same token, which opens, logs in and signs — but is not the certificate's key.
-    let yaml = std::fs::read_to_string(h.issuer_yaml(&first)).unwrap();
-    let other = h.issuer_meta(&second)["key"]["uri"]
+    let own = h.issuer_meta(&first)["key"]["uri"]
         .as_str()
         .unwrap()
         .to_owned();
-    let own = h.issuer_meta(&first)["key"]["uri"]
+    let pin = h.file("pin");
+    let commands = || -> Vec<(&'static str, Vec<String>)> {
+        let p = pin.clone();
+        [
+            (
+                "issue",
+                vec!["issue", "prod", "--role", "os:reader", "-o", "x.tc"],
+            ),
+            (
+                "break-glass",
+                vec!["break-glass", "prod", "--reason", "x", "-o", "x.tc"],
+            ),
+            ("crl", vec!["crl", "prod", "-o", "x.pem"]),
+        ]
+        .into_iter()
+        .map(|(n, args)| {
+            let mut all = vec!["--pin-file".to_owned(), p.clone()];
+            all.extend(args.into_iter().map(str::to_owned));
+            (n, all)
+        })
+        .collect()
+    };
+    // (`revoke` is not among them: recording a revocation signs nothing.)
+    let refuse_all = |expected: &str| {
+        for (name, args) in commands() {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            h.refused(name, &args, &[], 1, expected);
+        }
+    };
+
+    // issuer.yaml edited to point the first issuer's key.uri at the second issuer's key (a key
+    // in the same token that opens, logs in and signs): the audit chain sealed issuer.yaml, so
+    // the edit is refused before any token is opened.
+    let yaml = std::fs::read_to_string(h.issuer_yaml(&first)).unwrap();
+    let other = h.issuer_meta(&second)["key"]["uri"]
         .as_str()
         .unwrap()
         .to_owned();
     let edited = yaml.replace(&format!("  uri: {own}\n"), &format!("  uri: {other}\n"));
     assert_ne!(edited, yaml);
     std::fs::write(h.issuer_yaml(&first), &edited).unwrap();
-
-    let pin = h.file("pin");
-    let expected = format!(
-        "error: envs/prod/issuers/{first}/issuer.yaml: the token's key at {other} does not match the issuer certificate\n\
-         hint: restore the issuer directory from git history and investigate who changed it\n"
-    );
-    for (name, args) in [
-        (
-            "issue",
-            vec![
-                "--pin-file",
-                &pin,
-                "issue",
-                "prod",
-                "--role",
-                "os:reader",
-                "-o",
-                "x.tc",
-            ],
-        ),
-        (
-            "break-glass",
-            vec![
-                "--pin-file",
-                &pin,
-                "break-glass",
-                "prod",
-                "--reason",
-                "x",
-                "-o",
-                "x.tc",
-            ],
-        ),
-        (
-            "crl",
-            vec!["--pin-file", &pin, "crl", "prod", "-o", "x.pem"],
-        ),
-        (
-            "revoke",
-            vec![
-                "--pin-file",
-                &pin,
-                "revoke",
-                "prod",
-                "--talosconfig",
-                "before.tc",
-                "--reason",
-                "keyCompromise",
-            ],
-        ),
-    ] {
-        h.refused(name, &args, &[], 1, &expected);
-    }
-
-    // Put back, it signs again.
+    refuse_all(&format!(
+        "error: envs/prod/issuers/{first}/issuer.yaml: its contents are not what audit event [..] recorded\n\
+         hint: restore the file from git history (`git log -- FILE`), and run `talvault audit verify` to see what else changed\n"
+    ));
     std::fs::write(h.issuer_yaml(&first), &yaml).unwrap();
-    let out = h.ok_pin(&["issue", "prod", "--role", "os:reader", "-o", "after.tc"]);
-    assert!(
-        out.contains(&format!(
-            "signed by issuer {first} inside its PKCS#11 token"
-        )),
-        "{out}"
-    );
+    h.ok_pin(&["issue", "prod", "--role", "os:reader", "-o", "between.tc"]);
+
+    // The token changes instead: the first issuer's key pair is deleted and pkcs11-tool makes
+    // another under the same label and id, so the unchanged URI finds a key that is not the
+    // certificate's.
+    let id_hex: String = own
+        .split(';')
+        .find_map(|part| part.strip_prefix("id="))
+        .expect("the stored URI names the key id")
+        .split('?')
+        .next()
+        .unwrap()
+        .replace('%', "");
+    for kind in ["privkey", "pubkey"] {
+        assert!(
+            h.pkcs11_tool(&["--delete-object", "--type", kind, "--label", "first"])
+                .status
+                .success()
+        );
+    }
+    h.keypair_by_pkcs11_tool("first", &id_hex, false);
+    refuse_all(&format!(
+        "error: envs/prod/issuers/{first}/issuer.yaml: the token's key at {own} does not match the issuer certificate\n\
+         hint: another key answers at that URI in the token: find out who changed the token; until then nothing signs with it (cut access with `talvault issuer retire ENV {first}` once a new issuer is active)\n"
+    ));
 }
 
 #[test]
@@ -1041,6 +1052,28 @@ fn a_planted_module_path_is_never_loaded() {
         .collect();
     assert_ne!(planted, yaml);
     std::fs::write(h.issuer_yaml(&id), planted).unwrap();
+    // The audit chain sealed issuer.yaml: the edit is refused before any module is loaded.
+    let pin = h.file("pin");
+    let (code, _, err) = h.run(&[
+        "--pin-file",
+        &pin,
+        "issue",
+        "prod",
+        "--role",
+        "os:reader",
+        "-o",
+        "a.tc",
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("issuer.yaml: its contents are not what audit event"),
+        "{err}"
+    );
+    assert!(!mark.exists(), "the planted module was loaded");
+    // And the module named by a key URI is never the one loaded: even a URI that passes the
+    // seal keeps only the token and key identity (`Pkcs11Uri::identity_only`, unit-tested in
+    // hsm/src/uri.rs); the operator's TALVAULT_PKCS11_MODULE decides.
+    std::fs::write(h.issuer_yaml(&id), yaml).unwrap();
     let out = h.ok_pin(&["issue", "prod", "--role", "os:reader", "-o", "a.tc"]);
     assert!(out.contains("inside its PKCS#11 token"), "{out}");
     assert!(!mark.exists(), "the planted module was loaded");
@@ -1066,4 +1099,29 @@ fn a_planted_module_path_is_never_loaded() {
     ]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("not a regular file"), "{err}");
+}
+
+/// A key URI read from the vault keeps only the token and key identity: no module to load, no
+/// PIN file to read; the operator's module replaces whatever the URI named.
+#[test]
+fn a_stored_uri_keeps_only_the_token_and_key_identity() {
+    let uri = talvault_hsm::Pkcs11Uri::parse(
+        "pkcs11:token=tv;object=ca;id=%01;type=private?module-path=/tmp/evil.so&pin-source=/etc/shadow",
+    )
+    .unwrap();
+    assert_eq!(uri.module_path(), Some("/tmp/evil.so"));
+    let stored = uri.identity_only();
+    assert_eq!(stored.module_path(), None);
+    assert_eq!(stored.module_name(), None);
+    assert_eq!(stored.object(), Some("ca"));
+    assert_eq!(stored.id(), Some(&[1u8][..]));
+    assert_eq!(
+        stored.to_string(),
+        "pkcs11:token=tv;object=ca;type=private;id=%01"
+    );
+    let operated = stored.with_module_path("/usr/lib/softhsm/libsofthsm2.so");
+    assert_eq!(
+        operated.module_path(),
+        Some("/usr/lib/softhsm/libsofthsm2.so")
+    );
 }

@@ -877,8 +877,9 @@ fn revoke_by_kubeconfig_status_and_prometheus_know_the_api() {
     ]);
     let json: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(json["api"], "kubernetes");
-    let crl = json["crl"].as_str().unwrap();
-    assert_eq!(crl, format!("envs/prod/crl/{id}.crl.pem"));
+    // CRLs are derived, never stored: the vault holds none.
+    assert!(json.get("crl").is_none(), "{out}");
+    assert!(!v.path("v/envs/prod/crl").exists());
     let issuer: serde_yaml::Value =
         serde_yaml::from_str(&v.read(&format!("v/envs/prod/issuers/{id}/issuer.yaml"))).unwrap();
     write(
@@ -886,8 +887,8 @@ fn revoke_by_kubeconfig_status_and_prometheus_know_the_api() {
         "issuer.pem",
         issuer["certificate"].as_str().unwrap().as_bytes(),
     );
-    crate::support::assert_crl_verifies(&v.path(""), &format!("v/{crl}"), "issuer.pem");
-    // Without a Talos issuer, `crl` signs with the Kubernetes one.
+    // Without a Talos issuer, `crl` signs with the Kubernetes one, over the revocations the
+    // chain vouches for; openssl verifies it and refuses the revoked certificate with it.
     let out = v.tv(&["crl", "prod", "-o", "k.crl"]);
     assert!(
         out.contains(&format!("of issuer {id} with 1 entries")),
@@ -896,9 +897,31 @@ fn revoke_by_kubeconfig_status_and_prometheus_know_the_api() {
     crate::support::assert_crl_verifies(&v.path(""), "k.crl", "issuer.pem");
     let f = creds(&v.read("f.kubeconfig"), "fred@demo");
     write(&v.path(""), "f.crt", &f.crt);
-    let (ok, text) =
-        crate::support::verify_with_crl(&v.path(""), &format!("v/{crl}"), "issuer.pem", "f.crt");
+    let (ok, text) = crate::support::verify_with_crl(&v.path(""), "k.crl", "issuer.pem", "f.crt");
     assert!(!ok && text.contains("certificate revoked"), "{text}");
+    // With --issuer, the same issuer; the numbers increase (derived from the chain).
+    let again = v.tv(&["crl", "prod", "--issuer", &id, "-o", "k2.crl"]);
+    assert!(
+        again.contains(&format!("of issuer {id} with 1 entries")),
+        "{again}"
+    );
+    crate::support::assert_crl_verifies(&v.path(""), "k2.crl", "issuer.pem");
+    let number = |f: &str| {
+        let out = std::process::Command::new("openssl")
+            .args(["crl", "-noout", "-crlnumber", "-in", f])
+            .current_dir(v.path(""))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        u128::from_str_radix(
+            text.trim()
+                .trim_start_matches("crlNumber=")
+                .trim_start_matches("0x"),
+            16,
+        )
+        .unwrap_or_else(|_| panic!("{text}"))
+    };
+    assert!(number("k2.crl") > number("k.crl"));
     // A kubeconfig of another environment is refused, nothing written.
     let other = Vault::new("v1.13");
     other.tv(&[
@@ -996,6 +1019,20 @@ fn env_kubernetes_endpoints_and_policy_defaults() {
     let text = std::fs::read_to_string(&path).unwrap();
     let old = text.split("\nkubernetes:\n").next().unwrap().to_owned() + "\n";
     std::fs::write(&path, &old).unwrap();
+    // Until the change is accepted into the trail, commands refuse it.
+    let (code, _, err) = v.run(&["--vault", "v", "policy", "show", "prod"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("differs from the policy the audit trail accepted"),
+        "{err}"
+    );
+    v.tv(&[
+        "policy",
+        "accept",
+        "prod",
+        "--reason",
+        "PR 1: drop the kubernetes section",
+    ]);
     assert_eq!(v.tv(&["policy", "show", "prod"]), policy);
     v.tv(&[
         "kubeconfig",
@@ -1164,4 +1201,190 @@ fn a_kubernetes_issuer_before_talos_1_7_needs_force() {
     );
     assert_eq!(tree, v.tree());
     v.tv(&["issuer", "activate", "prod", &k, "--force"]);
+}
+
+/// The events of `prod` (parsed), oldest file name first.
+fn events(v: &Vault) -> Vec<serde_json::Value> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p.extension().is_some_and(|x| x == "json") {
+                out.push(p);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(&v.path("v/envs/prod/audit"), &mut files);
+    files.sort();
+    files
+        .iter()
+        .map(|f| serde_json::from_slice(&std::fs::read(f).unwrap()).unwrap())
+        .collect()
+}
+
+#[test]
+fn kubernetes_events_are_authenticated_and_the_chain_decides_issuer_states_and_taint() {
+    let v = Vault::new("v1.13");
+    let without_identity = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_talvault"))
+            .args(["--vault", "v"])
+            .args(args)
+            .current_dir(v.dir.path())
+            .env_remove("TALVAULT_IDENTITY")
+            .env_remove("SOPS_AGE_KEY_FILE")
+            .env("TALVAULT_ACTOR", "tester")
+            .env("HOME", v.dir.path())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // Writers need the identity that opens the audit keys; refused, nothing changes.
+    let before = v.tree();
+    for args in [
+        &[
+            "kubeconfig",
+            "prod",
+            "--user",
+            "ann",
+            "--group",
+            "talvault:viewers",
+            "-o",
+            "x.kubeconfig",
+        ][..],
+        &[
+            "break-glass",
+            "prod",
+            "--kubernetes",
+            "--user",
+            "ann",
+            "--reason",
+            "INC-1",
+            "-o",
+            "x.kubeconfig",
+        ],
+        &["issuer", "create", "prod", "--api", "kubernetes"],
+        &["patch", "accepted-cas", "prod", "--api", "kubernetes"],
+    ] {
+        let (code, err) = without_identity(args);
+        assert_ne!(code, 0, "{args:?}");
+        assert!(err.contains("identity"), "{args:?}: {err}");
+    }
+    assert!(v.tree() == before, "a refusal changed files");
+
+    // A kubeconfig: one MACed event that accounts for the record it wrote.
+    v.tv(&[
+        "kubeconfig",
+        "prod",
+        "--user",
+        "ann",
+        "--group",
+        "talvault:viewers",
+        "-o",
+        "a.kubeconfig",
+    ]);
+    let event = events(&v)
+        .into_iter()
+        .find(|e| e["action"] == "kubeconfig")
+        .expect("a kubeconfig event");
+    assert!(
+        event["mac"].as_str().is_some_and(|m| !m.is_empty()),
+        "{event}"
+    );
+    let serial = event["data"]["serial"].as_str().unwrap().to_owned();
+    let files = event["files"].as_object().expect("files");
+    assert_eq!(
+        files.keys().collect::<Vec<_>>(),
+        [&format!("certs/{serial}.yaml")],
+        "{event}"
+    );
+    assert_eq!(event["data"]["user"], "ann");
+
+    // Kubernetes break-glass: MACed, and the chain (not env.yaml) taints the environment.
+    let env_yaml = v.read("v/envs/prod/env.yaml");
+    v.tv(&[
+        "break-glass",
+        "prod",
+        "--kubernetes",
+        "--user",
+        "ann",
+        "--reason",
+        "INC-2",
+        "-o",
+        "b.kubeconfig",
+    ]);
+    assert_eq!(
+        v.read("v/envs/prod/env.yaml"),
+        env_yaml,
+        "env.yaml is never rewritten"
+    );
+    let bg = events(&v)
+        .into_iter()
+        .find(|e| e["action"] == "break-glass.kubernetes")
+        .expect("a break-glass.kubernetes event");
+    assert!(bg["mac"].as_str().is_some(), "{bg}");
+    let show = v.tv(&["env", "show", "prod"]);
+    assert!(show.contains("tainted:        since"), "{show}");
+    v.tv(&["env", "untaint", "prod", "--reason", "INC-2 closed"]);
+    assert!(
+        v.tv(&["env", "show", "prod"])
+            .contains("tainted:        no\n")
+    );
+
+    // A Kubernetes issuer's state is the chain's: issuer.yaml carries none.
+    v.tv(&["issuer", "create", "prod", "--api", "kubernetes"]);
+    let id = v.kubernetes_issuer();
+    let yaml = v.read(&format!("v/envs/prod/issuers/{id}/issuer.yaml"));
+    assert!(
+        !yaml.contains("state:") && yaml.contains("api: kubernetes"),
+        "{yaml}"
+    );
+    v.tv(&["issuer", "activate", "prod", &id]);
+    assert_eq!(
+        v.read(&format!("v/envs/prod/issuers/{id}/issuer.yaml")),
+        yaml
+    );
+    let list = v.tv(&["issuer", "list", "prod", "-o", "json"]);
+    let list: serde_json::Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(list[0]["state"], "active");
+    assert_eq!(list[0]["api"], "kubernetes");
+    v.tv(&[
+        "kubeconfig",
+        "prod",
+        "--user",
+        "bob",
+        "--group",
+        "talvault:viewers",
+        "-o",
+        "c.kubeconfig",
+    ]);
+    assert!(v.read("c.kubeconfig").contains("bob@demo"));
+
+    // An issuer directory no authenticated event created never reaches the patch.
+    let planted = "k9-abcd";
+    let dir = v.path(&format!("v/envs/prod/issuers/{planted}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("issuer.yaml"), yaml.replace(&id, planted)).unwrap();
+    let patch = v.tv(&["patch", "accepted-cas", "prod", "--api", "kubernetes"]);
+    assert!(!patch.contains(planted) && patch.contains(&id), "{patch}");
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    // The trail is intact and authenticated.
+    v.tv(&["audit", "verify", "prod"]);
+
+    // A kubeconfig record edited after the fact disagrees with its event: audit verify says so.
+    let record = v.path(&format!("v/envs/prod/certs/{serial}.yaml"));
+    let text = std::fs::read_to_string(&record).unwrap();
+    std::fs::write(&record, text.replace("holder: ann", "holder: mallory")).unwrap();
+    let (code, out, err) = v.run(&["--vault", "v", "audit", "verify", "prod"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        format!("{out}{err}").contains(&format!("certs/{serial}.yaml")),
+        "{out}{err}"
+    );
 }

@@ -176,11 +176,14 @@ fn issuer_cycle_cuts_access_and_crls_verify() {
     assert!(out.contains(&format!("retire its issuer {first}")), "{out}");
     assert!(out.contains("1 other live certificate(s)"), "{out}");
     assert!(out.contains("bob"), "{out}");
-    let crl_path = format!("v/envs/prod/crl/{first}.crl.pem");
     assert!(
-        out.contains(&format!("CRL regenerated: envs/prod/crl/{first}.crl.pem")),
+        out.contains(&format!(
+            "publish a fresh CRL for the certificate's issuer: talvault crl prod --issuer {first} -o {first}.crl.pem"
+        )),
         "{out}"
     );
+    let crl_path = format!("{first}.crl.pem");
+    env.ok(&with(&["crl", "prod", "--issuer", &first, "-o", &crl_path]));
 
     // openssl: the CRL verifies; the revoked leaf fails -crl_check, bob's passes.
     std::fs::write(env.path("issuer.pem"), &issuer).unwrap();
@@ -506,6 +509,21 @@ fn break_glass_under_an_issuer_taints_until_the_issuer_retires() {
         text.replace("allow_direct: true", "allow_direct: false"),
     )
     .unwrap();
+    // An edited policy counts only once the audit trail accepts it.
+    let (code, _, err) = env.run(&with(&[
+        "issue",
+        "prod",
+        "--role",
+        "os:reader",
+        "-o",
+        "p.tc",
+    ]));
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("envs/prod/policy.yaml differs from the policy the audit trail accepted"),
+        "{err}"
+    );
+    env.ok(&with(&["policy", "accept", "prod", "--reason", "PR 12"]));
     let (code, _, err) = env.run(&with(&[
         "issue",
         "prod",

@@ -162,9 +162,10 @@ impl Sandbox {
             .collect()
     }
 
-    /// `audit verify` (every environment) must pass.
-    fn verify_ok(&self) -> String {
-        let (code, out, err) = self.v(&["audit", "verify"]);
+    /// `audit verify` (every environment) must pass, authenticity included: `key` opens
+    /// every environment's audit keys.
+    fn verify_ok(&self, key: &Key) -> String {
+        let (code, out, err) = self.v(&["-i", &key.file, "audit", "verify"]);
         assert_eq!(code, 0, "audit verify: {out}{err}");
         assert!(!out.contains("TAMPERED"), "{out}");
         out
@@ -264,7 +265,7 @@ fn go_age_opens_our_bundle_and_we_open_its() {
     s.init();
     let a = s.keygen("a");
     let b = s.keygen("b");
-    s.create("prod", &[&a.recipient]);
+    s.create("prod", &[&a.recipient, &b.recipient]);
     let env_before = std::fs::read(s.path("v/envs/prod/env.yaml")).unwrap();
 
     // Ours → age: the Go CLI decrypts bundle.age to exactly what `bundle export` prints.
@@ -277,10 +278,9 @@ fn go_age_opens_our_bundle_and_we_open_its() {
         "age -d and bundle export differ"
     );
 
-    // age → ours: the exported plaintext re-sealed by `age -a -r` opens with talvault, and the
-    // pins still match (export checks them; env.yaml is untouched).
+    // age → ours: the exported plaintext sealed by `age -a -r` opens with talvault's age layer,
+    // with either key, which it names.
     std::fs::write(s.path("tmp/plain.yaml"), &exported).unwrap();
-    std::fs::remove_file(s.path(&bundle_path("prod"))).unwrap();
     let out = s.tool(
         "age",
         &[
@@ -290,19 +290,33 @@ fn go_age_opens_our_bundle_and_we_open_its() {
             "-r",
             &b.recipient,
             "-o",
-            &bundle_path("prod"),
+            "tmp/by-age.age",
             "tmp/plain.yaml",
         ],
     );
     std::fs::remove_file(s.path("tmp/plain.yaml")).unwrap();
     assert!(out.status.success(), "age -a -r failed");
     for key in [&a, &b] {
-        assert!(s.export(key, "prod") == exported, "{}", key.file);
+        let (plain, by) = open_with_our_age(&s, key, "tmp/by-age.age");
+        assert!(plain == exported, "{}", key.file);
+        assert_eq!(by, key.recipient);
     }
+    // Swapped in for bundle.age by hand, the same file is refused: the audit trail recorded
+    // another bundle.age (pins and all, it is an edit nobody can account for).
+    let ours = std::fs::read(s.path(&bundle_path("prod"))).unwrap();
+    std::fs::copy(s.path("tmp/by-age.age"), s.path(&bundle_path("prod"))).unwrap();
+    let (code, _, err) = s.v(&["-i", &a.file, "bundle", "export", "prod"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("envs/prod/bundle.age: its contents are not what audit event"),
+        "{err}"
+    );
+    std::fs::write(s.path(&bundle_path("prod")), &ours).unwrap();
     assert_eq!(
         std::fs::read(s.path("v/envs/prod/env.yaml")).unwrap(),
         env_before
     );
+    assert!(s.export(&b, "prod") == exported);
     // The audit trail names the recipient whose identity opened it.
     let events = s.events("prod");
     assert_eq!(
@@ -310,7 +324,7 @@ fn go_age_opens_our_bundle_and_we_open_its() {
         Some(b.recipient.as_str())
     );
 
-    // And talvault re-seals the age-made file: `recipients add` opens it, age reads the result.
+    // And talvault re-seals: `recipients add` opens the bundle, age reads the result.
     let c = s.keygen("c");
     s.ok(&[
         "-i",
@@ -322,7 +336,7 @@ fn go_age_opens_our_bundle_and_we_open_its() {
         &c.recipient,
     ]);
     assert!(s.age_decrypt(&c.file, &bundle_path("prod")).unwrap() == exported);
-    s.verify_ok();
+    s.verify_ok(&a);
 }
 
 #[test]
@@ -370,9 +384,8 @@ fn ssh_ed25519_recipient_interop() {
         Some(without_comment)
     );
 
-    // age -R id_ed25519.pub → talvault opens it with the ssh key.
+    // age -R id_ed25519.pub → talvault's age layer opens it with the ssh key.
     std::fs::write(s.path("tmp/plain.yaml"), &exported).unwrap();
-    std::fs::remove_file(s.path(&bundle_path("prod"))).unwrap();
     let out = s.tool(
         "age",
         &[
@@ -380,13 +393,15 @@ fn ssh_ed25519_recipient_interop() {
             "-R",
             "home/id_ed25519.pub",
             "-o",
-            &bundle_path("prod"),
+            "tmp/by-age.age",
             "tmp/plain.yaml",
         ],
     );
     std::fs::remove_file(s.path("tmp/plain.yaml")).unwrap();
     assert!(out.status.success(), "age -R failed");
-    assert!(s.export(&ssh, "prod") == exported);
+    let (plain, by) = open_with_our_age(&s, &ssh, "tmp/by-age.age");
+    assert!(plain == exported);
+    assert_eq!(by, without_comment);
 
     // Mixed: an X25519 recipient added by talvault; both keys open the result with age.
     let a = s.keygen("a");
@@ -405,7 +420,32 @@ fn ssh_ed25519_recipient_interop() {
             "{key}"
         );
     }
-    s.verify_ok();
+    s.verify_ok(&a);
+}
+
+/// Opens `file` (relative to the sandbox) with `key` through talvault's age layer (as the vault
+/// opens its sealed files): the plaintext and the recipient that opened it.
+fn open_with_our_age(s: &Sandbox, key: &Key, file: &str) -> (Vec<u8>, String) {
+    #[derive(Clone, Copy)]
+    struct NoPrompts;
+    impl age::Callbacks for NoPrompts {
+        fn display_message(&self, _: &str) {}
+        fn confirm(&self, _: &str, _: &str, _: Option<&str>) -> Option<bool> {
+            None
+        }
+        fn request_public_string(&self, _: &str) -> Option<String> {
+            None
+        }
+        fn request_passphrase(&self, _: &str) -> Option<age::secrecy::SecretString> {
+            None
+        }
+    }
+    let identities =
+        talvault::store::age::load_identity_file(&s.path(&key.file), NoPrompts).unwrap();
+    let bytes = std::fs::read(s.path(file)).unwrap();
+    let (plain, by) =
+        talvault::store::age::open(&s.path(file), &bytes, &identities).expect("opens");
+    (plain.expose().to_vec(), by.to_string())
 }
 
 /// A recipient given twice (`-r` twice, or `-r` and `-R`) is stored, sealed to and audited once,
@@ -543,11 +583,15 @@ fn canary_no_plaintext_outside_the_export_file() {
         0,
     );
     // An issuer: its key sealed beside the bundle; issue, revoke and a CRL use it.
-    step(&["--vault", "v", "issuer", "create", "prod"], &[], 0);
+    step(
+        &["--vault", "v", "-i", &a.file, "issuer", "create", "prod"],
+        &[],
+        0,
+    );
     let issuer_id = only_issuer(&s.path("v/envs/prod/issuers"));
     step(
         &[
-            "--vault", "v", "issuer", "activate", "prod", &issuer_id, "--force",
+            "--vault", "v", "-i", &a.file, "issuer", "activate", "prod", &issuer_id, "--force",
         ],
         &[],
         0,
@@ -694,7 +738,9 @@ fn canary_no_plaintext_outside_the_export_file() {
     ] {
         let mut all = vec!["--vault", "v"];
         all.extend_from_slice(args);
-        step(&all, &[], 0);
+        // b (through SOPS_AGE_KEY_FILE) is the recipient left: audit verify checks
+        // authenticity with it.
+        step(&all, &sops_env, 0);
     }
 
     let plaintext = std::fs::read(s.path("out.yaml")).unwrap();
@@ -953,7 +999,7 @@ fn sigkill_leaves_the_old_or_the_new_state() {
                 let args: Vec<&str> = args.iter().map(String::as_str).collect();
                 let k = kill_after(&s, &args, delay);
                 let killed = k.killed;
-                s.verify_ok();
+                s.verify_ok(&a);
                 assert_recovered(&s);
                 let (code, out, err) = s.v(&["env", "show", &name, "-o", "json"]);
                 let exists = code == 0;
@@ -993,7 +1039,7 @@ fn sigkill_leaves_the_old_or_the_new_state() {
                 let args: Vec<&str> = remove_args.iter().map(String::as_str).collect();
                 let k = kill_after(&s, &args, delay);
                 let killed = k.killed;
-                s.verify_ok();
+                s.verify_ok(&a);
                 assert_recovered(&s);
                 let listed = s.recipients("r");
                 let events = s.events("r");
@@ -1035,7 +1081,7 @@ fn sigkill_leaves_the_old_or_the_new_state() {
                 let args: Vec<&str> = export_args.iter().map(String::as_str).collect();
                 let k = kill_after(&s, &args, delay);
                 let killed = k.killed;
-                s.verify_ok();
+                s.verify_ok(&a);
                 assert_recovered(&s);
                 let after = s.events("x").len();
                 assert!(
@@ -1127,10 +1173,13 @@ fn concurrent_mutations_wait_for_the_lock() {
 
     let events = s.events("prod");
     assert_eq!(events.len(), base + 2 * EXPORTS + CHANGES);
-    let out = s.verify_ok();
+    let out = s.verify_ok(a);
     assert_eq!(
         out,
-        format!("prod: ok, {} events, 1 head(s)\n", events.len())
+        format!(
+            "prod: ok, {} events, 1 head(s), 6 files accounted for, authenticated\n",
+            events.len()
+        )
     );
     // Serialised by the lock: a single chain, each event on top of the one before.
     for pair in events.windows(2) {
@@ -1167,7 +1216,11 @@ fn audit_verify_catches_tampering_and_accepts_merges() {
         s
     };
     let tampered = |s: &Sandbox, what: &str, kind: &str| {
-        for args in [&["audit", "verify"][..], &["audit", "verify", "prod"]] {
+        for args in [
+            &["-i", &a.file, "audit", "verify"][..],
+            &["-i", &a.file, "audit", "verify", "prod"],
+            &["audit", "verify", "prod"],
+        ] {
             let (code, out, err) = s.v(args);
             assert_eq!((code, err.as_str()), (1, ""), "{what}: {out}");
             assert!(out.starts_with("prod: TAMPERED, "), "{what}: {out}");
@@ -1212,7 +1265,10 @@ fn audit_verify_catches_tampering_and_accepts_merges() {
     tampered(&s, "swapped", "Reordered");
 
     // The untouched base is intact.
-    assert_eq!(base.verify_ok(), "prod: ok, 4 events, 1 head(s)\n");
+    assert_eq!(
+        base.verify_ok(&a),
+        "prod: ok, 4 events, 1 head(s), 6 files accounted for, authenticated\n"
+    );
 
     // A git-merge-like second head: two clones each add an event on the same parent, then
     // one gets the other's files.
@@ -1232,10 +1288,14 @@ fn audit_verify_catches_tampering_and_accepts_merges() {
         }
     }
     assert_eq!(copied, 1);
-    let (code, out, err) = s.v(&["audit", "verify"]);
+    let (code, out, err) = s.v(&["-i", &a.file, "audit", "verify"]);
     assert_eq!(
         (code, out.as_str(), err.as_str()),
-        (0, "prod: ok, 6 events, 2 head(s)\n", "")
+        (
+            0,
+            "prod: ok, 6 events, 2 head(s), 6 files accounted for, authenticated\n",
+            ""
+        )
     );
     // The next event names both heads; one head again.
     s.export(&a, "prod");
@@ -1244,7 +1304,10 @@ fn audit_verify_catches_tampering_and_accepts_merges() {
         merged.last().unwrap()["parents"].as_array().unwrap().len(),
         2
     );
-    assert_eq!(s.verify_ok(), "prod: ok, 7 events, 1 head(s)\n");
+    assert_eq!(
+        s.verify_ok(&a),
+        "prod: ok, 7 events, 1 head(s), 6 files accounted for, authenticated\n"
+    );
 }
 
 /// The heads a new event names come from the record cache (`.cache/ENV/audit-YYYY-MM.idx`):
@@ -1510,8 +1573,8 @@ fn bad_input_is_refused_and_changes_nothing() {
             Box::new(|| {
                 let p = s.path("v/talvault.yaml");
                 let t = std::fs::read_to_string(&p).unwrap();
-                assert!(t.contains("format_version: 1\n"));
-                std::fs::write(&p, t.replace("format_version: 1\n", "format_version: 99\n"))
+                assert!(t.contains("format_version: 2\n"));
+                std::fs::write(&p, t.replace("format_version: 2\n", "format_version: 99\n"))
                     .unwrap();
             }),
             vec!["-i", ai, "bundle", "export", "prod"],
@@ -1623,7 +1686,7 @@ fn bad_input_is_refused_and_changes_nothing() {
     reset();
     assert!(s.export(&a, "prod").starts_with(b"cluster:\n"));
     assert_matches(
-        "prod: ok, 2 events, 1 head(s)\n",
-        &s.ok(&["audit", "verify", "prod"]),
+        "prod: ok, 2 events, 1 head(s), 6 files accounted for, authenticated\n",
+        &s.ok(&["-i", &a.file, "audit", "verify", "prod"]),
     );
 }

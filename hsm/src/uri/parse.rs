@@ -1,113 +1,11 @@
-//! `pkcs11:` URIs (RFC 7512): a strict parser and a canonical serialiser that never holds a PIN.
-//!
-//! # Rules talvault applies
-//!
-//! The grammar is RFC 7512 §2.3. On top of it, where the RFC leaves room, talvault decides:
-//!
-//! - **Path attributes** accepted: `token`, `manufacturer`, `model`, `serial` (match
-//!   `C_GetTokenInfo`), `slot-description`, `slot-manufacturer` (match `C_GetSlotInfo`),
-//!   `library-manufacturer`, `library-description`, `library-version` (match `C_GetInfo`),
-//!   `object` (CKA_LABEL), `id` (CKA_ID, any bytes) and `type` (`private`, `public`, `cert`,
-//!   `secret-key`, `data`; only `private`/`public` make sense for a signing key).
-//! - **Query attributes** accepted: `module-path` (an absolute path to the module),
-//!   `module-name` (a module name as p11-kit registers it, e.g. `softhsm2`), `pin-source` (a file
-//!   path or a `file:` URI, RFC 8089; the PIN is the file's content minus one trailing newline).
-//! - **`pin-value` is refused**, wherever it appears and whatever its value (the value is never
-//!   echoed): a PIN in a URI ends up in shell history, process lists and logs (RFC 7512 §6 warns
-//!   about exactly this). Use `pin-source` or `TALVAULT_PKCS11_PIN`.
-//! - **`slot-id` is refused**: slot ids are not stable (SoftHSM reassigns them when a token is
-//!   initialised), so a URI holding one can silently point at another token later. Use `token=` or
-//!   `serial=`.
-//! - **Vendor-specific and unknown attributes are refused**, in the path and in the query. RFC 7512
-//!   §2.3 lets consumers decide what to do with vendor attributes; ignoring a path attribute would
-//!   widen the match (and could select a different key), and ignoring a query attribute could drop
-//!   an access setting the author relied on. The error names the attribute.
-//! - **Every attribute at most once.** RFC 7512 §2.3 forbids duplicate path attributes; talvault
-//!   also refuses duplicate query attributes (which module, which PIN file?).
-//! - Attribute names match case-insensitively (ABNF literals are case-insensitive, RFC 5234 §2.3)
-//!   and are written in lower case. The scheme matches case-insensitively (RFC 3986 §3.1).
-//! - Values are percent-decoded per RFC 3986 §2.1. Characters outside `pk11-pchar` (path) or
-//!   `pk11-qchar` (query) must be percent-encoded; a fragment (`#`), spaces or line breaks are
-//!   refused. Text values must be UTF-8 after decoding (PKCS#11 labels are CK_UTF8CHAR).
-//! - Values are compared exactly, with PKCS#11's blank padding already removed from token fields
-//!   (RFC 7512 §2.5). An empty value (`serial=`) matches only an empty field.
-//!
-//! [`Display`](std::fmt::Display) writes a canonical form: path attributes in a fixed order, then
-//! the query; every byte of `id` percent-encoded (RFC 7512 §2.3 recommends it), other values
-//! percent-encoded except RFC 3986 unreserved characters (and `/` and `:` in the query, which
-//! `pk11-qchar` allows). Parsing the output gives the same URI back. It cannot hold a PIN because
-//! the parser refuses one.
+//! Parsing `pkcs11:` URIs (RFC 7512 §2.3) by the rules in the parent module's documentation:
+//! attribute names and components, percent-decoding, per-attribute values, `pin-source` paths,
+//! and [`UriError`]. It must never put a `pin-value` into an error, and must not read the
+//! `pin-source` file (only say which one it names).
 
-use std::fmt;
 use std::path::PathBuf;
 
-/// A parsed `pkcs11:` URI. See the module documentation for the rules.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Pkcs11Uri {
-    pub(crate) token: Option<String>,
-    pub(crate) manufacturer: Option<String>,
-    pub(crate) model: Option<String>,
-    pub(crate) serial: Option<String>,
-    pub(crate) slot_description: Option<String>,
-    pub(crate) slot_manufacturer: Option<String>,
-    pub(crate) library_manufacturer: Option<String>,
-    pub(crate) library_description: Option<String>,
-    pub(crate) library_version: Option<LibraryVersion>,
-    pub(crate) object: Option<String>,
-    pub(crate) object_type: Option<ObjectType>,
-    pub(crate) id: Option<Vec<u8>>,
-    pub(crate) module_name: Option<String>,
-    pub(crate) module_path: Option<String>,
-    pub(crate) pin_source: Option<String>,
-}
-
-/// `library-version` (RFC 7512 §2.3: `1*DIGIT [ "." 1*DIGIT ]`), compared with `C_GetInfo`'s
-/// `libraryVersion`. A missing minor matches any minor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct LibraryVersion {
-    pub(crate) major: u8,
-    pub(crate) minor: Option<u8>,
-}
-
-/// `type` (RFC 7512 §2.3): the object class.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ObjectType {
-    Public,
-    Private,
-    Cert,
-    SecretKey,
-    Data,
-}
-
-impl ObjectType {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Public => "public",
-            Self::Private => "private",
-            Self::Cert => "cert",
-            Self::SecretKey => "secret-key",
-            Self::Data => "data",
-        }
-    }
-}
-
-/// The two components of a `pkcs11:` URI.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Component {
-    /// Before `?`: attributes that select the module, slot, token and object.
-    Path,
-    /// After `?`: attributes that say how to access them.
-    Query,
-}
-
-impl fmt::Display for Component {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Path => "path",
-            Self::Query => "query",
-        })
-    }
-}
+use super::{Component, LibraryVersion, ObjectType, Pkcs11Uri, is_unreserved};
 
 /// Why a `pkcs11:` URI was refused. Messages name the attribute (or its position) and never
 /// contain a `pin-value`.
@@ -491,98 +389,11 @@ impl Pkcs11Uri {
         Ok(())
     }
 
-    /// The token label (`token=`), if the URI names one.
-    pub fn token(&self) -> Option<&str> {
-        self.token.as_deref()
-    }
-
-    /// The object label (`object=`, CKA_LABEL), if the URI names one.
-    pub fn object(&self) -> Option<&str> {
-        self.object.as_deref()
-    }
-
-    /// The object id (`id=`, CKA_ID, percent-decoded), if the URI names one.
-    pub fn id(&self) -> Option<&[u8]> {
-        self.id.as_deref()
-    }
-
-    /// `module-path`, if present.
-    pub fn module_path(&self) -> Option<&str> {
-        self.module_path.as_deref()
-    }
-
-    /// `module-name`, if present.
-    pub fn module_name(&self) -> Option<&str> {
-        self.module_name.as_deref()
-    }
-
-    /// The same URI without `module-path`, `module-name` and `pin-source`: the identity of a
-    /// token and key, with nothing that says which code to load or which file to read. A
-    /// URI read from a file someone else could write is used only in this form.
-    pub fn identity_only(&self) -> Pkcs11Uri {
-        Pkcs11Uri {
-            module_name: None,
-            module_path: None,
-            pin_source: None,
-            ..self.clone()
-        }
-    }
-
-    /// The same URI with the module set by whoever runs talvault (an absolute path).
-    pub fn with_module_path(&self, path: &str) -> Pkcs11Uri {
-        Pkcs11Uri {
-            module_name: None,
-            module_path: Some(path.to_owned()),
-            ..self.clone()
-        }
-    }
-
-    /// Whether the URI names an object (by `object=` or `id=`).
-    pub(crate) fn names_object(&self) -> bool {
-        self.object.is_some() || self.id.is_some()
-    }
-
     /// The file named by `pin-source`, if present.
     pub(crate) fn pin_source_file(&self) -> Option<PathBuf> {
         self.pin_source
             .as_deref()
             .and_then(|s| pin_source_path(s).ok())
-    }
-
-    /// The token attributes, for messages: `token="L", serial="S"` or `any token`.
-    pub(crate) fn describe_token(&self) -> String {
-        let parts: Vec<String> = [
-            ("token", &self.token),
-            ("manufacturer", &self.manufacturer),
-            ("model", &self.model),
-            ("serial", &self.serial),
-            ("slot-description", &self.slot_description),
-            ("slot-manufacturer", &self.slot_manufacturer),
-        ]
-        .into_iter()
-        .filter_map(|(name, value)| value.as_ref().map(|v| format!("{name}={v:?}")))
-        .collect();
-        if parts.is_empty() {
-            "any token".to_owned()
-        } else {
-            parts.join(", ")
-        }
-    }
-
-    /// The object attributes, for messages: `object="ca", id=%01%02`.
-    pub(crate) fn describe_object(&self) -> String {
-        let mut parts = Vec::new();
-        if let Some(label) = &self.object {
-            parts.push(format!("object={label:?}"));
-        }
-        if let Some(id) = &self.id {
-            parts.push(format!("id={}", encode_all(id)));
-        }
-        if parts.is_empty() {
-            "any object".to_owned()
-        } else {
-            parts.join(", ")
-        }
     }
 }
 
@@ -664,11 +475,6 @@ fn strip_prefix_ignore_case<'a>(value: &'a str, prefix: &str) -> Option<&'a str>
     }
 }
 
-/// RFC 3986 §2.3 unreserved.
-fn is_unreserved(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
-}
-
 /// RFC 7512 §2.3 `pk11-res-avail`.
 fn is_res_avail(b: u8) -> bool {
     matches!(
@@ -713,85 +519,6 @@ fn percent_decode(
         }
     }
     Ok(out)
-}
-
-fn encode(out: &mut String, value: &[u8], keep: impl Fn(u8) -> bool) {
-    for &b in value {
-        if keep(b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-}
-
-fn encode_all(value: &[u8]) -> String {
-    let mut out = String::with_capacity(value.len() * 3);
-    encode(&mut out, value, |_| false);
-    out
-}
-
-impl fmt::Display for Pkcs11Uri {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut out = String::from("pkcs11:");
-        let mut first = true;
-        let mut path = |name: &str, value: &[u8], all: bool| {
-            if !first {
-                out.push(';');
-            }
-            first = false;
-            out.push_str(name);
-            out.push('=');
-            encode(&mut out, value, |b| !all && is_unreserved(b));
-        };
-        for (name, value) in [
-            ("token", &self.token),
-            ("manufacturer", &self.manufacturer),
-            ("model", &self.model),
-            ("serial", &self.serial),
-            ("slot-description", &self.slot_description),
-            ("slot-manufacturer", &self.slot_manufacturer),
-            ("library-manufacturer", &self.library_manufacturer),
-            ("library-description", &self.library_description),
-        ] {
-            if let Some(v) = value {
-                path(name, v.as_bytes(), false);
-            }
-        }
-        if let Some(v) = self.library_version {
-            let text = match v.minor {
-                Some(minor) => format!("{}.{minor}", v.major),
-                None => v.major.to_string(),
-            };
-            path("library-version", text.as_bytes(), false);
-        }
-        if let Some(v) = &self.object {
-            path("object", v.as_bytes(), false);
-        }
-        if let Some(v) = self.object_type {
-            path("type", v.as_str().as_bytes(), false);
-        }
-        if let Some(v) = &self.id {
-            path("id", v, true);
-        }
-        let mut separator = '?';
-        for (name, value) in [
-            ("module-name", &self.module_name),
-            ("module-path", &self.module_path),
-            ("pin-source", &self.pin_source),
-        ] {
-            if let Some(v) = value {
-                out.push(separator);
-                separator = '&';
-                out.push_str(name);
-                out.push('=');
-                encode(&mut out, v.as_bytes(), |b| {
-                    is_unreserved(b) || b == b'/' || b == b':'
-                });
-            }
-        }
-        f.write_str(&out)
-    }
 }
 
 impl std::str::FromStr for Pkcs11Uri {
@@ -1100,44 +827,5 @@ mod tests {
         assert_eq!(file("file:///etc/pin"), Some("/etc/pin".into()));
         assert_eq!(file("FILE://localhost/etc/pin"), Some("/etc/pin".into()));
         assert_eq!(file("file:///etc/my%2520pin"), Some("/etc/my pin".into()));
-    }
-
-    #[test]
-    fn names_and_scheme_are_case_insensitive_and_written_lower_case() {
-        let u = parse("PKCS11:Token=a;OBJECT=b;Type=private?Module-Path=/x.so");
-        assert_eq!(
-            u.to_string(),
-            "pkcs11:token=a;object=b;type=private?module-path=/x.so"
-        );
-    }
-
-    #[test]
-    fn display_is_canonical_and_round_trips() {
-        let s = "pkcs11:id=%00%FFa;object=my%20key;serial=123;token=A%3BB;type=private;library-version=2\
-                 ?pin-source=file:///run/pin&module-name=softhsm2";
-        let u = parse(s);
-        let shown = u.to_string();
-        assert_eq!(
-            shown,
-            "pkcs11:token=A%3BB;serial=123;library-version=2;object=my%20key;type=private;id=%00%FF%61\
-             ?module-name=softhsm2&pin-source=file:///run/pin"
-        );
-        assert_eq!(parse(&shown), u);
-        // Every attribute at once.
-        let all = "pkcs11:token=t;manufacturer=m;model=mo;serial=s;slot-description=sd;\
-                   slot-manufacturer=sm;library-manufacturer=lm;library-description=ld;\
-                   library-version=1.2;object=o;type=public;id=%01\
-                   ?module-name=n&module-path=/p.so&pin-source=/pin";
-        let u = parse(all);
-        assert_eq!(u.to_string(), all);
-        assert_eq!(parse(&u.to_string()), u);
-    }
-
-    #[test]
-    fn descriptions_for_messages() {
-        let u = parse("pkcs11:token=L;serial=S;object=ca;id=%01%AB");
-        assert_eq!(u.describe_token(), "token=\"L\", serial=\"S\"");
-        assert_eq!(u.describe_object(), "object=\"ca\", id=%01%AB");
-        assert_eq!(parse("pkcs11:").describe_token(), "any token");
     }
 }

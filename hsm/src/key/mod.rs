@@ -3,184 +3,31 @@
 //!
 //! The private key is never read: talvault only asks the token to sign. Keys that could leave
 //! the token (CKA_EXTRACTABLE true or CKA_SENSITIVE false) are refused unless the caller opts in.
+//!
+//! This file holds the key itself: open by URI, assemble with its public half, sign, and the
+//! checks both open and generate apply. Finding the token, the session and the key objects is
+//! in `lookup.rs`; generating a key pair in `generate.rs`.
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
-use cryptoki::error::RvError;
 use cryptoki::mechanism::Mechanism;
 use cryptoki::mechanism::eddsa::{EddsaParams, EddsaSignatureScheme};
-use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
+use cryptoki::object::{Attribute, AttributeType, ObjectClass, ObjectHandle};
 use cryptoki::session::Session;
 use rcgen::{PublicKeyData, SignatureAlgorithm, SigningKey};
 
 use crate::algorithm::KeyAlgorithm;
-use crate::asn1::{
-    ED25519_PARAMS_NAME, ED25519_PARAMS_OID, P256_PARAMS_OID, algorithm_for_params,
-    ec_point_to_raw, raw_ecdsa_to_der,
-};
-use crate::error::{HsmError, rv_of};
-use crate::module::{self, Module, lock};
-use crate::options::{EdwardsParams, OpenOptions};
-use crate::token::{self, Token};
+use crate::asn1::{ec_point_to_raw, raw_ecdsa_to_der};
+use crate::error::HsmError;
+use crate::module::lock;
+use crate::options::OpenOptions;
 use crate::uri::{ObjectType, Pkcs11Uri};
 
-/// A module, a token in it, and the process-wide session on that token (logged in if asked).
-pub(crate) struct Connection {
-    pub(crate) token: Token,
-    pub(crate) session: Arc<Mutex<Session>>,
-}
+mod generate;
+mod lookup;
 
-impl Connection {
-    pub(crate) fn open(
-        uri: &Pkcs11Uri,
-        options: &OpenOptions<'_>,
-        login: bool,
-    ) -> Result<Self, HsmError> {
-        let module = module::load(uri)?;
-        let token = token::find(&module, uri)?;
-        let session = module.session(token.slot)?;
-        if login {
-            token::login(&token, &lock(&session), uri, options)?;
-        }
-        Ok(Connection { token, session })
-    }
-
-    pub(crate) fn module(&self) -> &Module {
-        &self.token.module
-    }
-
-    /// Fails unless `C_GetMechanismList` offers both mechanisms `algorithm` needs.
-    fn require_mechanisms(&self, algorithm: KeyAlgorithm, which: &[usize]) -> Result<(), HsmError> {
-        let offered = self
-            .module()
-            .pkcs11
-            .get_mechanism_list(self.token.slot)
-            .map_err(|e| HsmError::from_cryptoki(e, "listing the token's mechanisms"))?;
-        let needed = algorithm.mechanisms();
-        for &i in which {
-            let (mechanism, name) = needed[i];
-            if !offered.contains(&mechanism) {
-                return Err(HsmError::MechanismUnsupported {
-                    token: self.token.label().to_owned(),
-                    mechanism: name,
-                    algorithm,
-                });
-            }
-        }
-        Ok(())
-    }
-}
-
-/// What talvault reads from a private key object (PKCS#11 v2.40 base §4.9, private key objects).
-/// `None` where the token did not disclose the attribute: `C_GetAttributeValue` marks unreadable
-/// attributes CK_UNAVAILABLE_INFORMATION and cryptoki's `get_attributes` drops them from the list.
-#[derive(Debug, Default)]
-pub(crate) struct PrivateKeyFacts {
-    pub(crate) key_type: Option<KeyType>,
-    pub(crate) ec_params: Option<Vec<u8>>,
-    pub(crate) label: Option<Vec<u8>>,
-    pub(crate) id: Option<Vec<u8>>,
-    pub(crate) sign: Option<bool>,
-    pub(crate) sensitive: Option<bool>,
-    pub(crate) extractable: Option<bool>,
-    pub(crate) always_sensitive: Option<bool>,
-    pub(crate) never_extractable: Option<bool>,
-    pub(crate) always_authenticate: Option<bool>,
-}
-
-impl PrivateKeyFacts {
-    pub(crate) fn read(session: &Session, handle: ObjectHandle) -> Result<Self, HsmError> {
-        let attributes = session
-            .get_attributes(
-                handle,
-                &[
-                    AttributeType::KeyType,
-                    AttributeType::EcParams,
-                    AttributeType::Label,
-                    AttributeType::Id,
-                    AttributeType::Sign,
-                    AttributeType::Sensitive,
-                    AttributeType::Extractable,
-                    AttributeType::AlwaysSensitive,
-                    AttributeType::NeverExtractable,
-                    AttributeType::AlwaysAuthenticate,
-                ],
-            )
-            .map_err(|e| HsmError::from_cryptoki(e, "reading the private key's attributes"))?;
-        let mut facts = PrivateKeyFacts::default();
-        for attribute in attributes {
-            match attribute {
-                Attribute::KeyType(v) => facts.key_type = Some(v),
-                Attribute::EcParams(v) => facts.ec_params = Some(v),
-                Attribute::Label(v) => facts.label = Some(v),
-                Attribute::Id(v) => facts.id = Some(v),
-                Attribute::Sign(v) => facts.sign = Some(v),
-                Attribute::Sensitive(v) => facts.sensitive = Some(v),
-                Attribute::Extractable(v) => facts.extractable = Some(v),
-                Attribute::AlwaysSensitive(v) => facts.always_sensitive = Some(v),
-                Attribute::NeverExtractable(v) => facts.never_extractable = Some(v),
-                Attribute::AlwaysAuthenticate(v) => facts.always_authenticate = Some(v),
-                _ => {}
-            }
-        }
-        Ok(facts)
-    }
-
-    /// Sensitive and not extractable, as the token states it; undisclosed counts as unprotected.
-    pub(crate) fn protected(&self) -> bool {
-        self.sensitive == Some(true) && self.extractable == Some(false)
-    }
-
-    /// The algorithm, or why talvault cannot sign with this key.
-    pub(crate) fn algorithm(&self) -> Result<KeyAlgorithm, String> {
-        let key_type = self
-            .key_type
-            .ok_or("the token does not disclose CKA_KEY_TYPE")?;
-        let edwards = if key_type == KeyType::EC_EDWARDS {
-            true
-        } else if key_type == KeyType::EC {
-            false
-        } else {
-            return Err(format!(
-                "key type {key_type} is not supported (Ed25519 CKK_EC_EDWARDS or P-256 CKK_EC only)"
-            ));
-        };
-        let params = self
-            .ec_params
-            .as_deref()
-            .ok_or("the token does not disclose CKA_EC_PARAMS")?;
-        algorithm_for_params(edwards, params).ok_or_else(|| {
-            format!(
-                "curve parameters {} of this {key_type} key are not supported (Ed25519 or P-256 only)",
-                hex(params)
-            )
-        })
-    }
-}
-
-/// Lowercase hex, through the workspace's one hex implementation (`base16ct`; talvault's
-/// `hex` module wraps the same crate).
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    base16ct::lower::encode_string(bytes)
-}
-
-/// Private key objects matching the URI's `object`/`id`.
-pub(crate) fn find_private_keys(
-    session: &Session,
-    uri: &Pkcs11Uri,
-) -> Result<Vec<ObjectHandle>, HsmError> {
-    let mut template = vec![Attribute::Class(ObjectClass::PRIVATE_KEY)];
-    if let Some(label) = uri.object() {
-        template.push(Attribute::Label(label.as_bytes().to_vec()));
-    }
-    if let Some(id) = uri.id() {
-        template.push(Attribute::Id(id.to_vec()));
-    }
-    session
-        .find_objects(&template)
-        .map_err(|e| HsmError::from_cryptoki(e, "searching for the private key"))
-}
+pub(crate) use lookup::{Connection, PrivateKeyFacts, find_private_keys, hex};
 
 /// A private key in a PKCS#11 token, signing through the token.
 ///
@@ -262,74 +109,6 @@ impl HsmKey {
         connection.require_mechanisms(algorithm, &[1])?;
         drop(session);
         HsmKey::assemble(&connection, uri, handle, &facts, algorithm)
-    }
-
-    /// Generates a key pair in the token: the private key sensitive, not extractable, able to
-    /// sign, labelled `object=` and identified by `id=` (16 random bytes when the URI has none).
-    /// Refuses when any object on the token already has that label or id.
-    pub fn generate(
-        uri: &Pkcs11Uri,
-        algorithm: KeyAlgorithm,
-        options: &OpenOptions<'_>,
-    ) -> Result<HsmKey, HsmError> {
-        key_uri_checks(uri, "generate a key", true)?;
-        let Some(label) = uri.object() else {
-            return Err(HsmError::UriUnsuitable {
-                uri: uri.to_string(),
-                operation: "generate a key",
-                reason: "it has no object= label for the new key".to_owned(),
-            });
-        };
-        let connection = Connection::open(uri, options, true)?;
-        connection.require_mechanisms(algorithm, &[0, 1])?;
-        let token_label = connection.token.label().to_owned();
-        let session = lock(&connection.session);
-
-        // Refuse to shadow anything: a second key under the same label or id would make every
-        // later open by URI ambiguous.
-        let mut clashes = Vec::new();
-        let label_taken = !session
-            .find_objects(&[Attribute::Label(label.as_bytes().to_vec())])
-            .map_err(|e| HsmError::from_cryptoki(e, "checking that the label is free"))?
-            .is_empty();
-        if label_taken {
-            clashes.push(format!("label {label:?}"));
-        }
-        if let Some(id) = uri.id() {
-            let id_taken = !session
-                .find_objects(&[Attribute::Id(id.to_vec())])
-                .map_err(|e| HsmError::from_cryptoki(e, "checking that the id is free"))?
-                .is_empty();
-            if id_taken {
-                clashes.push(format!("id {}", hex(id)));
-            }
-        }
-        if !clashes.is_empty() {
-            return Err(HsmError::KeyExists {
-                token: token_label,
-                what: clashes.join(" and "),
-            });
-        }
-        let id = match uri.id() {
-            Some(id) => id.to_vec(),
-            None => random_id()?,
-        };
-
-        let (private, _public) = generate_pair(&session, algorithm, label, &id, options)?;
-        let facts = PrivateKeyFacts::read(&session, private)?;
-        // Trust, but verify: a token that ignored the template must not leave a weak key behind.
-        if !facts.protected() {
-            let _ = session.destroy_object(private);
-            let _ = session.destroy_object(_public);
-            return Err(HsmError::KeyExtractable {
-                token: token_label,
-                wanted: format!("object={label:?}"),
-                extractable: facts.extractable,
-                sensitive: facts.sensitive,
-            });
-        }
-        drop(session);
-        HsmKey::assemble(&connection, uri, private, &facts, algorithm)
     }
 
     /// Finds the public half and reads the public key. The pair is checked on every signature
@@ -574,101 +353,9 @@ fn stored_uri(uri: &Pkcs11Uri, connection: &Connection, facts: &PrivateKeyFacts)
     stored
 }
 
-#[expect(
-    clippy::disallowed_methods,
-    reason = "EDGE: a fresh CKA_ID for a new key comes from the OS RNG"
-)]
-fn random_id() -> Result<Vec<u8>, HsmError> {
-    use ring::rand::SecureRandom as _;
-    let mut id = vec![0u8; 16];
-    ring::rand::SystemRandom::new()
-        .fill(&mut id)
-        .map_err(|_| HsmError::Pkcs11 {
-            function: "getrandom (the OS RNG)".to_owned(),
-            rv: "failure".into(),
-            doing: "drawing a random CKA_ID".into(),
-        })?;
-    Ok(id)
-}
-
-/// C_GenerateKeyPair with talvault's templates (PKCS#11 v2.40 base §5.14; attributes §4.8/§4.9).
-fn generate_pair(
-    session: &Session,
-    algorithm: KeyAlgorithm,
-    label: &str,
-    id: &[u8],
-    options: &OpenOptions<'_>,
-) -> Result<(ObjectHandle, ObjectHandle), HsmError> {
-    let attempt = |params: &[u8]| {
-        // Only signing: SoftHSM otherwise defaults CKA_DECRYPT/CKA_UNWRAP (and CKA_ENCRYPT/CKA_WRAP
-        // on the public half) to true, and CKA_DERIVE would allow ECDH with a CA key.
-        let public = [
-            Attribute::Token(true),
-            Attribute::Private(false),
-            Attribute::Verify(true),
-            Attribute::Encrypt(false),
-            Attribute::Wrap(false),
-            Attribute::Derive(false),
-            Attribute::EcParams(params.to_vec()),
-            Attribute::Label(label.as_bytes().to_vec()),
-            Attribute::Id(id.to_vec()),
-        ];
-        let private = [
-            Attribute::Token(true),
-            Attribute::Private(true),
-            Attribute::Sensitive(true),
-            Attribute::Extractable(false),
-            Attribute::Sign(true),
-            Attribute::Decrypt(false),
-            Attribute::Unwrap(false),
-            Attribute::Derive(false),
-            Attribute::Label(label.as_bytes().to_vec()),
-            Attribute::Id(id.to_vec()),
-        ];
-        let mechanism = match algorithm {
-            KeyAlgorithm::Ed25519 => Mechanism::EccEdwardsKeyPairGen,
-            KeyAlgorithm::EcdsaP256 => Mechanism::EccKeyPairGen,
-        };
-        session
-            .generate_key_pair(&mechanism, &public, &private)
-            .map(|(public, private)| (private, public))
-    };
-    let doing = format!("generating a {algorithm} key labelled {label:?}");
-    let result = match (algorithm, options.ed25519_params) {
-        (KeyAlgorithm::EcdsaP256, _) => attempt(P256_PARAMS_OID),
-        (KeyAlgorithm::Ed25519, EdwardsParams::Oid) => attempt(ED25519_PARAMS_OID),
-        (KeyAlgorithm::Ed25519, EdwardsParams::CurveName) => attempt(ED25519_PARAMS_NAME),
-        (KeyAlgorithm::Ed25519, EdwardsParams::Auto) => match attempt(ED25519_PARAMS_OID) {
-            Err(e) if rv_of(&e).is_some_and(rejects_curve_encoding) => attempt(ED25519_PARAMS_NAME),
-            other => other,
-        },
-    };
-    result.map_err(|e| HsmError::from_cryptoki(e, doing))
-}
-
-/// Return codes with which a token turns down the OID form of CKA_EC_PARAMS for Ed25519, so the
-/// PKCS#11 3.0 curve-name form is worth one more try.
-fn rejects_curve_encoding(rv: RvError) -> bool {
-    matches!(
-        rv,
-        RvError::AttributeValueInvalid | RvError::DomainParamsInvalid | RvError::CurveNotSupported
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_curve_encoding_refusals_retry_with_the_curve_name() {
-        assert!(rejects_curve_encoding(RvError::AttributeValueInvalid));
-        assert!(rejects_curve_encoding(RvError::DomainParamsInvalid));
-        assert!(rejects_curve_encoding(RvError::CurveNotSupported));
-        // Anything else (a PIN problem, a full token, a missing mechanism) is reported as is.
-        assert!(!rejects_curve_encoding(RvError::MechanismInvalid));
-        assert!(!rejects_curve_encoding(RvError::UserNotLoggedIn));
-        assert!(!rejects_curve_encoding(RvError::DeviceMemory));
-    }
 
     #[test]
     fn algorithm_names_round_trip() {
@@ -711,17 +398,5 @@ mod tests {
             format!("{options:?}"),
             "OpenOptions { pin_prompt: Some(\"<prompt>\"), allow_extractable: false, ed25519_params: Auto }"
         );
-    }
-
-    #[test]
-    fn undisclosed_protection_counts_as_unprotected() {
-        let mut facts = PrivateKeyFacts::default();
-        assert!(!facts.protected());
-        facts.sensitive = Some(true);
-        assert!(!facts.protected());
-        facts.extractable = Some(false);
-        assert!(facts.protected());
-        facts.sensitive = Some(false);
-        assert!(!facts.protected());
     }
 }

@@ -1,248 +1,24 @@
-//! PURE: building a bundle from existing material (a Kubernetes PKI directory, a control-plane
-//! machine config), as `talosctl gen secrets --from-kubernetes-pki` / `--from-controlplane-config`.
+//! PURE: building a bundle from a control-plane machine config, as `talosctl gen secrets
+//! --from-controlplane-config` (siderolabs/talos: bundle.go `NewBundleFromConfig`): the v1alpha1
+//! single-document form and the Talos 1.14 multi-document form.
 //!
-//! Must not touch files, the environment or the clock: the CLI reads the files and passes bytes,
-//! time and randomness in. Must never put a secret value into an error: errors name files, YAML
-//! fields and document kinds only. Follows siderolabs/talos:
-//! pkg/machinery/config/generate/secrets/bundle.go `NewBundleFromKubernetesPKI` and
-//! `NewBundleFromConfig` (reference/talos-formats.md §1.6).
+//! Must not touch files, the environment or the clock, and generates nothing. Must never put a
+//! secret value into an error: errors name YAML fields and document kinds only, and YAML errors
+//! are reduced to a value-free description and a position (`yaml::sanitize`).
 
-use ring::rand::SecureRandom;
 use serde::Deserialize;
-use thiserror::Error;
-use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
-use super::generate::{self, GenerateError};
-use super::validate;
-use super::yaml::{BundleReadError, sanitize};
-use super::{
+use super::ImportError;
+use crate::bundle::yaml::{BundleReadError, decode_go_base64, sanitize};
+use crate::bundle::{
     CertAndKey, Certs, Cluster, KeyOnly, REDACTED, Secrets, SecretsBundle, TrustdInfo,
-    VersionContract,
 };
-use crate::keys::PrivateKey;
 use crate::secret::{SecretBytes, SecretText};
-
-/// `ca.crt`: the Kubernetes CA certificate.
-pub const CA_CRT: &str = "ca.crt";
-/// `ca.key`: the Kubernetes CA key.
-pub const CA_KEY: &str = "ca.key";
-/// `etcd/ca.crt`: the etcd CA certificate.
-pub const ETCD_CA_CRT: &str = "etcd/ca.crt";
-/// `etcd/ca.key`: the etcd CA key.
-pub const ETCD_CA_KEY: &str = "etcd/ca.key";
-/// `front-proxy-ca.crt`: the aggregator (front-proxy) CA certificate.
-pub const FRONT_PROXY_CA_CRT: &str = "front-proxy-ca.crt";
-/// `front-proxy-ca.key`: the aggregator (front-proxy) CA key.
-pub const FRONT_PROXY_CA_KEY: &str = "front-proxy-ca.key";
-/// `sa.key`: the service-account signing key.
-pub const SA_KEY: &str = "sa.key";
-
-/// The files read from a Kubernetes PKI directory, relative to it, in the order Talos reads them
-/// (bundle.go `NewBundleFromKubernetesPKI`).
-pub const KUBERNETES_PKI_FILES: [&str; 7] = [
-    CA_CRT,
-    CA_KEY,
-    ETCD_CA_CRT,
-    ETCD_CA_KEY,
-    FRONT_PROXY_CA_CRT,
-    FRONT_PROXY_CA_KEY,
-    SA_KEY,
-];
-
-/// The contents of a kubeadm-style PKI directory (`/etc/kubernetes/pki`), one field per file of
-/// [`KUBERNETES_PKI_FILES`].
-#[derive(Debug, Default)]
-pub struct KubernetesPki {
-    /// `ca.crt`
-    pub ca_crt: Vec<u8>,
-    /// `ca.key`
-    pub ca_key: SecretBytes,
-    /// `etcd/ca.crt`
-    pub etcd_ca_crt: Vec<u8>,
-    /// `etcd/ca.key`
-    pub etcd_ca_key: SecretBytes,
-    /// `front-proxy-ca.crt`
-    pub front_proxy_ca_crt: Vec<u8>,
-    /// `front-proxy-ca.key`
-    pub front_proxy_ca_key: SecretBytes,
-    /// `sa.key`
-    pub sa_key: SecretBytes,
-}
-
-/// An import failed. Messages name files, fields and document kinds, never a secret value.
-#[derive(Debug, Error)]
-pub enum ImportError {
-    /// A PKI file that Talos's `GetKey`/`GetCert` would reject.
-    #[error("{file}: {reason}")]
-    PkiFile {
-        /// The file, relative to the PKI directory (one of [`KUBERNETES_PKI_FILES`]).
-        file: &'static str,
-        /// Why it was rejected (Talos's wording where it has one).
-        reason: String,
-    },
-    /// The given bootstrap token does not have the Kubernetes bootstrap-token shape.
-    #[error(
-        "the Kubernetes bootstrap token is malformed: expected [a-z0-9]{{6}}.[a-z0-9]{{16}} (value not shown)"
-    )]
-    BadBootstrapToken,
-    /// Not YAML, or YAML of the wrong shape where a machine config has a fixed one.
-    #[error("not a valid machine config: {what}{}", location.map(|(l, c)| format!(" at line {l} column {c}")).unwrap_or_default())]
-    Syntax {
-        /// A value-free description.
-        what: String,
-        /// 1-based line and column, when known.
-        location: Option<(usize, usize)>,
-    },
-    /// A base64 (v1alpha1) certificate or key field that is not standard base64.
-    #[error("{field}: illegal base64 data at input byte {offset}")]
-    Base64 {
-        /// The YAML path of the field.
-        field: &'static str,
-        /// Byte offset of the first bad character.
-        offset: usize,
-    },
-    /// No `version: v1alpha1` document in the input.
-    #[error("not a Talos machine config: no v1alpha1 document (one with `version: v1alpha1`)")]
-    NoV1Alpha1,
-    /// A document that may appear only once appears twice (Talos refuses such a config too).
-    #[error("the machine config has more than one {0} document")]
-    DuplicateDocument(&'static str),
-    /// A legacy v1alpha1 field and its multi-document replacement are both set (Talos refuses
-    /// such a config, so which one wins is not defined).
-    #[error(
-        "the machine config sets both {field} (v1alpha1) and a {kind} document; Talos refuses that combination"
-    )]
-    Conflict {
-        /// The v1alpha1 field.
-        field: &'static str,
-        /// The document kind.
-        kind: &'static str,
-    },
-    /// A worker config (or any config without the Talos CA key).
-    #[error(
-        "not a control-plane config: machine.ca has no key (a worker config carries only CA certificates; use the controlplane.yaml from `talosctl gen config` or a control-plane node's config)"
-    )]
-    NotControlPlane,
-    /// A redacted config: the key is the `******` placeholder.
-    #[error("{field} is redacted (`******`): import an unredacted copy of the machine config")]
-    Redacted {
-        /// The YAML path of the key.
-        field: &'static str,
-    },
-    /// Filling in the rest of the bundle failed.
-    #[error(transparent)]
-    Generate(#[from] GenerateError),
-}
-
-impl From<BundleReadError> for ImportError {
-    fn from(e: BundleReadError) -> Self {
-        match e {
-            BundleReadError::Syntax { what, location } => ImportError::Syntax { what, location },
-            // sanitize only produces Syntax; keep the value-free wording if that ever changes.
-            BundleReadError::Base64 { field, offset } => ImportError::Syntax {
-                what: format!("{field}: illegal base64 data at input byte {offset}"),
-                location: None,
-            },
-        }
-    }
-}
 
 fn syntax(err: &serde_yaml::Error) -> ImportError {
     sanitize(err).into()
 }
-
-// ---------------------------------------------------------------------------------------------
-// Kubernetes PKI directory.
-// ---------------------------------------------------------------------------------------------
-
-/// Builds a bundle from a kubeadm PKI directory, as `talosctl gen secrets --from-kubernetes-pki`.
-///
-/// siderolabs/talos: pkg/machinery/config/generate/secrets/bundle.go `NewBundleFromKubernetesPKI`:
-/// `ca.*` → `certs.k8s`, `etcd/ca.*` → `certs.etcd`, `front-proxy-ca.*` → `certs.k8saggregator`,
-/// `sa.key` → `certs.k8sserviceaccount`, each checked with `GetKey` then `GetCert`
-/// (`validatePEMEncodedCertificateAndKey`), so any key label Talos reads is accepted (PKCS#1
-/// `RSA PRIVATE KEY`, SEC1 `EC PRIVATE KEY`, PKCS#8 `PRIVATE KEY`). Then `populate` generates
-/// everything else (OS CA, tokens, encryption secret, cluster identity). Unlike upstream, a given
-/// bootstrap token is checked for the bootstrap-token shape, and errors name the file.
-pub fn from_kubernetes_pki(
-    pki: KubernetesPki,
-    bootstrap_token: Option<SecretText>,
-    contract: VersionContract,
-    now: OffsetDateTime,
-    rng: &(dyn SecureRandom + Sync),
-) -> Result<SecretsBundle, ImportError> {
-    // An empty token means "generate one", as upstream's "" does.
-    let bootstrap_token = match bootstrap_token {
-        Some(t) if !t.is_empty() => {
-            if !is_bootstrap_token(t.expose()) {
-                return Err(ImportError::BadBootstrapToken);
-            }
-            t
-        }
-        _ => SecretText::default(),
-    };
-
-    let k8s = checked_ca(CA_CRT, pki.ca_crt, CA_KEY, pki.ca_key)?;
-    let etcd = checked_ca(ETCD_CA_CRT, pki.etcd_ca_crt, ETCD_CA_KEY, pki.etcd_ca_key)?;
-    let aggregator = checked_ca(
-        FRONT_PROXY_CA_CRT,
-        pki.front_proxy_ca_crt,
-        FRONT_PROXY_CA_KEY,
-        pki.front_proxy_ca_key,
-    )?;
-    // bundle.go: `sa.GetKey()` only.
-    PrivateKey::from_talos_pem(pki.sa_key.expose()).map_err(|e| ImportError::PkiFile {
-        file: SA_KEY,
-        reason: e.to_string(),
-    })?;
-
-    let mut bundle = SecretsBundle {
-        secrets: Some(Secrets {
-            bootstrap_token,
-            ..Secrets::default()
-        }),
-        certs: Some(Certs {
-            etcd: Some(etcd),
-            k8s: Some(k8s),
-            k8s_aggregator: Some(aggregator),
-            k8s_service_account: Some(KeyOnly { key: pki.sa_key }),
-            os: None,
-        }),
-        ..SecretsBundle::default()
-    };
-    generate::populate(&mut bundle, contract, now, rng)?;
-    Ok(bundle)
-}
-
-/// `validatePEMEncodedCertificateAndKey` (utils.go): `GetKey`, then `GetCert`.
-fn checked_ca(
-    crt_file: &'static str,
-    crt: Vec<u8>,
-    key_file: &'static str,
-    key: SecretBytes,
-) -> Result<CertAndKey, ImportError> {
-    PrivateKey::from_talos_pem(key.expose()).map_err(|e| ImportError::PkiFile {
-        file: key_file,
-        reason: e.to_string(),
-    })?;
-    validate::parse_cert(&crt).map_err(|reason| ImportError::PkiFile {
-        file: crt_file,
-        reason,
-    })?;
-    Ok(CertAndKey { crt, key })
-}
-
-/// `[a-z0-9]{6}\.[a-z0-9]{16}`, the Kubernetes bootstrap-token format.
-fn is_bootstrap_token(s: &str) -> bool {
-    let b = s.as_bytes();
-    let ok = |c: &u8| c.is_ascii_digit() || c.is_ascii_lowercase();
-    b.len() == 23 && b[6] == b'.' && b[..6].iter().all(ok) && b[7..].iter().all(ok)
-}
-
-// ---------------------------------------------------------------------------------------------
-// Control-plane machine config.
-// ---------------------------------------------------------------------------------------------
 
 type Text = Option<Zeroizing<String>>;
 
@@ -609,7 +385,7 @@ pub fn from_controlplane_config(yaml: &[u8]) -> Result<SecretsBundle, ImportErro
 /// untyped (unwipeable) value tree.
 fn parse_documents(yaml: &[u8]) -> Result<Parsed, ImportError> {
     crate::nesting::check(yaml, 4 << 20).map_err(|e| {
-        ImportError::from(super::yaml::BundleReadError::Syntax {
+        ImportError::from(BundleReadError::Syntax {
             what: e.to_string(),
             location: None,
         })
@@ -748,7 +524,7 @@ fn b64_key(field: &'static str, value: Text) -> Result<SecretBytes, ImportError>
 }
 
 fn b64_decode(field: &'static str, value: &str) -> Result<Zeroizing<Vec<u8>>, ImportError> {
-    super::yaml::decode_go_base64(value).map_err(|offset| ImportError::Base64 { field, offset })
+    decode_go_base64(value).map_err(|offset| ImportError::Base64 { field, offset })
 }
 
 /// Refuses keys that are the `******` placeholder of a redacted config.
@@ -788,21 +564,6 @@ mod tests {
 
     fn encryption_doc(yaml: &str) -> RawEtcdEncryptionDocument {
         serde_yaml::from_str(yaml).unwrap()
-    }
-
-    #[test]
-    fn bootstrap_token_shape() {
-        assert!(is_bootstrap_token("inn7ol.u4ehnti8qyls9ymo"));
-        for bad in [
-            "",
-            "inn7ol.u4ehnti8qyls9ym",
-            "INN7OL.u4ehnti8qyls9ymo",
-            "inn7ol-u4ehnti8qyls9ymo",
-            "inn7o.lu4ehnti8qyls9ymo",
-            "inn7ol.u4ehnti8qyls9ym_",
-        ] {
-            assert!(!is_bootstrap_token(bad), "{bad:?}");
-        }
     }
 
     #[test]

@@ -1,0 +1,862 @@
+//! PURE: what the vault relies on, derived from the audit chain. Each event file is summarised
+//! on one cache line (id, parents, time, what it did, the files it wrote); the summaries, put in
+//! causal order, give the chain's state: the content hash each file must have, which
+//! certificates are revoked, whether a break-glass certificate taints the environment, each
+//! issuer's state, the newest CRL number per issuer, and the heads the next event names. Loose
+//! files are checked against this state, never trusted on their own.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde_json::{Map, Value};
+
+use super::{Event, EventId};
+
+/// One event file as the chain state needs it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventSummary {
+    /// Its id.
+    pub id: EventId,
+    /// The heads it was written on.
+    pub parents: Vec<EventId>,
+    /// Its time (Unix seconds).
+    pub time: i64,
+    /// Its action.
+    pub action: String,
+    /// The serial (issue, break-glass, revoke) or issuer id (issuer.*, crl) it is about.
+    pub subject: Option<String>,
+    /// revoke: the issuer that signed the certificate.
+    pub issuer: Option<String>,
+    /// revoke: the reason; break-glass: why.
+    pub reason: Option<String>,
+    /// crl or revoke: the CRL number signed.
+    pub number: Option<u64>,
+    /// The break-glass taint ends here (env.untaint, or retiring the issuer that signed it).
+    pub clears_taint: bool,
+    /// Format 2: the files it wrote (hash) or removed (`None`).
+    pub files: Vec<(String, Option<String>)>,
+    /// Format 2.
+    pub sealed: bool,
+    /// Format 2: the audit key epoch and the MAC of the id (checked by [`ChainState::of`] when
+    /// the caller holds the keys; the id itself was recomputed from the file's contents when the
+    /// summary was made, so the MAC binds everything above).
+    pub mac: Option<(u32, String)>,
+}
+
+fn text<'a>(data: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
+    data.get(key).and_then(Value::as_str)
+}
+
+impl EventSummary {
+    /// The summary of a parsed event.
+    pub fn of(e: &Event) -> Self {
+        let data = e.data();
+        let (subject, issuer, reason, number, clears_taint) = match e.action() {
+            "issue" | "kubeconfig" => (text(data, "serial"), None, None, None, false),
+            // A Kubernetes break-glass certificate taints the environment like a Talos one.
+            "break-glass" | "break-glass.kubernetes" => (
+                text(data, "serial"),
+                text(data, "signed_by"),
+                text(data, "reason"),
+                None,
+                false,
+            ),
+            "revoke" => (
+                text(data, "serial"),
+                text(data, "signed_by"),
+                text(data, "reason"),
+                data.get("crl_number").and_then(Value::as_u64),
+                false,
+            ),
+            "crl" => (
+                text(data, "issuer"),
+                None,
+                None,
+                data.get("crl_number").and_then(Value::as_u64),
+                false,
+            ),
+            "issuer.create" | "issuer.activate" => (text(data, "issuer"), None, None, None, false),
+            "issuer.retire" => (
+                text(data, "issuer"),
+                None,
+                None,
+                None,
+                data.get("untainted").and_then(Value::as_bool) == Some(true),
+            ),
+            "env.untaint" => (None, None, None, None, true),
+            _ => (None, None, None, None, false),
+        };
+        EventSummary {
+            id: e.id().clone(),
+            parents: e.parents().to_vec(),
+            time: e.time().unix_timestamp(),
+            action: e.action().to_owned(),
+            subject: subject.map(str::to_owned),
+            issuer: issuer.map(str::to_owned),
+            reason: reason.map(str::to_owned),
+            number,
+            clears_taint,
+            files: e
+                .seal()
+                .map(|s| {
+                    s.files
+                        .iter()
+                        .map(|(p, h)| (p.clone(), h.clone()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            sealed: e.seal().is_some(),
+            mac: e
+                .seal()
+                .zip(e.mac())
+                .map(|(seal, mac)| (seal.epoch, mac.to_owned())),
+        }
+    }
+
+    /// Reads an event file: `None` for a file that is not an event or whose stated id is not
+    /// the hash of its contents (`audit verify` reports those; the chain leaves them out).
+    pub fn read(bytes: &[u8]) -> Option<Self> {
+        Event::from_json(bytes).ok().map(|e| Self::of(&e))
+    }
+
+    /// One cache line: tab-separated fields, free text percent-escaped.
+    pub fn to_line(&self) -> String {
+        let opt = |o: &Option<String>| o.as_deref().map_or("-".to_owned(), escape);
+        let parents: Vec<&str> = self.parents.iter().map(EventId::as_str).collect();
+        let files: Vec<String> = self
+            .files
+            .iter()
+            .map(|(p, h)| format!("{}={}", escape(p), h.as_deref().unwrap_or("-")))
+            .collect();
+        [
+            self.id.as_str().to_owned(),
+            if parents.is_empty() {
+                "-".to_owned()
+            } else {
+                parents.join(" ")
+            },
+            self.time.to_string(),
+            escape(&self.action),
+            opt(&self.subject),
+            opt(&self.issuer),
+            opt(&self.reason),
+            self.number.map_or("-".to_owned(), |n| n.to_string()),
+            u8::from(self.clears_taint).to_string(),
+            u8::from(self.sealed).to_string(),
+            self.mac
+                .as_ref()
+                .map_or("-".to_owned(), |(epoch, mac)| format!("{epoch}:{mac}")),
+            if files.is_empty() {
+                "-".to_owned()
+            } else {
+                files.join(" ")
+            },
+        ]
+        .join("\t")
+    }
+
+    /// The inverse of [`EventSummary::to_line`]; `None` for anything else.
+    pub fn from_line(line: &str) -> Option<Self> {
+        let f: Vec<&str> = line.split('\t').collect();
+        let [
+            id,
+            parents,
+            time,
+            action,
+            subject,
+            issuer,
+            reason,
+            number,
+            clears,
+            sealed,
+            mac,
+            files,
+        ] = f.as_slice()
+        else {
+            return None;
+        };
+        let opt = |s: &str| {
+            if s == "-" {
+                Ok(None)
+            } else {
+                unescape(s).map(Some)
+            }
+        };
+        Some(EventSummary {
+            id: EventId::parse(id).ok()?,
+            parents: if *parents == "-" {
+                Vec::new()
+            } else {
+                parents
+                    .split(' ')
+                    .map(|p| EventId::parse(p).ok())
+                    .collect::<Option<_>>()?
+            },
+            time: time.parse().ok()?,
+            action: unescape(action).ok()?,
+            subject: opt(subject).ok()?,
+            issuer: opt(issuer).ok()?,
+            reason: opt(reason).ok()?,
+            number: if *number == "-" {
+                None
+            } else {
+                Some(number.parse().ok()?)
+            },
+            clears_taint: *clears == "1",
+            sealed: *sealed == "1",
+            mac: if *mac == "-" {
+                None
+            } else {
+                let (epoch, mac) = mac.split_once(':')?;
+                Some((epoch.parse().ok()?, mac.to_owned()))
+            },
+            files: if *files == "-" {
+                Vec::new()
+            } else {
+                files
+                    .split(' ')
+                    .map(|pair| {
+                        let (p, h) = pair.rsplit_once('=')?;
+                        Some((unescape(p).ok()?, (h != "-").then(|| h.to_owned())))
+                    })
+                    .collect::<Option<_>>()?
+            },
+        })
+    }
+}
+
+/// One file of an audit month directory as the cache keeps it: an event's summary, or nothing
+/// for a file that is not an event (`audit verify` reports those).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventFile(pub Option<EventSummary>);
+
+impl EventFile {
+    /// Reads a file ([`EventSummary::read`]).
+    pub fn read(bytes: &[u8]) -> Self {
+        EventFile(EventSummary::read(bytes))
+    }
+
+    /// The cache line: the summary's, or `-`.
+    pub fn to_line(&self) -> String {
+        self.0
+            .as_ref()
+            .map_or_else(|| "-".to_owned(), EventSummary::to_line)
+    }
+
+    /// The inverse of [`EventFile::to_line`].
+    pub fn from_line(line: &str) -> Option<Self> {
+        if line == "-" {
+            return Some(EventFile(None));
+        }
+        EventSummary::from_line(line).map(|s| EventFile(Some(s)))
+    }
+}
+
+/// Percent-escapes `%`, whitespace and control characters.
+fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c == '%' || c.is_whitespace() || c.is_control() || c == '=' {
+            for b in c.to_string().bytes() {
+                out.push_str(&format!("%{b:02x}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn unescape(s: &str) -> Result<String, ()> {
+    let mut bytes = Vec::with_capacity(s.len());
+    let mut it = s.bytes();
+    while let Some(b) = it.next() {
+        if b == b'%' {
+            let hi = it.next().ok_or(())?;
+            let lo = it.next().ok_or(())?;
+            let pair = [hi, lo];
+            let v = crate::hex::decode(std::str::from_utf8(&pair).map_err(|_| ())?).ok_or(())?;
+            bytes.extend(v);
+        } else {
+            bytes.push(b);
+        }
+    }
+    String::from_utf8(bytes).map_err(|_| ())
+}
+
+/// An issuer's state as the chain tells it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IssuerStep {
+    /// `pending`, `active` or `retired`.
+    pub state: &'static str,
+    /// When it was activated (Unix seconds).
+    pub activated: Option<i64>,
+    /// When it was retired.
+    pub retired: Option<i64>,
+}
+
+/// A revocation as the chain records it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChainRevocation {
+    /// The issuer (`os` for direct mode).
+    pub issuer: Option<String>,
+    /// The reason.
+    pub reason: Option<String>,
+    /// When (Unix seconds).
+    pub time: i64,
+}
+
+/// The break-glass taint as the chain tells it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChainTaint {
+    /// The break-glass certificate.
+    pub serial: Option<String>,
+    /// Why.
+    pub reason: Option<String>,
+    /// Since (Unix seconds).
+    pub since: i64,
+}
+
+/// What the chain says the environment is.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChainState {
+    /// What the next event names as parents.
+    pub heads: Vec<EventId>,
+    /// Whether any event is of format 2 (and so accounts for files).
+    pub sealed: bool,
+    /// Whether the events were authenticated (their MACs checked with the audit keys); when
+    /// not, the state rests on structure alone.
+    pub authenticated: bool,
+    /// Events left out: MACs that do not verify, and format-1 events that no sealed event
+    /// descends from (added after the upgrade). `audit verify` says what each one is.
+    pub rejected: usize,
+    /// Each file's expected content hash (`None`: removed), with the event that wrote it last.
+    pub files: BTreeMap<String, (Option<String>, EventId)>,
+    /// Revoked serials.
+    pub revoked: BTreeMap<String, ChainRevocation>,
+    /// The taint, while a break-glass certificate is outstanding.
+    pub taint: Option<ChainTaint>,
+    /// Issuer states by id.
+    pub issuers: BTreeMap<String, IssuerStep>,
+    /// The newest CRL number per issuer.
+    pub crl_numbers: BTreeMap<String, u64>,
+}
+
+/// The summaries in causal order: every parent before its children; among events whose
+/// parents are all placed, the earliest (time, id) first.
+pub fn causal_order(summaries: &[EventSummary]) -> Vec<&EventSummary> {
+    let index: HashMap<&EventId, usize> = summaries
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (&s.id, i))
+        .collect();
+    let mut waiting: Vec<usize> = summaries
+        .iter()
+        .map(|s| {
+            s.parents
+                .iter()
+                .filter(|p| index.contains_key(p))
+                .collect::<BTreeSet<_>>()
+                .len()
+        })
+        .collect();
+    let mut children: Vec<Vec<usize>> = vec![Vec::new(); summaries.len()];
+    for (i, s) in summaries.iter().enumerate() {
+        for p in s.parents.iter().collect::<BTreeSet<_>>() {
+            if let Some(&pi) = index.get(p) {
+                children[pi].push(i);
+            }
+        }
+    }
+    let key = |i: usize| (summaries[i].time, summaries[i].id.as_str());
+    let mut ready: BTreeSet<((i64, &str), usize)> = (0..summaries.len())
+        .filter(|&i| waiting[i] == 0)
+        .map(|i| (key(i), i))
+        .collect();
+    let mut out = Vec::with_capacity(summaries.len());
+    let mut placed = vec![false; summaries.len()];
+    while let Some(first) = ready.iter().next().copied() {
+        ready.remove(&first);
+        let i = first.1;
+        placed[i] = true;
+        out.push(&summaries[i]);
+        for &c in &children[i] {
+            waiting[c] -= 1;
+            if waiting[c] == 0 {
+                ready.insert((key(c), c));
+            }
+        }
+    }
+    // A cycle cannot occur with hash links; keep anything odd in time order at the end.
+    let mut rest: Vec<usize> = (0..summaries.len()).filter(|&i| !placed[i]).collect();
+    rest.sort_by_key(|&i| key(i));
+    out.extend(rest.into_iter().map(|i| &summaries[i]));
+    out
+}
+
+/// Decides whether a sealed event's MAC is genuine: `(epoch, id, mac)`.
+pub type MacCheck<'a> = &'a dyn Fn(u32, &EventId, &str) -> bool;
+
+/// The events the state may rest on. In a chain with sealed events: the sealed events whose MAC
+/// verifies (every sealed event, when `check` is `None`: structure only), and the format-1
+/// events they descend from (history from before the upgrade). In a chain without any: every
+/// event (a format-1 vault).
+fn trusted<'a>(
+    summaries: &'a [EventSummary],
+    check: Option<MacCheck<'_>>,
+) -> Vec<&'a EventSummary> {
+    if !summaries.iter().any(|e| e.sealed) {
+        return summaries.iter().collect();
+    }
+    // An event MACed with an older epoch than one of its ancestors used a retired key (a
+    // removed recipient's): never genuine. Only worth a pass when there are several epochs.
+    let epochs: BTreeSet<u32> = summaries
+        .iter()
+        .filter_map(|e| e.mac.as_ref().map(|(epoch, _)| *epoch))
+        .collect();
+    let mut retired: BTreeSet<&EventId> = BTreeSet::new();
+    if epochs.len() > 1 {
+        let mut newest: HashMap<&EventId, u32> = HashMap::new();
+        for e in causal_order(summaries) {
+            let inherited = e
+                .parents
+                .iter()
+                .filter_map(|p| newest.get(p))
+                .max()
+                .copied()
+                .unwrap_or(0);
+            let own = e.mac.as_ref().map_or(0, |(epoch, _)| *epoch);
+            if e.sealed && own < inherited {
+                retired.insert(&e.id);
+            }
+            newest.insert(&e.id, own.max(inherited));
+        }
+    }
+    let genuine = |e: &EventSummary| {
+        !retired.contains(&e.id)
+            && match (&e.mac, check) {
+                (Some((epoch, mac)), Some(check)) => check(*epoch, &e.id, mac),
+                (Some(_), None) => true,
+                (None, _) => false,
+            }
+    };
+    let index: HashMap<&EventId, &EventSummary> = summaries.iter().map(|e| (&e.id, e)).collect();
+    let mut kept: BTreeSet<&EventId> = BTreeSet::new();
+    let mut stack: Vec<&EventSummary> = summaries
+        .iter()
+        .filter(|e| e.sealed && genuine(e))
+        .collect();
+    for e in &stack {
+        kept.insert(&e.id);
+    }
+    // Format-1 ancestors of genuine sealed events.
+    while let Some(e) = stack.pop() {
+        for p in &e.parents {
+            if let Some(parent) = index.get(p)
+                && !parent.sealed
+                && kept.insert(&parent.id)
+            {
+                stack.push(parent);
+            }
+        }
+    }
+    summaries.iter().filter(|e| kept.contains(&e.id)).collect()
+}
+
+impl ChainState {
+    /// The state the summaries imply, on structure alone (no MAC is checked).
+    pub fn of(summaries: &[EventSummary]) -> Self {
+        Self::checked(summaries, None)
+    }
+
+    /// The state the trusted summaries imply: with `check`, only events whose MAC verifies
+    /// under a live epoch, and their format-1 history, count.
+    pub fn checked(summaries: &[EventSummary], check: Option<MacCheck<'_>>) -> Self {
+        let kept: Vec<EventSummary> = trusted(summaries, check).into_iter().cloned().collect();
+        let mut s = ChainState {
+            heads: heads(&kept),
+            sealed: summaries.iter().any(|e| e.sealed),
+            authenticated: check.is_some(),
+            rejected: summaries.len() - kept.len(),
+            ..ChainState::default()
+        };
+        for e in causal_order(&kept) {
+            for (path, hash) in &e.files {
+                s.files.insert(path.clone(), (hash.clone(), e.id.clone()));
+            }
+            let subject = e.subject.clone();
+            match e.action.as_str() {
+                "revoke" => {
+                    if let Some(serial) = subject {
+                        s.revoked.entry(serial).or_insert(ChainRevocation {
+                            issuer: e.issuer.clone(),
+                            reason: e.reason.clone(),
+                            time: e.time,
+                        });
+                    }
+                    if let (Some(issuer), Some(n)) = (&e.issuer, e.number) {
+                        let best = s.crl_numbers.entry(issuer.clone()).or_insert(n);
+                        *best = (*best).max(n);
+                    }
+                }
+                "crl" => {
+                    if let (Some(issuer), Some(n)) = (subject, e.number) {
+                        let best = s.crl_numbers.entry(issuer).or_insert(n);
+                        *best = (*best).max(n);
+                    }
+                }
+                "break-glass" | "break-glass.kubernetes" => {
+                    s.taint = Some(ChainTaint {
+                        serial: subject,
+                        reason: e.reason.clone(),
+                        since: e.time,
+                    });
+                }
+                "issuer.create" => {
+                    if let Some(id) = subject {
+                        s.issuers.entry(id).or_insert(IssuerStep {
+                            state: "pending",
+                            activated: None,
+                            retired: None,
+                        });
+                    }
+                }
+                "issuer.activate" => {
+                    if let Some(id) = subject {
+                        let step = s.issuers.entry(id).or_insert(IssuerStep {
+                            state: "pending",
+                            activated: None,
+                            retired: None,
+                        });
+                        if step.state != "retired" {
+                            step.state = "active";
+                            step.activated = Some(e.time);
+                        }
+                    }
+                }
+                "issuer.retire" => {
+                    if let Some(id) = subject {
+                        let step = s.issuers.entry(id).or_insert(IssuerStep {
+                            state: "pending",
+                            activated: None,
+                            retired: None,
+                        });
+                        step.state = "retired";
+                        step.retired = Some(e.time);
+                    }
+                }
+                _ => {}
+            }
+            if e.clears_taint {
+                s.taint = None;
+            }
+        }
+        s
+    }
+}
+
+/// The events no other event names as a parent, sorted.
+pub fn heads(summaries: &[EventSummary]) -> Vec<EventId> {
+    let referenced: BTreeSet<&EventId> = summaries.iter().flat_map(|s| s.parents.iter()).collect();
+    let mut out: Vec<EventId> = summaries
+        .iter()
+        .map(|s| &s.id)
+        .filter(|id| !referenced.contains(id))
+        .cloned()
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::{Action, EventBody, new_event};
+
+    fn event(parents: Vec<EventId>, time: i64, action: Action) -> Event {
+        new_event(
+            parents,
+            EventBody::new(
+                time::OffsetDateTime::from_unix_timestamp(time).unwrap(),
+                "a",
+                None,
+                "prod",
+                &action,
+            )
+            .unwrap(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn lines_round_trip_with_awkward_text() {
+        let e = event(
+            vec![],
+            1_800_000_000,
+            Action::BreakGlass {
+                serial: "0a".into(),
+                fingerprint: "sha256:00".into(),
+                roles: vec!["os:admin".into()],
+                holder: None,
+                ttl: "1h".into(),
+                not_after: "x".into(),
+                mode: "direct".into(),
+                signed_by: "os".into(),
+                key: "generated".into(),
+                reason: Some("INC 1\tx=y %20\nz".into()),
+            },
+        );
+        let mut s = EventSummary::of(&e);
+        s.files = vec![
+            ("certs/0a.yaml".into(), Some("ab".repeat(32))),
+            ("gone file".into(), None),
+        ];
+        assert_eq!(EventSummary::from_line(&s.to_line()), Some(s.clone()));
+        assert_eq!(EventSummary::read(&e.to_json()).unwrap().reason, s.reason);
+        for junk in ["", "x", "-\t-"] {
+            assert_eq!(EventSummary::from_line(junk), None);
+        }
+    }
+
+    #[test]
+    fn state_follows_causal_order_not_clocks() {
+        let issue = |serial: &str| Action::Issue {
+            serial: serial.into(),
+            fingerprint: "f".into(),
+            roles: vec![],
+            holder: None,
+            ttl: "1h".into(),
+            not_after: "x".into(),
+            mode: "issuer".into(),
+            signed_by: "e1".into(),
+            key: "generated".into(),
+            reason: None,
+        };
+        let a = event(vec![], 1000, issue("01"));
+        // The child's clock was 30 s behind: it is still after its parent.
+        let b = event(
+            vec![a.id().clone()],
+            970,
+            Action::BreakGlass {
+                serial: "02".into(),
+                fingerprint: "f".into(),
+                roles: vec![],
+                holder: None,
+                ttl: "1h".into(),
+                not_after: "x".into(),
+                mode: "issuer".into(),
+                signed_by: "e1".into(),
+                key: "generated".into(),
+                reason: Some("INC".into()),
+            },
+        );
+        let c = event(
+            vec![b.id().clone()],
+            960,
+            Action::Revoke {
+                serial: "01".into(),
+                fingerprint: "f".into(),
+                reason: "keyCompromise".into(),
+                signed_by: "e1".into(),
+            },
+        );
+        let d = event(
+            vec![c.id().clone()],
+            950,
+            Action::IssuerRetire {
+                issuer: "e1".into(),
+                forced: true,
+                cut_off: 1,
+                untainted: true,
+            },
+        );
+        let e = event(
+            vec![d.id().clone()],
+            970,
+            Action::Crl {
+                issuer: "e1".into(),
+                crl_number: 77,
+                entries: 1,
+            },
+        );
+        let summaries: Vec<EventSummary> = [&d, &c, &a, &b, &e]
+            .iter()
+            .map(|e| EventSummary::of(e))
+            .collect();
+        let order: Vec<&str> = causal_order(&summaries)
+            .iter()
+            .map(|s| s.action.as_str())
+            .collect();
+        assert_eq!(
+            order,
+            ["issue", "break-glass", "revoke", "issuer.retire", "crl"]
+        );
+        let state = ChainState::of(&summaries);
+        assert_eq!(state.heads, vec![e.id().clone()]);
+        assert!(state.revoked.contains_key("01"));
+        assert_eq!(state.crl_numbers["e1"], 77);
+        assert_eq!(state.taint, None, "retiring its issuer cleared the taint");
+        assert_eq!(state.issuers["e1"].state, "retired");
+        let without_retire = ChainState::of(&summaries[1..4]);
+        assert_eq!(without_retire.taint.unwrap().serial.as_deref(), Some("02"));
+    }
+
+    #[test]
+    fn kubernetes_break_glass_taints_and_a_kubeconfig_names_its_serial() {
+        let kube = |serial: &str, reason: Option<&str>| {
+            let (fingerprint, user, groups, ttl, not_after, mode, signed_by, key) = (
+                "f".to_owned(),
+                "alice".to_owned(),
+                vec!["system:masters".to_owned()],
+                "1h".to_owned(),
+                "x".to_owned(),
+                "issuer".to_owned(),
+                "k1".to_owned(),
+                "generated".to_owned(),
+            );
+            match reason {
+                Some(r) => Action::KubernetesBreakGlass {
+                    serial: serial.into(),
+                    fingerprint,
+                    user,
+                    groups,
+                    ttl,
+                    not_after,
+                    mode,
+                    signed_by,
+                    key,
+                    reason: r.into(),
+                },
+                None => Action::Kubeconfig {
+                    serial: serial.into(),
+                    fingerprint,
+                    user,
+                    groups,
+                    ttl,
+                    not_after,
+                    mode,
+                    signed_by,
+                    key,
+                },
+            }
+        };
+        let a = event(vec![], 1000, kube("0a", None));
+        let b = event(vec![a.id().clone()], 1001, kube("0b", Some("INC-9")));
+        let summaries: Vec<EventSummary> = [&a, &b].iter().map(|e| EventSummary::of(e)).collect();
+        assert_eq!(summaries[0].subject.as_deref(), Some("0a"));
+        let state = ChainState::of(&summaries);
+        let taint = state.taint.expect("Kubernetes break-glass taints");
+        assert_eq!(taint.serial.as_deref(), Some("0b"));
+        assert_eq!(taint.reason.as_deref(), Some("INC-9"));
+        // Retiring the Kubernetes issuer that signed it clears the taint.
+        let c = event(
+            vec![b.id().clone()],
+            1002,
+            Action::IssuerRetire {
+                issuer: "k1".into(),
+                forced: true,
+                cut_off: 1,
+                untainted: true,
+            },
+        );
+        let summaries: Vec<EventSummary> =
+            [&a, &b, &c].iter().map(|e| EventSummary::of(e)).collect();
+        assert_eq!(ChainState::of(&summaries).taint, None);
+    }
+
+    /// A sealed event: `epoch`, MACed with `key` (the vault's, or a forger's).
+    fn sealed(parents: Vec<EventId>, time: i64, action: Action, epoch: u32, key: u8) -> Event {
+        let mut body = EventBody::new(
+            time::OffsetDateTime::from_unix_timestamp(time).unwrap(),
+            "a",
+            None,
+            "prod",
+            &action,
+        )
+        .unwrap();
+        body.seal = Some(super::super::Seal {
+            vault: "v".into(),
+            epoch,
+            files: [("policy.yaml".to_owned(), Some("00".repeat(32)))]
+                .into_iter()
+                .collect(),
+        });
+        let mac_key = crate::audit::AuditKey::derive(&[key; 32], "v", "prod", epoch).unwrap();
+        new_event(parents, body).unwrap().with_mac(&mac_key)
+    }
+
+    fn untaint() -> Action {
+        Action::EnvUntaint {
+            reason: "done".into(),
+            tainted_since: "2026-01-01T00:00:00Z".into(),
+            break_glass_serial: None,
+        }
+    }
+
+    fn accept() -> Action {
+        Action::PolicyAccept {
+            reason: "PR 1".into(),
+        }
+    }
+
+    /// The vault's MAC check: key byte 1, any epoch.
+    fn genuine(epoch: u32, id: &EventId, mac: &str) -> bool {
+        crate::audit::AuditKey::derive(&[1; 32], "v", "prod", epoch)
+            .unwrap()
+            .check(id, mac)
+    }
+
+    #[test]
+    fn the_checked_chain_keeps_only_authentic_events_and_their_format_1_history() {
+        // Format-1 history, then an upgrade-like sealed event on top of it.
+        let old = event(vec![], 900, untaint());
+        let up = sealed(vec![old.id().clone()], 910, accept(), 1, 1);
+        // A forged sealed event (another key) on the head, and a format-1 event planted after
+        // the upgrade.
+        let forged = sealed(vec![up.id().clone()], 920, accept(), 1, 9);
+        let planted = event(vec![up.id().clone()], 930, untaint());
+        let all: Vec<EventSummary> = [&old, &up, &forged, &planted]
+            .iter()
+            .map(|e| EventSummary::of(e))
+            .collect();
+        let state = ChainState::checked(&all, Some(&genuine));
+        assert!(state.authenticated && state.sealed);
+        assert_eq!(state.rejected, 2);
+        assert_eq!(
+            state.heads,
+            vec![up.id().clone()],
+            "forged heads are never named"
+        );
+        assert_eq!(state.files["policy.yaml"].1, *up.id());
+        // Structure only: the forged sealed event counts (nothing can tell), the planted
+        // format-1 one does not.
+        let structural = ChainState::of(&all);
+        assert!(!structural.authenticated);
+        assert_eq!(structural.rejected, 1);
+        assert_eq!(structural.heads, vec![forged.id().clone()]);
+        // A vault with no sealed event at all is format 1: everything counts.
+        let v1 = ChainState::checked(&all[..1], Some(&genuine));
+        assert_eq!((v1.rejected, v1.sealed), (0, false));
+    }
+
+    #[test]
+    fn an_event_under_a_retired_epoch_is_never_authentic() {
+        let first = sealed(vec![], 900, accept(), 1, 1);
+        let rotated = sealed(vec![first.id().clone()], 910, accept(), 2, 1);
+        // A removed recipient still holds epoch 1's key: an epoch-1 event on an epoch-2 head.
+        let stale = sealed(vec![rotated.id().clone()], 920, accept(), 1, 1);
+        // Concurrent work in a clone that had not seen the rotation stays authentic.
+        let concurrent = sealed(vec![first.id().clone()], 915, accept(), 1, 1);
+        let all: Vec<EventSummary> = [&first, &rotated, &stale, &concurrent]
+            .iter()
+            .map(|e| EventSummary::of(e))
+            .collect();
+        let state = ChainState::checked(&all, Some(&genuine));
+        assert_eq!(state.rejected, 1);
+        let mut heads = state.heads.clone();
+        heads.sort();
+        let mut want = vec![rotated.id().clone(), concurrent.id().clone()];
+        want.sort();
+        assert_eq!(heads, want);
+    }
+}
