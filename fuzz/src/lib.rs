@@ -257,7 +257,13 @@ pub fn audit_event(data: &[u8]) {
             assert_eq!(report.heads, vec![e.id().clone()]);
         }
     }
-    let _ = audit::stated_links(data);
+    // The summary the chain state is built from reads back from its cache line.
+    if let Some(summary) = audit::EventSummary::read(data) {
+        assert_eq!(
+            audit::EventSummary::from_line(&summary.to_line()).as_ref(),
+            Some(&summary)
+        );
+    }
 
     let mut files = Vec::new();
     let mut rest = data;
@@ -282,11 +288,12 @@ pub fn audit_event(data: &[u8]) {
         let _ = p.to_string();
         let _ = p.tamper();
     }
-    let links: Vec<_> = files
+    let summaries: Vec<_> = files
         .iter()
-        .filter_map(|(_, b)| audit::stated_links(b))
+        .filter_map(|(_, b)| audit::EventSummary::read(b))
         .collect();
-    let _ = audit::heads_of_links(&links);
+    let _ = audit::heads_of(&summaries);
+    let _ = audit::ChainState::of(&summaries);
 }
 
 /// TTLs, roles and holder names (`--ttl`, `--role`, `--holder`, policy keys): what parses
