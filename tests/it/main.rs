@@ -17,6 +17,7 @@ mod fuzz_regressions;
 mod generate;
 mod hsm;
 mod import;
+mod integrity;
 mod issue;
 mod issuing;
 mod kubernetes;
