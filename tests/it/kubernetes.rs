@@ -1374,6 +1374,35 @@ fn kubernetes_events_are_authenticated_and_the_chain_decides_issuer_states_and_t
     assert!(!patch.contains(planted) && patch.contains(&id), "{patch}");
     std::fs::remove_dir_all(&dir).unwrap();
 
+    // A Kubernetes break-glass under the issuer taints until the issuer retires (the chain
+    // says so: the retire event clears it).
+    v.tv(&[
+        "break-glass",
+        "prod",
+        "--kubernetes",
+        "--user",
+        "ann",
+        "--reason",
+        "INC-3",
+        "-o",
+        "d.kubeconfig",
+    ]);
+    assert!(
+        v.tv(&["env", "show", "prod"])
+            .contains("tainted:        since")
+    );
+    let out = v.tv(&["issuer", "retire", "prod", &id, "--force"]);
+    assert!(out.contains("no longer tainted"), "{out}");
+    assert!(
+        v.tv(&["env", "show", "prod"])
+            .contains("tainted:        no\n")
+    );
+    let patch = v.tv(&["patch", "accepted-cas", "prod", "--api", "kubernetes"]);
+    assert!(
+        !patch.contains(&id),
+        "a retired issuer left the patch: {patch}"
+    );
+
     // The trail is intact and authenticated.
     v.tv(&["audit", "verify", "prod"]);
 
