@@ -1417,3 +1417,91 @@ fn kubernetes_events_are_authenticated_and_the_chain_decides_issuer_states_and_t
         "{out}{err}"
     );
 }
+
+/// Someone with write access but no identity forges an `issuer.activate` for a pending
+/// Kubernetes issuer (a well-formed sealed event on the heads, MACed with a key of their own):
+/// the chain does not take it, so the issuer stays pending, kubeconfigs are still signed by the
+/// Kubernetes CA, and `audit verify` reports the forgery.
+#[test]
+fn a_forged_kubernetes_issuer_activation_counts_for_nothing() {
+    use talvault::audit::{self, EventBody};
+    let v = Vault::new("v1.13");
+    v.tv(&["issuer", "create", "prod", "--api", "kubernetes"]);
+    let id = v.kubernetes_issuer();
+    let env_dir = v.path("v/envs/prod");
+    let summaries: Vec<_> = talvault::store::audit_dir::load_all(&env_dir)
+        .unwrap()
+        .iter()
+        .filter_map(|(_, b)| audit::EventSummary::read(b))
+        .collect();
+    let vault_id = v
+        .read("v/talvault.yaml")
+        .lines()
+        .find_map(|l| l.strip_prefix("vault_id: "))
+        .unwrap()
+        .trim_matches('"')
+        .to_owned();
+    let data: serde_json::Map<String, serde_json::Value> =
+        [("issuer".to_owned(), serde_json::Value::String(id.clone()))]
+            .into_iter()
+            .collect();
+    let event = audit::new_event(
+        audit::heads_of(&summaries),
+        EventBody {
+            time: time::OffsetDateTime::now_utc(),
+            actor: "mallory".into(),
+            opened_by: None,
+            env: "prod".into(),
+            action: "issuer.activate".into(),
+            data,
+            seal: Some(audit::Seal {
+                vault: vault_id.clone(),
+                epoch: 1,
+                files: std::collections::BTreeMap::new(),
+            }),
+        },
+    )
+    .unwrap()
+    .with_mac(&audit::AuditKey::derive(&[7; 32], &vault_id, "prod", 1).unwrap());
+    let path = env_dir.join("audit").join(event.relative_path());
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, event.to_json()).unwrap();
+
+    let list = v.tv(&["issuer", "list", "prod", "-o", "json"]);
+    let list: serde_json::Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(list[0]["id"], id.as_str());
+    assert_eq!(list[0]["state"], "pending", "{list}");
+    let out = v.tv(&[
+        "kubeconfig",
+        "prod",
+        "--user",
+        "ann",
+        "--group",
+        "talvault:viewers",
+        "-o",
+        "a.kubeconfig",
+    ]);
+    assert!(
+        out.contains("signed directly by the cluster's Kubernetes CA"),
+        "{out}"
+    );
+    let (code, out, err) = v.run(&["--vault", "v", "audit", "verify", "prod"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("TAMPERED") && out.contains("Forged"), "{out}");
+    // The honest activation still works, and then the issuer signs.
+    v.tv(&["issuer", "activate", "prod", &id]);
+    let out = v.tv(&[
+        "kubeconfig",
+        "prod",
+        "--user",
+        "bob",
+        "--group",
+        "talvault:viewers",
+        "-o",
+        "b.kubeconfig",
+    ]);
+    assert!(
+        out.contains(&format!("signed by Kubernetes issuer {id}")),
+        "{out}"
+    );
+}
