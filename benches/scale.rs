@@ -305,6 +305,7 @@ fn main() {
             break_glass: false,
             reason: None,
             certificate: String::from_utf8(leaf.cert_pem.clone()).unwrap(),
+            api: Default::default(),
         };
         let yaml = record.to_yaml().unwrap();
         std::fs::write(certs_dir.join(format!("{}.yaml", leaf.serial_hex)), &yaml).unwrap();

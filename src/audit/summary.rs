@@ -51,8 +51,9 @@ impl EventSummary {
     pub fn of(e: &Event) -> Self {
         let data = e.data();
         let (subject, issuer, reason, number, clears_taint) = match e.action() {
-            "issue" => (text(data, "serial"), None, None, None, false),
-            "break-glass" => (
+            "issue" | "kubeconfig" => (text(data, "serial"), None, None, None, false),
+            // A Kubernetes break-glass certificate taints the environment like a Talos one.
+            "break-glass" | "break-glass.kubernetes" => (
                 text(data, "serial"),
                 text(data, "signed_by"),
                 text(data, "reason"),
@@ -622,7 +623,7 @@ impl ChainState {
                         *best = (*best).max(n);
                     }
                 }
-                "break-glass" => {
+                "break-glass" | "break-glass.kubernetes" => {
                     s.taint = Some(ChainTaint {
                         serial: subject,
                         reason: e.reason.clone(),
@@ -894,6 +895,69 @@ mod tests {
         assert_eq!(state.issuers["e1"].state, "retired");
         let without_retire = ChainState::of(&summaries[1..4]);
         assert_eq!(without_retire.taint.unwrap().serial.as_deref(), Some("02"));
+    }
+
+    #[test]
+    fn kubernetes_break_glass_taints_and_a_kubeconfig_names_its_serial() {
+        let kube = |serial: &str, reason: Option<&str>| {
+            let (fingerprint, user, groups, ttl, not_after, mode, signed_by, key) = (
+                "f".to_owned(),
+                "alice".to_owned(),
+                vec!["system:masters".to_owned()],
+                "1h".to_owned(),
+                "x".to_owned(),
+                "issuer".to_owned(),
+                "k1".to_owned(),
+                "generated".to_owned(),
+            );
+            match reason {
+                Some(r) => Action::KubernetesBreakGlass {
+                    serial: serial.into(),
+                    fingerprint,
+                    user,
+                    groups,
+                    ttl,
+                    not_after,
+                    mode,
+                    signed_by,
+                    key,
+                    reason: r.into(),
+                },
+                None => Action::Kubeconfig {
+                    serial: serial.into(),
+                    fingerprint,
+                    user,
+                    groups,
+                    ttl,
+                    not_after,
+                    mode,
+                    signed_by,
+                    key,
+                },
+            }
+        };
+        let a = event(vec![], 1000, kube("0a", None));
+        let b = event(vec![a.id().clone()], 1001, kube("0b", Some("INC-9")));
+        let summaries: Vec<EventSummary> = [&a, &b].iter().map(|e| EventSummary::of(e)).collect();
+        assert_eq!(summaries[0].subject.as_deref(), Some("0a"));
+        let state = ChainState::of(&summaries);
+        let taint = state.taint.expect("Kubernetes break-glass taints");
+        assert_eq!(taint.serial.as_deref(), Some("0b"));
+        assert_eq!(taint.reason.as_deref(), Some("INC-9"));
+        // Retiring the Kubernetes issuer that signed it clears the taint.
+        let c = event(
+            vec![b.id().clone()],
+            1002,
+            Action::IssuerRetire {
+                issuer: "k1".into(),
+                forced: true,
+                cut_off: 1,
+                untainted: true,
+            },
+        );
+        let summaries: Vec<EventSummary> =
+            [&a, &b, &c].iter().map(|e| EventSummary::of(e)).collect();
+        assert_eq!(ChainState::of(&summaries).taint, None);
     }
 
     /// A sealed event: `epoch`, MACed with `key` (the vault's, or a forger's).

@@ -2,10 +2,10 @@
 //! `audit`, `model`) with storage (`store`), and the only writer of audit events. This file is
 //! the kernel (find, init and open a vault, load an environment, open and seal its secrets,
 //! stage an audit event, commit); each capability has its own room (`env`, `bundle`,
-//! `recipients`, `issue`, `issuers`, `revocation`, `crl`, `verify`, `status`, `audit`), read
-//! top to bottom as load → check → act → store → audit, sharing only this kernel, the signing
-//! half of it (`signer`) and the read side (`records`). It must not print, prompt or parse
-//! arguments (that is `cli`), and it returns secrets only through the explicit
+//! `recipients`, `issue`, `kubeconfig`, `issuers`, `revocation`, `crl`, `verify`, `status`,
+//! `audit`), read top to bottom as load → check → act → store → audit, sharing only this
+//! kernel, the signing half of it (`signer`) and the read side (`records`). It must not print,
+//! prompt or parse arguments (that is `cli`), and it returns secrets only through the explicit
 //! export/exec/issue paths.
 #![expect(
     clippy::disallowed_methods,
@@ -19,6 +19,7 @@ mod env;
 mod error;
 mod issue;
 mod issuers;
+mod kubeconfig;
 mod recipients;
 mod records;
 mod revocation;
@@ -42,13 +43,17 @@ pub use self::error::VaultError;
 pub use self::issue::{IssueRequest, Issued, PreparedIssue};
 pub use self::issuers::{
     DEFAULT_ISSUER_LIFETIME, IssuerChange, MAX_ISSUER_LIFETIME_HOURS, NewIssuer, NewIssuerKey,
+    PatchOutput, PatchRequest,
+};
+pub use self::kubeconfig::{
+    DEFAULT_NAMESPACE, IssuedKubeconfig, KubeconfigRequest, PreparedKubeconfig,
 };
 pub use self::recipients::RecipientChange;
 pub use self::records::{Issuer, IssuerView, LiveCert};
 pub use self::revocation::{RevokeOutcome, RevokeTarget};
 pub use self::signer::CrlOutput;
 
-pub use self::status::{CaExpiry, Counts, EnvStatus, Finding};
+pub use self::status::{ApiCounts, CaExpiry, Counts, EnvStatus, Finding};
 pub use self::verify::Verification;
 use crate::bundle::SecretsBundle;
 pub use crate::model::{CertRecord, SignedBy};
