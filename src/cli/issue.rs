@@ -15,10 +15,11 @@ use super::output::{TalosconfigOutput, write_stderr, write_stdout};
 use crate::secret::SecretBytes;
 use crate::vault::{IssueRequest, Issued};
 
-/// Where the talosconfig goes.
+/// Where the talosconfig (or kubeconfig) goes.
 #[derive(Debug, Args)]
 pub struct Destination {
-    /// Write a new talosconfig here (mode 0600; `-` for stdout when it is not a terminal).
+    /// Write a new file here (mode 0600; `-` for stdout when it is not a terminal; default
+    /// `talosconfig`, or `kubeconfig` for a kubeconfig).
     #[arg(
         short = 'o',
         long = "output",
@@ -26,10 +27,11 @@ pub struct Destination {
         conflicts_with = "merge"
     )]
     pub output: Option<String>,
-    /// Add the context to this existing talosconfig and make it current.
+    /// Add the context to this existing talosconfig (kubeconfig) and make it current.
     #[arg(long, value_name = "FILE")]
     pub merge: Option<PathBuf>,
-    /// With --merge: replace a context of the same name (never renamed).
+    /// With --merge: replace a context (kubeconfig: cluster, user or context) of the same name
+    /// (never renamed).
     #[arg(long, requires = "merge")]
     pub replace: bool,
     /// With -o: overwrite an existing file.
@@ -83,12 +85,34 @@ pub struct BreakGlassArgs {
     #[arg(long, value_name = "DURATION")]
     pub ttl: Option<String>,
     /// Who the certificate is for.
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", conflicts_with = "kubernetes")]
     pub holder: Option<String>,
     /// Talos API endpoint (repeatable; default: the environment's).
-    #[arg(long = "endpoint", short = 'e', value_name = "ENDPOINT")]
+    #[arg(
+        long = "endpoint",
+        short = 'e',
+        value_name = "ENDPOINT",
+        conflicts_with = "kubernetes"
+    )]
     pub endpoints: Vec<String>,
-    /// Sign with the Talos OS CA even when an issuer is active (if the policy allows it).
+    /// A kubeconfig for the Kubernetes API instead: a system:masters certificate (or another
+    /// group the policy marks privileged), which bypasses RBAC.
+    #[arg(long)]
+    pub kubernetes: bool,
+    /// With --kubernetes: the Kubernetes user name (the certificate's CN; required).
+    #[arg(long, value_name = "NAME", requires = "kubernetes")]
+    pub user: Option<String>,
+    /// With --kubernetes: a privileged group (repeatable; default system:masters).
+    #[arg(long = "group", value_name = "GROUP", requires = "kubernetes")]
+    pub groups: Vec<String>,
+    /// With --kubernetes: the context's namespace (default `default`).
+    #[arg(long, value_name = "NS", requires = "kubernetes")]
+    pub namespace: Option<String>,
+    /// With --kubernetes: the API server URL (default: the environment's Kubernetes endpoint).
+    #[arg(long, value_name = "URL", requires = "kubernetes")]
+    pub server: Option<String>,
+    /// Sign with the Talos OS CA (with --kubernetes: the Kubernetes CA) even when an issuer is
+    /// active (if the policy allows it).
     #[arg(long)]
     pub direct: bool,
     /// Output.

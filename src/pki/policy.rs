@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::cert::{CertificateTemplate, ExtendedKeyUsage, KeyUsage};
+use super::kube_policy::{KubePolicyProblem, KubernetesPolicy};
 use super::name;
 use super::role::Role;
 use super::ttl::Ttl;
@@ -205,6 +206,9 @@ pub struct Policy {
     /// How long an issuer's CRL stays current: nextUpdate − thisUpdate (default 7 days).
     #[serde(default = "default_crl_validity")]
     pub crl_validity: Ttl,
+    /// Kubeconfigs: groups, bounds, privileged groups (`pki::kube_policy`); defaults when absent.
+    #[serde(default)]
+    pub kubernetes: KubernetesPolicy,
     /// Sealed etcd backups (`backup:`): how fresh the newest verified one must be, and whether
     /// opening one needs a reason. When absent, [`Policy::backup_rules`] gives the defaults and
     /// an environment without backups is not graded for it.
@@ -259,6 +263,7 @@ impl Default for Policy {
             allow_direct: true,
             direct_beside_issuers: false,
             crl_validity: default_crl_validity(),
+            kubernetes: KubernetesPolicy::default(),
             backup: None,
         }
     }
@@ -298,6 +303,18 @@ pub enum PolicyFileError {
     EmptyHolders {
         /// The role, or `break-glass`.
         what: String,
+    },
+    /// An empty user list in the Kubernetes section.
+    #[error("policy for {what}: `users` is empty; remove the group (or the list) instead")]
+    EmptyUsers {
+        /// The group, or `kubernetes break-glass`.
+        what: String,
+    },
+    /// Another inconsistency in the Kubernetes section.
+    #[error("policy: {message}")]
+    Kubernetes {
+        /// What is wrong.
+        message: String,
     },
 }
 
@@ -356,6 +373,15 @@ impl Policy {
             if holders.as_ref().is_some_and(Vec::is_empty) {
                 return Err(PolicyFileError::EmptyHolders { what });
             }
+        }
+        if let Some(problem) = self.kubernetes.problems().into_iter().next() {
+            return Err(match problem {
+                KubePolicyProblem::DefaultAboveMax(what, default, max) => {
+                    PolicyFileError::DefaultAboveMax { what, default, max }
+                }
+                KubePolicyProblem::EmptyUsers(what) => PolicyFileError::EmptyUsers { what },
+                KubePolicyProblem::Other(message) => PolicyFileError::Kubernetes { message },
+            });
         }
         Ok(())
     }
@@ -621,41 +647,52 @@ impl Grant {
     /// lifetime ≤ TTL + [`MAX_BACKDATE`], EKU exactly `[clientAuth]`, no CA, KU digitalSignature
     /// only, serial positive and ≤ 16 bytes.
     pub fn check_template(&self, template: &CertificateTemplate) -> Result<(), GrantViolation> {
-        // A subject that cannot be encoded matches no template.
-        if self.subject_der().ok().as_ref() != Some(&template.subject) {
-            return Err(GrantViolation::SubjectMismatch);
-        }
-        let lifetime = template.not_after - template.not_before;
-        if lifetime <= time::Duration::ZERO {
-            return Err(GrantViolation::EmptyValidity);
-        }
-        if lifetime > self.ttl.as_duration() + MAX_BACKDATE {
-            return Err(GrantViolation::LifetimeAboveGrant {
-                lifetime_seconds: lifetime.whole_seconds(),
-                granted: self.ttl,
-            });
-        }
-        // siderolabs/talos: internal/app/apid/service.go verifyExtKeyUsage (slices.Equal).
-        if template.extended_key_usage != [ExtendedKeyUsage::ClientAuth] {
-            return Err(GrantViolation::ExtendedKeyUsage);
-        }
-        let leaf_usage = KeyUsage {
-            digital_signature: true,
-            ..KeyUsage::default()
-        };
-        if template.ca.is_some() || template.key_usage != leaf_usage {
-            return Err(GrantViolation::CaOrKeyUsage);
-        }
-        let significant = template
-            .serial
-            .iter()
-            .skip_while(|&&b| b == 0)
-            .collect::<Vec<_>>();
-        if significant.is_empty() || significant.len() > 16 {
-            return Err(GrantViolation::Serial);
-        }
-        Ok(())
+        check_client_template(template, self.subject_der().ok().as_deref(), self.ttl)
     }
+}
+
+/// The checks every client leaf's final template must pass, Talos and Kubernetes alike: subject
+/// = `subject` (`None`: it could not be encoded, which matches no template), lifetime ≤ `ttl` +
+/// [`MAX_BACKDATE`], EKU exactly `[clientAuth]`, no CA, KU digitalSignature only, serial positive
+/// and ≤ 16 bytes.
+pub fn check_client_template(
+    template: &CertificateTemplate,
+    subject: Option<&[u8]>,
+    ttl: Ttl,
+) -> Result<(), GrantViolation> {
+    if subject != Some(template.subject.as_slice()) {
+        return Err(GrantViolation::SubjectMismatch);
+    }
+    let lifetime = template.not_after - template.not_before;
+    if lifetime <= time::Duration::ZERO {
+        return Err(GrantViolation::EmptyValidity);
+    }
+    if lifetime > ttl.as_duration() + MAX_BACKDATE {
+        return Err(GrantViolation::LifetimeAboveGrant {
+            lifetime_seconds: lifetime.whole_seconds(),
+            granted: ttl,
+        });
+    }
+    // siderolabs/talos: internal/app/apid/service.go verifyExtKeyUsage (slices.Equal).
+    if template.extended_key_usage != [ExtendedKeyUsage::ClientAuth] {
+        return Err(GrantViolation::ExtendedKeyUsage);
+    }
+    let leaf_usage = KeyUsage {
+        digital_signature: true,
+        ..KeyUsage::default()
+    };
+    if template.ca.is_some() || template.key_usage != leaf_usage {
+        return Err(GrantViolation::CaOrKeyUsage);
+    }
+    let significant = template
+        .serial
+        .iter()
+        .skip_while(|&&b| b == 0)
+        .collect::<Vec<_>>();
+    if significant.is_empty() || significant.len() > 16 {
+        return Err(GrantViolation::Serial);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

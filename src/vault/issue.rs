@@ -9,7 +9,7 @@ use super::signer::CaSigner;
 use super::{Context, Env, Vault, VaultError, plain_text, rfc3339};
 use crate::audit::Action;
 use crate::keys::PrivateKey;
-use crate::model::{CertRecord, OS_CA, SignedBy};
+use crate::model::{Api, CertRecord, OS_CA, SignedBy};
 use crate::pki::issue::{IssueTime, IssuedLeaf, SubjectKey, issue_leaf, verify_csr};
 use crate::pki::policy::{Grant, Holder, Request};
 use crate::pki::role::Role;
@@ -124,7 +124,7 @@ impl Vault {
         let issuers = self.load_issuers(&env)?;
         // Issuer mode when an issuer is active, unless --direct; direct mode needs the policy
         // (and, beside an active issuer, its explicit opt-in).
-        let active = signing_issuer(&issuers).cloned();
+        let active = signing_issuer(&issuers, Api::Talos).cloned();
         let issuer = if req.direct { None } else { active.clone() };
         if issuer.is_none() && !policy.allows_direct(active.is_some()) {
             return Err(VaultError::DirectForbidden {
@@ -246,6 +246,7 @@ impl PreparedIssue<'_> {
             break_glass: grant.break_glass_reason().is_some(),
             reason: grant.break_glass_reason().map(str::to_owned),
             certificate: String::from_utf8_lossy(&leaf.cert_pem).into_owned(),
+            api: Api::Talos,
         };
         let dir = env.dir();
         let mut t = Transaction::new(&vault.root);

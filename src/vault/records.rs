@@ -11,7 +11,9 @@ use time::OffsetDateTime;
 use super::{Env, META_MAX, Vault, VaultError, rfc3339};
 use crate::digest::Fingerprint;
 use crate::inventory::{self, CertEntry, RevokedEntry};
-use crate::model::{CertRecord, IssuerKey, IssuerMeta, IssuerState, MetaError, RevocationRecord};
+use crate::model::{
+    Api, CertRecord, IssuerKey, IssuerMeta, IssuerState, MetaError, RevocationRecord,
+};
 use crate::pki::issuer::{IssuerFacts, read_issuer_certificate};
 use crate::pki::policy::Policy;
 use crate::pki::serial::Serial;
@@ -61,6 +63,8 @@ pub struct IssuerView {
     pub issued: usize,
     /// Of those, still valid and not revoked.
     pub live: usize,
+    /// `talos` (machine.acceptedCAs) or `kubernetes` (the kube-apiserver's accepted CAs).
+    pub api: Api,
 }
 
 /// A live certificate, as reports list it.
@@ -78,6 +82,8 @@ pub struct LiveCert {
     pub not_after: String,
     /// Break-glass certificate.
     pub break_glass: bool,
+    /// `talos` or `kubernetes`; for `kubernetes`, `holder` is the user and `roles` the groups.
+    pub api: Api,
 }
 
 impl From<CertEntry> for LiveCert {
@@ -89,6 +95,7 @@ impl From<CertEntry> for LiveCert {
             roles: e.roles,
             issuer: e.ca,
             break_glass: e.break_glass,
+            api: e.api,
         }
     }
 }
@@ -102,6 +109,7 @@ impl LiveCert {
             issuer: e.ca.clone(),
             not_after: inventory::rfc3339(e.not_after),
             break_glass: e.break_glass,
+            api: e.api,
         }
     }
 }
@@ -152,11 +160,11 @@ impl Trusted {
     }
 }
 
-/// The issuer that signs new certificates: the most recently activated active one.
-pub(super) fn signing_issuer(issuers: &[Issuer]) -> Option<&Issuer> {
+/// The issuer that signs new certificates for `api`: its most recently activated active one.
+pub(super) fn signing_issuer(issuers: &[Issuer], api: Api) -> Option<&Issuer> {
     issuers
         .iter()
-        .filter(|i| i.meta.state == IssuerState::Active)
+        .filter(|i| i.meta.state == IssuerState::Active && i.meta.api == api)
         .max_by(|a, b| {
             a.meta
                 .activated
@@ -187,7 +195,10 @@ pub(super) fn issuer_views(
     revoked: &HashSet<&str>,
     now: i64,
 ) -> Vec<IssuerView> {
-    let signing = signing_issuer(issuers).map(|i| i.meta.id.clone());
+    let signing: Vec<String> = [Api::Talos, Api::Kubernetes]
+        .into_iter()
+        .filter_map(|api| signing_issuer(issuers, api).map(|i| i.meta.id.clone()))
+        .collect();
     issuers
         .iter()
         .map(|i| {
@@ -202,7 +213,7 @@ pub(super) fn issuer_views(
                 id: i.meta.id.clone(),
                 epoch: i.meta.epoch,
                 state: i.meta.state,
-                signing: signing.as_deref() == Some(i.meta.id.as_str()),
+                signing: signing.contains(&i.meta.id),
                 algorithm: i.meta.algorithm.clone(),
                 key_store: match i.meta.key {
                     IssuerKey::Age { .. } => "age",
@@ -216,6 +227,7 @@ pub(super) fn issuer_views(
                 retired: i.meta.retired.clone(),
                 issued,
                 live,
+                api: i.meta.api,
             }
         })
         .collect()
@@ -508,6 +520,24 @@ impl Vault {
             return Err(VaultError::ForeignTalosconfig {
                 what: format!(
                     "the talosconfig's CA is not the Talos OS CA of environment {:?} (cluster {:?})",
+                    env.meta.name, env.meta.cluster_name
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Refuses a kubeconfig whose `certificate-authority-data` is not this environment's
+    /// Kubernetes CA.
+    pub(super) fn check_kubernetes_ca(env: &Env, server_ca: &[u8]) -> Result<(), VaultError> {
+        let der = certificate_der(server_ca).map_err(|reason| VaultError::Unreadable {
+            part: "certificate-authority-data",
+            reason,
+        })?;
+        if Fingerprint::of(&der) != env.meta.pins.k8s {
+            return Err(VaultError::ForeignKubeconfig {
+                what: format!(
+                    "the kubeconfig's certificate-authority-data is not the Kubernetes CA of environment {:?} (cluster {:?})",
                     env.meta.name, env.meta.cluster_name
                 ),
             });

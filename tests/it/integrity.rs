@@ -1188,9 +1188,10 @@ fn edit_and_rehash_fails_the_mac() {
         &expected.iter().map(String::as_str).collect::<Vec<_>>(),
     );
     assert!(lab.events("v", "prod")[0]["actor"] == "mallory");
-    // With the identity nothing rests on the rewritten events: no event accounts for env.yaml
-    // any more, and every command refuses the environment.
-    let refused = "error: envs/prod/env.yaml: no audit event accounts for it\n\
+    // With the identity nothing rests on the rewritten events: no event accounts for the
+    // bundle (the first file checked once the keys are in use) or anything else any more, and
+    // every command refuses the environment.
+    let refused = "error: envs/prod/bundle.age: no audit event accounts for it\n\
                    hint: restore the file from git history (`git log -- FILE`), and run `talvault audit verify` to see what else changed\n";
     for args in [
         &["status", "prod"][..],
