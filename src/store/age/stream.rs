@@ -180,6 +180,14 @@ pub fn open<'a>(
 }
 
 #[cfg(test)]
+#[expect(
+    clippy::disallowed_methods,
+    reason = "tests read a sealed file back from a temporary directory"
+)]
+#[expect(
+    deprecated,
+    reason = "X25519 identities, as vaults use them (age 0.13 prefers post-quantum ones)"
+)]
 mod tests {
     use super::*;
     use ::age::NoCallbacks;
