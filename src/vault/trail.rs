@@ -489,10 +489,15 @@ impl Vault {
             ChainCheck::IfIdentity if ctx.identities.is_empty() => Ok(()),
             ChainCheck::IfIdentity => match self.load_audit_keys(env, ctx) {
                 // An identity that opens the bundle and a key file (or bundle) that does not
-                // belong to it, or is not what the chain recorded: tampering, not a missing
-                // identity. Refused, as a command that needs the keys refuses it, rather than
-                // read on structure alone.
-                Err(e @ (VaultError::AuditKeys { .. } | VaultError::Disagrees { .. })) => Err(e),
+                // belong to it, does not match the pins, or is not what the chain recorded:
+                // tampering, not a missing identity. Refused, as a command that needs the keys
+                // refuses it, rather than read on structure alone.
+                Err(
+                    e @ (VaultError::AuditKeys { .. }
+                    | VaultError::Disagrees { .. }
+                    | VaultError::PinMismatch { .. }
+                    | VaultError::BadBundle { .. }),
+                ) => Err(e),
                 // Another environment's identity, or none that opens this one: structure only.
                 _ => Ok(()),
             },
