@@ -360,11 +360,15 @@ impl Vault {
             && self.env_sealed(&env)?
             && let Err(full) = self.load_audit_keys(&env, ctx)
         {
-            // An identity that opens the bundle, and a key file or bundle that does not belong
-            // or is not what the chain recorded: tampering, never a reason to fall back.
+            // An identity that opens the bundle, and a key file or bundle that does not belong,
+            // does not match the pins, or is not what the chain recorded: tampering, never a
+            // reason to fall back (as `open_chain` refuses it for readers).
             if matches!(
                 full,
-                VaultError::AuditKeys { .. } | VaultError::Disagrees { .. }
+                VaultError::AuditKeys { .. }
+                    | VaultError::Disagrees { .. }
+                    | VaultError::PinMismatch { .. }
+                    | VaultError::BadBundle { .. }
             ) {
                 return Err(full);
             }
