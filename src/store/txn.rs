@@ -1,14 +1,16 @@
 //! EDGE: multi-file transactions, so that a command's files change together or not at all.
 //!
 //! `commit` writes every new file as a temporary file beside its target and a journal naming
-//! each (temporary, target, SHA-256 of the content), then makes all of them durable with one
-//! syncfs(2): that is the commit point. It then renames each temporary file into place, syncs
-//! again, and removes the journal. Renames start only after the first sync returned, so after a
-//! crash `recover` (run under the vault lock by every command before it reads anything) finds
-//! either every entry intact (its temporary file present with the right hash, or its target
-//! already holding that content) and rolls forward, or an incomplete commit that never renamed
-//! anything and rolls back by deleting the temporary files. Readers never see a mix. Two syncs
-//! per commit, whatever the number of files. It must not interpret file contents.
+//! each (temporary, target, SHA-256 of the content) and each file it removes, then makes all of
+//! them durable with one syncfs(2): that is the commit point. It then removes the files to
+//! remove, renames each temporary file into place, syncs again, and removes the journal.
+//! Removals and renames start only after the first sync returned, and removals come first, so
+//! after a crash `recover` (run under the vault lock by every command before it reads anything)
+//! finds either every entry intact (its temporary file present with the right hash, or its
+//! target already holding that content) and rolls forward (removing again what may be left to
+//! remove), or an incomplete commit that never removed or renamed anything and rolls back by
+//! deleting the temporary files. Readers never see a mix. Two syncs per commit, whatever the
+//! number of files. It must not interpret file contents.
 #![expect(
     clippy::disallowed_methods,
     reason = "EDGE: applies and recovers multi-file commits"
@@ -31,8 +33,12 @@ pub const DIRTY: &str = ".talvault-dirty";
 /// The journal's last line, so that a journal cut short is recognised.
 const JOURNAL_END: &str = "end";
 
-/// Largest journal read back.
-const JOURNAL_MAX: u64 = 1 << 20;
+/// A journal line naming a file the commit removes: `remove<TAB>target`.
+const JOURNAL_REMOVE: &str = "remove";
+
+/// Largest journal read back (a renewal of thousands of holders writes two files each, about
+/// 250 bytes of journal per file).
+const JOURNAL_MAX: u64 = 64 << 20;
 
 /// Largest file whose hash recovery checks (sealed bundles are far smaller).
 const RECOVERY_FILE_MAX: u64 = 64 << 20;
@@ -44,9 +50,13 @@ enum Op {
         mode: Mode,
         create_only: bool,
     },
+    Remove {
+        rel: PathBuf,
+    },
 }
 
-/// A set of file writes below a vault root, applied atomically by [`Transaction::commit`].
+/// A set of file writes and removals below a vault root, applied atomically by
+/// [`Transaction::commit`].
 pub struct Transaction {
     root: PathBuf,
     ops: Vec<Op>,
@@ -85,12 +95,39 @@ impl Transaction {
         });
     }
 
+    /// Removes `rel` (a file; a missing one is not an error). Removals are applied before the
+    /// writes. A transaction of several operations that removes must also write a file (every
+    /// mutating command writes its audit event): recovery knows an unfinished commit by its
+    /// temporary files.
+    pub fn remove(&mut self, rel: impl Into<PathBuf>) {
+        self.ops.push(Op::Remove { rel: rel.into() });
+    }
+
+    /// How many operations are staged: a mark for [`Transaction::file_hashes_since`].
+    pub fn mark(&self) -> usize {
+        self.ops.len()
+    }
+
     /// The content hash of every file the transaction writes below `dir` (relative to it), and
-    /// of the vault's `talvault.yaml` (as `/talvault.yaml`) when it writes that: what an audit
-    /// event names to account for the command's files.
+    /// of the vault's `talvault.yaml` (as `/talvault.yaml`) when it writes that, and `None` for
+    /// every file it removes: what an audit event names to account for the command's files.
     pub fn file_hashes(&self, dir: &Path) -> std::collections::BTreeMap<String, Option<String>> {
+        self.file_hashes_since(dir, 0)
+    }
+
+    /// [`Transaction::file_hashes`] of the operations staged since `mark`: what one event of a
+    /// transaction that stages several (one per certificate of a renewal) accounts for.
+    pub fn file_hashes_since(
+        &self,
+        dir: &Path,
+        mark: usize,
+    ) -> std::collections::BTreeMap<String, Option<String>> {
         let mut out = std::collections::BTreeMap::new();
-        for Op::Write { rel, bytes, .. } in &self.ops {
+        for op in self.ops.iter().skip(mark) {
+            let (rel, hash) = match op {
+                Op::Write { rel, bytes, .. } => (rel, Some(sha256_hex(bytes))),
+                Op::Remove { rel } => (rel, None),
+            };
             let key = if let Ok(below) = rel.strip_prefix(dir) {
                 if below.starts_with("audit") {
                     continue;
@@ -101,7 +138,7 @@ impl Transaction {
             } else {
                 continue;
             };
-            out.insert(key, Some(sha256_hex(bytes)));
+            out.insert(key, hash);
         }
         out
     }
@@ -110,7 +147,8 @@ impl Transaction {
     /// before children, relative to the root.
     fn new_dirs(&self) -> Vec<PathBuf> {
         let mut out: Vec<PathBuf> = Vec::new();
-        for Op::Write { rel, .. } in &self.ops {
+        for op in &self.ops {
+            let Op::Write { rel, .. } = op else { continue };
             let mut dir = PathBuf::new();
             for c in rel.parent().into_iter().flat_map(Path::components) {
                 dir.push(c);
@@ -160,6 +198,12 @@ impl Transaction {
 
     fn commit_marked(self) -> Result<Vec<PathBuf>, StoreError> {
         // One file is atomic on its own: skip the journal.
+        if let [Op::Remove { rel }] = self.ops.as_slice() {
+            check_relative(rel)?;
+            fs::remove_file_below(&self.root, rel)?;
+            fs::sync_dir_of(&self.root.join(rel))?;
+            return Ok(Vec::new());
+        }
         if let [
             Op::Write {
                 rel,
@@ -183,16 +227,27 @@ impl Transaction {
         }
 
         let mut staged: Vec<(PathBuf, PathBuf)> = Vec::with_capacity(self.ops.len());
+        let mut removals: Vec<PathBuf> = Vec::new();
         let mut journal = String::new();
         let journal_path = self.root.join(JOURNAL);
+        // Set once anything was removed: from then on the commit can only roll forward.
+        let mut removed_any = false;
         let result = (|| {
             for op in &self.ops {
-                let Op::Write {
-                    rel,
-                    bytes,
-                    mode,
-                    create_only,
-                } = op;
+                let (rel, bytes, mode, create_only) = match op {
+                    Op::Write {
+                        rel,
+                        bytes,
+                        mode,
+                        create_only,
+                    } => (rel, bytes, mode, create_only),
+                    Op::Remove { rel } => {
+                        check_relative(rel)?;
+                        journal.push_str(&format!("{JOURNAL_REMOVE}\t{}\n", rel.display()));
+                        removals.push(rel.clone());
+                        continue;
+                    }
+                };
                 check_relative(rel)?;
                 let target = self.root.join(rel);
                 if *create_only && target.symlink_metadata().is_ok() {
@@ -225,9 +280,9 @@ impl Transaction {
             drop(file);
             // The commit point: the temporary files and the journal are durable together.
             fs::sync_filesystem(&self.root)?;
-            apply(&self.root, &staged)
+            apply(&self.root, &removals, &staged, &mut removed_any)
         })();
-        if result.is_err() && staged.iter().all(|(t, _)| t.exists()) {
+        if result.is_err() && !removed_any && staged.iter().all(|(t, _)| t.exists()) {
             // Nothing was renamed: undo completely.
             for (temp, _) in &staged {
                 let _ = std::fs::remove_file(temp);
@@ -239,8 +294,18 @@ impl Transaction {
     }
 }
 
-/// Renames the staged files into place, makes the renames durable, removes the journal.
-fn apply(root: &Path, staged: &[(PathBuf, PathBuf)]) -> Result<(), StoreError> {
+/// Removes the files to remove, renames the staged files into place, makes both durable,
+/// removes the journal. Removals come first: once the last temporary file is renamed, recovery
+/// no longer rolls forward, so nothing may be left to do by then.
+fn apply(
+    root: &Path,
+    removals: &[PathBuf],
+    staged: &[(PathBuf, PathBuf)],
+    removed_any: &mut bool,
+) -> Result<(), StoreError> {
+    for rel in removals {
+        *removed_any |= fs::remove_file_below(root, rel)?;
+    }
     for (temp, target) in staged {
         std::fs::rename(temp, target).map_err(|e| fs::io_err(target, e))?;
     }
@@ -297,7 +362,18 @@ pub fn recover(root: &Path) -> Result<Recovery, StoreError> {
         let text = String::from_utf8_lossy(&text);
         let complete = text.lines().last() == Some(JOURNAL_END);
         let mut entries = Vec::new();
+        let mut removals: Vec<PathBuf> = Vec::new();
         for line in text.lines() {
+            if let Some(target) = line
+                .strip_prefix(JOURNAL_REMOVE)
+                .and_then(|l| l.strip_prefix('\t'))
+            {
+                let target = PathBuf::from(target);
+                if check_relative(&target).is_ok() && !target.as_os_str().is_empty() {
+                    removals.push(target);
+                }
+                continue;
+            }
             let mut parts = line.split('\t');
             let (Some(temp), Some(target), Some(hash), None) =
                 (parts.next(), parts.next(), parts.next(), parts.next())
@@ -323,6 +399,10 @@ pub fn recover(root: &Path) -> Result<Recovery, StoreError> {
         let any_temp = entries.iter().any(|e| root.join(&e.temp).exists());
         let intact = complete && entries.iter().all(|e| temp_ok(e) || applied(e));
         if any_temp && intact {
+            // What the commit removes, first (as `apply` does); links are removed, never followed.
+            for target in &removals {
+                fs::remove_file_below(root, target)?;
+            }
             for e in &entries {
                 if root.join(&e.temp).symlink_metadata().is_ok() {
                     // Not a path-based rename: a journal (it may have come with a pulled
@@ -615,6 +695,73 @@ mod tests {
         std::os::unix::fs::symlink(outside.path(), d.path().join("envs")).unwrap();
         assert_eq!(recover(d.path()).unwrap(), Recovery::default());
         assert!(outside.path().join(format!("{TEMP_PREFIX}keep")).exists());
+    }
+
+    #[test]
+    fn commit_removes_and_names_the_removal() {
+        let d = setup();
+        let p = d.path();
+        let mut t = Transaction::new(p);
+        t.remove("envs/a/y");
+        let mark = t.mark();
+        t.write("envs/a/x", b"new-x", Mode::Public);
+        let all = t.file_hashes(Path::new("envs/a"));
+        assert_eq!(all["y"], None);
+        assert_eq!(all["x"].as_deref(), Some(sha256_hex(b"new-x").as_str()));
+        let since = t.file_hashes_since(Path::new("envs/a"), mark);
+        assert!(!since.contains_key("y") && since.contains_key("x"));
+        t.commit().unwrap();
+        assert!(!p.join("envs/a/y").exists());
+        assert_eq!(std::fs::read(p.join("envs/a/x")).unwrap(), b"new-x");
+        assert!(!p.join(JOURNAL).exists());
+        // Alone, a removal is atomic by itself; a missing file is no error.
+        let mut t = Transaction::new(p);
+        t.remove("envs/a/x");
+        t.commit().unwrap();
+        assert!(!p.join("envs/a/x").exists());
+        let mut t = Transaction::new(p);
+        t.remove("envs/a/x");
+        t.commit().unwrap();
+        // A directory is never removed; a link is removed itself, never followed.
+        let mut t = Transaction::new(p);
+        t.remove("envs/a");
+        assert!(matches!(t.commit(), Err(StoreError::NotAFile { .. })));
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("keep"), b"k").unwrap();
+        std::os::unix::fs::symlink(outside.path().join("keep"), p.join("envs/a/l")).unwrap();
+        let mut t = Transaction::new(p);
+        t.remove("envs/a/l");
+        t.commit().unwrap();
+        assert!(p.join("envs/a/l").symlink_metadata().is_err());
+        assert!(outside.path().join("keep").exists());
+    }
+
+    /// A commit killed after its commit point, with the removal done or not: recovery removes
+    /// (again) and renames; killed before it (journal cut short): nothing is removed.
+    #[test]
+    fn recovery_finishes_or_undoes_a_removal() {
+        for (end, removed_before_crash) in [("end\n", false), ("end\n", true), ("", false)] {
+            let d = setup();
+            let p = d.path();
+            std::fs::write(p.join(format!("envs/a/{TEMP_PREFIX}x-1")), b"new-x").unwrap();
+            if removed_before_crash {
+                std::fs::remove_file(p.join("envs/a/y")).unwrap();
+            }
+            let journal = format!("{JOURNAL_REMOVE}\tenvs/a/y\n")
+                + &journal_line(&format!("envs/a/{TEMP_PREFIX}x-1"), "envs/a/x", b"new-x")
+                + end;
+            std::fs::write(p.join(JOURNAL), journal).unwrap();
+            recover(p).unwrap();
+            if end.is_empty() {
+                assert_eq!(std::fs::read(p.join("envs/a/y")).unwrap(), b"old-y");
+                assert_eq!(std::fs::read(p.join("envs/a/x")).unwrap(), b"old-x");
+            } else {
+                assert!(!p.join("envs/a/y").exists());
+                assert_eq!(std::fs::read(p.join("envs/a/x")).unwrap(), b"new-x");
+            }
+            assert!(!p.join(JOURNAL).exists());
+            assert!(!p.join(format!("envs/a/{TEMP_PREFIX}x-1")).exists());
+        }
     }
 
     #[test]

@@ -323,6 +323,38 @@ impl OpenDir {
     }
 }
 
+/// Removes the file `rel` below `root` (a regular file, or a link, which is removed itself and
+/// never followed), walking its parents with `O_NOFOLLOW`; `Ok(false)` when it is not there. A
+/// directory is refused. For transactions that remove a record, and for recovery, whose paths
+/// come from a journal file that may not be ours.
+pub(crate) fn remove_file_below(root: &Path, rel: &Path) -> Result<bool, StoreError> {
+    let components = components_below(root, rel)?;
+    let Some((last, parents)) = components.split_last() else {
+        return Err(StoreError::NotAFile {
+            path: root.to_path_buf(),
+        });
+    };
+    let (parent, shown) = match walk_dirs(root, parents, None) {
+        Ok(found) => found,
+        Err(StoreError::NotFound { .. }) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    let shown = shown.join(last);
+    match rfs::statat(&parent, *last, AtFlags::SYMLINK_NOFOLLOW) {
+        Err(Errno::NOENT) => return Ok(false),
+        Err(e) => return Err(errno_error(&shown, e)),
+        Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
+            return Err(StoreError::NotAFile { path: shown });
+        }
+        Ok(_) => {}
+    }
+    match rfs::unlinkat(&parent, *last, AtFlags::empty()) {
+        Ok(()) => Ok(true),
+        Err(Errno::NOENT) => Ok(false),
+        Err(e) => Err(errno_error(&shown, e)),
+    }
+}
+
 /// Removes the directory `rel` below `root` if it is empty, never following a link on the
 /// way; whether it was removed.
 pub(crate) fn remove_empty_dir_below(root: &Path, rel: &Path) -> bool {
