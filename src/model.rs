@@ -51,7 +51,9 @@ pub fn parse_yaml<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, Strin
     })
 }
 
-fn parse<T: for<'de> Deserialize<'de>>(file: &str, bytes: &[u8]) -> Result<T, MetaError> {
+/// Parses a vault metadata file (`file` names it in errors): nesting check, then serde, with
+/// positions and no values in the message.
+pub(crate) fn parse<T: for<'de> Deserialize<'de>>(file: &str, bytes: &[u8]) -> Result<T, MetaError> {
     crate::nesting::check(bytes, YAML_MAX).map_err(|e| MetaError::Malformed {
         file: file.to_owned(),
         message: e.to_string(),
@@ -595,7 +597,8 @@ impl IssuerMeta {
     }
 }
 
-fn to_yaml<T: Serialize>(what: &str, value: &T) -> Result<String, MetaError> {
+/// Renders a vault metadata file (`what` names it in errors).
+pub(crate) fn to_yaml<T: Serialize>(what: &str, value: &T) -> Result<String, MetaError> {
     serde_yaml::to_string(value).map_err(|e| MetaError::Malformed {
         file: what.into(),
         message: e.to_string(),

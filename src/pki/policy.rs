@@ -205,6 +205,11 @@ pub struct Policy {
     /// How long an issuer's CRL stays current: nextUpdate − thisUpdate (default 7 days).
     #[serde(default = "default_crl_validity")]
     pub crl_validity: Ttl,
+    /// Whether a holder may have a standing grant of `os:admin` (or `os:impersonator`, which can
+    /// claim it), renewed by `talvault renew` without anyone asking (off by default: admin access
+    /// is asked for each time, the hardening guide's least privilege).
+    #[serde(default)]
+    pub standing_admin: bool,
 }
 
 /// RFC 5280 §5.1.2.5 nextUpdate: a week, a common CA default.
@@ -224,6 +229,7 @@ impl Default for Policy {
             allow_direct: true,
             direct_beside_issuers: false,
             crl_validity: default_crl_validity(),
+            standing_admin: false,
         }
     }
 }
@@ -375,6 +381,25 @@ impl Policy {
         })
     }
 
+    /// Applies the policy to a holder's standing grant (what `talvault renew` re-issues without
+    /// anyone asking): as [`Policy::grant`], and `os:admin` or `os:impersonator` only when
+    /// `standing_admin` is set. A break-glass grant is never standing.
+    pub fn standing_grant(&self, request: &Request) -> Result<Grant, PolicyError> {
+        if request.break_glass.is_some() {
+            return Err(PolicyError::StandingBreakGlass);
+        }
+        let grant = self.grant(request)?;
+        if !self.standing_admin
+            && let Some(role) = grant
+                .roles()
+                .iter()
+                .find(|r| r.as_str() == Role::ADMIN || r.is_impersonator())
+        {
+            return Err(PolicyError::StandingAdmin { role: role.clone() });
+        }
+        Ok(grant)
+    }
+
     fn grant_break_glass(
         &self,
         roles: Vec<Role>,
@@ -502,6 +527,17 @@ pub enum PolicyError {
     /// A reason with control characters (it is recorded in the audit trail on one line).
     #[error("break-glass reason contains a control character")]
     BreakGlassReasonInvalid,
+    /// A standing grant of `os:admin` or `os:impersonator` while `standing_admin` is off.
+    #[error(
+        "{role} is never a standing grant under this policy (set standing_admin: true in policy.yaml to allow it)"
+    )]
+    StandingAdmin {
+        /// The role.
+        role: Role,
+    },
+    /// Break-glass asked for as a standing grant.
+    #[error("break-glass is never a standing grant")]
+    StandingBreakGlass,
     /// Break-glass for anything but exactly `os:admin`.
     #[error("break-glass issues os:admin only, not {}", roles.join(", "))]
     BreakGlassRoles {
@@ -637,6 +673,40 @@ mod tests {
             holder: holder.map(|h| Holder::parse(h).unwrap()),
             break_glass: None,
         }
+    }
+
+    #[test]
+    fn standing_admin_only_when_the_policy_says_so() {
+        let p = Policy::default();
+        assert!(p.standing_grant(&request(&["os:reader"], None, Some("a"))).is_ok());
+        for roles in [&["os:admin"][..], &["os:admin", "os:reader"]] {
+            assert_eq!(
+                p.standing_grant(&request(roles, None, Some("a"))),
+                Err(PolicyError::StandingAdmin {
+                    role: Role::parse("os:admin").unwrap()
+                })
+            );
+        }
+        // Above the maximum: refused as for any request, never clamped.
+        assert!(matches!(
+            p.standing_grant(&request(&["os:reader"], Some("2161h"), Some("a"))),
+            Err(PolicyError::TtlAbovePolicy { .. })
+        ));
+        let mut bg = request(&["os:admin"], None, Some("a"));
+        bg.break_glass = Some("INC".into());
+        assert_eq!(p.standing_grant(&bg), Err(PolicyError::StandingBreakGlass));
+        let allowed = Policy {
+            standing_admin: true,
+            ..Policy::default()
+        };
+        assert!(
+            allowed
+                .standing_grant(&request(&["os:admin"], None, Some("a")))
+                .is_ok()
+        );
+        let from_file = Policy::from_yaml(b"version: 1\nstanding_admin: true\n").unwrap();
+        assert!(from_file.standing_admin);
+        assert!(!Policy::from_yaml(b"version: 1\n").unwrap().standing_admin);
     }
 
     fn with_holders() -> Policy {
