@@ -55,7 +55,9 @@ impl HolderName {
             .first()
             .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
         let rest_ok = bytes.iter().all(|&b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'@' | b'+' | b'-')
+            b.is_ascii_lowercase()
+                || b.is_ascii_digit()
+                || matches!(b, b'.' | b'_' | b'@' | b'+' | b'-')
         });
         if !first_ok || !rest_ok {
             return Err(HolderNameError::NotAFileName {
@@ -262,14 +264,23 @@ mod tests {
 
     #[test]
     fn holder_names_are_safe_file_names() {
-        for ok in ["alice", "bob.smith", "ci-robot_2", "alice@example.com", "a+b", "0"] {
+        for ok in [
+            "alice",
+            "bob.smith",
+            "ci-robot_2",
+            "alice@example.com",
+            "a+b",
+            "0",
+        ] {
             assert_eq!(HolderName::parse(ok).unwrap().as_str(), ok);
         }
         assert_eq!(
             HolderName::parse(" alice ").unwrap().file_name(),
             "alice.yaml"
         );
-        for bad in ["a/b", "..", ".hidden", "a\\b", "Alice", "a b", "ä", "-x", "_x"] {
+        for bad in [
+            "a/b", "..", ".hidden", "a\\b", "Alice", "a b", "ä", "-x", "_x",
+        ] {
             assert!(
                 matches!(
                     HolderName::parse(bad),
@@ -280,7 +291,9 @@ mod tests {
         }
         assert!(matches!(
             HolderName::parse("a\nb"),
-            Err(HolderNameError::Holder(HolderError::ControlCharacter { .. }))
+            Err(HolderNameError::Holder(
+                HolderError::ControlCharacter { .. }
+            ))
         ));
         assert!(matches!(
             HolderName::parse(&"a".repeat(65)),

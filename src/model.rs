@@ -53,7 +53,10 @@ pub fn parse_yaml<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, Strin
 
 /// Parses a vault metadata file (`file` names it in errors): nesting check, then serde, with
 /// positions and no values in the message.
-pub(crate) fn parse<T: for<'de> Deserialize<'de>>(file: &str, bytes: &[u8]) -> Result<T, MetaError> {
+pub(crate) fn parse<T: for<'de> Deserialize<'de>>(
+    file: &str,
+    bytes: &[u8],
+) -> Result<T, MetaError> {
     crate::nesting::check(bytes, YAML_MAX).map_err(|e| MetaError::Malformed {
         file: file.to_owned(),
         message: e.to_string(),
