@@ -1,7 +1,8 @@
 //! EDGE: `talvault issue` and `break-glass`: arguments parsed into domain types, the
 //! issuance prepared (every refusal that needs no secret), the destination opened, then signed
-//! and written. If writing fails after the certificate was recorded, the error says what was
-//! recorded and how to replace it.
+//! and written: a talosconfig, or (`--seal`) the talosconfig age-encrypted to the registered
+//! holder's recipients. If writing fails after the certificate was recorded, the error says
+//! what was recorded and how to replace it.
 
 use std::path::PathBuf;
 
@@ -11,9 +12,9 @@ use super::env::require_reason;
 use super::error::CliError;
 use super::input::{holder_arg, optional_ttl, read_input, roles_arg};
 use super::opts::{Opens, VaultOpts};
-use super::output::{TalosconfigOutput, write_stderr, write_stdout};
+use super::output::{Output, TalosconfigOutput, write_stderr, write_stdout};
 use crate::secret::SecretBytes;
-use crate::vault::{IssueRequest, Issued};
+use crate::vault::{Delivered, Delivery, IssueRequest, Issued, sealed_file_name};
 
 /// Where the talosconfig goes.
 #[derive(Debug, Args)]
@@ -35,6 +36,14 @@ pub struct Destination {
     /// With -o: overwrite an existing file.
     #[arg(short = 'f', long)]
     pub force: bool,
+    /// Seal the talosconfig to the registered holder's recipients (age; never written in
+    /// plaintext). Default file: `<holder>-<env>.talosconfig.age`; the holder opens it with
+    /// `age -d` or `talvault open`.
+    #[arg(long, requires = "holder", conflicts_with = "merge")]
+    pub seal: bool,
+    /// With --seal: ASCII-armored (for pasting into a message) instead of age's binary format.
+    #[arg(long, requires = "seal")]
+    pub armor: bool,
 }
 
 /// `talvault issue`
@@ -43,12 +52,13 @@ pub struct IssueArgs {
     /// The environment.
     pub env: String,
     /// Role for the certificate (repeatable): os:admin, os:operator, os:reader, os:etcd:backup, …
-    #[arg(long = "role", required = true, value_name = "ROLE")]
+    /// (with --seal, default: the holder's standing grant)
+    #[arg(long = "role", required_unless_present = "seal", value_name = "ROLE")]
     pub roles: Vec<String>,
     /// Lifetime: Go duration (`8h`, `90m`) or days/weeks (`7d`, `2w`); default from the policy.
     #[arg(long, value_name = "DURATION")]
     pub ttl: Option<String>,
-    /// Who the certificate is for (written into the CN).
+    /// Who the certificate is for (written into the CN); with --seal, a registered holder.
     #[arg(long, value_name = "NAME")]
     pub holder: Option<String>,
     /// Context name (default: `<role>@<cluster>` for one role, else the cluster name).
@@ -113,6 +123,7 @@ pub fn issue(a: IssueArgs, o: &VaultOpts) -> Result<u8, CliError> {
         csr,
         break_glass: None,
         direct: a.direct,
+        delivery: delivery(&a.dest),
     };
     run(req, &a.dest, o)
 }
@@ -127,9 +138,24 @@ pub fn break_glass(a: BreakGlassArgs, o: &VaultOpts) -> Result<u8, CliError> {
         endpoints: a.endpoints,
         break_glass: Some(a.reason),
         direct: a.direct,
+        delivery: delivery(&a.dest),
         ..IssueRequest::default()
     };
     run(req, &a.dest, o)
+}
+
+fn delivery(dest: &Destination) -> Delivery {
+    if dest.seal {
+        Delivery::Sealed { armor: dest.armor }
+    } else {
+        Delivery::Talosconfig
+    }
+}
+
+/// Where the result goes: a talosconfig (new or merged), or a sealed file.
+enum Target {
+    Talosconfig(TalosconfigOutput),
+    Sealed(Output),
 }
 
 fn run(req: IssueRequest, dest: &Destination, o: &VaultOpts) -> Result<u8, CliError> {
@@ -143,22 +169,45 @@ fn run(req: IssueRequest, dest: &Destination, o: &VaultOpts) -> Result<u8, CliEr
     let ctx = o.context(Opens::Secrets)?;
     let prepared = v.prepare_issue(req, &ctx)?;
     // Open the destination before anything is signed, recorded or audited.
-    let out = TalosconfigOutput::open(
-        dest.output.as_deref(),
-        dest.merge.as_deref(),
-        prepared.context_name(),
-        dest.replace,
-        dest.force,
-    )?;
-    let to_stdout = out.is_stdout();
+    let out = if dest.seal {
+        let default = sealed_file_name(holder.as_deref().unwrap_or("holder"), &env);
+        Target::Sealed(Output::secret(
+            dest.output.as_deref().unwrap_or(&default),
+            dest.force,
+        )?)
+    } else {
+        Target::Talosconfig(TalosconfigOutput::open(
+            dest.output.as_deref(),
+            dest.merge.as_deref(),
+            prepared.context_name(),
+            dest.replace,
+            dest.force,
+        )?)
+    };
+    let to_stdout = match &out {
+        Target::Talosconfig(o) => o.is_stdout(),
+        Target::Sealed(o) => o.is_stdout(),
+    };
     let Issued {
         context_name,
         leaf,
-        context,
+        delivered,
         signed_by,
         in_token,
     } = prepared.issue(&ctx)?;
-    let written = out.write(&context_name, context).map_err(|e| {
+    let mut sealed_to = None;
+    let written = match (out, delivered) {
+        (Target::Talosconfig(out), Delivered::Talosconfig(context)) => {
+            out.write(&context_name, context)
+        }
+        (Target::Sealed(out), Delivered::Sealed(sealed)) => {
+            sealed_to = Some(sealed.recipients);
+            let shown = out.shown();
+            out.write(&sealed.bytes).map(|()| shown)
+        }
+        _ => Err(CliError::new("the delivery does not match the destination")),
+    }
+    .map_err(|e| {
         let mut hint = format!(
             "the certificate is recorded and audited; revoke it with `talvault revoke {env} {} --reason superseded` and issue again",
             leaf.serial_hex
@@ -201,9 +250,15 @@ fn run(req: IssueRequest, dest: &Destination, o: &VaultOpts) -> Result<u8, CliEr
             }
         )
     });
-    msg.push_str(&format!(
-        "talosconfig context {context_name:?} written to {written}\n"
-    ));
+    match sealed_to {
+        Some(n) => msg.push_str(&format!(
+            "talosconfig context {context_name:?} sealed to {} ({n} recipient(s)) in {written}; they open it with `talvault open {written} --merge ~/.talos/config` or `age -d -i KEY`\n",
+            holder.as_deref().unwrap_or_default()
+        )),
+        None => msg.push_str(&format!(
+            "talosconfig context {context_name:?} written to {written}\n"
+        )),
+    }
     if csr {
         msg.push_str(
             "the talosconfig has no key: add yours with `talosctl config add` or insert \

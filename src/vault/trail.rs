@@ -15,6 +15,15 @@ use crate::store::age::OpenedBy;
 use crate::store::txn::Transaction;
 use crate::store::{self, Mode, StoreError, audit_dir};
 
+/// Where an event goes in the trail: the files it accounts for, and its parents (`None`: the
+/// current heads).
+pub(super) struct EventPlace {
+    /// Path below the environment → content hash (`None`: removed).
+    pub files: std::collections::BTreeMap<String, Option<String>>,
+    /// The events it follows.
+    pub parents: Option<Vec<events::EventId>>,
+}
+
 /// The sealed audit key file in an environment directory.
 pub(super) const AUDIT_KEYS_FILE: &str = "audit.age";
 
@@ -241,7 +250,37 @@ impl Vault {
         action: &Action,
         files: std::collections::BTreeMap<String, Option<String>>,
     ) -> Result<(), VaultError> {
-        let summaries = self.summaries(env)?;
+        self.stage_event_on(
+            t,
+            env,
+            ctx,
+            opened_by,
+            action,
+            EventPlace {
+                files,
+                parents: None,
+            },
+        )
+        .map(|_| ())
+    }
+
+    /// [`Vault::stage_event_naming`] at `place`; returns the new event's id, the parent of the
+    /// next event a command that stages several writes (one per certificate of a renewal, in
+    /// one transaction).
+    pub(super) fn stage_event_on(
+        &self,
+        t: &mut Transaction,
+        env: &Env,
+        ctx: &Context,
+        opened_by: Option<&OpenedBy>,
+        action: &Action,
+        place: EventPlace,
+    ) -> Result<events::EventId, VaultError> {
+        let EventPlace { files, parents } = place;
+        let parents = match parents {
+            Some(p) => p,
+            None => events::heads_of(&self.summaries(env)?),
+        };
         let mut body = EventBody::new(
             ctx.now,
             &ctx.actor,
@@ -260,7 +299,7 @@ impl Vault {
         } else {
             None
         };
-        let event = events::new_event(events::heads_of(&summaries), body)?;
+        let event = events::new_event(parents, body)?;
         let event = match key.as_ref().and_then(|k| k.signing()) {
             Some(k) => event.with_mac(k),
             None => event,
@@ -272,6 +311,6 @@ impl Vault {
             &event.to_json(),
             Mode::Public,
         );
-        Ok(())
+        Ok(event.id().clone())
     }
 }
