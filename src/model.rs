@@ -491,15 +491,16 @@ impl RevocationRecord {
 }
 
 /// The life cycle of an issuer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum IssuerState {
     /// In `acceptedCAs` (once the patch is applied), not yet signing.
+    #[default]
     Pending,
     /// Accepted and signing (the most recently activated one signs).
     Active,
     /// Dropped from `acceptedCAs`: everything it signed stops working once the patch is applied.
-    /// Its sealed key is deleted.
+    /// Nothing signs with it again (its sealed key stays in the vault and in git history).
     Retired,
 }
 
@@ -550,7 +551,10 @@ pub struct IssuerMeta {
     pub id: String,
     /// Epoch number within the environment (1, 2, …).
     pub epoch: u32,
-    /// Life-cycle state.
+    /// Life-cycle state: the audit chain's (`issuer.create`, `issuer.activate`,
+    /// `issuer.retire` events), filled in when the issuer is loaded. Never written: issuer.yaml
+    /// does not change after creation (files of format-1 vaults still carry it; it is ignored).
+    #[serde(default, skip_serializing)]
     pub state: IssuerState,
     /// `ed25519` or `ecdsa-p256`.
     pub algorithm: String,
@@ -568,11 +572,11 @@ pub struct IssuerMeta {
     pub not_after: String,
     /// When it was created.
     pub created: String,
-    /// When it was (last) activated.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// When it was (last) activated: the chain's, like `state`.
+    #[serde(default, skip_serializing)]
     pub activated: Option<String>,
-    /// When it was retired.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// When it was retired: the chain's, like `state`.
+    #[serde(default, skip_serializing)]
     pub retired: Option<String>,
     /// Where its key is.
     pub key: IssuerKey,

@@ -147,6 +147,9 @@ pub fn git_changes(root: &std::path::Path, rev: &str) -> Result<Vec<(char, Strin
             "--no-renames",
             "--name-status",
             "--no-color",
+            // Nothing a repository file or its attributes name is run.
+            "--no-ext-diff",
+            "--no-textconv",
         ])
         .arg(rev)
         .arg("--")

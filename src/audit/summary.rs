@@ -472,7 +472,8 @@ impl ChainState {
         Self::checked(summaries, None)
     }
 
-    /// The state the trusted summaries imply (see [`trusted`]); `check` verifies MACs.
+    /// The state the trusted summaries imply: with `check`, only events whose MAC verifies
+    /// under a live epoch, and their format-1 history, count.
     pub fn checked(summaries: &[EventSummary], check: Option<MacCheck<'_>>) -> Self {
         let kept: Vec<EventSummary> = trusted(summaries, check).into_iter().cloned().collect();
         let mut s = ChainState {
@@ -712,5 +713,101 @@ mod tests {
         assert_eq!(state.issuers["e1"].state, "retired");
         let without_retire = ChainState::of(&summaries[1..4]);
         assert_eq!(without_retire.taint.unwrap().serial.as_deref(), Some("02"));
+    }
+
+    /// A sealed event: `epoch`, MACed with `key` (the vault's, or a forger's).
+    fn sealed(parents: Vec<EventId>, time: i64, action: Action, epoch: u32, key: u8) -> Event {
+        let mut body = EventBody::new(
+            time::OffsetDateTime::from_unix_timestamp(time).unwrap(),
+            "a",
+            None,
+            "prod",
+            &action,
+        )
+        .unwrap();
+        body.seal = Some(super::super::Seal {
+            vault: "v".into(),
+            epoch,
+            files: [("policy.yaml".to_owned(), Some("00".repeat(32)))]
+                .into_iter()
+                .collect(),
+        });
+        let mac_key = crate::audit::AuditKey::derive(&[key; 32], "v", "prod", epoch).unwrap();
+        new_event(parents, body).unwrap().with_mac(&mac_key)
+    }
+
+    fn untaint() -> Action {
+        Action::EnvUntaint {
+            reason: "done".into(),
+            tainted_since: "2026-01-01T00:00:00Z".into(),
+            break_glass_serial: None,
+        }
+    }
+
+    fn accept() -> Action {
+        Action::PolicyAccept {
+            reason: "PR 1".into(),
+        }
+    }
+
+    /// The vault's MAC check: key byte 1, any epoch.
+    fn genuine(epoch: u32, id: &EventId, mac: &str) -> bool {
+        crate::audit::AuditKey::derive(&[1; 32], "v", "prod", epoch)
+            .unwrap()
+            .check(id, mac)
+    }
+
+    #[test]
+    fn the_checked_chain_keeps_only_authentic_events_and_their_format_1_history() {
+        // Format-1 history, then an upgrade-like sealed event on top of it.
+        let old = event(vec![], 900, untaint());
+        let up = sealed(vec![old.id().clone()], 910, accept(), 1, 1);
+        // A forged sealed event (another key) on the head, and a format-1 event planted after
+        // the upgrade.
+        let forged = sealed(vec![up.id().clone()], 920, accept(), 1, 9);
+        let planted = event(vec![up.id().clone()], 930, untaint());
+        let all: Vec<EventSummary> = [&old, &up, &forged, &planted]
+            .iter()
+            .map(|e| EventSummary::of(e))
+            .collect();
+        let state = ChainState::checked(&all, Some(&genuine));
+        assert!(state.authenticated && state.sealed);
+        assert_eq!(state.rejected, 2);
+        assert_eq!(
+            state.heads,
+            vec![up.id().clone()],
+            "forged heads are never named"
+        );
+        assert_eq!(state.files["policy.yaml"].1, *up.id());
+        // Structure only: the forged sealed event counts (nothing can tell), the planted
+        // format-1 one does not.
+        let structural = ChainState::of(&all);
+        assert!(!structural.authenticated);
+        assert_eq!(structural.rejected, 1);
+        assert_eq!(structural.heads, vec![forged.id().clone()]);
+        // A vault with no sealed event at all is format 1: everything counts.
+        let v1 = ChainState::checked(&all[..1], Some(&genuine));
+        assert_eq!((v1.rejected, v1.sealed), (0, false));
+    }
+
+    #[test]
+    fn an_event_under_a_retired_epoch_is_never_authentic() {
+        let first = sealed(vec![], 900, accept(), 1, 1);
+        let rotated = sealed(vec![first.id().clone()], 910, accept(), 2, 1);
+        // A removed recipient still holds epoch 1's key: an epoch-1 event on an epoch-2 head.
+        let stale = sealed(vec![rotated.id().clone()], 920, accept(), 1, 1);
+        // Concurrent work in a clone that had not seen the rotation stays authentic.
+        let concurrent = sealed(vec![first.id().clone()], 915, accept(), 1, 1);
+        let all: Vec<EventSummary> = [&first, &rotated, &stale, &concurrent]
+            .iter()
+            .map(|e| EventSummary::of(e))
+            .collect();
+        let state = ChainState::checked(&all, Some(&genuine));
+        assert_eq!(state.rejected, 1);
+        let mut heads = state.heads.clone();
+        heads.sort();
+        let mut want = vec![rotated.id().clone(), concurrent.id().clone()];
+        want.sort();
+        assert_eq!(heads, want);
     }
 }

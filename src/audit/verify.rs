@@ -884,4 +884,245 @@ mod tests {
             Err(AuditError::TimeOutOfRange)
         ));
     }
+
+    // ---- format 2 ----
+
+    const VAULT: &str = "0123456789abcdef0123456789abcdef";
+
+    fn keys() -> AuditKeys {
+        AuditKeys {
+            bundle_sha256: "00".repeat(32),
+            keys: vec![
+                crate::audit::EpochKey::new(1, &[1; 32]),
+                crate::audit::EpochKey::new(2, &[2; 32]),
+            ],
+        }
+    }
+
+    /// A sealed event naming `files`, MACed with `root`'s key for `vault`/`env`/`epoch`.
+    fn sealed_event(
+        parents: Vec<EventId>,
+        time: OffsetDateTime,
+        epoch: u32,
+        files: &[(&str, Option<&str>)],
+        (root, vault, env): ([u8; 32], &str, &str),
+    ) -> Event {
+        let mut b = body(time, "issue");
+        b.env = env.into();
+        b.seal = Some(crate::audit::Seal {
+            vault: vault.into(),
+            epoch,
+            files: files
+                .iter()
+                .map(|(p, h)| ((*p).to_owned(), h.map(str::to_owned)))
+                .collect(),
+        });
+        let key = crate::audit::EpochKey::new(epoch, &root)
+            .derive(vault, env)
+            .unwrap();
+        new_event(parents, b).unwrap().with_mac(&key)
+    }
+
+    fn ours(epoch: u32) -> ([u8; 32], &'static str, &'static str) {
+        ([epoch as u8; 32], VAULT, "prod")
+    }
+
+    fn check(events: &[Event], keys: &AuditKeys, disk: &BTreeMap<String, String>) -> Report {
+        verify_with(
+            &files(events),
+            &VerifyInput {
+                vault: Some(VAULT),
+                env: Some("prod"),
+                tolerance: 300,
+                keys: Ok(keys),
+                keys_bound: Some(true),
+                disk: Some(disk),
+            },
+        )
+    }
+
+    fn hash(c: char) -> String {
+        c.to_string().repeat(64)
+    }
+
+    /// a (epoch 1, writes x and y) <- b (epoch 2, writes x again).
+    fn sealed_history() -> (Vec<Event>, BTreeMap<String, String>) {
+        let (x1, x2, y) = (hash('1'), hash('2'), hash('3'));
+        let a = sealed_event(
+            vec![],
+            datetime!(2026-05-01 10:00:00 UTC),
+            1,
+            &[("x", Some(&x1)), ("y", Some(&y))],
+            ours(1),
+        );
+        let b = sealed_event(
+            vec![a.id.clone()],
+            datetime!(2026-05-01 11:00:00 UTC),
+            2,
+            &[("x", Some(&x2))],
+            ours(2),
+        );
+        let disk = [("x".to_owned(), x2), ("y".to_owned(), y)]
+            .into_iter()
+            .collect();
+        (vec![a, b], disk)
+    }
+
+    #[test]
+    fn a_sealed_history_verifies_and_says_whether_it_was_authenticated() {
+        let (h, disk) = sealed_history();
+        let report = check(&h, &keys(), &disk);
+        assert!(report.is_intact(), "{:?}", report.problems);
+        assert_eq!(report.authenticity, Authenticity::Checked);
+        assert_eq!((report.files, report.unsealed), (2, 0));
+        let unchecked = verify_with(
+            &files(&h),
+            &VerifyInput {
+                keys: Err("no identity".into()),
+                ..VerifyInput::default()
+            },
+        );
+        assert!(unchecked.is_intact());
+        assert_eq!(
+            unchecked.authenticity,
+            Authenticity::NotChecked("no identity".into())
+        );
+    }
+
+    #[test]
+    fn forged_foreign_and_replayed_events_are_found() {
+        let (mut h, disk) = sealed_history();
+        let head = h[1].id.clone();
+        let t = datetime!(2026-05-01 12:00:00 UTC);
+        // A MAC made with a key of the forger's own: a side branch on an old event.
+        h.push(sealed_event(
+            vec![h[0].id.clone()],
+            t,
+            2,
+            &[],
+            ([9; 32], VAULT, "prod"),
+        ));
+        // A root event copied from another vault (its own key and id) and from another
+        // environment of this vault (our key, but derived for that environment).
+        h.push(sealed_event(
+            vec![],
+            t,
+            1,
+            &[],
+            ([1; 32], "ffffffffffffffffffffffffffffffff", "prod"),
+        ));
+        h.push(sealed_event(vec![], t, 1, &[], ([1; 32], VAULT, "stage")));
+        // An epoch the key file does not hold; a retired epoch on top of epoch 2.
+        h.push(sealed_event(vec![head.clone()], t, 7, &[], ours(7)));
+        h.push(sealed_event(vec![head], t, 1, &[], ours(1)));
+        let report = check(&h, &keys(), &disk);
+        let kinds: Vec<&str> = report
+            .problems
+            .iter()
+            .map(|p| match p {
+                Problem::BadMac { .. } => "mac",
+                Problem::Foreign { .. } => "foreign",
+                Problem::UnknownEpoch { .. } => "epoch",
+                Problem::RetiredKey { .. } => "retired",
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        let count = |k: &str| kinds.iter().filter(|x| **x == k).count();
+        // The forger's MAC, the other vault's (foreign and a wrong MAC), the other
+        // environment's (foreign and a MAC under another derived key).
+        assert_eq!(count("mac"), 3, "{kinds:?}");
+        assert_eq!(count("foreign"), 2, "{kinds:?}");
+        assert_eq!(count("epoch"), 1, "{kinds:?}");
+        assert_eq!(count("retired"), 1, "{kinds:?}");
+        assert!(tampers(&report).iter().all(|t| *t == Tamper::Forged));
+    }
+
+    #[test]
+    fn files_missing_changed_or_unaccounted_are_found() {
+        let (h, mut disk) = sealed_history();
+        disk.remove("y");
+        disk.insert("x".into(), hash('9'));
+        disk.insert("planted".into(), hash('4'));
+        let report = check(&h, &keys(), &disk);
+        let mut found: Vec<String> = report.problems.iter().map(ToString::to_string).collect();
+        found.sort();
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert!(found[0].starts_with("planted: no event accounts for it"));
+        assert!(found[1].starts_with("x: changed since event"));
+        assert!(found[2].starts_with("y: missing; last written by event"));
+        // A removal the chain records is not missing.
+        let removed = sealed_event(
+            vec![h[1].id.clone()],
+            datetime!(2026-05-01 12:00:00 UTC),
+            2,
+            &[("y", None)],
+            ours(2),
+        );
+        let (mut h, mut disk) = sealed_history();
+        h.push(removed);
+        disk.remove("y");
+        assert!(check(&h, &keys(), &disk).is_intact());
+    }
+
+    #[test]
+    fn clock_skew_within_the_tolerance_is_a_warning_beyond_it_a_finding() {
+        let (mut h, disk) = sealed_history();
+        let parent = h[1].id.clone();
+        // Dated 3 s before its parent: another machine's clock.
+        h.push(sealed_event(
+            vec![parent.clone()],
+            datetime!(2026-05-01 10:59:57 UTC),
+            2,
+            &[],
+            ours(2),
+        ));
+        let report = check(&h, &keys(), &disk);
+        assert!(report.is_intact(), "{:?}", report.problems);
+        assert_eq!(report.warnings.len(), 1);
+        // An hour before: a finding.
+        h.pop();
+        h.push(sealed_event(
+            vec![parent],
+            datetime!(2026-05-01 10:00:00 UTC),
+            2,
+            &[],
+            ours(2),
+        ));
+        let report = check(&h, &keys(), &disk);
+        assert_eq!(tampers(&report), [Tamper::Reordered]);
+    }
+
+    #[test]
+    fn a_format_1_event_after_the_upgrade_is_planted() {
+        let (mut h, disk) = sealed_history();
+        let old = new_event(
+            vec![],
+            body(datetime!(2026-04-01 10:00:00 UTC), "env.create"),
+        )
+        .unwrap();
+        // History before the upgrade: a format-1 root under the first sealed event.
+        let up = sealed_event(
+            vec![old.id.clone()],
+            datetime!(2026-04-02 10:00:00 UTC),
+            1,
+            &[],
+            ours(1),
+        );
+        let planted = new_event(
+            vec![h[1].id.clone()],
+            body(datetime!(2026-05-02 10:00:00 UTC), "issue"),
+        )
+        .unwrap();
+        h.extend([old, up]);
+        let report = check(&h, &keys(), &disk);
+        assert!(report.is_intact(), "{:?}", report.problems);
+        assert_eq!(report.unsealed, 1);
+        h.push(planted);
+        let report = check(&h, &keys(), &disk);
+        assert!(
+            matches!(report.problems.as_slice(), [Problem::Unsealed { .. }]),
+            "{:?}",
+            report.problems
+        );
+    }
 }

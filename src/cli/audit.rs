@@ -98,7 +98,12 @@ pub fn run(cmd: AuditCommand, o: &VaultOpts) -> Result<u8, CliError> {
                                 printable(why)
                             ));
                         }
-                        Authenticity::Format1 => {}
+                        Authenticity::Format1 => {
+                            unchecked = true;
+                            line.push_str(
+                                "; format 1: hash links only, nothing to authenticate with (`talvault upgrade`)",
+                            );
+                        }
                     }
                     if r.unsealed > 0 && r.authenticity != Authenticity::Format1 {
                         line.push_str(&format!(" ({} older events hash-linked only)", r.unsealed));

@@ -113,6 +113,8 @@ pub struct Evidence<'a> {
     pub now: OffsetDateTime,
     /// How the audit chain was checked.
     pub trail: TrailTrust,
+    /// Record files that are missing or disagree with the audit chain (not trusted).
+    pub record_problems: Vec<String>,
 }
 
 fn rfc3339(t: OffsetDateTime) -> String {
@@ -296,6 +298,9 @@ pub fn judge(e: &Evidence<'_>) -> Vec<Check> {
             "format 1, not authenticated (run `talvault upgrade`)".into(),
         ),
     }
+    if !e.record_problems.is_empty() {
+        check("record files", Warn, e.record_problems.join("; "));
+    }
     match &e.record {
         Some(r) => check(
             "recorded",
@@ -402,6 +407,7 @@ mod tests {
             issuer_active: true,
             now: datetime!(2030-01-01 01:00:00 UTC),
             trail: TrailTrust::Authenticated { ignored: 0 },
+            record_problems: Vec::new(),
         };
         let checks = judge(&good);
         assert!(
@@ -469,9 +475,12 @@ mod tests {
                 signer: None,
                 revoked: None,
                 record: None,
+                record_problems: vec!["certs/01.yaml is missing".into()],
                 ..foreign
             };
-            assert!(outcomes(&judge(&e)).contains(&("audit trail", result)));
+            let o = outcomes(&judge(&e));
+            assert!(o.contains(&("audit trail", result)));
+            assert!(o.contains(&("record files", Outcome::Warn)));
         }
     }
 

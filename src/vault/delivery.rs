@@ -3,6 +3,8 @@
 //! plaintext; and the holder's side, `open`: decrypt with their own identity and check that what
 //! came out is a talosconfig before it is written or merged. Sealing happens before the
 //! certificate is committed, so a recipient that cannot be sealed to leaves nothing recorded.
+//! Shared by the rooms that issue (`issue`, `renew`) like `signer`; it holds no room's logic and
+//! never touches the vault's files.
 
 use std::path::Path;
 

@@ -4,9 +4,9 @@
 
 use serde::Serialize;
 
-use super::trail::AUDIT_KEYS_FILE;
+use super::trail::{AUDIT_KEYS_FILE, new_audit_keys};
 use super::{BUNDLE_FILE, Context, Vault, VaultError, plain_text, recipients_txt, rfc3339};
-use crate::audit::{Action, AuditKeys, EpochKey};
+use crate::audit::Action;
 use crate::bundle::validate::{Severity, deep_findings, talos_errors};
 use crate::bundle::{SecretsBundle, VersionContract, generate, import};
 use crate::model::{CaCertificates, EnvMeta, FORMAT_VERSION, Pins, Sealing, contract_label};
@@ -121,20 +121,6 @@ fn check_bundle(
     Ok(())
 }
 
-/// A new audit key file: one random root key (epoch 1), bound to the bundle's plaintext.
-pub(super) fn new_audit_keys(
-    rng: &ring::rand::SystemRandom,
-    bundle: &[u8],
-) -> Result<AuditKeys, VaultError> {
-    let mut root = zeroize::Zeroizing::new([0u8; 32]);
-    ring::rand::SecureRandom::fill(rng, &mut root[..])
-        .map_err(|_| VaultError::Generate("no randomness".into()))?;
-    Ok(AuditKeys {
-        bundle_sha256: crate::digest::sha256_hex(bundle),
-        keys: vec![EpochKey::new(1, &root)],
-    })
-}
-
 impl Vault {
     /// The environments in the vault, by name.
     pub fn env_list(&self) -> Result<Vec<EnvMeta>, VaultError> {
@@ -246,7 +232,12 @@ impl Vault {
             certificates,
             tainted: None,
         };
-        let env = super::Env { name, meta };
+        let meta_yaml = meta.to_yaml()?;
+        let env = super::Env {
+            name,
+            meta,
+            meta_sha256: crate::digest::sha256_hex(meta_yaml.as_bytes()),
+        };
         let dir = env.dir();
         let mut t = Transaction::new(&self.root);
         if self.sealed() {
@@ -259,11 +250,7 @@ impl Vault {
             t.write(dir.join(AUDIT_KEYS_FILE), &sealed_keys, Mode::Secret);
             self.use_audit_keys(&env, &keys)?;
         }
-        t.write(
-            dir.join("env.yaml"),
-            env.meta.to_yaml()?.as_bytes(),
-            Mode::Public,
-        );
+        t.write(dir.join("env.yaml"), meta_yaml.as_bytes(), Mode::Public);
         t.write(
             dir.join("recipients.txt"),
             recipients_txt.as_bytes(),

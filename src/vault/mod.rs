@@ -2,10 +2,10 @@
 //! `audit`, `model`) with storage (`store`), and the only writer of audit events. This file is
 //! the kernel (find, init and open a vault, load an environment, open and seal its secrets,
 //! stage an audit event, commit); each capability has its own room (`env`, `bundle`,
-//! `recipients`, `holders`, `delivery`, `issue`, `renew`, `issuers`, `revocation`, `crl`,
-//! `verify`, `status`, `audit`), read
-//! top to bottom as load → check → act → store → audit, sharing only this kernel, the signing
-//! half of it (`signer`) and the read side (`records`). It must not print, prompt or parse
+//! `recipients`, `holders`, `issue`, `renew`, `issuers`, `revocation`, `crl`, `verify`,
+//! `status`, `audit`, `upgrade`), read top to bottom as load → check → act → store → audit,
+//! sharing only this kernel, the signing half of it (`signer`), sealing to a holder
+//! (`delivery`) and the read side (`records`). It must not print, prompt or parse
 //! arguments (that is `cli`), and it returns secrets only through the explicit
 //! export/exec/issue paths.
 #![expect(
@@ -199,6 +199,8 @@ pub struct Vault {
 struct Env {
     name: EnvName,
     meta: EnvMeta,
+    /// SHA-256 of `env.yaml` as read (checked against the chain before use).
+    meta_sha256: String,
 }
 
 impl Env {
@@ -365,11 +367,15 @@ impl Vault {
     /// Loads an environment by name: the name checked, `env.yaml` read once.
     fn env(&self, env: &str) -> Result<Env, VaultError> {
         let name = EnvName::parse(env)?;
-        let meta = self.env_meta(&name)?;
-        Ok(Env { name, meta })
+        let (meta, meta_sha256) = self.env_meta(&name)?;
+        Ok(Env {
+            name,
+            meta,
+            meta_sha256,
+        })
     }
 
-    fn env_meta(&self, name: &EnvName) -> Result<EnvMeta, VaultError> {
+    fn env_meta(&self, name: &EnvName) -> Result<(EnvMeta, String), VaultError> {
         let rel = env_dir(name).join("env.yaml");
         match self.read(&rel, META_MAX) {
             Err(VaultError::Store(StoreError::NotFound { .. })) => Err(VaultError::NoSuchEnv {
@@ -377,7 +383,8 @@ impl Vault {
             }),
             other => {
                 let file = rel.display().to_string();
-                let meta = EnvMeta::from_yaml(&file, &other?)?;
+                let bytes = other?;
+                let meta = EnvMeta::from_yaml(&file, &bytes)?;
                 // A directory copied or renamed by hand still names its original inside: refuse
                 // rather than act on, and audit as, an environment under another name.
                 if meta.name != name.as_str() {
@@ -390,7 +397,7 @@ impl Vault {
                         ),
                     }));
                 }
-                Ok(meta)
+                Ok((meta, crate::digest::sha256_hex(&bytes)))
             }
         }
     }
@@ -419,7 +426,11 @@ impl Vault {
                 continue;
             };
             match self.env_meta(&name) {
-                Ok(meta) => out.push(Env { name, meta }),
+                Ok((meta, meta_sha256)) => out.push(Env {
+                    name,
+                    meta,
+                    meta_sha256,
+                }),
                 Err(VaultError::NoSuchEnv { .. }) => {}
                 Err(other) => return Err(other),
             }
@@ -430,10 +441,12 @@ impl Vault {
     fn recipients(&self, env: &Env) -> Result<Vec<Recipient>, VaultError> {
         let rel = env.dir().join("recipients.txt");
         let text = self.read(&rel, META_MAX)?;
-        Ok(agestore::parse_recipients(
-            &String::from_utf8_lossy(&text),
-            &self.root.join(rel),
-        )?)
+        let parsed =
+            agestore::parse_recipients(&String::from_utf8_lossy(&text), &self.root.join(rel))?;
+        // A recipient slipped into the file would be sealed to at the next re-seal. (Parsed
+        // first, so a damaged file gets the parser's precise message.)
+        self.agrees(env, "recipients.txt", &crate::digest::sha256_hex(&text))?;
+        Ok(parsed)
     }
 
     /// Seals a secret of the environment the way its bundle is sealed.
@@ -460,13 +473,23 @@ impl Vault {
             });
         }
         let shown = self.root.join(rel);
-        Ok(match env.meta.sealing {
+        let opened = match env.meta.sealing {
             Sealing::Recipients => agestore::open(&shown, &sealed, &ctx.identities)?,
             Sealing::Passphrase => (
                 agestore::open_with_passphrase(&shown, &sealed, ctx.passphrase()?)?,
                 OpenedBy::Passphrase,
             ),
-        })
+        };
+        // The file must be the one the chain recorded (after opening, so that a damaged file
+        // gets age's precise message).
+        if let Ok(inside) = rel.strip_prefix(env.dir()) {
+            self.agrees(
+                env,
+                &inside.display().to_string(),
+                &crate::digest::sha256_hex(&sealed),
+            )?;
+        }
+        Ok(opened)
     }
 
     /// Opens an environment's bundle and checks it against the pins. Every caller records an

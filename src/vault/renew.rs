@@ -10,8 +10,8 @@
 use serde::Serialize;
 
 use super::delivery::{recipients_of, seal_talosconfig, sealed_file_name};
-use super::issue::cert_record;
 use super::records::{Issuer, signing_issuer};
+use super::signer::cert_record;
 use super::{Context, Env, Vault, VaultError, rfc3339};
 use crate::holder::{HolderName, HolderRecord, KeySource, Renewal, renewal};
 use crate::inventory;

@@ -5,8 +5,7 @@
 
 use serde::Serialize;
 
-use super::holders::live_of_holder;
-use super::records::{IssuerView, LiveCert, issuer_views, serials};
+use super::records::{IssuerView, LiveCert, issuer_views, live_of_holder, serials};
 use super::{Context, Vault, VaultError, rfc3339};
 use crate::holder::{Renewal, renewal};
 use crate::inventory::{self, CertEntry};

@@ -8,8 +8,8 @@ use std::rc::Rc;
 
 use super::{ChainCheck, Context, Env, Vault, VaultError};
 use crate::audit::{
-    self as events, Action, AuditKeys, ChainState, EventBody, EventFile, EventSummary, Keyring,
-    Seal,
+    self as events, Action, AuditKeys, ChainState, EpochKey, EventBody, EventFile, EventSummary,
+    Keyring, Seal,
 };
 use crate::store::age::OpenedBy;
 use crate::store::txn::Transaction;
@@ -26,6 +26,20 @@ pub(super) struct EventPlace {
 
 /// The sealed audit key file in an environment directory.
 pub(super) const AUDIT_KEYS_FILE: &str = "audit.age";
+
+/// A new audit key file: one random root key (epoch 1), bound to the bundle's plaintext.
+pub(super) fn new_audit_keys(
+    rng: &ring::rand::SystemRandom,
+    bundle: &[u8],
+) -> Result<AuditKeys, VaultError> {
+    let mut root = zeroize::Zeroizing::new([0u8; 32]);
+    ring::rand::SecureRandom::fill(rng, &mut root[..])
+        .map_err(|_| VaultError::Generate("no randomness".into()))?;
+    Ok(AuditKeys {
+        bundle_sha256: crate::digest::sha256_hex(bundle),
+        keys: vec![EpochKey::new(1, &root)],
+    })
+}
 
 impl Vault {
     /// Every event of the environment, summarised (read month by month through the record
@@ -90,7 +104,9 @@ impl Vault {
     /// the file and names other contents, or does not account for it at all.
     pub(super) fn agrees(&self, env: &Env, file: &str, sha256: &str) -> Result<(), VaultError> {
         let chain = self.chain(env)?;
-        if !chain.sealed {
+        // Format 1 accounts for no file. (Deleting every event of a format-2 environment does
+        // not make it format 1: the vault says which format it is.)
+        if !chain.sealed && !self.sealed() {
             return Ok(());
         }
         let shown = env.dir().join(file).display().to_string();
@@ -187,20 +203,33 @@ impl Vault {
     /// a secret), with [`ChainCheck::IfIdentity`] they are used when the given identity opens
     /// them, and otherwise the chain rests on structure (readers without an identity; their
     /// reports say so).
+    /// Then checks `env.yaml` against the chain (its endpoints and CA certificates are used
+    /// without opening anything).
     pub(super) fn authenticate(&self, env: &Env, ctx: &Context) -> Result<(), VaultError> {
-        if self.audit_keys.borrow().contains_key(env.as_str()) || !self.env_sealed(env)? {
-            return Ok(());
-        }
-        match ctx.chain {
-            ChainCheck::Structure => Ok(()),
-            ChainCheck::IfIdentity if ctx.identities.is_empty() => Ok(()),
-            ChainCheck::IfIdentity => {
-                // Another environment's identity, or none that opens this one: structure only.
-                let _ = self.load_audit_keys(env, ctx);
-                Ok(())
+        if !self.audit_keys.borrow().contains_key(env.as_str()) && self.env_sealed(env)? {
+            match ctx.chain {
+                ChainCheck::Structure => {}
+                ChainCheck::IfIdentity if ctx.identities.is_empty() => {}
+                ChainCheck::IfIdentity => {
+                    // Another environment's identity, or none that opens this one: structure
+                    // only.
+                    let _ = self.load_audit_keys(env, ctx);
+                }
+                ChainCheck::Required => self.load_audit_keys(env, ctx)?,
             }
-            ChainCheck::Required => self.load_audit_keys(env, ctx),
         }
+        // A format-2 chain under a talvault.yaml that says format 1 would have commands write
+        // unauthenticated events: the file was edited.
+        if !self.sealed() && self.chain(env)?.sealed {
+            return Err(VaultError::Disagrees {
+                file: super::VAULT_FILE.to_owned(),
+                message: format!(
+                    "it says format 1, but environment {:?} has authenticated (format 2) events",
+                    env.as_str()
+                ),
+            });
+        }
+        self.agrees(env, "env.yaml", &env.meta_sha256)
     }
 
     /// Loads an environment for a command acting as `ctx`, its chain authenticated as `ctx`
@@ -277,10 +306,6 @@ impl Vault {
         place: EventPlace,
     ) -> Result<events::EventId, VaultError> {
         let EventPlace { files, parents } = place;
-        let parents = match parents {
-            Some(p) => p,
-            None => events::heads_of(&self.summaries(env)?),
-        };
         let mut body = EventBody::new(
             ctx.now,
             &ctx.actor,
@@ -298,6 +323,13 @@ impl Vault {
             Some(key)
         } else {
             None
+        };
+        // The heads of the trusted chain (after the keys are loaded, so authenticated): an
+        // event nobody can vouch for is never named as a parent. A command staging several
+        // events in one transaction names the previous one instead.
+        let parents = match parents {
+            Some(p) => p,
+            None => self.chain(env)?.heads.clone(),
         };
         let event = events::new_event(parents, body)?;
         let event = match key.as_ref().and_then(|k| k.signing()) {

@@ -4,8 +4,8 @@
 //! environment holds, so that from then on each file is accounted for by the chain. Older
 //! events stay as they are and verify as before.
 
-use super::env::new_audit_keys;
 use super::trail::AUDIT_KEYS_FILE;
+use super::trail::new_audit_keys;
 use super::{Context, Vault, VaultError};
 use crate::audit::Action;
 use crate::model::{VAULT_FORMAT, VaultConfig};
@@ -32,15 +32,20 @@ impl Vault {
         };
         let config_yaml = config.to_yaml();
         let envs = self.env_list_loaded()?;
+        // Open every bundle while the vault is still format 1 (nothing is accounted for yet).
+        let mut prepared = Vec::new();
+        for env in &envs {
+            let (plain, _, opened_by) = self.open_bundle(env, ctx)?;
+            let keys = new_audit_keys(&rng, plain.expose())?;
+            let sealed = self.seal_for(env, &keys.to_json(), ctx)?;
+            prepared.push((keys, sealed, opened_by));
+        }
         // From here on events are sealed with the new id.
         self.config = config;
         let mut t = Transaction::new(&self.root);
         t.write(super::VAULT_FILE, config_yaml.as_bytes(), Mode::Public);
         let mut done = Vec::new();
-        for env in &envs {
-            let (plain, _, opened_by) = self.open_bundle(env, ctx)?;
-            let keys = new_audit_keys(&rng, plain.expose())?;
-            let sealed = self.seal_for(env, &keys.to_json(), ctx)?;
+        for (env, (keys, sealed, opened_by)) in envs.iter().zip(prepared) {
             t.write(env.dir().join(AUDIT_KEYS_FILE), &sealed, Mode::Secret);
             self.use_audit_keys(env, &keys)?;
             // The baseline: every file as it is now, and the two this transaction writes.

@@ -90,13 +90,25 @@ impl Vault {
         // record that disagrees with it is not trusted. A serial no record can have (zero, say)
         // was never issued or revoked here.
         let chain = self.chain(&env)?;
+        let mut record_problems = Vec::new();
         let (revoked, record) = match Serial::parse(&facts.serial_hex) {
             Ok(serial) => {
                 let from_record = match self.revocation_record(&env, &serial) {
                     Ok(r) => r.filter(|r| r.fingerprint == facts.fingerprint),
-                    Err(VaultError::Disagrees { .. }) => None,
+                    Err(e @ VaultError::Disagrees { .. }) => {
+                        record_problems.push(format!("{e}; not trusted"));
+                        None
+                    }
                     Err(e) => return Err(e),
                 };
+                if from_record.is_none() && chain.revoked.contains_key(serial.as_str()) {
+                    let path = Self::revocation_path(&env, &serial);
+                    if !record_problems.iter().any(|p| p.contains("revocations/")) {
+                        record_problems.push(format!("{} is missing", path.display()));
+                    }
+                    record_problems
+                        .push("the audit trail records the revocation, which counts".into());
+                }
                 let revoked = from_record.map(|r| (r.revoked, r.reason)).or_else(|| {
                     chain.revoked.get(serial.as_str()).map(|r| {
                         (
@@ -113,9 +125,11 @@ impl Vault {
                             .break_glass
                             .then(|| r.reason.unwrap_or_else(|| "break-glass".into())),
                     }),
-                    Ok(_)
-                    | Err(VaultError::UnknownSerial { .. })
-                    | Err(VaultError::Disagrees { .. }) => None,
+                    Err(e @ VaultError::Disagrees { .. }) => {
+                        record_problems.push(format!("{e}; not trusted"));
+                        None
+                    }
+                    Ok(_) | Err(VaultError::UnknownSerial { .. }) => None,
                     Err(e) => return Err(e),
                 };
                 (revoked, record)
@@ -136,6 +150,7 @@ impl Vault {
             policy: &policy,
             issuer_active: issuers.iter().any(|i| i.meta.state == IssuerState::Active),
             now: ctx.now,
+            record_problems,
             trail: if !chain.sealed {
                 judge::TrailTrust::Format1
             } else if chain.authenticated {

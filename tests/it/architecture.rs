@@ -281,3 +281,33 @@ fn layers_refer_only_downwards() {
         }
     }
 }
+
+/// The service's rooms (one file per capability) share the kernel (`vault`, `trail`), the read
+/// side (`records`), signing (`signer`), sealing to a holder (`delivery`) and the errors, never
+/// each other.
+#[test]
+fn vault_rooms_do_not_import_each_other() {
+    const SHARED: [&str; 6] = [
+        "crate::vault",
+        "crate::vault::trail",
+        "crate::vault::records",
+        "crate::vault::signer",
+        "crate::vault::delivery",
+        "crate::vault::error",
+    ];
+    let g = graph();
+    let rooms: Vec<&String> = g
+        .keys()
+        .filter(|m| m.starts_with("crate::vault::") && !SHARED.contains(&m.as_str()))
+        .collect();
+    assert!(rooms.len() >= 10, "{rooms:?}");
+    let mut wrong = Vec::new();
+    for room in &rooms {
+        for d in &g[*room] {
+            if rooms.contains(&d) && d != *room {
+                wrong.push(format!("{room} -> {d}"));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "rooms importing rooms: {wrong:#?}");
+}

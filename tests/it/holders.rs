@@ -669,6 +669,28 @@ fn status_and_holder_list_report_holders() {
     assert_eq!(l[1]["renewal"], "due");
     assert_eq!(l[2]["renewal"], "none");
 
+    // ben's record edited by hand (his recipient swapped for ann's): it disagrees with the
+    // authenticated chain, so `renew --all` leaves ben out and says so, seals nothing to the
+    // swapped-in key, and records nothing.
+    let ben = env.path("v/envs/prod/holders/ben.yaml");
+    let original = std::fs::read(&ben).unwrap();
+    let edited = String::from_utf8(original.clone()).unwrap().replace(&b, &a);
+    std::fs::write(&ben, edited).unwrap();
+    std::fs::create_dir(env.path("outbox")).unwrap();
+    let before = env.ok(&["--vault", "v", "audit", "log", "prod", "-o", "json"]);
+    let out = env.ok(&["--vault", "v", "renew", "prod", "--all", "-o", "outbox"]);
+    assert!(
+        out.contains(
+            "DISAGREES: envs/prod/holders/ben.yaml: its contents are not what audit event"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("nothing to renew"), "{out}");
+    assert_eq!(std::fs::read_dir(env.path("outbox")).unwrap().count(), 0);
+    let after = env.ok(&["--vault", "v", "audit", "log", "prod", "-o", "json"]);
+    assert_eq!(before, after);
+    std::fs::write(&ben, original).unwrap();
+
     // Offboarding: ann's record goes (the event names it removed); her certificate stays live
     // and is now one of no registered holder.
     let out = env.ok(&["--vault", "v", "holder", "remove", "prod", "ann"]);

@@ -278,10 +278,9 @@ fn go_age_opens_our_bundle_and_we_open_its() {
         "age -d and bundle export differ"
     );
 
-    // age → ours: the exported plaintext re-sealed by `age -a -r` opens with talvault, and the
-    // pins still match (export checks them; env.yaml is untouched).
+    // age → ours: the exported plaintext sealed by `age -a -r` opens with talvault's age layer,
+    // with either key, which it names.
     std::fs::write(s.path("tmp/plain.yaml"), &exported).unwrap();
-    std::fs::remove_file(s.path(&bundle_path("prod"))).unwrap();
     let out = s.tool(
         "age",
         &[
@@ -291,19 +290,33 @@ fn go_age_opens_our_bundle_and_we_open_its() {
             "-r",
             &b.recipient,
             "-o",
-            &bundle_path("prod"),
+            "tmp/by-age.age",
             "tmp/plain.yaml",
         ],
     );
     std::fs::remove_file(s.path("tmp/plain.yaml")).unwrap();
     assert!(out.status.success(), "age -a -r failed");
     for key in [&a, &b] {
-        assert!(s.export(key, "prod") == exported, "{}", key.file);
+        let (plain, by) = open_with_our_age(&s, key, "tmp/by-age.age");
+        assert!(plain == exported, "{}", key.file);
+        assert_eq!(by, key.recipient);
     }
+    // Swapped in for bundle.age by hand, the same file is refused: the audit trail recorded
+    // another bundle.age (pins and all, it is an edit nobody can account for).
+    let ours = std::fs::read(s.path(&bundle_path("prod"))).unwrap();
+    std::fs::copy(s.path("tmp/by-age.age"), s.path(&bundle_path("prod"))).unwrap();
+    let (code, _, err) = s.v(&["-i", &a.file, "bundle", "export", "prod"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("envs/prod/bundle.age: its contents are not what audit event"),
+        "{err}"
+    );
+    std::fs::write(s.path(&bundle_path("prod")), &ours).unwrap();
     assert_eq!(
         std::fs::read(s.path("v/envs/prod/env.yaml")).unwrap(),
         env_before
     );
+    assert!(s.export(&b, "prod") == exported);
     // The audit trail names the recipient whose identity opened it.
     let events = s.events("prod");
     assert_eq!(
@@ -311,7 +324,7 @@ fn go_age_opens_our_bundle_and_we_open_its() {
         Some(b.recipient.as_str())
     );
 
-    // And talvault re-seals the age-made file: `recipients add` opens it, age reads the result.
+    // And talvault re-seals: `recipients add` opens the bundle, age reads the result.
     let c = s.keygen("c");
     s.ok(&[
         "-i",
@@ -371,9 +384,8 @@ fn ssh_ed25519_recipient_interop() {
         Some(without_comment)
     );
 
-    // age -R id_ed25519.pub → talvault opens it with the ssh key.
+    // age -R id_ed25519.pub → talvault's age layer opens it with the ssh key.
     std::fs::write(s.path("tmp/plain.yaml"), &exported).unwrap();
-    std::fs::remove_file(s.path(&bundle_path("prod"))).unwrap();
     let out = s.tool(
         "age",
         &[
@@ -381,13 +393,15 @@ fn ssh_ed25519_recipient_interop() {
             "-R",
             "home/id_ed25519.pub",
             "-o",
-            &bundle_path("prod"),
+            "tmp/by-age.age",
             "tmp/plain.yaml",
         ],
     );
     std::fs::remove_file(s.path("tmp/plain.yaml")).unwrap();
     assert!(out.status.success(), "age -R failed");
-    assert!(s.export(&ssh, "prod") == exported);
+    let (plain, by) = open_with_our_age(&s, &ssh, "tmp/by-age.age");
+    assert!(plain == exported);
+    assert_eq!(by, without_comment);
 
     // Mixed: an X25519 recipient added by talvault; both keys open the result with age.
     let a = s.keygen("a");
@@ -407,6 +421,31 @@ fn ssh_ed25519_recipient_interop() {
         );
     }
     s.verify_ok(&a);
+}
+
+/// Opens `file` (relative to the sandbox) with `key` through talvault's age layer (as the vault
+/// opens its sealed files): the plaintext and the recipient that opened it.
+fn open_with_our_age(s: &Sandbox, key: &Key, file: &str) -> (Vec<u8>, String) {
+    #[derive(Clone, Copy)]
+    struct NoPrompts;
+    impl age::Callbacks for NoPrompts {
+        fn display_message(&self, _: &str) {}
+        fn confirm(&self, _: &str, _: &str, _: Option<&str>) -> Option<bool> {
+            None
+        }
+        fn request_public_string(&self, _: &str) -> Option<String> {
+            None
+        }
+        fn request_passphrase(&self, _: &str) -> Option<age::secrecy::SecretString> {
+            None
+        }
+    }
+    let identities =
+        talvault::store::age::load_identity_file(&s.path(&key.file), NoPrompts).unwrap();
+    let bytes = std::fs::read(s.path(file)).unwrap();
+    let (plain, by) =
+        talvault::store::age::open(&s.path(file), &bytes, &identities).expect("opens");
+    (plain.expose().to_vec(), by.to_string())
 }
 
 /// A recipient given twice (`-r` twice, or `-r` and `-R`) is stored, sealed to and audited once,
