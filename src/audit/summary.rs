@@ -333,6 +333,9 @@ pub struct ChainState {
     pub rejected: usize,
     /// Each file's expected content hash (`None`: removed), with the event that wrote it last.
     pub files: BTreeMap<String, (Option<String>, EventId)>,
+    /// Files two clones changed differently before a merge (git made the human pick or combine
+    /// them): the other contents the chain accepts besides the one in `files`.
+    pub concurrent: BTreeMap<String, Vec<(Option<String>, EventId)>>,
     /// Revoked serials.
     pub revoked: BTreeMap<String, ChainRevocation>,
     /// The taint, while a break-glass certificate is outstanding.
@@ -466,7 +469,68 @@ fn trusted<'a>(
     summaries.iter().filter(|e| kept.contains(&e.id)).collect()
 }
 
+/// One write of a file.
+struct Write {
+    hash: Option<String>,
+    event: EventId,
+    /// The event's place in the causal order.
+    at: usize,
+    /// Whether it changed what the event saw (a `policy accept` of an unchanged policy does
+    /// not): after a merge, a change beats a concurrent rewrite of the old contents, as git's
+    /// three-way merge does.
+    change: bool,
+    /// The places of the earlier writes of the same file that are its ancestors (it saw them,
+    /// so they are superseded).
+    covers: BTreeSet<usize>,
+}
+
+/// The writes whose contents a file may hold, of its writes no later write saw: the changes if
+/// any (one, or several when two clones changed it differently), else all of them.
+fn accepted<'a>(writes: &[&'a Write]) -> Vec<&'a Write> {
+    let changes: Vec<&Write> = writes.iter().copied().filter(|w| w.change).collect();
+    if changes.is_empty() {
+        writes.to_vec()
+    } else {
+        changes
+    }
+}
+
+/// The events that are ancestors of `order[at]` and not placed before `floor` (in the causal
+/// order every path from an event to a descendant runs through later places, so nothing placed
+/// before `floor` can lead to a write placed at or after it).
+fn ancestors_from(
+    order: &[&EventSummary],
+    pos: &HashMap<&EventId, usize>,
+    at: usize,
+    floor: usize,
+) -> BTreeSet<usize> {
+    let mut seen = BTreeSet::new();
+    let mut todo = vec![at];
+    while let Some(i) = todo.pop() {
+        for p in &order[i].parents {
+            if let Some(&j) = pos.get(p)
+                && j >= floor
+                && seen.insert(j)
+            {
+                todo.push(j);
+            }
+        }
+    }
+    seen
+}
+
 impl ChainState {
+    /// Whether the chain accepts `hash` as the contents of `file`: what its last write named,
+    /// or, after a merge of two clones that changed it differently, what either named.
+    pub fn accepts(&self, file: &str, hash: &str) -> bool {
+        let is = |h: &Option<String>| h.as_deref() == Some(hash);
+        self.files.get(file).is_some_and(|(h, _)| is(h))
+            || self
+                .concurrent
+                .get(file)
+                .is_some_and(|alts| alts.iter().any(|(h, _)| is(h)))
+    }
+
     /// The state the summaries imply, on structure alone (no MAC is checked).
     pub fn of(summaries: &[EventSummary]) -> Self {
         Self::checked(summaries, None)
@@ -483,9 +547,50 @@ impl ChainState {
             rejected: summaries.len() - kept.len(),
             ..ChainState::default()
         };
-        for e in causal_order(&kept) {
+        let order = causal_order(&kept);
+        let pos: HashMap<&EventId, usize> =
+            order.iter().enumerate().map(|(i, e)| (&e.id, i)).collect();
+        // Per file, every write of it in causal order. The ones no later write saw are what the
+        // file may hold: one in a linear history, several after a merge of clones that both
+        // wrote it.
+        let mut writes: HashMap<&str, Vec<Write>> = HashMap::new();
+        for (at, e) in order.iter().enumerate() {
+            // This event's ancestors down to the first write of a file it rewrites: only when it
+            // rewrites one (most events write new files only), once per event. Rewrites are
+            // rare (policy, recipients, the audit keys), so the walk stays cheap.
+            let floor = e
+                .files
+                .iter()
+                .filter_map(|(path, _)| writes.get(path.as_str()))
+                .filter_map(|ws| ws.first().map(|w| w.at))
+                .min();
+            let ancestors = floor.map(|floor| ancestors_from(&order, &pos, at, floor));
             for (path, hash) in &e.files {
-                s.files.insert(path.clone(), (hash.clone(), e.id.clone()));
+                let history = writes.entry(path.as_str()).or_default();
+                // What this event saw: its ancestor writes that no other ancestor write saw.
+                let (seen, covers) = match &ancestors {
+                    Some(anc) => {
+                        let mine: Vec<&Write> =
+                            history.iter().filter(|w| anc.contains(&w.at)).collect();
+                        let covered: BTreeSet<usize> =
+                            mine.iter().flat_map(|w| w.covers.iter().copied()).collect();
+                        let seen: Vec<&Write> = mine
+                            .iter()
+                            .copied()
+                            .filter(|w| !covered.contains(&w.at))
+                            .collect();
+                        (seen, mine.iter().map(|w| w.at).collect())
+                    }
+                    None => (Vec::new(), BTreeSet::new()),
+                };
+                let change = !accepted(&seen).iter().any(|w| w.hash == *hash);
+                history.push(Write {
+                    hash: hash.clone(),
+                    event: e.id.clone(),
+                    at,
+                    change,
+                    covers,
+                });
             }
             let subject = e.subject.clone();
             match e.action.as_str() {
@@ -564,6 +669,30 @@ impl ChainState {
                 s.taint = None;
             }
         }
+        for (path, history) in writes {
+            let covered: BTreeSet<usize> = history
+                .iter()
+                .flat_map(|w| w.covers.iter().copied())
+                .collect();
+            let current: Vec<&Write> = history
+                .iter()
+                .filter(|w| !covered.contains(&w.at))
+                .collect();
+            let mut ok = accepted(&current);
+            ok.sort_by_key(|w| w.at);
+            if let Some(last) = ok.pop() {
+                s.files
+                    .insert(path.to_owned(), (last.hash.clone(), last.event.clone()));
+                let others: Vec<(Option<String>, EventId)> = ok
+                    .into_iter()
+                    .filter(|w| w.hash != last.hash)
+                    .map(|w| (w.hash.clone(), w.event.clone()))
+                    .collect();
+                if !others.is_empty() {
+                    s.concurrent.insert(path.to_owned(), others);
+                }
+            }
+        }
         s
     }
 }
@@ -630,6 +759,53 @@ mod tests {
         for junk in ["", "x", "-\t-"] {
             assert_eq!(EventSummary::from_line(junk), None);
         }
+    }
+
+    /// A summary writing `files` on `parents` at `time`.
+    fn writing(parents: &[&EventSummary], time: i64, files: &[(&str, &str)]) -> EventSummary {
+        let e = event(
+            parents.iter().map(|p| p.id.clone()).collect(),
+            time,
+            Action::EnvUntaint {
+                reason: format!("{time}"),
+                tainted_since: "x".into(),
+                break_glass_serial: None,
+            },
+        );
+        let mut s = EventSummary::of(&e);
+        s.clears_taint = false;
+        s.files = files
+            .iter()
+            .map(|(p, h)| ((*p).to_owned(), Some((*h).repeat(64))))
+            .collect();
+        s
+    }
+
+    #[test]
+    fn merged_writes_of_one_file_resolve_as_git_does() {
+        let base = writing(&[], 100, &[("policy.yaml", "0")]);
+        // Clone v changes the policy; clone w, later by the clock, re-accepts the old one.
+        let v = writing(&[&base], 200, &[("policy.yaml", "1")]);
+        let w = writing(&[&base], 300, &[("policy.yaml", "0")]);
+        let state = ChainState::of(&[base.clone(), v.clone(), w.clone()]);
+        assert_eq!(state.files["policy.yaml"].1, v.id, "the change wins");
+        assert!(state.accepts("policy.yaml", &"1".repeat(64)));
+        assert!(!state.accepts("policy.yaml", &"0".repeat(64)));
+        // Both change it, differently: either is accepted until the next write.
+        let w2 = writing(&[&base], 300, &[("policy.yaml", "2")]);
+        let state = ChainState::of(&[base.clone(), v.clone(), w2.clone()]);
+        assert!(state.accepts("policy.yaml", &"1".repeat(64)));
+        assert!(state.accepts("policy.yaml", &"2".repeat(64)));
+        let merged = writing(&[&v, &w2], 400, &[("policy.yaml", "3")]);
+        let state = ChainState::of(&[base.clone(), v.clone(), w2, merged.clone()]);
+        assert_eq!(state.files["policy.yaml"].1, merged.id);
+        assert!(!state.accepts("policy.yaml", &"1".repeat(64)));
+        assert!(state.concurrent.is_empty());
+        // In a linear history a rewrite of the old contents is just the newest write.
+        let back = writing(&[&v], 500, &[("policy.yaml", "0")]);
+        let state = ChainState::of(&[base, v, back]);
+        assert!(state.accepts("policy.yaml", &"0".repeat(64)));
+        assert!(!state.accepts("policy.yaml", &"1".repeat(64)));
     }
 
     #[test]

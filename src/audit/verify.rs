@@ -453,6 +453,8 @@ pub fn verify_with(files: &[(String, Vec<u8>)], input: &VerifyInput<'_>) -> Repo
         problems.push(Problem::MissingParent { parent, children });
     }
 
+    // Events the file state must not rest on: copied from elsewhere, or not authenticated.
+    let mut rejected: BTreeSet<EventId> = BTreeSet::new();
     // Binding: this vault and this environment.
     for copies in by_id.values() {
         for (path, event) in copies {
@@ -468,6 +470,7 @@ pub fn verify_with(files: &[(String, Vec<u8>)], input: &VerifyInput<'_>) -> Repo
                 names.push(format!("vault {}", seal.vault));
             }
             if !names.is_empty() {
+                rejected.insert(event.id.clone());
                 problems.push(Problem::Foreign {
                     path: (*path).to_owned(),
                     names: names.join(" and "),
@@ -507,11 +510,14 @@ pub fn verify_with(files: &[(String, Vec<u8>)], input: &VerifyInput<'_>) -> Repo
         let epoch = event.seal().map(|seal| seal.epoch);
         match (epoch, before) {
             (None, Some(_)) => problems.push(Problem::Unsealed { path: path.clone() }),
-            (Some(e), Some(b)) if e < b => problems.push(Problem::RetiredKey {
-                path: path.clone(),
-                epoch: e,
-                newest: b,
-            }),
+            (Some(e), Some(b)) if e < b => {
+                rejected.insert(s.id.clone());
+                problems.push(Problem::RetiredKey {
+                    path: path.clone(),
+                    epoch: e,
+                    newest: b,
+                });
+            }
             _ => {}
         }
         if epoch.is_none() {
@@ -522,9 +528,13 @@ pub fn verify_with(files: &[(String, Vec<u8>)], input: &VerifyInput<'_>) -> Repo
             (epoch, &input.keys, input.vault, input.env)
         {
             match keys.epoch(e).and_then(|k| k.derive(vault, env)) {
-                None => problems.push(Problem::UnknownEpoch { path, epoch: e }),
+                None => {
+                    rejected.insert(s.id.clone());
+                    problems.push(Problem::UnknownEpoch { path, epoch: e });
+                }
                 Some(key) => {
                     if !event.mac().is_some_and(|m| key.check(&event.id, m)) {
+                        rejected.insert(s.id.clone());
                         problems.push(Problem::BadMac { path });
                     }
                 }
@@ -575,9 +585,20 @@ pub fn verify_with(files: &[(String, Vec<u8>)], input: &VerifyInput<'_>) -> Repo
     if let Some(disk) = input.disk
         && any_sealed
     {
-        let state = super::ChainState::of(&summaries);
+        // The state the genuine events imply: a forged or replayed event's files must not make
+        // the real ones look changed (nor vouch for planted ones).
+        let genuine: Vec<EventSummary> = summaries
+            .iter()
+            .filter(|s| !rejected.contains(&s.id))
+            .cloned()
+            .collect();
+        let state = super::ChainState::of(&genuine);
         for (file, (hash, event)) in &state.files {
             checked += 1;
+            // After a merge of clones that changed the file differently: either's contents.
+            if disk.get(file).is_some_and(|got| state.accepts(file, got)) {
+                continue;
+            }
             match (hash, disk.get(file)) {
                 (Some(_), None) => problems.push(Problem::FileMissing {
                     file: file.clone(),

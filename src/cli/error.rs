@@ -86,6 +86,9 @@ fn hint(e: &VaultError) -> Option<String> {
         VaultError::Lock(e) => return e.hint().map(str::to_owned),
         VaultError::Age(e) => return e.hint(),
         VaultError::Meta(MetaError::NewerFormat { .. }) => "upgrade talvault".into(),
+        VaultError::Meta(MetaError::Malformed { file, .. }) => format!(
+            "fix or restore {file} from git history (`git log -p -- {file}`); vault files are written by talvault, edited only through review"
+        ),
         VaultError::PolicyNotAccepted { env } => format!("review the change, then record it: talvault policy accept {env} --reason \"PR …\""),
         VaultError::Disagrees { .. } => "restore the file from git history (`git log -- FILE`), and run `talvault audit verify` to see what else changed".into(),
         VaultError::AlreadyUpgraded { .. } => "nothing to do".into(),

@@ -135,9 +135,20 @@ impl Vault {
                     vault: self.vault_id(),
                     env: Some(env.as_str()),
                     tolerance: self.config.clock_skew_seconds(),
-                    keys: keys.as_ref().map(|(k, _)| k).map_err(Clone::clone),
+                    // A key file that is not the bundle's authenticates nothing: its keys may
+                    // be the attacker's (reported as ForeignKeyFile).
+                    keys: match &keys {
+                        Ok((k, true)) => Ok(k),
+                        Ok((_, false)) => Err(format!(
+                            "{AUDIT_KEYS_FILE} does not belong to this environment's bundle"
+                        )),
+                        Err(why) => Err(why.clone()),
+                    },
                     keys_bound: keys.as_ref().ok().map(|(_, bound)| *bound),
-                    disk: self.sealed().then_some(&disk),
+                    // Whenever the environment has sealed events, whatever talvault.yaml says:
+                    // a vault file set back to format 1 must not switch the file checks off (the
+                    // events recorded the format-2 file, so the downgrade itself is a finding).
+                    disk: Some(&disk),
                 },
             );
             // Two active issuers of one epoch (concurrent rotations merged in git). Issuer ids
@@ -201,6 +212,13 @@ impl Vault {
                 rewritten,
             });
         }
-        Ok(self.finish(out))
+        // A report of tampering leaves the vault directory as it was, caches included (the
+        // exit code is not 0): whoever investigates sees it as the attacker left it.
+        if out.iter().all(|o| {
+            o.report.problems.is_empty() && o.conflicts.is_empty() && o.rewritten.is_empty()
+        }) {
+            self.save_caches();
+        }
+        Ok(out)
     }
 }

@@ -346,10 +346,7 @@ impl Vault {
             if !chain.sealed {
                 return true;
             }
-            match chain.files.get(&format!("{kind}/{serial}.yaml")) {
-                Some((Some(h), _)) => h == hash,
-                _ => false,
-            }
+            chain.accepts(&format!("{kind}/{serial}.yaml"), hash)
         };
         let mut certs = self.cert_entries(env)?;
         certs.retain(|c| {

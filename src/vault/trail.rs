@@ -110,8 +110,10 @@ impl Vault {
             return Ok(());
         }
         let shown = env.dir().join(file).display().to_string();
+        if chain.accepts(file, sha256) {
+            return Ok(());
+        }
         match chain.files.get(file) {
-            Some((Some(h), _)) if h == sha256 => Ok(()),
             Some((_, event)) => Err(VaultError::Disagrees {
                 file: shown,
                 message: format!(
@@ -143,7 +145,15 @@ impl Vault {
         ctx: &Context,
     ) -> Result<(AuditKeys, OpenedBy), VaultError> {
         let rel = env.dir().join(AUDIT_KEYS_FILE);
-        let (plain, opened_by) = self.open_sealed(env, &rel, ctx)?;
+        let (plain, opened_by) = match self.open_sealed(env, &rel, ctx) {
+            Err(VaultError::Store(StoreError::NotFound { .. })) => {
+                return Err(VaultError::AuditKeys {
+                    file: rel.display().to_string(),
+                    message: "it is missing (every format-2 environment has one)".into(),
+                });
+            }
+            other => other?,
+        };
         let keys =
             AuditKeys::from_json(plain.expose()).map_err(|message| VaultError::AuditKeys {
                 file: rel.display().to_string(),
@@ -203,23 +213,13 @@ impl Vault {
     /// a secret), with [`ChainCheck::IfIdentity`] they are used when the given identity opens
     /// them, and otherwise the chain rests on structure (readers without an identity; their
     /// reports say so).
-    /// Then checks `env.yaml` against the chain (its endpoints and CA certificates are used
-    /// without opening anything).
+    ///
+    /// Then `env.yaml` must be what the chain recorded: it holds the endpoints, pins and CA
+    /// certificates every command relies on, and is never rewritten after `env create`.
     pub(super) fn authenticate(&self, env: &Env, ctx: &Context) -> Result<(), VaultError> {
-        if !self.audit_keys.borrow().contains_key(env.as_str()) && self.env_sealed(env)? {
-            match ctx.chain {
-                ChainCheck::Structure => {}
-                ChainCheck::IfIdentity if ctx.identities.is_empty() => {}
-                ChainCheck::IfIdentity => {
-                    // Another environment's identity, or none that opens this one: structure
-                    // only.
-                    let _ = self.load_audit_keys(env, ctx);
-                }
-                ChainCheck::Required => self.load_audit_keys(env, ctx)?,
-            }
-        }
         // A format-2 chain under a talvault.yaml that says format 1 would have commands write
-        // unauthenticated events: the file was edited.
+        // unauthenticated events: the file was edited. (First: the audit keys need the vault
+        // id that file no longer has.)
         if !self.sealed() && self.chain(env)?.sealed {
             return Err(VaultError::Disagrees {
                 file: super::VAULT_FILE.to_owned(),
@@ -229,7 +229,29 @@ impl Vault {
                 ),
             });
         }
+        self.open_chain(env, ctx)?;
         self.agrees(env, "env.yaml", &env.meta_sha256)
+    }
+
+    /// The audit-key half of [`Vault::authenticate`].
+    fn open_chain(&self, env: &Env, ctx: &Context) -> Result<(), VaultError> {
+        if self.audit_keys.borrow().contains_key(env.as_str()) || !self.env_sealed(env)? {
+            return Ok(());
+        }
+        match ctx.chain {
+            ChainCheck::Structure => Ok(()),
+            ChainCheck::IfIdentity if ctx.identities.is_empty() => Ok(()),
+            ChainCheck::IfIdentity => match self.load_audit_keys(env, ctx) {
+                // An identity that opens the bundle and a key file (or bundle) that does not
+                // belong to it, or is not what the chain recorded: tampering, not a missing
+                // identity. Refused, as a command that needs the keys refuses it, rather than
+                // read on structure alone.
+                Err(e @ (VaultError::AuditKeys { .. } | VaultError::Disagrees { .. })) => Err(e),
+                // Another environment's identity, or none that opens this one: structure only.
+                _ => Ok(()),
+            },
+            ChainCheck::Required => self.load_audit_keys(env, ctx),
+        }
     }
 
     /// Loads an environment for a command acting as `ctx`, its chain authenticated as `ctx`
@@ -324,9 +346,10 @@ impl Vault {
         } else {
             None
         };
-        // The heads of the trusted chain (after the keys are loaded, so authenticated): an
-        // event nobody can vouch for is never named as a parent. A command staging several
-        // events in one transaction names the previous one instead.
+        // The heads of the chain this command trusts (authenticated: the audit key is open),
+        // never those of every file: a forged event inserted as a side branch must not be
+        // linked in, and so made an ancestor of genuine events. A command staging several
+        // events in one transaction (renew) names the previous one instead.
         let parents = match parents {
             Some(p) => p,
             None => self.chain(env)?.heads.clone(),

@@ -267,6 +267,16 @@ fn fixture() -> &'static Fixture {
             "-o",
             "home/alice.talosconfig",
         ]);
+        // The serial of that certificate ({SERIAL}).
+        let serial = std::fs::read_dir(base.join("v/envs/prod/certs"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .next()
+            .unwrap();
+        vars.insert(
+            "SERIAL",
+            serial.file_stem().unwrap().to_string_lossy().into_owned(),
+        );
         // stage signs with an issuer: one active issuer ({ISSUER}) and one certificate under it.
         ok(&["--vault", "v", "-i", &vars["A"], "issuer", "create", "stage"]);
         let issuer = only_issuer(&base.join("v/envs/stage/issuers"));

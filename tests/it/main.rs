@@ -18,6 +18,7 @@ mod generate;
 mod holders;
 mod hsm;
 mod import;
+mod integrity;
 mod issue;
 mod issuing;
 mod patch;
