@@ -151,7 +151,7 @@ fn main() {
             "-r",
             &recipient,
             "--talos-version",
-            "v1.6",
+            "v1.11",
             "--endpoint",
             "10.5.0.2",
         ],
@@ -171,12 +171,13 @@ fn main() {
         .as_str()
         .unwrap()
         .to_owned();
-    run(
+    let (ok, text) = run(
         &bin,
         dir,
         &["--vault", "v", "issuer", "activate", "prod", &id],
         key,
     );
+    assert!(ok, "issuer activate: {text}");
     let (ok, text) = run(
         &bin,
         dir,
@@ -304,6 +305,7 @@ fn main() {
             break_glass: false,
             reason: None,
             certificate: String::from_utf8(leaf.cert_pem.clone()).unwrap(),
+            api: Default::default(),
         };
         let yaml = record.to_yaml().unwrap();
         std::fs::write(certs_dir.join(format!("{}.yaml", leaf.serial_hex)), &yaml).unwrap();

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::inventory::CertEntry;
-use crate::model::MetaError;
+use crate::model::{Api, MetaError};
 use crate::pki::policy::{Holder, HolderError};
 use crate::pki::role::Role;
 use crate::pki::ttl::Ttl;
@@ -206,7 +206,8 @@ impl Renewal {
 }
 
 /// Whether `holder`'s standing grant of `roles` is due at `now`. The certificates that count are
-/// the holder's, with exactly those roles, not break-glass, not revoked and live at `now`; of
+/// the holder's talosconfig certificates (not kubeconfigs), with exactly those roles, not
+/// break-glass, not revoked and live at `now`; of
 /// those, the newest (latest notBefore) decides. It is due when it expires within `window`
 /// seconds, by default a third of its own lifetime (a 30-day certificate is renewed 10 days
 /// before it ends), so a renewal job that runs weekly never lets a certificate of a week or more
@@ -226,6 +227,7 @@ pub fn renewal(
         .iter()
         .filter(|c| {
             c.holder.as_deref() == Some(holder)
+                && c.api == Api::Talos
                 && !c.break_glass
                 && c.live_at(now)
                 && !revoked.contains(c.serial.as_str())
@@ -341,8 +343,21 @@ mod tests {
             not_before: nb,
             not_after: na,
             break_glass: false,
+            api: Api::Talos,
             file_sha256: String::new(),
         }
+    }
+
+    #[test]
+    fn kubeconfig_certificates_never_satisfy_a_standing_grant() {
+        let reader = [Role::parse("os:reader").unwrap()];
+        let mut kube = cert("01", "alice", &["os:reader"], 0, 3000);
+        kube.api = Api::Kubernetes;
+        let none = HashSet::new();
+        assert_eq!(
+            renewal("alice", &reader, &[kube], &none, 100, None),
+            Renewal::NoLiveCertificate
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::model::{CertRecord, OS_CA, RevocationRecord};
+use crate::model::{Api, CertRecord, OS_CA, RevocationRecord};
 
 /// A record that cannot be summarised (its field and why).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -96,6 +96,8 @@ pub struct CertEntry {
     pub not_after: i64,
     /// Break-glass certificate.
     pub break_glass: bool,
+    /// The API it is for.
+    pub api: Api,
     /// Hex SHA-256 of the record file, to check it against the audit chain (set by the reader
     /// of the file; empty until then).
     pub file_sha256: String,
@@ -121,6 +123,7 @@ impl CertEntry {
             not_before: unix_time("not_before", &r.not_before)?,
             not_after: unix_time("not_after", &r.not_after)?,
             break_glass: r.break_glass,
+            api: r.api,
             file_sha256: String::new(),
         })
     }
@@ -133,7 +136,7 @@ impl CertEntry {
     /// The cache line (tab-separated, no newline).
     pub fn to_line(&self) -> String {
         format!(
-            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
             self.serial,
             self.ca,
             self.holder.as_deref().unwrap_or(""),
@@ -141,6 +144,7 @@ impl CertEntry {
             self.not_before,
             self.not_after,
             u8::from(self.break_glass),
+            self.api.as_str(),
             self.file_sha256
         )
     }
@@ -150,7 +154,7 @@ impl CertEntry {
         let mut f = line.split('\t');
         let mut next = || f.next();
         let (serial, ca, holder, roles) = (next()?, next()?, next()?, next()?);
-        let (nb, na, bg, hash) = (next()?, next()?, next()?, next()?);
+        let (nb, na, bg, api, hash) = (next()?, next()?, next()?, next()?, next()?);
         if next().is_some() {
             return None;
         }
@@ -168,6 +172,11 @@ impl CertEntry {
             break_glass: match bg {
                 "0" => false,
                 "1" => true,
+                _ => return None,
+            },
+            api: match api {
+                "talos" => Api::Talos,
+                "kubernetes" => Api::Kubernetes,
                 _ => return None,
             },
             file_sha256: hash.to_owned(),
@@ -318,6 +327,7 @@ mod tests {
             break_glass: false,
             reason: None,
             certificate: String::new(),
+            api: Default::default(),
         }
     }
 

@@ -304,6 +304,10 @@ pub struct EnvMeta {
     /// Default nodes for talosconfigs.
     #[serde(default)]
     pub nodes: Vec<String>,
+    /// The Kubernetes API server URL for kubeconfigs (`server`); absent: derived from the first
+    /// endpoint ([`EnvMeta::kubernetes_server`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes_endpoint: Option<String>,
     /// How the bundle came to be: `generated`, `secrets`, `kubernetes-pki`, `controlplane-config`.
     pub source: String,
     /// What the secrets are sealed to: `recipients` (recipients.txt) or `passphrase` (scrypt).
@@ -359,6 +363,17 @@ impl EnvMeta {
         })
     }
 
+    /// The Kubernetes API server URL kubeconfigs name: `kubernetes_endpoint`, else
+    /// `https://<host of the first endpoint>:6443` (the port Talos serves the kube-apiserver on,
+    /// as `talosctl gen config CLUSTER https://HOST:6443` sets it); `None` without either.
+    pub fn kubernetes_server(&self) -> Option<String> {
+        if let Some(e) = &self.kubernetes_endpoint {
+            return Some(e.clone());
+        }
+        let first = self.endpoints.first()?;
+        Some(format!("https://{}:6443", endpoint_host(first)?))
+    }
+
     /// The version contract recorded for this environment.
     pub fn contract(&self) -> VersionContract {
         if self.talos_version == "current" {
@@ -367,6 +382,26 @@ impl EnvMeta {
             VersionContract::parse(&self.talos_version).unwrap_or(VersionContract::Current)
         }
     }
+}
+
+/// The host part of a Talos endpoint (`10.0.0.1`, `cp.example.com:50000`, `[fd00::1]:50000`,
+/// `fd00::1`, optionally with an `https://` prefix), IPv6 addresses in brackets, as a URL needs
+/// it; `None` when nothing is left.
+pub fn endpoint_host(endpoint: &str) -> Option<String> {
+    let e = endpoint.trim();
+    let e = e
+        .strip_prefix("https://")
+        .or_else(|| e.strip_prefix("http://"))
+        .unwrap_or(e);
+    let e = e.split('/').next().unwrap_or(e);
+    let host = if let Some(rest) = e.strip_prefix('[') {
+        format!("[{}]", rest.split(']').next().unwrap_or(rest))
+    } else if e.matches(':').count() > 1 {
+        format!("[{e}]")
+    } else {
+        e.split(':').next().unwrap_or(e).to_owned()
+    };
+    (!host.is_empty() && host != "[]").then_some(host)
 }
 
 /// What an environment's secrets are sealed to.
@@ -404,6 +439,47 @@ pub struct SignedBy {
 /// The CA id of the Talos OS CA in records (`signed_by.ca`).
 pub const OS_CA: &str = "os";
 
+/// The CA id of the bundle's Kubernetes CA (`certs.k8s`) in records (`signed_by.ca`).
+pub const K8S_CA: &str = "k8s";
+
+/// Which API a certificate or an issuer is for. Files written before Kubernetes support have no
+/// `api` field and are Talos's; the field is written only for Kubernetes, so those files keep
+/// their bytes.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Api {
+    /// The Talos API (apid): talosconfigs, `machine.acceptedCAs`.
+    #[default]
+    Talos,
+    /// The Kubernetes API (kube-apiserver): kubeconfigs, the Kubernetes accepted CAs.
+    Kubernetes,
+}
+
+impl Api {
+    /// `talos` or `kubernetes`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Api::Talos => "talos",
+            Api::Kubernetes => "kubernetes",
+        }
+    }
+
+    /// Whether this is the Talos API (the default, left out when writing).
+    pub fn is_talos(&self) -> bool {
+        *self == Api::Talos
+    }
+
+    /// The CA id of the bundle CA that signs this API's certificates directly.
+    pub fn direct_ca(self) -> &'static str {
+        match self {
+            Api::Talos => OS_CA,
+            Api::Kubernetes => K8S_CA,
+        }
+    }
+}
+
 /// `envs/ENV/certs/<serial>.yaml`: what was issued. Public; the key is never stored.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -438,6 +514,10 @@ pub struct CertRecord {
     pub reason: Option<String>,
     /// The certificate PEM.
     pub certificate: String,
+    /// The API it is for (absent: `talos`). For `kubernetes`, `holder` is the user (CN) and
+    /// `roles` the groups (O values) the kube-apiserver reads.
+    #[serde(default, skip_serializing_if = "Api::is_talos")]
+    pub api: Api,
 }
 
 impl CertRecord {
@@ -582,6 +662,10 @@ pub struct IssuerMeta {
     pub key: IssuerKey,
     /// The self-signed certificate, PEM.
     pub certificate: String,
+    /// The API whose accepted CAs it belongs in (absent: `talos`, `machine.acceptedCAs`;
+    /// `kubernetes`: the kube-apiserver's accepted CAs).
+    #[serde(default, skip_serializing_if = "Api::is_talos")]
+    pub api: Api,
 }
 
 impl IssuerMeta {
@@ -610,4 +694,46 @@ pub(crate) fn to_yaml<T: Serialize>(what: &str, value: &T) -> Result<String, Met
         file: what.into(),
         message: e.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_hosts_for_the_kubernetes_server() {
+        for (endpoint, host) in [
+            ("10.0.0.1", Some("10.0.0.1")),
+            ("cp.example.com:50000", Some("cp.example.com")),
+            ("[fd00::1]:50000", Some("[fd00::1]")),
+            ("fd00::1", Some("[fd00::1]")),
+            ("https://cp.example.com:6443/", Some("cp.example.com")),
+            ("", None),
+            ("[]:50000", None),
+        ] {
+            assert_eq!(endpoint_host(endpoint).as_deref(), host, "{endpoint}");
+        }
+    }
+
+    #[test]
+    fn records_without_an_api_are_talos_and_stay_byte_identical() {
+        let yaml = "serial: 0a\nfingerprint: sha256:00\nroles:\n- os:reader\nholder: null\n\
+                    not_before: 2026-01-01T00:00:00Z\nnot_after: 2026-01-02T00:00:00Z\nttl: 24h\n\
+                    signed_by:\n  ca: os\n  fingerprint: sha256:00\nmode: direct\nkey: generated\n\
+                    actor: a\nissued: 2026-01-01T00:00:10Z\nbreak_glass: false\nreason: null\n\
+                    certificate: ''\n";
+        let r = CertRecord::from_yaml("certs/0a.yaml", yaml.as_bytes()).unwrap();
+        assert_eq!(r.api, Api::Talos);
+        assert_eq!(r.to_yaml().unwrap(), yaml);
+        let k = CertRecord {
+            api: Api::Kubernetes,
+            ..r
+        };
+        let text = k.to_yaml().unwrap();
+        assert!(text.ends_with("api: kubernetes\n"), "{text}");
+        assert_eq!(
+            CertRecord::from_yaml("x", text.as_bytes()).unwrap().api,
+            Api::Kubernetes
+        );
+    }
 }

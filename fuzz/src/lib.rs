@@ -22,6 +22,7 @@ use talvault::pki::policy::{Holder, Policy, Request};
 use talvault::pki::role::Role;
 use talvault::pki::ttl::Ttl;
 use talvault::store::age::{Recipient, parse_recipients};
+use talvault::kubeconfig::{KubeMergeError, Kubeconfig, NewEntry};
 use talvault::talosconfig::{self, Config, MergeError};
 use talvault::inventory::{CertEntry, RevokedEntry};
 use talvault::model::{IssuerMeta, RevocationRecord};
@@ -256,7 +257,13 @@ pub fn audit_event(data: &[u8]) {
             assert_eq!(report.heads, vec![e.id().clone()]);
         }
     }
-    let _ = audit::stated_links(data);
+    // The summary the chain state is built from reads back from its cache line.
+    if let Some(summary) = audit::EventSummary::read(data) {
+        assert_eq!(
+            audit::EventSummary::from_line(&summary.to_line()).as_ref(),
+            Some(&summary)
+        );
+    }
 
     let mut files = Vec::new();
     let mut rest = data;
@@ -281,11 +288,12 @@ pub fn audit_event(data: &[u8]) {
         let _ = p.to_string();
         let _ = p.tamper();
     }
-    let links: Vec<_> = files
+    let summaries: Vec<_> = files
         .iter()
-        .filter_map(|(_, b)| audit::stated_links(b))
+        .filter_map(|(_, b)| audit::EventSummary::read(b))
         .collect();
-    let _ = audit::heads_of_links(&links);
+    let _ = audit::heads_of(&summaries);
+    let _ = audit::ChainState::of(&summaries);
 }
 
 /// TTLs, roles and holder names (`--ttl`, `--role`, `--holder`, policy keys): what parses
@@ -469,4 +477,54 @@ pub fn pkcs11_uri(data: &[u8]) {
             }
         }
     }
+}
+
+/// A kubeconfig (`kubeconfig --merge FILE`, `revoke --kubeconfig`, `verify`): read, take the
+/// current context's credentials, write back stably, and merge talvault's entries with and
+/// without `replace`; errors echo no key.
+pub fn kubeconfig(data: &[u8]) {
+    let config = match Kubeconfig::from_yaml(data) {
+        Ok(c) => c,
+        Err(e) => return assert_no_key_echo(data, &e.to_string()),
+    };
+    if let Err(e) = config.context_credentials(None) {
+        assert_no_key_echo(data, &e.to_string());
+    }
+    let first = config.to_yaml();
+    let reread = Kubeconfig::from_yaml(first.expose().as_bytes())
+        .unwrap_or_else(|e| panic!("our own output does not read back: {e}"));
+    assert!(
+        reread.to_yaml().expose() == first.expose(),
+        "write → read → write is not stable"
+    );
+    let entry = || NewEntry {
+        cluster: "fuzz".into(),
+        server: "https://fuzz:6443".into(),
+        ca_pem: b"ca".to_vec(),
+        user: "u@fuzz".into(),
+        client_certificate_pem: b"crt".to_vec(),
+        client_key_pem: None,
+        context: "u@fuzz".into(),
+        namespace: "default".into(),
+    };
+    let clashes = reread.clashes(&entry().names());
+    match reread.merge(&entry(), false) {
+        Err(KubeMergeError::Clash { .. }) => assert!(!clashes.is_empty()),
+        Ok(merged) => {
+            assert!(clashes.is_empty());
+            let out = merged.to_yaml();
+            let back = Kubeconfig::from_yaml(out.expose().as_bytes())
+                .unwrap_or_else(|e| panic!("a merged kubeconfig does not read back: {e}"));
+            let creds = back
+                .context_credentials(None)
+                .unwrap_or_else(|e| panic!("the merged context is not current: {e}"));
+            assert_eq!(creds.certificate, b"crt");
+        }
+    }
+    let again = Kubeconfig::from_yaml(first.expose().as_bytes()).expect("read above");
+    let replaced = again
+        .merge(&entry(), true)
+        .unwrap_or_else(|e| panic!("merge with replace failed: {e}"));
+    Kubeconfig::from_yaml(replaced.to_yaml().expose().as_bytes())
+        .unwrap_or_else(|e| panic!("a replaced kubeconfig does not read back: {e}"));
 }

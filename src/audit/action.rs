@@ -183,6 +183,51 @@ actions! {
         #[serde(skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
+    /// A kubeconfig's client certificate was issued.
+    "kubeconfig" => Kubeconfig {
+        /// Serial, hex.
+        serial: String,
+        /// `sha256:…` of the certificate: the kube-apiserver's audit log shows it as
+        /// `authentication.kubernetes.io/credential-id: X509SHA256=<hex>` (Kubernetes ≥ 1.32).
+        fingerprint: String,
+        /// The Kubernetes user (CN).
+        user: String,
+        /// The Kubernetes groups (O).
+        groups: Vec<String>,
+        /// TTL as granted.
+        ttl: String,
+        /// notAfter.
+        not_after: String,
+        /// `direct` (the bundle's Kubernetes CA) or `issuer`.
+        mode: String,
+        /// `k8s` or the issuer id.
+        signed_by: String,
+        /// `generated` or `csr`.
+        key: String,
+    },
+    /// An emergency Kubernetes certificate in a privileged group (`system:masters`) was issued.
+    "break-glass.kubernetes" => KubernetesBreakGlass {
+        /// Serial, hex.
+        serial: String,
+        /// `sha256:…` of the certificate.
+        fingerprint: String,
+        /// The Kubernetes user (CN).
+        user: String,
+        /// The Kubernetes groups (O).
+        groups: Vec<String>,
+        /// TTL as granted.
+        ttl: String,
+        /// notAfter.
+        not_after: String,
+        /// `direct` or `issuer`.
+        mode: String,
+        /// `k8s` or the issuer id.
+        signed_by: String,
+        /// `generated` or `csr`.
+        key: String,
+        /// Why.
+        reason: String,
+    },
     /// A new issuer, pending.
     "issuer.create" => IssuerCreate {
         /// Its id.
@@ -203,6 +248,9 @@ actions! {
         /// Set (true) only when an extractable token key was accepted.
         #[serde(skip_serializing_if = "Option::is_none")]
         danger_allow_extractable: Option<bool>,
+        /// `kubernetes` for a Kubernetes issuer (absent: the Talos API, as before).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        api: Option<String>,
     },
     /// An issuer started signing.
     "issuer.activate" => IssuerActivate {
@@ -327,6 +375,7 @@ mod tests {
             key_store: "age".into(),
             pkcs11_uri: None,
             danger_allow_extractable: None,
+            api: None,
         };
         assert_eq!(
             Value::Object(create.data().unwrap()).to_string(),

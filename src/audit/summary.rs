@@ -6,7 +6,7 @@
 //! next event names. Loose
 //! files are checked against this state, never trusted on their own.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use serde_json::{Map, Value};
 
@@ -53,8 +53,9 @@ impl EventSummary {
     pub fn of(e: &Event) -> Self {
         let data = e.data();
         let (subject, issuer, reason, number, clears_taint) = match e.action() {
-            "issue" => (text(data, "serial"), None, None, None, false),
-            "break-glass" => (
+            "issue" | "kubeconfig" => (text(data, "serial"), None, None, None, false),
+            // A Kubernetes break-glass certificate taints the environment like a Talos one.
+            "break-glass" | "break-glass.kubernetes" => (
                 text(data, "serial"),
                 text(data, "signed_by"),
                 text(data, "reason"),
@@ -351,27 +352,37 @@ pub struct ChainState {
 /// The summaries in causal order: every parent before its children; among events whose
 /// parents are all placed, the earliest (time, id) first.
 pub fn causal_order(summaries: &[EventSummary]) -> Vec<&EventSummary> {
+    let refs: Vec<&EventSummary> = summaries.iter().collect();
+    causal_order_of(&refs)
+}
+
+/// [`causal_order`] of borrowed summaries.
+fn causal_order_of<'a>(summaries: &[&'a EventSummary]) -> Vec<&'a EventSummary> {
     let index: HashMap<&EventId, usize> = summaries
         .iter()
         .enumerate()
         .map(|(i, s)| (&s.id, i))
         .collect();
-    let mut waiting: Vec<usize> = summaries
-        .iter()
-        .map(|s| {
-            s.parents
-                .iter()
-                .filter(|p| index.contains_key(p))
-                .collect::<BTreeSet<_>>()
-                .len()
-        })
-        .collect();
+    // Each present parent once (a merge names two or more; most events name one).
+    let parents_of = |s: &EventSummary| -> Vec<usize> {
+        let mut ps: Vec<usize> = s
+            .parents
+            .iter()
+            .filter_map(|p| index.get(p).copied())
+            .collect();
+        if ps.len() > 1 {
+            ps.sort_unstable();
+            ps.dedup();
+        }
+        ps
+    };
+    let mut waiting: Vec<usize> = vec![0; summaries.len()];
     let mut children: Vec<Vec<usize>> = vec![Vec::new(); summaries.len()];
     for (i, s) in summaries.iter().enumerate() {
-        for p in s.parents.iter().collect::<BTreeSet<_>>() {
-            if let Some(&pi) = index.get(p) {
-                children[pi].push(i);
-            }
+        let ps = parents_of(s);
+        waiting[i] = ps.len();
+        for pi in ps {
+            children[pi].push(i);
         }
     }
     let key = |i: usize| (summaries[i].time, summaries[i].id.as_str());
@@ -385,7 +396,7 @@ pub fn causal_order(summaries: &[EventSummary]) -> Vec<&EventSummary> {
         ready.remove(&first);
         let i = first.1;
         placed[i] = true;
-        out.push(&summaries[i]);
+        out.push(summaries[i]);
         for &c in &children[i] {
             waiting[c] -= 1;
             if waiting[c] == 0 {
@@ -396,7 +407,7 @@ pub fn causal_order(summaries: &[EventSummary]) -> Vec<&EventSummary> {
     // A cycle cannot occur with hash links; keep anything odd in time order at the end.
     let mut rest: Vec<usize> = (0..summaries.len()).filter(|&i| !placed[i]).collect();
     rest.sort_by_key(|&i| key(i));
-    out.extend(rest.into_iter().map(|i| &summaries[i]));
+    out.extend(rest.into_iter().map(|i| summaries[i]));
     out
 }
 
@@ -420,7 +431,7 @@ fn trusted<'a>(
         .iter()
         .filter_map(|e| e.mac.as_ref().map(|(epoch, _)| *epoch))
         .collect();
-    let mut retired: BTreeSet<&EventId> = BTreeSet::new();
+    let mut retired: HashSet<&EventId> = HashSet::new();
     if epochs.len() > 1 {
         let mut newest: HashMap<&EventId, u32> = HashMap::new();
         for e in causal_order(summaries) {
@@ -446,8 +457,7 @@ fn trusted<'a>(
                 (None, _) => false,
             }
     };
-    let index: HashMap<&EventId, &EventSummary> = summaries.iter().map(|e| (&e.id, e)).collect();
-    let mut kept: BTreeSet<&EventId> = BTreeSet::new();
+    let mut kept: HashSet<&EventId> = HashSet::with_capacity(summaries.len());
     let mut stack: Vec<&EventSummary> = summaries
         .iter()
         .filter(|e| e.sealed && genuine(e))
@@ -455,6 +465,11 @@ fn trusted<'a>(
     for e in &stack {
         kept.insert(&e.id);
     }
+    if summaries.iter().all(|e| e.sealed) {
+        // No format-1 history to bring in.
+        return summaries.iter().filter(|e| kept.contains(&e.id)).collect();
+    }
+    let index: HashMap<&EventId, &EventSummary> = summaries.iter().map(|e| (&e.id, e)).collect();
     // Format-1 ancestors of genuine sealed events.
     while let Some(e) = stack.pop() {
         for p in &e.parents {
@@ -470,9 +485,9 @@ fn trusted<'a>(
 }
 
 /// One write of a file.
-struct Write {
-    hash: Option<String>,
-    event: EventId,
+struct Write<'a> {
+    hash: &'a Option<String>,
+    event: &'a EventId,
     /// The event's place in the causal order.
     at: usize,
     /// Whether it changed what the event saw (a `policy accept` of an unchanged policy does
@@ -486,7 +501,7 @@ struct Write {
 
 /// The writes whose contents a file may hold, of its writes no later write saw: the changes if
 /// any (one, or several when two clones changed it differently), else all of them.
-fn accepted<'a>(writes: &[&'a Write]) -> Vec<&'a Write> {
+fn accepted<'w, 'a>(writes: &[&'w Write<'a>]) -> Vec<&'w Write<'a>> {
     let changes: Vec<&Write> = writes.iter().copied().filter(|w| w.change).collect();
     if changes.is_empty() {
         writes.to_vec()
@@ -539,15 +554,15 @@ impl ChainState {
     /// The state the trusted summaries imply: with `check`, only events whose MAC verifies
     /// under a live epoch, and their format-1 history, count.
     pub fn checked(summaries: &[EventSummary], check: Option<MacCheck<'_>>) -> Self {
-        let kept: Vec<EventSummary> = trusted(summaries, check).into_iter().cloned().collect();
+        let kept: Vec<&EventSummary> = trusted(summaries, check);
         let mut s = ChainState {
-            heads: heads(&kept),
+            heads: heads_of(&kept),
             sealed: summaries.iter().any(|e| e.sealed),
             authenticated: check.is_some(),
             rejected: summaries.len() - kept.len(),
             ..ChainState::default()
         };
-        let order = causal_order(&kept);
+        let order = causal_order_of(&kept);
         let pos: HashMap<&EventId, usize> =
             order.iter().enumerate().map(|(i, e)| (&e.id, i)).collect();
         // Per file, every write of it in causal order. The ones no later write saw are what the
@@ -583,10 +598,10 @@ impl ChainState {
                     }
                     None => (Vec::new(), BTreeSet::new()),
                 };
-                let change = !accepted(&seen).iter().any(|w| w.hash == *hash);
+                let change = !accepted(&seen).iter().any(|w| w.hash == hash);
                 history.push(Write {
-                    hash: hash.clone(),
-                    event: e.id.clone(),
+                    hash,
+                    event: &e.id,
                     at,
                     change,
                     covers,
@@ -613,7 +628,7 @@ impl ChainState {
                         *best = (*best).max(n);
                     }
                 }
-                "break-glass" => {
+                "break-glass" | "break-glass.kubernetes" => {
                     s.taint = Some(ChainTaint {
                         serial: subject,
                         reason: e.reason.clone(),
@@ -699,7 +714,13 @@ impl ChainState {
 
 /// The events no other event names as a parent, sorted.
 pub fn heads(summaries: &[EventSummary]) -> Vec<EventId> {
-    let referenced: BTreeSet<&EventId> = summaries.iter().flat_map(|s| s.parents.iter()).collect();
+    let refs: Vec<&EventSummary> = summaries.iter().collect();
+    heads_of(&refs)
+}
+
+/// [`heads`] of borrowed summaries.
+fn heads_of(summaries: &[&EventSummary]) -> Vec<EventId> {
+    let referenced: HashSet<&EventId> = summaries.iter().flat_map(|s| s.parents.iter()).collect();
     let mut out: Vec<EventId> = summaries
         .iter()
         .map(|s| &s.id)
@@ -889,6 +910,69 @@ mod tests {
         assert_eq!(state.issuers["e1"].state, "retired");
         let without_retire = ChainState::of(&summaries[1..4]);
         assert_eq!(without_retire.taint.unwrap().serial.as_deref(), Some("02"));
+    }
+
+    #[test]
+    fn kubernetes_break_glass_taints_and_a_kubeconfig_names_its_serial() {
+        let kube = |serial: &str, reason: Option<&str>| {
+            let (fingerprint, user, groups, ttl, not_after, mode, signed_by, key) = (
+                "f".to_owned(),
+                "alice".to_owned(),
+                vec!["system:masters".to_owned()],
+                "1h".to_owned(),
+                "x".to_owned(),
+                "issuer".to_owned(),
+                "k1".to_owned(),
+                "generated".to_owned(),
+            );
+            match reason {
+                Some(r) => Action::KubernetesBreakGlass {
+                    serial: serial.into(),
+                    fingerprint,
+                    user,
+                    groups,
+                    ttl,
+                    not_after,
+                    mode,
+                    signed_by,
+                    key,
+                    reason: r.into(),
+                },
+                None => Action::Kubeconfig {
+                    serial: serial.into(),
+                    fingerprint,
+                    user,
+                    groups,
+                    ttl,
+                    not_after,
+                    mode,
+                    signed_by,
+                    key,
+                },
+            }
+        };
+        let a = event(vec![], 1000, kube("0a", None));
+        let b = event(vec![a.id().clone()], 1001, kube("0b", Some("INC-9")));
+        let summaries: Vec<EventSummary> = [&a, &b].iter().map(|e| EventSummary::of(e)).collect();
+        assert_eq!(summaries[0].subject.as_deref(), Some("0a"));
+        let state = ChainState::of(&summaries);
+        let taint = state.taint.expect("Kubernetes break-glass taints");
+        assert_eq!(taint.serial.as_deref(), Some("0b"));
+        assert_eq!(taint.reason.as_deref(), Some("INC-9"));
+        // Retiring the Kubernetes issuer that signed it clears the taint.
+        let c = event(
+            vec![b.id().clone()],
+            1002,
+            Action::IssuerRetire {
+                issuer: "k1".into(),
+                forced: true,
+                cut_off: 1,
+                untainted: true,
+            },
+        );
+        let summaries: Vec<EventSummary> =
+            [&a, &b, &c].iter().map(|e| EventSummary::of(e)).collect();
+        assert_eq!(ChainState::of(&summaries).taint, None);
     }
 
     /// A sealed event: `epoch`, MACed with `key` (the vault's, or a forger's).

@@ -71,6 +71,9 @@ pub struct EnvCommon {
     /// Default node for talosconfigs (repeatable).
     #[arg(long = "node", short = 'n', value_name = "NODE")]
     pub nodes: Vec<String>,
+    /// The Kubernetes API server URL for kubeconfigs (default: `https://<first endpoint>:6443`).
+    #[arg(long, value_name = "URL")]
+    pub kubernetes_endpoint: Option<String>,
 }
 
 /// `env create`
@@ -264,6 +267,7 @@ fn create(a: EnvCommon, source: BundleSource, o: &VaultOpts) -> Result<u8, CliEr
             cluster_name: a.cluster_name,
             endpoints: a.endpoints,
             nodes: a.nodes,
+            kubernetes_endpoint: a.kubernetes_endpoint,
         },
         &o.context(Opens::Nothing)?,
     )?;
@@ -295,6 +299,15 @@ fn render_env(v: &EnvView) -> String {
     };
     s.push_str(&format!("endpoints:      {}\n", list(&m.endpoints)));
     s.push_str(&format!("nodes:          {}\n", list(&m.nodes)));
+    s.push_str(&format!(
+        "kubernetes:     {}{}\n",
+        printable(&m.kubernetes_server().unwrap_or_else(|| "(none)".into())),
+        if m.kubernetes_endpoint.is_none() && !m.endpoints.is_empty() {
+            " (derived from the first endpoint)"
+        } else {
+            ""
+        }
+    ));
     match &m.tainted {
         Some(t) => s.push_str(&format!(
             "tainted:        since {} ({})\n",

@@ -6,6 +6,8 @@ use std::fmt;
 use std::io::Write as _;
 
 use crate::model::MetaError;
+use crate::pki::issue::CsrError;
+use crate::pki::kube_policy::KubePolicyError;
 use crate::pki::policy::PolicyError;
 use crate::vault::VaultError;
 
@@ -131,9 +133,37 @@ fn hint(e: &VaultError) -> Option<String> {
         VaultError::HolderNeedsCsr { .. } => "pass --csr FILE with a certificate request the holder made with their own key".into(),
         VaultError::NotYourDelivery { .. } => "pass your own key with -i FILE (the one whose public key was given to `talvault holder add`; an ssh key works as -i ~/.ssh/id_ed25519)".into(),
         VaultError::BadDelivery { .. } => "open files made by `talvault issue --seal` or `talvault renew`".into(),
+        VaultError::Csr(CsrError::AsksForCa | CsrError::AsksForUsage { .. }) => {
+            "make a plain request without extensions, e.g. `openssl req -new -key KEY -subj /CN=NAME -out req.csr`; talvault adds clientAuth itself".into()
+        }
         VaultError::Csr(_) => {
             "make the request with an Ed25519 or P-256 key, e.g. `openssl req -new -key KEY -subj /CN=NAME -out req.csr`".into()
         }
+        VaultError::KubePolicy(KubePolicyError::TtlAbovePolicy { .. }) => {
+            "ask for a shorter --ttl, or change the kubernetes section of envs/ENV/policy.yaml through review".into()
+        }
+        VaultError::KubePolicy(KubePolicyError::PrivilegedGroup { .. }) => {
+            "for an emergency: `talvault break-glass ENV --kubernetes --user NAME --reason TEXT` (audited, taints the environment); day to day, bind a talvault group to a ClusterRole instead".into()
+        }
+        VaultError::KubePolicy(
+            KubePolicyError::BreakGlassReasonInvalid | KubePolicyError::BreakGlassReasonRequired,
+        ) => "say why on one line of plain text, e.g. --reason \"INC-123: API unreachable\"".into(),
+        VaultError::KubePolicy(KubePolicyError::BreakGlassGroup { .. }) => {
+            "list the group under kubernetes.break_glass.groups in policy.yaml through review".into()
+        }
+        VaultError::KubePolicy(_) => {
+            "see the effective policy (its kubernetes section) with `talvault policy show ENV`".into()
+        }
+        VaultError::NoKubernetesServer { .. } => {
+            "pass --server https://HOST:6443 (or record one with `env create --kubernetes-endpoint`)".into()
+        }
+        VaultError::KubernetesServer { .. } => {
+            "give the API server URL as `talosctl gen config` takes it, e.g. https://cp.example.com:6443".into()
+        }
+        VaultError::KubernetesDirectForbidden { beside_issuer: false, .. } => "activate a Kubernetes issuer (`talvault issuer create ENV --api kubernetes`, then `issuer activate`), or set kubernetes.allow_direct: true in policy.yaml through review".into(),
+        VaultError::KubernetesDirectForbidden { beside_issuer: true, .. } => "leave out --direct to sign with the active Kubernetes issuer: a certificate the Kubernetes CA signs survives retiring every issuer".into(),
+        VaultError::NoKubernetesAcceptedCas { .. } => "if the control planes run Talos 1.7 or later, pass --force; otherwise upgrade them first (Kubernetes issuers need cluster.acceptedCAs)".into(),
+        VaultError::ForeignKubeconfig { .. } => "check the environment name; `talvault env list` shows them all".into(),
         _ => return None,
     })
 }
@@ -169,19 +199,40 @@ impl From<VaultError> for CliError {
                     "node" => "--node",
                     "context" => "--context",
                     "reason" => "--reason",
+                    "server" => "--server",
+                    "namespace" => "--namespace",
+                    "kubernetes_endpoint" => "--kubernetes-endpoint",
                     other => other,
                 };
                 return CliError::usage(format!("{flag} must not contain control characters"))
                     .hint("it is stored in the vault and printed by reports; give plain text");
             }
-            VaultError::BadKeptCa { label, reason } => {
-                return CliError::usage(format!("--keep-ca {label}: {reason}"));
+            VaultError::BadKeptCa {
+                label,
+                kubernetes,
+                reason,
+            } => {
+                let flag = if *kubernetes {
+                    "--keep-kubernetes-ca"
+                } else {
+                    "--keep-ca"
+                };
+                return CliError::usage(format!("{flag} {label}: {reason}"));
             }
             VaultError::Policy(PolicyError::NoRoles) => {
                 "no role requested; name at least one with --role".into()
             }
             VaultError::Policy(p @ PolicyError::HolderRequired { .. }) => {
                 format!("{p}; name one with --holder")
+            }
+            VaultError::KubePolicy(KubePolicyError::NoGroups) => {
+                "no group requested; name at least one with --group".into()
+            }
+            VaultError::Namespace { namespace } => {
+                return CliError::usage(format!(
+                    "--namespace {namespace:?}: not a Kubernetes namespace name"
+                ))
+                .hint("1 to 63 of a-z, 0-9 and '-', starting and ending with a letter or digit");
             }
             other => other.to_string(),
         };

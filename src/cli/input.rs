@@ -15,6 +15,7 @@ use super::error::CliError;
 use crate::bundle::VersionContract;
 use crate::bundle::import::KubernetesPki;
 use crate::holder::HolderName;
+use crate::kubeconfig::Kubeconfig;
 use crate::pki::policy::Holder;
 use crate::pki::role::Role;
 use crate::pki::serial::Serial;
@@ -167,9 +168,18 @@ pub fn talosconfig_context(
     path: &Path,
     context: Option<&str>,
 ) -> Result<ContextCertificate, CliError> {
-    let unreadable = |m: String| CliError::usage(m);
     let bytes = read_input(path, "talosconfig")?;
-    let cfg = Config::from_yaml(&bytes)
+    talosconfig_context_of(path, &bytes, context)
+}
+
+/// [`talosconfig_context`] of bytes already read from `path`.
+pub fn talosconfig_context_of(
+    path: &Path,
+    bytes: &[u8],
+    context: Option<&str>,
+) -> Result<ContextCertificate, CliError> {
+    let unreadable = |m: String| CliError::usage(m);
+    let cfg = Config::from_yaml(bytes)
         .map_err(|e| unreadable(format!("{}: not a talosconfig: {e}", path.display())))?;
     let name = context.unwrap_or(&cfg.context).to_owned();
     let ctx = cfg.contexts.get(&name).ok_or_else(|| {
@@ -194,5 +204,35 @@ pub fn talosconfig_context(
         name,
         server_ca,
         crt,
+    })
+}
+
+/// Whether a client configuration file is a kubeconfig rather than a talosconfig.
+pub fn looks_like_kubeconfig(bytes: &[u8]) -> bool {
+    crate::kubeconfig::looks_like_kubeconfig(bytes)
+}
+
+/// The chosen context (default: the current one) of a kubeconfig: its cluster's CA and its
+/// user's client certificate; unreadable input exits 2.
+pub fn kubeconfig_context(
+    path: &Path,
+    bytes: &[u8],
+    context: Option<&str>,
+) -> Result<ContextCertificate, CliError> {
+    let cfg = Kubeconfig::from_yaml(bytes)
+        .map_err(|e| CliError::usage(format!("{}: {e}", path.display())))?;
+    let c = cfg.context_credentials(context).map_err(|e| {
+        let contexts = cfg.contexts();
+        let err = CliError::usage(format!("{}: {e}", path.display()));
+        if contexts.is_empty() {
+            err.hint("the file has no contexts")
+        } else {
+            err.hint(format!("contexts: {}", contexts.join(", ")))
+        }
+    })?;
+    Ok(ContextCertificate {
+        name: c.context,
+        server_ca: c.server_ca,
+        crt: c.certificate,
     })
 }

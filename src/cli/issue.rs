@@ -16,10 +16,11 @@ use super::output::{Output, TalosconfigOutput, write_stderr, write_stdout};
 use crate::secret::SecretBytes;
 use crate::vault::{Delivered, Delivery, IssueRequest, Issued, sealed_file_name};
 
-/// Where the talosconfig goes.
+/// Where the talosconfig (or kubeconfig) goes.
 #[derive(Debug, Args)]
 pub struct Destination {
-    /// Write a new talosconfig here (mode 0600; `-` for stdout when it is not a terminal).
+    /// Write a new file here (mode 0600; `-` for stdout when it is not a terminal; default
+    /// `talosconfig`, or `kubeconfig` for a kubeconfig).
     #[arg(
         short = 'o',
         long = "output",
@@ -27,15 +28,22 @@ pub struct Destination {
         conflicts_with = "merge"
     )]
     pub output: Option<String>,
-    /// Add the context to this existing talosconfig and make it current.
+    /// Add the context to this existing talosconfig (kubeconfig) and make it current.
     #[arg(long, value_name = "FILE")]
     pub merge: Option<PathBuf>,
-    /// With --merge: replace a context of the same name (never renamed).
+    /// With --merge: replace a context (kubeconfig: cluster, user or context) of the same name
+    /// (never renamed).
     #[arg(long, requires = "merge")]
     pub replace: bool,
     /// With -o: overwrite an existing file.
     #[arg(short = 'f', long)]
     pub force: bool,
+}
+
+/// Sealed delivery to a registered holder (`issue`, `break-glass`; not yet `kubeconfig`, whose
+/// holders are Kubernetes users).
+#[derive(Debug, Args)]
+pub struct SealArgs {
     /// Seal the talosconfig to the registered holder's recipients (age; never written in
     /// plaintext). Default file: `<holder>-<env>.talosconfig.age`; the holder opens it with
     /// `age -d` or `talvault open`.
@@ -79,6 +87,9 @@ pub struct IssueArgs {
     /// Output.
     #[command(flatten)]
     pub dest: Destination,
+    /// Sealed delivery.
+    #[command(flatten)]
+    pub sealing: SealArgs,
 }
 
 /// `talvault break-glass`
@@ -93,17 +104,42 @@ pub struct BreakGlassArgs {
     #[arg(long, value_name = "DURATION")]
     pub ttl: Option<String>,
     /// Who the certificate is for.
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", conflicts_with = "kubernetes")]
     pub holder: Option<String>,
     /// Talos API endpoint (repeatable; default: the environment's).
-    #[arg(long = "endpoint", short = 'e', value_name = "ENDPOINT")]
+    #[arg(
+        long = "endpoint",
+        short = 'e',
+        value_name = "ENDPOINT",
+        conflicts_with = "kubernetes"
+    )]
     pub endpoints: Vec<String>,
-    /// Sign with the Talos OS CA even when an issuer is active (if the policy allows it).
+    /// A kubeconfig for the Kubernetes API instead: a system:masters certificate (or another
+    /// group the policy marks privileged), which bypasses RBAC.
+    #[arg(long)]
+    pub kubernetes: bool,
+    /// With --kubernetes: the Kubernetes user name (the certificate's CN; required).
+    #[arg(long, value_name = "NAME", requires = "kubernetes")]
+    pub user: Option<String>,
+    /// With --kubernetes: a privileged group (repeatable; default system:masters).
+    #[arg(long = "group", value_name = "GROUP", requires = "kubernetes")]
+    pub groups: Vec<String>,
+    /// With --kubernetes: the context's namespace (default `default`).
+    #[arg(long, value_name = "NS", requires = "kubernetes")]
+    pub namespace: Option<String>,
+    /// With --kubernetes: the API server URL (default: the environment's Kubernetes endpoint).
+    #[arg(long, value_name = "URL", requires = "kubernetes")]
+    pub server: Option<String>,
+    /// Sign with the Talos OS CA (with --kubernetes: the Kubernetes CA) even when an issuer is
+    /// active (if the policy allows it).
     #[arg(long)]
     pub direct: bool,
     /// Output.
     #[command(flatten)]
     pub dest: Destination,
+    /// Sealed delivery (a talosconfig only).
+    #[command(flatten)]
+    pub sealing: SealArgs,
 }
 
 /// `talvault issue`
@@ -123,7 +159,7 @@ pub fn issue(a: IssueArgs, o: &VaultOpts) -> Result<u8, CliError> {
         csr,
         break_glass: None,
         direct: a.direct,
-        delivery: delivery(&a.dest),
+        delivery: delivery(&a.sealing),
     };
     run(req, &a.dest, o)
 }
@@ -138,15 +174,17 @@ pub fn break_glass(a: BreakGlassArgs, o: &VaultOpts) -> Result<u8, CliError> {
         endpoints: a.endpoints,
         break_glass: Some(a.reason),
         direct: a.direct,
-        delivery: delivery(&a.dest),
+        delivery: delivery(&a.sealing),
         ..IssueRequest::default()
     };
     run(req, &a.dest, o)
 }
 
-fn delivery(dest: &Destination) -> Delivery {
-    if dest.seal {
-        Delivery::Sealed { armor: dest.armor }
+fn delivery(sealing: &SealArgs) -> Delivery {
+    if sealing.seal {
+        Delivery::Sealed {
+            armor: sealing.armor,
+        }
     } else {
         Delivery::Talosconfig
     }
@@ -160,6 +198,7 @@ enum Target {
 
 fn run(req: IssueRequest, dest: &Destination, o: &VaultOpts) -> Result<u8, CliError> {
     let env = req.env.clone();
+    let sealed = matches!(req.delivery, Delivery::Sealed { .. });
     let holder = req.holder.as_ref().map(|h| h.as_str().to_owned());
     let break_glass = req.break_glass.is_some();
     let csr = req.csr.is_some();
@@ -169,7 +208,7 @@ fn run(req: IssueRequest, dest: &Destination, o: &VaultOpts) -> Result<u8, CliEr
     let ctx = o.context(Opens::Secrets)?;
     let prepared = v.prepare_issue(req, &ctx)?;
     // Open the destination before anything is signed, recorded or audited.
-    let out = if dest.seal {
+    let out = if sealed {
         let default = sealed_file_name(holder.as_deref().unwrap_or("holder"), &env);
         Target::Sealed(Output::secret(
             dest.output.as_deref().unwrap_or(&default),

@@ -11,8 +11,39 @@ use super::input::{read_input, ttl_arg};
 use super::opts::{ListFormat, Opens, VaultOpts};
 use super::output::{Output, json, write_stderr, write_stdout};
 use super::render::{cert_line, issuer_line};
+use crate::model::Api;
+use crate::patch::KubernetesForm;
 use crate::pki::issuer::IssuerAlgorithm as Algorithm;
-use crate::vault::{DEFAULT_ISSUER_LIFETIME, IssuerChange, NewIssuer, NewIssuerKey};
+use crate::vault::{
+    DEFAULT_ISSUER_LIFETIME, IssuerChange, NewIssuer, NewIssuerKey, PatchOutput, PatchRequest,
+};
+
+/// The API an issuer (or a patch) is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ApiArg {
+    /// The Talos API: talosconfigs, machine.acceptedCAs.
+    Talos,
+    /// The Kubernetes API: kubeconfigs, the kube-apiserver's accepted CAs.
+    Kubernetes,
+}
+
+impl From<ApiArg> for Api {
+    fn from(a: ApiArg) -> Self {
+        match a {
+            ApiArg::Talos => Api::Talos,
+            ApiArg::Kubernetes => Api::Kubernetes,
+        }
+    }
+}
+
+/// Where the nodes' configs keep the Kubernetes accepted CAs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FormArg {
+    /// v1alpha1 cluster.acceptedCAs (configs made for Talos 1.7 to 1.13).
+    Cluster,
+    /// The KubeAPIServerCAConfig document (configs made for Talos 1.14).
+    Document,
+}
 
 /// Issuer key algorithms.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -91,19 +122,37 @@ pub struct CreateArgs {
     /// With --pkcs11: accept a key that may leave the token (extractable or not sensitive).
     #[arg(long, requires = "pkcs11")]
     pub danger_allow_extractable: bool,
+    /// The API it issues for: talos (talosconfigs; machine.acceptedCAs) or kubernetes
+    /// (kubeconfigs; the kube-apiserver's accepted CAs, default key ecdsa-p256).
+    #[arg(long, value_enum, default_value = "talos")]
+    pub api: ApiArg,
 }
 
 /// `talvault patch …`
 #[derive(Debug, Subcommand)]
 pub enum PatchCommand {
-    /// The machine-config patch that sets machine.acceptedCAs to exactly the pending and active
+    /// The machine-config patch that sets machine.acceptedCAs (and, once the environment has
+    /// Kubernetes issuers, the kube-apiserver's accepted CAs) to exactly the pending and active
     /// issuers (for `talosctl patch machineconfig --patch @FILE`).
     AcceptedCas {
         /// The environment.
         env: String,
-        /// Also keep accepting this CA certificate (PEM; repeatable), e.g. during an OS CA rotation.
+        /// Also keep accepting this CA certificate for the Talos API (PEM; repeatable), e.g.
+        /// during an OS CA rotation.
         #[arg(long = "keep-ca", value_name = "FILE")]
         keep: Vec<PathBuf>,
+        /// Also keep accepting this CA certificate for the Kubernetes API (PEM; repeatable),
+        /// e.g. during a Kubernetes CA rotation.
+        #[arg(long = "keep-kubernetes-ca", value_name = "FILE")]
+        keep_kubernetes: Vec<PathBuf>,
+        /// Only this API's part: talos (for workers) or kubernetes (default: both, the
+        /// Kubernetes part once the environment has Kubernetes issuers).
+        #[arg(long, value_enum)]
+        api: Option<ApiArg>,
+        /// The form of the Kubernetes part (default: from the environment's contract; cluster
+        /// up to v1.13, document from v1.14). Pick the form the nodes' current config uses.
+        #[arg(long, value_enum)]
+        kubernetes_form: Option<FormArg>,
         /// Write the patch here instead of stdout.
         #[arg(short = 'o', long = "output", value_name = "FILE")]
         output: Option<PathBuf>,
@@ -129,12 +178,20 @@ pub fn issuer(cmd: IssuerCommand, o: &VaultOpts) -> Result<u8, CliError> {
         IssuerCommand::Retire { env, id, force } => {
             let v = o.open_vault()?;
             let IssuerChange {
-                cut_off, untainted, ..
+                issuer,
+                cut_off,
+                untainted,
+                ..
             } = v.issuer_retire(&env, &id, force, &o.context(Opens::Secrets)?)?;
             let mut msg = format!("issuer {id} is retired\n");
+            let nodes = if issuer.api == Api::Kubernetes {
+                "CONTROL-PLANES"
+            } else {
+                "ALL-NODES"
+            };
             let _ = writeln!(
                 msg,
-                "now roll out the patch that drops it: talvault patch accepted-cas {env} -o accepted-cas.yaml && talosctl patch machineconfig --nodes ALL-NODES --patch @accepted-cas.yaml"
+                "now roll out the patch that drops it: talvault patch accepted-cas {env} -o accepted-cas.yaml && talosctl patch machineconfig --nodes {nodes} --patch @accepted-cas.yaml"
             );
             if !cut_off.is_empty() {
                 let _ = writeln!(
@@ -197,6 +254,7 @@ fn create(a: CreateArgs, rotate: bool, o: &VaultOpts) -> Result<u8, CliError> {
             key,
             lifetime,
             rotate,
+            api: a.api.into(),
         },
         &o.context(Opens::Secrets)?,
     )?;
@@ -206,9 +264,13 @@ fn create(a: CreateArgs, rotate: bool, o: &VaultOpts) -> Result<u8, CliError> {
     let env = &a.env;
     let view = &change.issuer;
     let id = &view.id;
+    let kubernetes = a.api == ApiArg::Kubernetes;
     let mut msg = format!(
-        "created issuer {id} ({}, {}, valid until {}), pending\n",
-        view.algorithm, view.subject, view.not_after
+        "created {}issuer {id} ({}, {}, valid until {}), pending\n",
+        if kubernetes { "Kubernetes " } else { "" },
+        view.algorithm,
+        view.subject,
+        view.not_after
     );
     if view.key_store == "pkcs11" {
         let _ = writeln!(
@@ -217,14 +279,25 @@ fn create(a: CreateArgs, rotate: bool, o: &VaultOpts) -> Result<u8, CliError> {
         );
     }
     let _ = writeln!(msg, "next steps:");
-    let _ = writeln!(
-        msg,
-        "  1. talvault patch accepted-cas {env} -o accepted-cas.yaml  and apply it to every node (control planes and workers):\n     talosctl patch machineconfig --nodes ALL-NODES --patch @accepted-cas.yaml"
-    );
-    let _ = writeln!(
-        msg,
-        "  2. talvault issuer activate {env} {id}  once every node has the patch"
-    );
+    if kubernetes {
+        let _ = writeln!(
+            msg,
+            "  1. talvault patch accepted-cas {env} -o accepted-cas.yaml  and apply it to every control-plane node:\n     talosctl patch machineconfig --nodes CONTROL-PLANES --patch @accepted-cas.yaml"
+        );
+        let _ = writeln!(
+            msg,
+            "  2. talvault issuer activate {env} {id}  once every control plane has the patch"
+        );
+    } else {
+        let _ = writeln!(
+            msg,
+            "  1. talvault patch accepted-cas {env} -o accepted-cas.yaml  and apply it to every node (control planes and workers):\n     talosctl patch machineconfig --nodes ALL-NODES --patch @accepted-cas.yaml"
+        );
+        let _ = writeln!(
+            msg,
+            "  2. talvault issuer activate {env} {id}  once every node has the patch"
+        );
+    }
     if rotate && let Some(old) = &change.previous {
         let _ = writeln!(
             msg,
@@ -238,28 +311,81 @@ fn create(a: CreateArgs, rotate: bool, o: &VaultOpts) -> Result<u8, CliError> {
 
 /// `talvault patch accepted-cas`
 pub fn patch(cmd: PatchCommand, o: &VaultOpts) -> Result<u8, CliError> {
-    let PatchCommand::AcceptedCas { env, keep, output } = cmd;
-    let mut kept = Vec::with_capacity(keep.len());
-    for path in &keep {
-        kept.push((
-            path.display().to_string(),
-            read_input(path, "CA certificate")?.to_vec(),
-        ));
-    }
+    let PatchCommand::AcceptedCas {
+        env,
+        keep,
+        keep_kubernetes,
+        api,
+        kubernetes_form,
+        output,
+    } = cmd;
+    let read = |paths: &[PathBuf]| -> Result<Vec<(String, Vec<u8>)>, CliError> {
+        paths
+            .iter()
+            .map(|path| {
+                Ok((
+                    path.display().to_string(),
+                    read_input(path, "CA certificate")?.to_vec(),
+                ))
+            })
+            .collect()
+    };
+    let req = PatchRequest {
+        env,
+        api: api.map(Api::from),
+        keep: read(&keep)?,
+        keep_kubernetes: read(&keep_kubernetes)?,
+        kubernetes_form: kubernetes_form.map(|f| match f {
+            FormArg::Cluster => KubernetesForm::Cluster,
+            FormArg::Document => KubernetesForm::Document,
+        }),
+    };
     let out = Output::public(output.as_deref())?;
     // The patch decides which CAs nodes trust: it rests on the authenticated chain only.
     let ctx = o.context(Opens::Secrets)?;
-    let (patch, count) = o.open_vault()?.accepted_cas_patch(&env, kept, &ctx)?;
+    let PatchOutput {
+        patch,
+        talos,
+        kubernetes,
+        form,
+    } = o.open_vault()?.accepted_cas_patch(req, &ctx)?;
     let to_stdout = out.is_stdout();
     let shown = out.shown();
     out.write(patch.as_bytes())?;
     if !to_stdout {
-        write_stdout(
-            format!(
-                "wrote {shown} ({count} CA(s)); apply it to every node: talosctl patch machineconfig --nodes ALL-NODES --patch @{shown}\n"
-            )
-            .as_bytes(),
-        )?;
+        let mut counts = Vec::new();
+        if let Some(n) = talos {
+            counts.push(if kubernetes.is_some() {
+                format!("{n} CA(s) for the Talos API")
+            } else {
+                format!("{n} CA(s)")
+            });
+        }
+        if let Some(n) = kubernetes {
+            counts.push(format!(
+                "{n} CA(s) for the Kubernetes API in {}",
+                match form {
+                    Some(KubernetesForm::Document) => "the KubeAPIServerCAConfig document",
+                    _ => "cluster.acceptedCAs",
+                }
+            ));
+        }
+        let (nodes, target) = if kubernetes.is_some() {
+            ("every control-plane node", "CONTROL-PLANES")
+        } else {
+            ("every node", "ALL-NODES")
+        };
+        let mut msg = format!(
+            "wrote {shown} ({}); apply it to {nodes}: talosctl patch machineconfig --nodes {target} --patch @{shown}\n",
+            counts.join(", ")
+        );
+        if kubernetes.is_some() && talos.is_some() {
+            let _ = writeln!(
+                msg,
+                "workers need only the Talos part (--api talos); the Kubernetes part would only widen their kubelet's client trust"
+            );
+        }
+        write_stdout(msg.as_bytes())?;
     }
     Ok(0)
 }

@@ -3,8 +3,9 @@
 //! and renders the result.
 //!
 //! Module dependencies point one way: this file uses the command modules (`env`, `bundle`,
-//! `holder`, `open`, `renew`, `issue`, `issuer`, `revoke`, `status`, `audit`), and they use only the leaves (`error`,
-//! `opts`, `input`, `output`, `render`, `prompt`). Nothing here prints a secret to a terminal.
+//! `holder`, `open`, `renew`, `issue`, `kubeconfig`, `issuer`, `revoke`, `status`, `audit`), and
+//! they use only the leaves (`error`, `opts`, `input`, `output`, `render`, `prompt`);
+//! `kubeconfig` also takes `issue`'s destination and break-glass options. Nothing here prints a secret to a terminal.
 
 pub mod audit;
 pub mod bundle;
@@ -14,6 +15,7 @@ pub mod holder;
 pub mod input;
 pub mod issue;
 pub mod issuer;
+pub mod kubeconfig;
 pub mod open;
 pub mod opts;
 pub mod output;
@@ -56,7 +58,10 @@ pub enum Command {
     Bundle(bundle::BundleCommand),
     /// Issue a short-lived, role-scoped talosconfig under the environment's policy.
     Issue(issue::IssueArgs),
-    /// Issue an emergency os:admin talosconfig (mandatory reason; taints the environment).
+    /// Issue a short-lived, group-scoped kubeconfig for the Kubernetes API under the policy.
+    Kubeconfig(kubeconfig::KubeconfigArgs),
+    /// Issue an emergency os:admin talosconfig, or with --kubernetes a system:masters
+    /// kubeconfig (mandatory reason; taints the environment).
     BreakGlass(issue::BreakGlassArgs),
     /// The people and robots talosconfigs are sealed to, and their standing grants.
     #[command(subcommand)]
@@ -65,7 +70,7 @@ pub enum Command {
     Open(open::OpenArgs),
     /// Re-issue holders' standing grants that expire soon, sealed to each holder, into an outbox.
     Renew(renew::RenewArgs),
-    /// Manage the environment's client-issuing CAs (issuers).
+    /// Manage the environment's client-issuing CAs (issuers), for the Talos or Kubernetes API.
     #[command(subcommand)]
     Issuer(issuer::IssuerCommand),
     /// Machine-config patches for the nodes.
@@ -75,7 +80,8 @@ pub enum Command {
     Revoke(revoke::RevokeArgs),
     /// Sign and print an issuer's CRL, or list every revocation as JSON.
     Crl(revoke::CrlArgs),
-    /// Check a talosconfig: chain, EKU, roles, validity, revocation, acceptance, policy.
+    /// Check a talosconfig or kubeconfig: chain, EKU, roles or groups, validity, revocation,
+    /// acceptance, policy.
     Verify(revoke::VerifyArgs),
     /// Certificates, issuers, CA expiry and taint per environment (graded exit code).
     Status(status::StatusArgs),
@@ -112,6 +118,8 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Env(cmd) => env::run(cmd, o),
         Command::Bundle(cmd) => bundle::run(cmd, o),
         Command::Issue(a) => issue::issue(a, o),
+        Command::Kubeconfig(a) => kubeconfig::kubeconfig(a, o),
+        Command::BreakGlass(a) if a.kubernetes => kubeconfig::break_glass(a, o),
         Command::BreakGlass(a) => issue::break_glass(a, o),
         Command::Holder(cmd) => holder::run(cmd, o),
         Command::Open(a) => open::open(a, o),

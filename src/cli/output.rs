@@ -1,6 +1,6 @@
 //! EDGE: everything the command line writes for the user: stdout (secrets never to a
 //! terminal), new files (mode 0600 for secrets, 0644 for public artifacts and sealed files in
-//! an outbox) and talosconfigs merged in place. A destination is opened before the command does its work, so a bad one
+//! an outbox) and talosconfigs and kubeconfigs merged in place. A destination is opened before the command does its work, so a bad one
 //! fails before anything is signed, recorded or audited; only regular files are replaced, and
 //! a merge target stays locked from read to replace.
 
@@ -8,12 +8,15 @@ use std::io::{IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
 
 use super::error::CliError;
+use crate::kubeconfig::{EntryNames, Kubeconfig, NewEntry};
 use crate::store::user_file::{self, LockedFile, Outbox, PendingFile};
 use crate::store::{Mode, StoreError};
 use crate::talosconfig::{self, Config};
 
 /// Largest talosconfig merged into.
 const MAX_TALOSCONFIG: u64 = 4 << 20;
+/// Largest kubeconfig merged into.
+const MAX_KUBECONFIG: u64 = 4 << 20;
 
 /// Writes public text to stdout.
 pub fn write_stdout(bytes: &[u8]) -> Result<(), CliError> {
@@ -266,5 +269,103 @@ impl OutboxOutput {
             .write_all(files, Mode::Public)
             .map(|_| ())
             .map_err(|e| destination_error(&self.1, e))
+    }
+}
+
+/// Where an issued kubeconfig goes: a new file (or stdout), or merged into an existing
+/// kubeconfig, which stays locked from now until it is replaced. Opened before anything is
+/// signed, as [`TalosconfigOutput`] is.
+pub enum KubeconfigOutput {
+    /// A new kubeconfig with one cluster, user and context.
+    New(Output),
+    /// Merged into an existing kubeconfig.
+    Merge {
+        /// The locked file.
+        file: LockedFile,
+        /// Its contents, parsed.
+        config: Box<Kubeconfig>,
+        /// Replace clashing entries.
+        replace: bool,
+    },
+}
+
+impl KubeconfigOutput {
+    /// Opens `-o TARGET` (default `kubeconfig`) or `--merge FILE` for the entries `names`,
+    /// refusing a merge target that is not a kubeconfig or where a name is taken by another
+    /// entry (unless `replace`).
+    pub fn open(
+        output: Option<&str>,
+        merge: Option<&Path>,
+        names: &EntryNames,
+        replace: bool,
+        force: bool,
+    ) -> Result<Self, CliError> {
+        let Some(path) = merge else {
+            return Ok(KubeconfigOutput::New(Output::secret(
+                output.unwrap_or("kubeconfig"),
+                force,
+            )?));
+        };
+        let file =
+            user_file::lock_for_merge(path, Mode::Secret, MAX_KUBECONFIG).map_err(|e| match e {
+                StoreError::NotFound { .. } => CliError::usage(format!(
+                    "cannot read kubeconfig {}: no such file",
+                    path.display()
+                ))
+                .hint("check the path, or use -o FILE for a new kubeconfig"),
+                other => destination_error(path, other),
+            })?;
+        let config = Kubeconfig::from_yaml(file.contents()).map_err(|e| {
+            CliError::new(format!("--merge {}: {e}", path.display()))
+                .hint("merge into a file written by kubectl, talosctl or talvault, or use -o FILE")
+        })?;
+        if !replace && let Some((kind, name)) = config.clashes(names).into_iter().next() {
+            return Err(CliError::new(format!(
+                "--merge {}: {kind} {name:?} already exists{}",
+                path.display(),
+                if kind == "cluster" {
+                    " with another server or CA"
+                } else {
+                    ""
+                }
+            ))
+            .hint("pass --replace to replace it (entries are never renamed), or merge into another file"));
+        }
+        Ok(KubeconfigOutput::Merge {
+            file,
+            config: Box::new(config),
+            replace,
+        })
+    }
+
+    /// Whether the kubeconfig goes to stdout.
+    pub fn is_stdout(&self) -> bool {
+        matches!(self, KubeconfigOutput::New(o) if o.is_stdout())
+    }
+
+    /// Writes the entries (merged, or as a new file); returns where they went.
+    pub fn write(self, entry: &NewEntry) -> Result<String, CliError> {
+        match self {
+            KubeconfigOutput::New(out) => {
+                let shown = out.shown();
+                let yaml = Kubeconfig::single(entry).to_yaml();
+                out.write(yaml.expose().as_bytes())?;
+                Ok(shown)
+            }
+            KubeconfigOutput::Merge {
+                file,
+                config,
+                replace,
+            } => {
+                let path: PathBuf = file.path().to_path_buf();
+                let merged = (*config)
+                    .merge(entry, replace)
+                    .map_err(|e| CliError::new(format!("--merge {}: {e}", path.display())))?;
+                let yaml = merged.to_yaml();
+                file.publish(yaml.expose().as_bytes())
+                    .map_err(|e| destination_error(&path, e))?;
+                Ok(path.display().to_string())
+            }
+        }
     }
 }

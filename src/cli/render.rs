@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 
+use crate::model::Api;
 use crate::vault::{IssuerView, LiveCert};
 
 /// Text from a vault file or a certificate, safe to print: control characters (a newline that
@@ -34,10 +35,10 @@ pub fn printable_list(items: &[String], sep: &str) -> String {
         .join(sep)
 }
 
-/// One issuer, as `issuer list` and `status` print it.
+/// One issuer, as `issuer list` and `status` print it (Kubernetes issuers say so at the end).
 pub fn issuer_line(v: &IssuerView) -> String {
     format!(
-        "{:<12} {:<8}{} {:<10} {:<6} {} .. {}  issued {}, live {}",
+        "{:<12} {:<8}{} {:<10} {:<6} {} .. {}  issued {}, live {}{}",
         printable(&v.id),
         v.state.as_str(),
         if v.signing { "*" } else { " " },
@@ -46,20 +47,30 @@ pub fn issuer_line(v: &IssuerView) -> String {
         printable(&v.not_before),
         printable(&v.not_after),
         v.issued,
-        v.live
+        v.live,
+        if v.api == Api::Kubernetes {
+            "  (kubernetes)"
+        } else {
+            ""
+        }
     )
 }
 
-/// One live certificate, as reports list it.
+/// One live certificate, as reports list it (a kubeconfig's: user, groups, `(kubernetes)`).
 pub fn cert_line(c: &LiveCert) -> String {
     format!(
-        "  {}  {}  {}  by {}  until {}{}",
+        "  {}  {}  {}  by {}  until {}{}{}",
         printable(&c.serial),
         printable(c.holder.as_deref().unwrap_or("(no holder)")),
         printable_list(&c.roles, ","),
         printable(&c.issuer),
         printable(&c.not_after),
-        if c.break_glass { "  BREAK-GLASS" } else { "" }
+        if c.break_glass { "  BREAK-GLASS" } else { "" },
+        if c.api == Api::Kubernetes {
+            "  (kubernetes)"
+        } else {
+            ""
+        }
     )
 }
 

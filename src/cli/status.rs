@@ -10,6 +10,7 @@ use super::input::ttl_arg;
 use super::opts::{Opens, VaultOpts};
 use super::output::write_stdout;
 use super::render::{cert_line, issuer_line, printable, printable_list};
+use crate::model::Api;
 use crate::vault::EnvStatus;
 
 /// Status output forms.
@@ -85,6 +86,27 @@ fn status_table(report: &[EnvStatus]) -> String {
             "  certificates: {} live, {} expired, {} revoked ({} not yet expired), {} issued",
             c.live, c.expired, c.revoked, c.revoked_unexpired, c.issued
         );
+        // The split by API, once the environment has kubeconfigs or Kubernetes issuers.
+        let kubernetes = s
+            .by_api
+            .iter()
+            .any(|a| a.api == Api::Kubernetes && a.counts.issued > 0)
+            || s.issuers.iter().any(|i| i.api == Api::Kubernetes);
+        if kubernetes {
+            for a in &s.by_api {
+                let c = &a.counts;
+                let _ = writeln!(
+                    msg,
+                    "    {:<12} {} live, {} expired, {} revoked ({} not yet expired), {} issued",
+                    format!("{}:", a.api.as_str()),
+                    c.live,
+                    c.expired,
+                    c.revoked,
+                    c.revoked_unexpired,
+                    c.issued
+                );
+            }
+        }
         for f in &s.findings {
             let _ = writeln!(msg, "  {}: {}", f.kind.to_uppercase(), printable(&f.what));
         }
@@ -165,22 +187,25 @@ fn prometheus(report: &[EnvStatus], now: i64) -> String {
     };
     let _ = writeln!(
         m,
-        "# HELP talvault_certificates Client certificates recorded in the vault, by state."
+        "# HELP talvault_certificates Client certificates recorded in the vault, by API (talos, kubernetes) and state."
     );
     let _ = writeln!(m, "# TYPE talvault_certificates gauge");
     for s in report {
         let env = label(&s.env);
-        for (state, n) in [
-            ("live", s.counts.live),
-            ("expired", s.counts.expired),
-            ("revoked", s.counts.revoked),
-            ("revoked_unexpired", s.counts.revoked_unexpired),
-            ("issued", s.counts.issued),
-        ] {
-            let _ = writeln!(
-                m,
-                "talvault_certificates{{env=\"{env}\",state=\"{state}\"}} {n}"
-            );
+        for a in &s.by_api {
+            let api = a.api.as_str();
+            for (state, n) in [
+                ("live", a.counts.live),
+                ("expired", a.counts.expired),
+                ("revoked", a.counts.revoked),
+                ("revoked_unexpired", a.counts.revoked_unexpired),
+                ("issued", a.counts.issued),
+            ] {
+                let _ = writeln!(
+                    m,
+                    "talvault_certificates{{env=\"{env}\",api=\"{api}\",state=\"{state}\"}} {n}"
+                );
+            }
         }
     }
     let _ = writeln!(
@@ -208,8 +233,9 @@ fn prometheus(report: &[EnvStatus], now: i64) -> String {
         for i in &s.issuers {
             let _ = writeln!(
                 m,
-                "talvault_issuer_not_after_seconds{{env=\"{}\",issuer=\"{}\",state=\"{}\"}} {}",
+                "talvault_issuer_not_after_seconds{{env=\"{}\",api=\"{}\",issuer=\"{}\",state=\"{}\"}} {}",
                 label(&s.env),
+                i.api.as_str(),
                 label(&i.id),
                 i.state.as_str(),
                 parse(&i.not_after)
@@ -222,13 +248,17 @@ fn prometheus(report: &[EnvStatus], now: i64) -> String {
     );
     let _ = writeln!(m, "# TYPE talvault_next_certificate_expiry_seconds gauge");
     for s in report {
-        if let Some(first) = s.live.first() {
-            let _ = writeln!(
-                m,
-                "talvault_next_certificate_expiry_seconds{{env=\"{}\"}} {}",
-                label(&s.env),
-                parse(&first.not_after)
-            );
+        for api in [Api::Talos, Api::Kubernetes] {
+            // `live` is sorted by expiry: the first of each API expires first.
+            if let Some(first) = s.live.iter().find(|c| c.api == api) {
+                let _ = writeln!(
+                    m,
+                    "talvault_next_certificate_expiry_seconds{{env=\"{}\",api=\"{}\"}} {}",
+                    label(&s.env),
+                    api.as_str(),
+                    parse(&first.not_after)
+                );
+            }
         }
     }
     let _ = writeln!(

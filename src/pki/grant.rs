@@ -159,40 +159,7 @@ impl Grant {
     /// lifetime ≤ TTL + [`MAX_BACKDATE`], EKU exactly `[clientAuth]`, no CA, KU digitalSignature
     /// only, serial positive and ≤ 16 bytes.
     pub fn check_template(&self, template: &CertificateTemplate) -> Result<(), GrantViolation> {
-        // A subject that cannot be encoded matches no template.
-        if self.subject_der().ok().as_ref() != Some(&template.subject) {
-            return Err(GrantViolation::SubjectMismatch);
-        }
-        let lifetime = template.not_after - template.not_before;
-        if lifetime <= time::Duration::ZERO {
-            return Err(GrantViolation::EmptyValidity);
-        }
-        if lifetime > self.ttl.as_duration() + MAX_BACKDATE {
-            return Err(GrantViolation::LifetimeAboveGrant {
-                lifetime_seconds: lifetime.whole_seconds(),
-                granted: self.ttl,
-            });
-        }
-        // siderolabs/talos: internal/app/apid/service.go verifyExtKeyUsage (slices.Equal).
-        if template.extended_key_usage != [ExtendedKeyUsage::ClientAuth] {
-            return Err(GrantViolation::ExtendedKeyUsage);
-        }
-        let leaf_usage = KeyUsage {
-            digital_signature: true,
-            ..KeyUsage::default()
-        };
-        if template.ca.is_some() || template.key_usage != leaf_usage {
-            return Err(GrantViolation::CaOrKeyUsage);
-        }
-        let significant = template
-            .serial
-            .iter()
-            .skip_while(|&&b| b == 0)
-            .collect::<Vec<_>>();
-        if significant.is_empty() || significant.len() > 16 {
-            return Err(GrantViolation::Serial);
-        }
-        Ok(())
+        check_client_template(template, self.subject_der().ok().as_deref(), self.ttl)
     }
 }
 
@@ -211,4 +178,48 @@ impl Grant {
             break_glass_reason,
         }
     }
+}
+
+/// The checks every client leaf's final template must pass, Talos and Kubernetes alike: subject
+/// = `subject` (`None`: it could not be encoded, which matches no template), lifetime ≤ `ttl` +
+/// [`MAX_BACKDATE`], EKU exactly `[clientAuth]`, no CA, KU digitalSignature only, serial positive
+/// and ≤ 16 bytes.
+pub fn check_client_template(
+    template: &CertificateTemplate,
+    subject: Option<&[u8]>,
+    ttl: Ttl,
+) -> Result<(), GrantViolation> {
+    if subject != Some(template.subject.as_slice()) {
+        return Err(GrantViolation::SubjectMismatch);
+    }
+    let lifetime = template.not_after - template.not_before;
+    if lifetime <= time::Duration::ZERO {
+        return Err(GrantViolation::EmptyValidity);
+    }
+    if lifetime > ttl.as_duration() + MAX_BACKDATE {
+        return Err(GrantViolation::LifetimeAboveGrant {
+            lifetime_seconds: lifetime.whole_seconds(),
+            granted: ttl,
+        });
+    }
+    // siderolabs/talos: internal/app/apid/service.go verifyExtKeyUsage (slices.Equal).
+    if template.extended_key_usage != [ExtendedKeyUsage::ClientAuth] {
+        return Err(GrantViolation::ExtendedKeyUsage);
+    }
+    let leaf_usage = KeyUsage {
+        digital_signature: true,
+        ..KeyUsage::default()
+    };
+    if template.ca.is_some() || template.key_usage != leaf_usage {
+        return Err(GrantViolation::CaOrKeyUsage);
+    }
+    let significant = template
+        .serial
+        .iter()
+        .skip_while(|&&b| b == 0)
+        .collect::<Vec<_>>();
+    if significant.is_empty() || significant.len() > 16 {
+        return Err(GrantViolation::Serial);
+    }
+    Ok(())
 }

@@ -198,6 +198,15 @@ pub enum CsrError {
     /// The self-signature does not verify: the requester does not hold the key.
     #[error("the CSR signature does not verify")]
     BadSignature,
+    /// The request asks to be a CA (BasicConstraints CA:TRUE, keyCertSign or cRLSign).
+    #[error("the CSR asks for a CA certificate; only client certificates are issued")]
+    AsksForCa,
+    /// The request asks for extended key usages besides clientAuth.
+    #[error("the CSR asks for extended key usage {}; only clientAuth is issued", usages.join(", "))]
+    AsksForUsage {
+        /// What it asks for besides clientAuth.
+        usages: Vec<String>,
+    },
 }
 
 /// A CSR whose signature verified. Only its public key is used: the subject, SANs and requested
@@ -208,6 +217,20 @@ pub struct VerifiedCsr {
     algorithm: KeyAlgorithm,
     requested_subject: String,
     has_requested_extensions: bool,
+    requested: RequestedUsage,
+}
+
+/// What a CSR's extension request asks for beyond a client certificate (ignored when issuing,
+/// but a request that asks to be a CA or a server is refused by `kubeconfig`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestedUsage {
+    /// BasicConstraints CA:TRUE.
+    pub ca: bool,
+    /// KeyUsage keyCertSign or cRLSign.
+    pub cert_sign: bool,
+    /// ExtendedKeyUsage other than clientAuth (serverAuth, anyExtendedKeyUsage, …), as names
+    /// or dotted OIDs.
+    pub other_eku: Vec<String>,
 }
 
 impl VerifiedCsr {
@@ -230,6 +253,39 @@ impl VerifiedCsr {
     pub fn has_requested_extensions(&self) -> bool {
         self.has_requested_extensions
     }
+
+    /// What the extension request asks for beyond a client certificate.
+    pub fn requested_usage(&self) -> &RequestedUsage {
+        &self.requested
+    }
+}
+
+fn requested_usage(csr: &X509CertificationRequest<'_>) -> RequestedUsage {
+    let mut out = RequestedUsage::default();
+    for ext in csr.requested_extensions().into_iter().flatten() {
+        match ext {
+            ParsedExtension::BasicConstraints(bc) => out.ca |= bc.ca,
+            ParsedExtension::KeyUsage(ku) => out.cert_sign |= ku.key_cert_sign() || ku.crl_sign(),
+            ParsedExtension::ExtendedKeyUsage(eku) => {
+                for (set, name) in [
+                    (eku.any, "anyExtendedKeyUsage"),
+                    (eku.server_auth, "serverAuth"),
+                    (eku.code_signing, "codeSigning"),
+                    (eku.email_protection, "emailProtection"),
+                    (eku.time_stamping, "timeStamping"),
+                    (eku.ocsp_signing, "OCSPSigning"),
+                ] {
+                    if set {
+                        out.other_eku.push(name.to_owned());
+                    }
+                }
+                out.other_eku
+                    .extend(eku.other.iter().map(|o| o.to_id_string()));
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 /// Reads a PKCS#10 CSR (PEM `CERTIFICATE REQUEST` or DER), checks its key type and verifies its
@@ -262,6 +318,7 @@ pub fn verify_csr(pem_or_der: &[u8]) -> Result<VerifiedCsr, CsrError> {
         algorithm,
         requested_subject: info.subject.to_string(),
         has_requested_extensions: csr.requested_extensions().is_some(),
+        requested: requested_usage(&csr),
     })
 }
 
@@ -314,6 +371,37 @@ pub fn issue_leaf(
     time: IssueTime,
     rng: &dyn SecureRandom,
 ) -> Result<IssuedLeaf, IssueError> {
+    let order = LeafOrder {
+        subject: grant.subject_der().map_err(CertError::from)?,
+        ttl: grant.ttl(),
+        check: &|template| grant.check_template(template),
+    };
+    let mut leaf = mint_leaf(ca_cert_pem, ca_signer, &order, subject_key, time, rng)?;
+    leaf.roles = grant.roles().to_vec();
+    Ok(leaf)
+}
+
+/// What a client leaf carries besides the profile every client leaf shares: its subject, its
+/// lifetime, and the grant's last check of the final template ("check policy twice").
+pub(crate) struct LeafOrder<'a> {
+    /// The subject Name DER.
+    pub subject: Vec<u8>,
+    /// The lifetime from the issuing moment.
+    pub ttl: super::ttl::Ttl,
+    /// The grant's check of the final template, just before signing.
+    pub check: &'a dyn Fn(&CertificateTemplate) -> Result<(), GrantViolation>,
+}
+
+/// Mints a client leaf in the profile Talos gives its clients (module documentation) with the
+/// subject and lifetime of `order`; `roles` of the result is empty.
+pub(crate) fn mint_leaf(
+    ca_cert_pem: &[u8],
+    ca_signer: &dyn rcgen::SigningKey,
+    order: &LeafOrder<'_>,
+    subject_key: SubjectKey,
+    time: IssueTime,
+    rng: &dyn SecureRandom,
+) -> Result<IssuedLeaf, IssueError> {
     if time.backdate < Duration::ZERO || time.backdate > MAX_BACKDATE {
         return Err(IssueError::Backdate {
             seconds: time.backdate.whole_seconds(),
@@ -347,7 +435,7 @@ pub fn issue_leaf(
         .checked_sub(time.backdate)
         .ok_or(IssueError::TimeOutOfRange)?;
     let not_after = now
-        .checked_add(grant.ttl().as_duration())
+        .checked_add(order.ttl.as_duration())
         .ok_or(IssueError::TimeOutOfRange)?;
     if not_after > ca_facts.not_after {
         return Err(IssueError::LeafOutlivesCa {
@@ -376,7 +464,7 @@ pub fn issue_leaf(
         serial: random_serial(rng)?,
         // Go: template.Issuer is replaced by parent.RawSubject (crypto/x509 CreateCertificate).
         issuer: ca.tbs_certificate.subject.as_raw().to_vec(),
-        subject: grant.subject_der().map_err(CertError::from)?,
+        subject: order.subject.clone(),
         not_before,
         not_after,
         subject_public_key_info: spki,
@@ -391,7 +479,7 @@ pub fn issue_leaf(
         authority_key_id: Some(ca_facts.key_id),
     };
     // Check policy twice: the final template against the grant, just before signing.
-    grant.check_template(&template)?;
+    (order.check)(&template)?;
     let cert_der = template.sign(ca_signer)?;
     // The result must parse as a certificate. Checking the signature itself is the job of
     // signers that can return garbage (a remote or PKCS#11 key verifies its own output); an
@@ -413,7 +501,7 @@ pub fn issue_leaf(
         serial_hex: hex(&significant),
         not_before,
         not_after,
-        roles: grant.roles().to_vec(),
+        roles: Vec::new(),
     })
 }
 

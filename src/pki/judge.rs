@@ -7,6 +7,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use super::issue::DEFAULT_BACKDATE;
+use super::kube_policy::{KubeGroup, KubeRequest, KubeUser, KubernetesPolicy, SYSTEM_MASTERS};
 use super::policy::{Holder, Policy, Request};
 use super::role::Role;
 use super::ttl::Ttl;
@@ -51,6 +52,11 @@ pub struct Check {
 pub enum Signer {
     /// The Talos OS CA (direct mode), with its notAfter.
     OsCa {
+        /// The CA's notAfter, if readable.
+        not_after: Option<OffsetDateTime>,
+    },
+    /// The bundle's Kubernetes CA (direct mode for kubeconfigs), with its notAfter.
+    KubernetesCa {
         /// The CA's notAfter, if readable.
         not_after: Option<OffsetDateTime>,
     },
@@ -164,6 +170,14 @@ pub fn judge(e: &Evidence<'_>) -> Vec<Check> {
             check("chain", Pass, "signed by the Talos OS CA (direct)".into());
             *not_after
         }
+        Some(Signer::KubernetesCa { .. }) => {
+            check(
+                "chain",
+                Fail,
+                "signed by the Kubernetes CA, which apid does not trust".into(),
+            );
+            None
+        }
         Some(Signer::Issuer { id, not_after, .. }) => {
             check("chain", Pass, format!("signed by issuer {id}"));
             Some(*not_after)
@@ -261,6 +275,7 @@ pub fn judge(e: &Evidence<'_>) -> Vec<Check> {
             Pass,
             "the OS CA is always accepted (only expiry or an OS CA rotation cuts it)".into(),
         ),
+        Some(Signer::KubernetesCa { .. }) => {}
         Some(Signer::Issuer {
             id, retired: true, ..
         }) => check(
@@ -275,32 +290,7 @@ pub fn judge(e: &Evidence<'_>) -> Vec<Check> {
     }
 
     // 8. The trail the revocation and record checks rest on, the record and the policy.
-    match e.trail {
-        TrailTrust::Authenticated { ignored: 0 } => {
-            check("audit trail", Pass, "every event authenticated".into())
-        }
-        TrailTrust::Authenticated { ignored } => check(
-            "audit trail",
-            Warn,
-            format!(
-                "{ignored} event(s) fail authentication and were ignored; run `talvault audit verify`"
-            ),
-        ),
-        TrailTrust::StructureOnly => check(
-            "audit trail",
-            Warn,
-            "structure only: no identity given that opens the audit keys (pass -i to authenticate)"
-                .into(),
-        ),
-        TrailTrust::Format1 => check(
-            "audit trail",
-            Warn,
-            "format 1, not authenticated (run `talvault upgrade`)".into(),
-        ),
-    }
-    if !e.record_problems.is_empty() {
-        check("record files", Warn, e.record_problems.join("; "));
-    }
+    trail_checks(e.trail, &e.record_problems, &mut check);
     match &e.record {
         Some(r) => check(
             "recorded",
@@ -335,6 +325,266 @@ pub fn judge(e: &Evidence<'_>) -> Vec<Check> {
                 format!("the current policy would refuse it: {err}"),
             ),
         }
+    }
+    checks
+}
+
+/// The checks of the trail the revocation and record checks rest on, and of record files that
+/// are missing or disagree with it (the same for talosconfigs and kubeconfigs).
+fn trail_checks(
+    trail: TrailTrust,
+    record_problems: &[String],
+    check: &mut impl FnMut(&'static str, Outcome, String),
+) {
+    use Outcome::{Pass, Warn};
+    match trail {
+        TrailTrust::Authenticated { ignored: 0 } => {
+            check("audit trail", Pass, "every event authenticated".into())
+        }
+        TrailTrust::Authenticated { ignored } => check(
+            "audit trail",
+            Warn,
+            format!(
+                "{ignored} event(s) fail authentication and were ignored; run `talvault audit verify`"
+            ),
+        ),
+        TrailTrust::StructureOnly => check(
+            "audit trail",
+            Warn,
+            "structure only: no identity given that opens the audit keys (pass -i to authenticate)"
+                .into(),
+        ),
+        TrailTrust::Format1 => check(
+            "audit trail",
+            Warn,
+            "format 1, not authenticated (run `talvault upgrade`)".into(),
+        ),
+    }
+    if !record_problems.is_empty() {
+        check("record files", Warn, record_problems.join("; "));
+    }
+}
+
+/// Everything `verify` weighs for a kubeconfig's client certificate.
+#[derive(Debug)]
+pub struct KubeEvidence<'a> {
+    /// The certificate's facts.
+    pub facts: &'a LeafFacts,
+    /// `Ok(cluster name)` when the kubeconfig's `certificate-authority-data` is this
+    /// environment's Kubernetes CA, else why not.
+    pub server_ca: Result<&'a str, String>,
+    /// Who signed it: [`Signer::KubernetesCa`] or an issuer, if anyone of this environment.
+    pub signer: Option<Signer>,
+    /// `Some((revoked at, reason))` when the environment revoked this very certificate.
+    pub revoked: Option<(String, String)>,
+    /// The certificate record, when this vault issued it.
+    pub record: Option<RecordFacts>,
+    /// The environment's Kubernetes policy now.
+    pub policy: &'a KubernetesPolicy,
+    /// Whether the environment has an active Kubernetes issuer now.
+    pub issuer_active: bool,
+    /// The time to judge at.
+    pub now: OffsetDateTime,
+    /// How the audit chain was checked.
+    pub trail: TrailTrust,
+    /// Record files that are missing or disagree with the audit chain (not trusted).
+    pub record_problems: Vec<String>,
+}
+
+/// `verify`'s checks of a kubeconfig's client certificate, in order: server CA, chain, CA
+/// validity, EKU, identity, validity, revocation, acceptance, record, policy. The identity is
+/// what the kube-apiserver's x509 authenticator reads (k8s.io/apiserver
+/// pkg/authentication/request/x509/x509.go: user = CN, refused when empty; groups = O).
+pub fn judge_kubernetes(e: &KubeEvidence<'_>) -> Vec<Check> {
+    use Outcome::{Fail, Pass, Warn};
+    let f = e.facts;
+    let now = e.now;
+    let mut checks = Vec::new();
+    let mut check = |check: &'static str, result: Outcome, detail: String| {
+        checks.push(Check {
+            check,
+            result,
+            detail,
+        });
+    };
+    match &e.server_ca {
+        Ok(cluster) => check(
+            "server-ca",
+            Pass,
+            format!("the Kubernetes CA of cluster {cluster:?}"),
+        ),
+        Err(why) => check("server-ca", Fail, why.clone()),
+    }
+    let signer_end = match &e.signer {
+        Some(Signer::KubernetesCa { not_after }) => {
+            check("chain", Pass, "signed by the Kubernetes CA (direct)".into());
+            *not_after
+        }
+        Some(Signer::Issuer { id, not_after, .. }) => {
+            check("chain", Pass, format!("signed by Kubernetes issuer {id}"));
+            Some(*not_after)
+        }
+        Some(Signer::OsCa { .. }) | None => {
+            check(
+                "chain",
+                Fail,
+                "not signed by the Kubernetes CA or any Kubernetes issuer of this environment"
+                    .into(),
+            );
+            None
+        }
+    };
+    if let Some(end) = signer_end
+        && end < now
+    {
+        check(
+            "ca-validity",
+            Fail,
+            format!("the signing CA expired at {}", rfc3339(end)),
+        );
+    }
+    // crypto/x509 verify.go checkChainForKeyUsage with KeyUsages [ClientAuth]: the leaf needs
+    // clientAuth, any, or no EKU at all; talvault issues exactly clientAuth.
+    let eku = &f.extended_key_usage;
+    if f.is_ca {
+        check(
+            "eku",
+            Fail,
+            "a CA certificate, not a client certificate".into(),
+        );
+    } else if f.eku_is_client_auth_only() {
+        check("eku", Pass, "exactly clientAuth".into());
+    } else if eku.is_empty()
+        || eku
+            .iter()
+            .any(|o| o == super::verify::CLIENT_AUTH_OID || o == "2.5.29.37.0")
+    {
+        check(
+            "eku",
+            Warn,
+            format!("extended key usage {eku:?}: accepted for clients, but more than clientAuth"),
+        );
+    } else {
+        check(
+            "eku",
+            Fail,
+            format!("extended key usage {eku:?}; the kube-apiserver requires clientAuth"),
+        );
+    }
+    let user = f.common_name.as_deref().unwrap_or("");
+    if user.is_empty() {
+        check(
+            "identity",
+            Fail,
+            "no CN: the kube-apiserver authenticates no certificate without one".into(),
+        );
+    } else if f.organizations.iter().any(|g| g == SYSTEM_MASTERS) {
+        check(
+            "identity",
+            Warn,
+            format!(
+                "user {user:?}, groups {}: system:masters bypasses every authorizer",
+                f.organizations.join(",")
+            ),
+        );
+    } else {
+        check(
+            "identity",
+            Pass,
+            format!("user {user:?}, groups {}", f.organizations.join(",")),
+        );
+    }
+    if now < f.not_before {
+        check(
+            "validity",
+            Fail,
+            format!("not valid before {}", rfc3339(f.not_before)),
+        );
+    } else if now > f.not_after {
+        check(
+            "validity",
+            Fail,
+            format!("expired at {}", rfc3339(f.not_after)),
+        );
+    } else {
+        let left = f.not_after - now;
+        check(
+            "validity",
+            Pass,
+            format!(
+                "until {} ({}h{}m left)",
+                rfc3339(f.not_after),
+                left.whole_hours(),
+                left.whole_minutes() % 60
+            ),
+        );
+    }
+    match &e.revoked {
+        Some((at, reason)) => check(
+            "revocation",
+            Fail,
+            format!("revoked at {at} ({reason}); the kube-apiserver checks no CRL"),
+        ),
+        None => check("revocation", Pass, "not revoked".into()),
+    }
+    match &e.signer {
+        Some(Signer::KubernetesCa { .. }) => check(
+            "accepted",
+            Pass,
+            "the Kubernetes CA is always accepted (only expiry or a Kubernetes CA rotation cuts it)"
+                .into(),
+        ),
+        Some(Signer::Issuer {
+            id, retired: true, ..
+        }) => check(
+            "accepted",
+            Fail,
+            format!("Kubernetes issuer {id} is retired (dropped from the accepted CAs)"),
+        ),
+        Some(Signer::Issuer { id, state, .. }) => check(
+            "accepted",
+            Pass,
+            format!("Kubernetes issuer {id} is {state}"),
+        ),
+        _ => {}
+    }
+    trail_checks(e.trail, &e.record_problems, &mut check);
+    match &e.record {
+        Some(r) => check(
+            "recorded",
+            Pass,
+            format!("issued by {} at {}", r.actor, r.issued),
+        ),
+        None => check(
+            "recorded",
+            Warn,
+            "not issued by talvault from this vault (no certificate record)".into(),
+        ),
+    }
+    let request = KubeRequest {
+        user: KubeUser::parse(user).ok(),
+        groups: f
+            .organizations
+            .iter()
+            .filter_map(|g| KubeGroup::parse(g).ok())
+            .collect(),
+        ttl: issued_ttl(f.not_before, f.not_after),
+        break_glass: e.record.as_ref().and_then(|r| r.break_glass.clone()),
+    };
+    let direct_ok = !matches!(e.signer, Some(Signer::KubernetesCa { .. }))
+        || e.policy.allows_direct(e.issuer_active);
+    match (e.policy.grant(&request), direct_ok) {
+        (Ok(_), true) => check("policy", Pass, "the current policy would issue it".into()),
+        (Ok(_), false) => check(
+            "policy",
+            Fail,
+            "the policy no longer allows direct signing by the Kubernetes CA".into(),
+        ),
+        (Err(err), _) => check(
+            "policy",
+            Fail,
+            format!("the current policy would refuse it: {err}"),
+        ),
     }
     checks
 }
@@ -496,5 +746,73 @@ mod tests {
             issued_ttl(nb, nb + time::Duration::seconds(8 * 3600 + 10)),
             Ttl::from_hours(8)
         );
+    }
+
+    #[test]
+    fn kubeconfig_checks_each_fail_their_own_check() {
+        let policy = KubernetesPolicy::default();
+        let mut f = facts();
+        f.organizations = vec!["talvault:viewers".into()];
+        f.not_after = datetime!(2030-01-04 00:00:10 UTC);
+        let direct = || Some(Signer::KubernetesCa { not_after: None });
+        let judge = |facts: &LeafFacts, signer: Option<Signer>, issuer_active: bool| {
+            judge_kubernetes(&KubeEvidence {
+                facts,
+                server_ca: Ok("prod"),
+                signer,
+                revoked: None,
+                record: None,
+                policy: &policy,
+                issuer_active,
+                now: datetime!(2030-01-01 01:00:00 UTC),
+                trail: TrailTrust::Authenticated { ignored: 0 },
+                record_problems: Vec::new(),
+            })
+        };
+        let checks = judge(&f, direct(), false);
+        assert_eq!(
+            checks.iter().map(|c| c.check).collect::<Vec<_>>(),
+            [
+                "server-ca",
+                "chain",
+                "eku",
+                "identity",
+                "validity",
+                "revocation",
+                "accepted",
+                "audit trail",
+                "recorded",
+                "policy"
+            ]
+        );
+        assert!(
+            checks.iter().all(|c| c.result != Outcome::Fail),
+            "{checks:?}"
+        );
+        // No CN: not authenticated.
+        let mut no_cn = f.clone();
+        no_cn.common_name = None;
+        assert!(outcomes(&judge(&no_cn, direct(), false)).contains(&("identity", Outcome::Fail)));
+        // system:masters outside break-glass: a warning and a policy failure.
+        let mut masters = f.clone();
+        masters.organizations = vec!["system:masters".into()];
+        let o = outcomes(&judge(&masters, direct(), false));
+        assert!(o.contains(&("identity", Outcome::Warn)) && o.contains(&("policy", Outcome::Fail)));
+        // serverAuth only: refused by the authenticator's KeyUsages.
+        let mut server = f.clone();
+        server.extended_key_usage = vec!["1.3.6.1.5.5.7.3.1".into()];
+        assert!(outcomes(&judge(&server, direct(), false)).contains(&("eku", Outcome::Fail)));
+        // A talosconfig's OS CA is no Kubernetes signer; a retired issuer is not accepted.
+        let o = outcomes(&judge(&f, Some(Signer::OsCa { not_after: None }), false));
+        assert!(o.contains(&("chain", Outcome::Fail)));
+        let retired = Signer::Issuer {
+            id: "k1-aaaa".into(),
+            retired: true,
+            state: "retired",
+            not_after: datetime!(2031-01-01 00:00:00 UTC),
+        };
+        assert!(outcomes(&judge(&f, Some(retired), true)).contains(&("accepted", Outcome::Fail)));
+        // Direct signing beside an active Kubernetes issuer is no longer in policy.
+        assert!(outcomes(&judge(&f, direct(), true)).contains(&("policy", Outcome::Fail)));
     }
 }

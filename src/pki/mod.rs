@@ -12,6 +12,8 @@ pub mod grant;
 pub mod issue;
 pub mod issuer;
 pub mod judge;
+pub mod kube_policy;
+pub mod kubernetes;
 pub mod name;
 pub mod policy;
 pub mod role;

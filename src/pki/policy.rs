@@ -12,7 +12,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-pub use super::grant::{Grant, GrantViolation, Holder, HolderError, MAX_BACKDATE};
+pub use super::grant::{
+    Grant, GrantViolation, Holder, HolderError, MAX_BACKDATE, check_client_template,
+};
+use super::kube_policy::{KubePolicyProblem, KubernetesPolicy};
 use super::role::Role;
 use super::ttl::Ttl;
 
@@ -133,6 +136,9 @@ pub struct Policy {
     /// is asked for each time, the hardening guide's least privilege).
     #[serde(default)]
     pub standing_admin: bool,
+    /// Kubeconfigs: groups, bounds, privileged groups (`pki::kube_policy`); defaults when absent.
+    #[serde(default)]
+    pub kubernetes: KubernetesPolicy,
 }
 
 /// RFC 5280 §5.1.2.5 nextUpdate: a week, a common CA default.
@@ -153,6 +159,7 @@ impl Default for Policy {
             direct_beside_issuers: false,
             crl_validity: default_crl_validity(),
             standing_admin: false,
+            kubernetes: KubernetesPolicy::default(),
         }
     }
 }
@@ -191,6 +198,18 @@ pub enum PolicyFileError {
     EmptyHolders {
         /// The role, or `break-glass`.
         what: String,
+    },
+    /// An empty user list in the Kubernetes section.
+    #[error("policy for {what}: `users` is empty; remove the group (or the list) instead")]
+    EmptyUsers {
+        /// The group, or `kubernetes break-glass`.
+        what: String,
+    },
+    /// Another inconsistency in the Kubernetes section.
+    #[error("policy: {message}")]
+    Kubernetes {
+        /// What is wrong.
+        message: String,
     },
 }
 
@@ -244,6 +263,15 @@ impl Policy {
             if holders.as_ref().is_some_and(Vec::is_empty) {
                 return Err(PolicyFileError::EmptyHolders { what });
             }
+        }
+        if let Some(problem) = self.kubernetes.problems().into_iter().next() {
+            return Err(match problem {
+                KubePolicyProblem::DefaultAboveMax(what, default, max) => {
+                    PolicyFileError::DefaultAboveMax { what, default, max }
+                }
+                KubePolicyProblem::EmptyUsers(what) => PolicyFileError::EmptyUsers { what },
+                KubePolicyProblem::Other(message) => PolicyFileError::Kubernetes { message },
+            });
         }
         Ok(())
     }

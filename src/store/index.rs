@@ -26,7 +26,8 @@ use super::fs::{self, EntryKind, Mode, StoreError};
 
 /// Directory (below the vault root) that holds caches.
 pub const CACHE_DIR: &str = ".cache";
-const HEADER: &str = "talvault-index v4";
+// v5: certificate lines carry the API (talos, kubernetes) and the record file's hash.
+const HEADER: &str = "talvault-index v5";
 /// Largest record file read.
 const RECORD_MAX: u64 = 64 << 10;
 /// Largest cache file read.
@@ -377,7 +378,7 @@ mod tests {
         assert_eq!(serials(scan_saved(root, rel, parse)), ["2b"]);
 
         // A garbage cache is ignored.
-        std::fs::write(&cache, b"talvault-index v3 1 2 3 4\nxx\tyy\n\x00").unwrap();
+        std::fs::write(&cache, b"talvault-index v5 1 2 3 4\nxx\tyy\n\x00").unwrap();
         assert_eq!(scan_saved(root, rel, parse).len(), 1);
     }
 

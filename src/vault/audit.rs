@@ -185,6 +185,7 @@ impl Vault {
                     format!(
                         "issuers {} are all active in epoch {} (concurrent rotations merged); keep one: talvault issuer retire {} {}",
                         ids.join(", "),
+                        // e1 (Talos) or k1 (Kubernetes): the prefix is kept for Kubernetes.
                         epoch.trim_start_matches('e'),
                         env.as_str(),
                         ids[1..].join(" ")

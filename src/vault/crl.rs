@@ -9,7 +9,7 @@ use super::records::{find_issuer, signing_issuer};
 use super::{Context, CrlOutput, Vault, VaultError, rfc3339};
 use crate::audit::Action;
 use crate::inventory;
-use crate::model::OS_CA;
+use crate::model::{Api, K8S_CA, OS_CA};
 use crate::store::txn::Transaction;
 
 /// One revoked certificate in the JSON denylist.
@@ -23,6 +23,8 @@ pub struct DenylistEntry {
     pub issuer: String,
     /// `direct` or `issuer`.
     pub mode: &'static str,
+    /// `talos` or `kubernetes`.
+    pub api: Api,
     /// RFC 5280 reason.
     pub reason: String,
     /// When revoked.
@@ -43,8 +45,9 @@ pub struct Denylist {
 }
 
 impl Vault {
-    /// `crl`: signs a fresh CRL with the issuer (default: the signing issuer), stores it in
-    /// `crl/<issuer>.crl.pem` and audits the use of the key.
+    /// `crl`: signs a fresh CRL with the issuer (default: the signing Talos issuer, else the
+    /// signing Kubernetes issuer) over the revocations the chain vouches for, audits the use of
+    /// its key and returns the CRL (derived, never stored).
     pub fn crl(
         &self,
         env: &str,
@@ -55,9 +58,12 @@ impl Vault {
         let issuers = self.load_issuers(&env)?;
         let issuer = match issuer_id {
             Some(id) => find_issuer(&env, &issuers, id)?,
-            None => signing_issuer(&issuers).ok_or_else(|| VaultError::NoCrlIssuer {
-                env: env.as_str().into(),
-            })?,
+            // The Talos issuer that signs now, else the Kubernetes one.
+            None => signing_issuer(&issuers, Api::Talos)
+                .or_else(|| signing_issuer(&issuers, Api::Kubernetes))
+                .ok_or_else(|| VaultError::NoCrlIssuer {
+                    env: env.as_str().into(),
+                })?,
         };
         if !issuer.meta.state.accepted() {
             return Err(VaultError::IssuerState {
@@ -91,12 +97,25 @@ impl Vault {
     /// nothing and signs nothing.
     pub fn denylist(&self, env: &str, ctx: &Context) -> Result<Denylist, VaultError> {
         let env = self.env_for(env, ctx)?;
+        let issuers = self.load_issuers(&env)?;
         let mut entries = self.trusted(&env)?.revoked;
         entries.sort_by(|a, b| a.serial.cmp(&b.serial));
         let revoked = entries
             .into_iter()
             .map(|e| DenylistEntry {
-                mode: if e.ca == OS_CA { "direct" } else { "issuer" },
+                mode: if e.ca == OS_CA || e.ca == K8S_CA {
+                    "direct"
+                } else {
+                    "issuer"
+                },
+                api: if e.ca == K8S_CA {
+                    Api::Kubernetes
+                } else {
+                    issuers
+                        .iter()
+                        .find(|i| i.meta.id == e.ca)
+                        .map_or(Api::Talos, |i| i.meta.api)
+                },
                 serial: e.serial,
                 fingerprint: e.fingerprint,
                 issuer: e.ca,

@@ -63,6 +63,8 @@ pub struct NewEnv {
     pub endpoints: Vec<String>,
     /// Nodes.
     pub nodes: Vec<String>,
+    /// The Kubernetes API server URL for kubeconfigs (default: derived from the first endpoint).
+    pub kubernetes_endpoint: Option<String>,
 }
 
 /// Public view of an environment.
@@ -78,8 +80,8 @@ pub struct EnvView {
 
 fn policy_file(p: &Policy) -> String {
     format!(
-        "# Issuance policy of this environment: default and maximum TTL per role, holders,\n\
-         # break-glass bounds. Changes go through review; see docs/issuing.md.\n{}",
+        "# Issuance policy of this environment: TTL bounds and holders per role (kubernetes: per\n\
+         # group), break-glass bounds. Changes go through review; see docs/issuing.md.\n{}",
         p.to_yaml()
     )
 }
@@ -171,6 +173,14 @@ impl Vault {
         plain_text("cluster_name", req.cluster_name.as_deref())?;
         plain_text("endpoint", req.endpoints.iter().map(String::as_str))?;
         plain_text("node", req.nodes.iter().map(String::as_str))?;
+        plain_text("kubernetes_endpoint", req.kubernetes_endpoint.as_deref())?;
+        if let Some(server) = &req.kubernetes_endpoint
+            && !crate::kubeconfig::valid_server(server)
+        {
+            return Err(VaultError::KubernetesServer {
+                server: server.clone(),
+            });
+        }
         match self.env_meta(&name) {
             Err(VaultError::NoSuchEnv { .. }) => {}
             Ok(_) => return Err(VaultError::EnvExists { env: req.name }),
@@ -225,6 +235,7 @@ impl Vault {
             talos_version: contract_label(req.contract),
             endpoints: req.endpoints,
             nodes: req.nodes,
+            kubernetes_endpoint: req.kubernetes_endpoint,
             source: source.to_owned(),
             sealing,
             created: rfc3339(ctx.now),

@@ -9,6 +9,7 @@ use thiserror::Error;
 use crate::audit::AuditError;
 use crate::model::{MetaError, VAULT_FILE};
 use crate::pki::issue::{CsrError, IssueError};
+use crate::pki::kube_policy::KubePolicyError;
 use crate::pki::policy::{PolicyError, PolicyFileError};
 use crate::pki::ttl::Ttl;
 use crate::store::age::AgeError;
@@ -244,6 +245,8 @@ pub enum VaultError {
     BadKeptCa {
         /// How the caller named it (its file).
         label: String,
+        /// Kept for the Kubernetes API rather than the Talos API.
+        kubernetes: bool,
         /// Why.
         reason: String,
     },
@@ -349,6 +352,60 @@ pub enum VaultError {
     /// The passphrase could not be had (the caller's source said why).
     #[error("{0}")]
     Unlock(Box<dyn std::error::Error + Send + Sync>),
+    /// The Kubernetes policy refuses the request.
+    #[error(transparent)]
+    KubePolicy(#[from] KubePolicyError),
+    /// No Kubernetes API server URL for a kubeconfig.
+    #[error(
+        "environment {env:?} has no Kubernetes endpoint and no Talos endpoint to derive one from"
+    )]
+    NoKubernetesServer {
+        /// The environment.
+        env: String,
+    },
+    /// A Kubernetes API server URL a kubeconfig cannot use.
+    #[error("Kubernetes endpoint {server:?} is not an https:// URL")]
+    KubernetesServer {
+        /// What was given.
+        server: String,
+    },
+    /// A namespace that is not a DNS-1123 label.
+    #[error(
+        "namespace {namespace:?} is not a Kubernetes namespace name (1 to 63 of a-z, 0-9 and '-', starting and ending with a letter or digit)"
+    )]
+    Namespace {
+        /// What was given.
+        namespace: String,
+    },
+    /// Direct signing by the bundle's Kubernetes CA is forbidden by policy.
+    #[error(
+        "the policy of environment {env:?} forbids signing kubeconfigs with the Kubernetes CA ({})",
+        if *beside_issuer { "a Kubernetes issuer is active and kubernetes.direct_beside_issuers is false" } else { "kubernetes.allow_direct: false" }
+    )]
+    KubernetesDirectForbidden {
+        /// The environment.
+        env: String,
+        /// Refused only because a Kubernetes issuer is active.
+        beside_issuer: bool,
+    },
+    /// Activating a Kubernetes issuer on a contract without Kubernetes accepted CAs.
+    #[error(
+        "environment {env:?} follows Talos contract {contract}, whose control planes have no cluster.acceptedCAs (Talos 1.7 and later): the kube-apiserver would refuse every certificate issuer {id} signs"
+    )]
+    NoKubernetesAcceptedCas {
+        /// The environment.
+        env: String,
+        /// Its contract.
+        contract: String,
+        /// The issuer.
+        id: String,
+    },
+    /// A kubeconfig that belongs to another cluster or CA.
+    #[error("{what}")]
+    ForeignKubeconfig {
+        /// What does not match.
+        what: String,
+    },
     /// A PKCS#11 token or module failed (the function and return code are in the message).
     #[error(transparent)]
     Hsm(#[from] talvault_hsm::HsmError),

@@ -12,6 +12,7 @@ use super::records::{Issuer, signing_issuer};
 use super::signer::cert_record;
 use super::{Context, Env, Vault, VaultError, plain_text, rfc3339};
 use crate::holder::{HolderName, HolderRecord, KeySource};
+use crate::model::Api;
 use crate::pki::issue::{IssueTime, IssuedLeaf, SubjectKey, verify_csr};
 use crate::pki::policy::{Grant, Holder, Request};
 use crate::pki::role::Role;
@@ -193,7 +194,7 @@ impl Vault {
         let issuers = self.load_issuers(&env)?;
         // Issuer mode when an issuer is active, unless --direct; direct mode needs the policy
         // (and, beside an active issuer, its explicit opt-in).
-        let active = signing_issuer(&issuers).cloned();
+        let active = signing_issuer(&issuers, Api::Talos).cloned();
         let issuer = if req.direct { None } else { active.clone() };
         if issuer.is_none() && !policy.allows_direct(active.is_some()) {
             return Err(VaultError::DirectForbidden {

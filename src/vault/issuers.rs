@@ -7,8 +7,8 @@ use super::signer::CaSigner;
 use super::{Context, LiveCert, Vault, VaultError, rfc3339};
 use crate::audit::Action;
 use crate::keys::PrivateKey;
-use crate::model::{FORMAT_VERSION, IssuerKey, IssuerMeta, IssuerState};
-use crate::patch::{AcceptedCa, accepted_cas_patch};
+use crate::model::{Api, FORMAT_VERSION, IssuerKey, IssuerMeta, IssuerState};
+use crate::patch::{AcceptedCa, KubernetesCas, KubernetesForm, accepted_cas_patch_for};
 use crate::pki::issuer::{
     IssuerAlgorithm, IssuerSpec, create_issuer_certificate, lifetime_in_bounds,
     read_issuer_certificate,
@@ -36,6 +36,9 @@ pub struct NewIssuer {
     pub lifetime: Ttl,
     /// Rotation: the next issuer after the one that signs now (keeps its algorithm unless told).
     pub rotate: bool,
+    /// The API it issues for: `talos` (talosconfigs, `machine.acceptedCAs`) or `kubernetes`
+    /// (kubeconfigs, the kube-apiserver's accepted CAs).
+    pub api: Api,
 }
 
 /// Where a new issuer's key comes from.
@@ -106,8 +109,14 @@ impl Vault {
         }
         let env = self.env_for(&req.env, ctx)?;
         let issuers = self.load_issuers(&env)?;
-        let signing = super::records::signing_issuer(&issuers);
+        let signing = super::records::signing_issuer(&issuers, req.api);
         let previous_id = signing.map(|i| i.meta.id.clone());
+        // A Kubernetes issuer is ECDSA P-256 unless told otherwise (reference/kubernetes.md
+        // §6.1: what the kube-apiserver, client-go and tokens all handle).
+        let default_algorithm = match req.api {
+            Api::Talos => IssuerAlgorithm::Ed25519,
+            Api::Kubernetes => IssuerAlgorithm::EcdsaP256,
+        };
         // rotate keeps the algorithm of the issuer that signs now, unless told otherwise; an
         // existing token key has its own.
         let wanted = match (req.algorithm, signing, &req.key) {
@@ -122,13 +131,16 @@ impl Vault {
                     generate: false, ..
                 },
             ) => None,
-            _ => Some(IssuerAlgorithm::Ed25519),
+            (None, Some(s), _) if req.rotate && s.meta.algorithm == "ed25519" => {
+                Some(IssuerAlgorithm::Ed25519)
+            }
+            _ => Some(default_algorithm),
         };
         let rng = ring::rand::SystemRandom::new();
         // The signer, and what the environment keeps of its key: a sealed copy, or a URI.
         let (signer, sealed_key) = match &req.key {
             NewIssuerKey::Sealed => {
-                let generated = match wanted.unwrap_or(IssuerAlgorithm::Ed25519) {
+                let generated = match wanted.unwrap_or(default_algorithm) {
                     IssuerAlgorithm::Ed25519 => PrivateKey::generate_ed25519(&rng),
                     IssuerAlgorithm::EcdsaP256 => PrivateKey::generate_p256(&rng),
                 };
@@ -162,7 +174,7 @@ impl Vault {
                 let key = if *generate {
                     talvault_hsm::HsmKey::generate(
                         &uri,
-                        to_hsm(wanted.unwrap_or(IssuerAlgorithm::Ed25519)),
+                        to_hsm(wanted.unwrap_or(default_algorithm)),
                         &options,
                     )?
                 } else {
@@ -181,16 +193,27 @@ impl Vault {
         };
         let algorithm = match &signer {
             CaSigner::Token(k) => k.algorithm().as_str(),
-            CaSigner::Memory(_) => wanted.unwrap_or(IssuerAlgorithm::Ed25519).as_str(),
+            CaSigner::Memory(_) => wanted.unwrap_or(default_algorithm).as_str(),
         };
-        let epoch = issuers.iter().map(|i| i.meta.epoch).max().unwrap_or(0) + 1;
+        // Epochs count per API; Kubernetes issuer ids start with `k`, Talos ones with `e`.
+        let epoch = issuers
+            .iter()
+            .filter(|i| i.meta.api == req.api)
+            .map(|i| i.meta.epoch)
+            .max()
+            .unwrap_or(0)
+            + 1;
+        let (prefix, kind) = match req.api {
+            Api::Talos => ("e", "issuer"),
+            Api::Kubernetes => ("k", "kubernetes issuer"),
+        };
         let mut suffix = [0u8; 2];
         ring::rand::SecureRandom::fill(&rng, &mut suffix)
             .map_err(|_| VaultError::Generate("no randomness".into()))?;
-        let id = format!("e{epoch}-{}", crate::hex::encode(&suffix));
+        let id = format!("{prefix}{epoch}-{}", crate::hex::encode(&suffix));
         let now = ctx.now.to_offset(time::UtcOffset::UTC);
         let common_name = format!(
-            "{} issuer e{epoch} {:04}-{:02}",
+            "{} {kind} {prefix}{epoch} {:04}-{:02}",
             env.as_str(),
             now.year(),
             u8::from(now.month())
@@ -241,6 +264,7 @@ impl Vault {
             retired: None,
             key: key_record,
             certificate: cert.pem.clone(),
+            api: req.api,
         };
         let dir = Self::issuers_dir(&env).join(&id);
         let mut t = Transaction::new(&self.root);
@@ -274,16 +298,23 @@ impl Vault {
             key_store: key_store.into(),
             pkcs11_uri,
             danger_allow_extractable,
+            api: (req.api == Api::Kubernetes).then(|| req.api.as_str().to_owned()),
         };
         self.stage_event(&mut t, &env, ctx, opened_by.as_ref(), &action)?;
         self.commit(t)?;
         let mut warnings = Vec::new();
         let contract = env.meta.contract();
         if !contract.has_accepted_cas() {
-            warnings.push(format!(
-                "environment {} follows Talos contract {contract}: nodes before Talos 1.7 have no machine.acceptedCAs and refuse every certificate this issuer signs; `issuer activate` needs --force",
-                env.as_str()
-            ));
+            warnings.push(match req.api {
+                Api::Talos => format!(
+                    "environment {} follows Talos contract {contract}: nodes before Talos 1.7 have no machine.acceptedCAs and refuse every certificate this issuer signs; `issuer activate` needs --force",
+                    env.as_str()
+                ),
+                Api::Kubernetes => format!(
+                    "environment {} follows Talos contract {contract}: control planes before Talos 1.7 have no cluster.acceptedCAs and their kube-apiserver refuses every certificate this issuer signs; `issuer activate` needs --force",
+                    env.as_str()
+                ),
+            });
         }
         let previous = match previous_id {
             Some(p) => Some(self.issuer_view(&env, &p, ctx.now)?),
@@ -328,17 +359,17 @@ impl Vault {
         }
         let contract = env.meta.contract();
         if !contract.has_accepted_cas() && !force {
-            return Err(VaultError::NoAcceptedCas {
-                env: env.as_str().into(),
-                contract: contract.to_string(),
-                id: id.into(),
+            let (env, contract, id) = (env.as_str().into(), contract.to_string(), id.into());
+            return Err(match issuer.meta.api {
+                Api::Talos => VaultError::NoAcceptedCas { env, contract, id },
+                Api::Kubernetes => VaultError::NoKubernetesAcceptedCas { env, contract, id },
             });
         }
         // The state is the chain's: the event alone activates it (issuer.yaml stays as created,
         // so two clones never edit the same file).
         let mut t = Transaction::new(&self.root);
         let previously_signing =
-            super::records::signing_issuer(&issuers).map(|i| i.meta.id.clone());
+            super::records::signing_issuer(&issuers, issuer.meta.api).map(|i| i.meta.id.clone());
         let action = Action::IssuerActivate {
             issuer: id.into(),
             previously_signing,
@@ -384,9 +415,9 @@ impl Vault {
             None,
             ctx.now.unix_timestamp(),
         );
-        let other_active = issuers
-            .iter()
-            .any(|i| i.meta.id != id && i.meta.state == IssuerState::Active);
+        let other_active = issuers.iter().any(|i| {
+            i.meta.id != id && i.meta.state == IssuerState::Active && i.meta.api == issuer.meta.api
+        });
         if issuer.meta.state == IssuerState::Active
             && !other_active
             && !cut_off.is_empty()
@@ -421,47 +452,129 @@ impl Vault {
         })
     }
 
-    /// `patch accepted-cas`: the machine-config patch setting `machine.acceptedCAs` to every
-    /// pending and active issuer (epoch order, each labelled), plus the CAs to keep accepting
-    /// (`(label, PEM)`, each checked to be one certificate). Returns the patch and its CA count.
+    /// `patch accepted-cas`: the machine-config patch setting `machine.acceptedCAs` (the Talos
+    /// API) and the Kubernetes API's accepted CAs to every pending and active issuer of that API
+    /// (epoch order, each labelled), plus the CAs to keep accepting (each checked to be one
+    /// certificate), in the form of the environment's contract unless told otherwise. The
+    /// issuers' states come from the authenticated chain.
     pub fn accepted_cas_patch(
         &self,
-        env: &str,
-        keep: Vec<(String, Vec<u8>)>,
+        req: PatchRequest,
         ctx: &Context,
-    ) -> Result<(String, usize), VaultError> {
+    ) -> Result<PatchOutput, VaultError> {
         // The CAs to keep are checked before anything is opened.
-        let mut kept = Vec::new();
-        for (label, pem) in keep {
-            certificate_der(&pem)
-                .and_then(|der| leaf_facts(&der).map(|_| ()))
-                .map_err(|reason| VaultError::BadKeptCa {
-                    label: label.clone(),
-                    reason,
-                })?;
-            kept.push(AcceptedCa {
-                label: format!("kept: {label}"),
-                certificate_pem: String::from_utf8_lossy(&pem).into_owned(),
+        let kept = |api: Api, keep: Vec<(String, Vec<u8>)>| -> Result<_, VaultError> {
+            let mut cas = Vec::with_capacity(keep.len());
+            for (label, pem) in keep {
+                certificate_der(&pem)
+                    .and_then(|der| leaf_facts(&der).map(|_| ()))
+                    .map_err(|reason| VaultError::BadKeptCa {
+                        label: label.clone(),
+                        kubernetes: api == Api::Kubernetes,
+                        reason,
+                    })?;
+                cas.push(AcceptedCa {
+                    label: format!("kept: {label}"),
+                    certificate_pem: String::from_utf8_lossy(&pem).into_owned(),
+                });
+            }
+            Ok(cas)
+        };
+        let keep_talos = kept(Api::Talos, req.keep)?;
+        let asked_kubernetes = !req.keep_kubernetes.is_empty();
+        let keep_kubernetes = kept(Api::Kubernetes, req.keep_kubernetes)?;
+        let env = self.env_for(&req.env, ctx)?;
+        let issuers = self.load_issuers(&env)?;
+        let listed = |api: Api, keep: Vec<AcceptedCa>| -> Vec<AcceptedCa> {
+            let mut cas: Vec<AcceptedCa> = issuers
+                .iter()
+                .filter(|i| i.meta.api == api && i.meta.state.accepted())
+                .map(|i| AcceptedCa {
+                    label: format!(
+                        "talvault {}issuer {} ({}, {}, until {})",
+                        if api == Api::Kubernetes {
+                            "kubernetes "
+                        } else {
+                            ""
+                        },
+                        i.meta.id,
+                        i.meta.state.as_str(),
+                        i.meta.algorithm,
+                        i.meta.not_after
+                    ),
+                    certificate_pem: i.meta.certificate.clone(),
+                })
+                .collect();
+            cas.extend(keep);
+            cas
+        };
+        let talos = match req.api {
+            Some(Api::Kubernetes) => None,
+            _ => Some(listed(Api::Talos, keep_talos)),
+        };
+        // The Kubernetes part once the environment has (had) a Kubernetes issuer, or when asked.
+        let has_kubernetes =
+            issuers.iter().any(|i| i.meta.api == Api::Kubernetes) || asked_kubernetes;
+        let kubernetes = match req.api {
+            Some(Api::Talos) => None,
+            Some(Api::Kubernetes) => Some(listed(Api::Kubernetes, keep_kubernetes)),
+            None if has_kubernetes => Some(listed(Api::Kubernetes, keep_kubernetes)),
+            None => None,
+        };
+        // pkg/machinery/config/contract.go MultidocKubernetesConfigSupported: contract > 1.13.
+        let form = req
+            .kubernetes_form
+            .unwrap_or(if env.meta.contract().greater(1, 13) {
+                KubernetesForm::Document
+            } else {
+                KubernetesForm::Cluster
             });
-        }
-        let env = self.env_for(env, ctx)?;
-        let mut cas: Vec<AcceptedCa> = self
-            .load_issuers(&env)?
-            .into_iter()
-            .filter(|i| i.meta.state.accepted())
-            .map(|i| AcceptedCa {
+        let kube = kubernetes.as_ref().map(|cas| KubernetesCas {
+            form,
+            cluster_ca: AcceptedCa {
                 label: format!(
-                    "talvault issuer {} ({}, {}, until {})",
-                    i.meta.id,
-                    i.meta.state.as_str(),
-                    i.meta.algorithm,
-                    i.meta.not_after
+                    "the cluster's Kubernetes CA (certs.k8s of environment {}), kept first: workers' kubelets need it",
+                    env.as_str()
                 ),
-                certificate_pem: i.meta.certificate,
-            })
-            .collect();
-        cas.extend(kept);
-        let patch = accepted_cas_patch(&cas)?;
-        Ok((patch, cas.len()))
+                certificate_pem: env.meta.certificates.k8s.clone(),
+            },
+            cas,
+        });
+        let patch = accepted_cas_patch_for(talos.as_deref(), kube.as_ref())?;
+        Ok(self.finish(PatchOutput {
+            patch,
+            talos: talos.as_ref().map(Vec::len),
+            kubernetes: kubernetes.as_ref().map(Vec::len),
+            form: kube.map(|k| k.form),
+        }))
     }
+}
+
+/// What `patch accepted-cas` is asked for.
+#[derive(Debug, Default)]
+pub struct PatchRequest {
+    /// The environment.
+    pub env: String,
+    /// Only this API's part; `None`: the Talos part, and the Kubernetes part once the
+    /// environment has a Kubernetes issuer (or CAs to keep for it).
+    pub api: Option<Api>,
+    /// CA certificates to keep in `machine.acceptedCAs`: `(label, PEM)`.
+    pub keep: Vec<(String, Vec<u8>)>,
+    /// CA certificates to keep in the Kubernetes accepted CAs: `(label, PEM)`.
+    pub keep_kubernetes: Vec<(String, Vec<u8>)>,
+    /// The form of the Kubernetes part; `None`: from the environment's contract.
+    pub kubernetes_form: Option<KubernetesForm>,
+}
+
+/// The patch and what it sets.
+#[derive(Debug)]
+pub struct PatchOutput {
+    /// The patch text.
+    pub patch: String,
+    /// CAs in `machine.acceptedCAs`, when the patch sets it.
+    pub talos: Option<usize>,
+    /// CAs in the Kubernetes accepted CAs besides the cluster's own, when the patch sets them.
+    pub kubernetes: Option<usize>,
+    /// The form of the Kubernetes part, when there is one.
+    pub form: Option<KubernetesForm>,
 }

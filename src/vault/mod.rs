@@ -2,9 +2,9 @@
 //! `audit`, `model`) with storage (`store`), and the only writer of audit events. This file is
 //! the kernel (find, init and open a vault, load an environment, open and seal its secrets,
 //! stage an audit event, commit); each capability has its own room (`env`, `bundle`,
-//! `recipients`, `holders`, `issue`, `renew`, `issuers`, `revocation`, `crl`, `verify`,
-//! `status`, `audit`, `upgrade`), read top to bottom as load → check → act → store → audit,
-//! sharing only this kernel, the signing half of it (`signer`), sealing to a holder
+//! `recipients`, `holders`, `issue`, `kubeconfig`, `renew`, `issuers`, `revocation`, `crl`,
+//! `verify`, `status`, `audit`, `upgrade`), read top to bottom as load → check → act → store →
+//! audit, sharing only this kernel, the signing half of it (`signer`), sealing to a holder
 //! (`delivery`) and the read side (`records`). It must not print, prompt or parse
 //! arguments (that is `cli`), and it returns secrets only through the explicit
 //! export/exec/issue paths.
@@ -22,6 +22,7 @@ mod error;
 mod holders;
 mod issue;
 mod issuers;
+mod kubeconfig;
 mod recipients;
 mod records;
 mod renew;
@@ -48,6 +49,10 @@ pub use self::holders::{HolderView, NewHolder};
 pub use self::issue::{Delivered, IssueRequest, Issued, PreparedIssue};
 pub use self::issuers::{
     DEFAULT_ISSUER_LIFETIME, IssuerChange, MAX_ISSUER_LIFETIME_HOURS, NewIssuer, NewIssuerKey,
+    PatchOutput, PatchRequest,
+};
+pub use self::kubeconfig::{
+    DEFAULT_NAMESPACE, IssuedKubeconfig, KubeconfigRequest, PreparedKubeconfig,
 };
 pub use self::recipients::RecipientChange;
 pub use self::records::{Issuer, IssuerView, LiveCert};
@@ -58,7 +63,7 @@ pub use self::renew::{
 pub use self::revocation::{RevokeOutcome, RevokeTarget};
 pub use self::signer::CrlOutput;
 
-pub use self::status::{CaExpiry, Counts, EnvStatus, Finding};
+pub use self::status::{ApiCounts, CaExpiry, Counts, EnvStatus, Finding};
 pub use self::verify::Verification;
 use crate::bundle::SecretsBundle;
 pub use crate::model::{CertRecord, SignedBy};
@@ -464,6 +469,24 @@ impl Vault {
         rel: &Path,
         ctx: &Context,
     ) -> Result<(SecretBytes, OpenedBy), VaultError> {
+        let (plain, opened_by, sealed_sha256) = self.open_sealed_unchecked(env, rel, ctx)?;
+        // The file must be the one the chain recorded (after opening, so that a damaged file
+        // gets age's precise message).
+        if let Ok(inside) = rel.strip_prefix(env.dir()) {
+            self.agrees(env, &inside.display().to_string(), &sealed_sha256)?;
+        }
+        Ok((plain, opened_by))
+    }
+
+    /// [`Vault::open_sealed`] without the check against the chain, and the SHA-256 of the
+    /// sealed bytes for the caller to check: only for loading the audit keys, which the chain
+    /// needs before it can be trusted.
+    fn open_sealed_unchecked(
+        &self,
+        env: &Env,
+        rel: &Path,
+        ctx: &Context,
+    ) -> Result<(SecretBytes, OpenedBy, String), VaultError> {
         let sealed = self.read(rel, SEALED_MAX)?;
         if env.meta.sealing == Sealing::Recipients && ctx.identities.is_empty() {
             let bundle = rel == env.dir().join(BUNDLE_FILE);
@@ -480,16 +503,7 @@ impl Vault {
                 OpenedBy::Passphrase,
             ),
         };
-        // The file must be the one the chain recorded (after opening, so that a damaged file
-        // gets age's precise message).
-        if let Ok(inside) = rel.strip_prefix(env.dir()) {
-            self.agrees(
-                env,
-                &inside.display().to_string(),
-                &crate::digest::sha256_hex(&sealed),
-            )?;
-        }
-        Ok(opened)
+        Ok((opened.0, opened.1, crate::digest::sha256_hex(&sealed)))
     }
 
     /// Opens an environment's bundle and checks it against the pins. Every caller records an
@@ -500,7 +514,15 @@ impl Vault {
         ctx: &Context,
     ) -> Result<(SecretBytes, SecretsBundle, OpenedBy), VaultError> {
         let rel = env.dir().join(BUNDLE_FILE);
-        let (plain, opened_by) = self.open_sealed(env, &rel, ctx)?;
+        let (plain, opened_by, sealed_sha256) = self.open_sealed_unchecked(env, &rel, ctx)?;
+        self.agrees(env, BUNDLE_FILE, &sealed_sha256)?;
+        let bundle = self.pinned_bundle(env, &plain)?;
+        Ok((plain, bundle, opened_by))
+    }
+
+    /// The opened bundle, parsed and checked against the pins in `env.yaml`.
+    fn pinned_bundle(&self, env: &Env, plain: &SecretBytes) -> Result<SecretsBundle, VaultError> {
+        let rel = env.dir().join(BUNDLE_FILE);
         let bundle =
             SecretsBundle::from_yaml(plain.expose()).map_err(|e| VaultError::BadBundle {
                 what: rel.display().to_string(),
@@ -517,7 +539,7 @@ impl Vault {
                 cas: bad,
             });
         }
-        Ok((plain, bundle, opened_by))
+        Ok(bundle)
     }
 }
 

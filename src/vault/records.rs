@@ -13,7 +13,9 @@ use super::{Env, META_MAX, Vault, VaultError, rfc3339};
 use crate::digest::Fingerprint;
 use crate::holder::{HOLDERS_DIR, HolderName, HolderRecord};
 use crate::inventory::{self, CertEntry, RevokedEntry};
-use crate::model::{CertRecord, IssuerKey, IssuerMeta, IssuerState, MetaError, RevocationRecord};
+use crate::model::{
+    Api, CertRecord, IssuerKey, IssuerMeta, IssuerState, MetaError, RevocationRecord,
+};
 use crate::pki::issuer::{IssuerFacts, read_issuer_certificate};
 use crate::pki::policy::Policy;
 use crate::pki::serial::Serial;
@@ -63,6 +65,8 @@ pub struct IssuerView {
     pub issued: usize,
     /// Of those, still valid and not revoked.
     pub live: usize,
+    /// `talos` (machine.acceptedCAs) or `kubernetes` (the kube-apiserver's accepted CAs).
+    pub api: Api,
 }
 
 /// A live certificate, as reports list it.
@@ -80,6 +84,8 @@ pub struct LiveCert {
     pub not_after: String,
     /// Break-glass certificate.
     pub break_glass: bool,
+    /// `talos` or `kubernetes`; for `kubernetes`, `holder` is the user and `roles` the groups.
+    pub api: Api,
 }
 
 impl From<CertEntry> for LiveCert {
@@ -91,6 +97,7 @@ impl From<CertEntry> for LiveCert {
             roles: e.roles,
             issuer: e.ca,
             break_glass: e.break_glass,
+            api: e.api,
         }
     }
 }
@@ -104,6 +111,7 @@ impl LiveCert {
             issuer: e.ca.clone(),
             not_after: inventory::rfc3339(e.not_after),
             break_glass: e.break_glass,
+            api: e.api,
         }
     }
 }
@@ -154,11 +162,11 @@ impl Trusted {
     }
 }
 
-/// The issuer that signs new certificates: the most recently activated active one.
-pub(super) fn signing_issuer(issuers: &[Issuer]) -> Option<&Issuer> {
+/// The issuer that signs new certificates for `api`: its most recently activated active one.
+pub(super) fn signing_issuer(issuers: &[Issuer], api: Api) -> Option<&Issuer> {
     issuers
         .iter()
-        .filter(|i| i.meta.state == IssuerState::Active)
+        .filter(|i| i.meta.state == IssuerState::Active && i.meta.api == api)
         .max_by(|a, b| {
             a.meta
                 .activated
@@ -189,7 +197,10 @@ pub(super) fn issuer_views(
     revoked: &HashSet<&str>,
     now: i64,
 ) -> Vec<IssuerView> {
-    let signing = signing_issuer(issuers).map(|i| i.meta.id.clone());
+    let signing: Vec<String> = [Api::Talos, Api::Kubernetes]
+        .into_iter()
+        .filter_map(|api| signing_issuer(issuers, api).map(|i| i.meta.id.clone()))
+        .collect();
     issuers
         .iter()
         .map(|i| {
@@ -204,7 +215,7 @@ pub(super) fn issuer_views(
                 id: i.meta.id.clone(),
                 epoch: i.meta.epoch,
                 state: i.meta.state,
-                signing: signing.as_deref() == Some(i.meta.id.as_str()),
+                signing: signing.contains(&i.meta.id),
                 algorithm: i.meta.algorithm.clone(),
                 key_store: match i.meta.key {
                     IssuerKey::Age { .. } => "age",
@@ -218,6 +229,7 @@ pub(super) fn issuer_views(
                 retired: i.meta.retired.clone(),
                 issued,
                 live,
+                api: i.meta.api,
             }
         })
         .collect()
@@ -517,6 +529,24 @@ impl Vault {
         Ok(())
     }
 
+    /// Refuses a kubeconfig whose `certificate-authority-data` is not this environment's
+    /// Kubernetes CA.
+    pub(super) fn check_kubernetes_ca(env: &Env, server_ca: &[u8]) -> Result<(), VaultError> {
+        let der = certificate_der(server_ca).map_err(|reason| VaultError::Unreadable {
+            part: "certificate-authority-data",
+            reason,
+        })?;
+        if Fingerprint::of(&der) != env.meta.pins.k8s {
+            return Err(VaultError::ForeignKubeconfig {
+                what: format!(
+                    "the kubeconfig's certificate-authority-data is not the Kubernetes CA of environment {:?} (cluster {:?})",
+                    env.meta.name, env.meta.cluster_name
+                ),
+            });
+        }
+        Ok(())
+    }
+
     /// The environment's policy (`policy.yaml`).
     pub(super) fn read_policy(&self, env: &Env) -> Result<Policy, VaultError> {
         let rel = env.dir().join("policy.yaml");
@@ -663,7 +693,8 @@ impl Vault {
     }
 }
 
-/// The holder's live certificates (not in `revoked`: revoked or cut off), soonest expiry first.
+/// The holder's live talosconfig certificates (not in `revoked`: revoked or cut off), soonest
+/// expiry first.
 pub(super) fn live_of_holder(
     certs: &[CertEntry],
     revoked: &std::collections::HashSet<&str>,
@@ -674,6 +705,7 @@ pub(super) fn live_of_holder(
         .iter()
         .filter(|c| {
             c.holder.as_deref() == Some(holder)
+                && c.api == Api::Talos
                 && c.live_at(now)
                 && !revoked.contains(c.serial.as_str())
         })

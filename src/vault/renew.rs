@@ -15,6 +15,7 @@ use super::signer::cert_record;
 use super::{Context, Env, Vault, VaultError, rfc3339};
 use crate::holder::{HolderName, HolderRecord, KeySource, Renewal, renewal};
 use crate::inventory;
+use crate::model::Api;
 use crate::pki::issue::{IssueTime, SubjectKey, verify_csr};
 use crate::pki::policy::{Grant, Request};
 use crate::pki::ttl::Ttl;
@@ -227,7 +228,7 @@ impl Vault {
         }
         let policy = self.read_policy(&env)?;
         let issuers = self.load_issuers(&env)?;
-        let issuer = signing_issuer(&issuers).cloned();
+        let issuer = signing_issuer(&issuers, Api::Talos).cloned();
         if issuer.is_none() && !policy.allows_direct(false) {
             return Err(VaultError::DirectForbidden {
                 env: env.as_str().into(),

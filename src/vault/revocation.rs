@@ -1,6 +1,6 @@
-//! Revocation: record that a certificate is revoked, regenerate its issuer's CRL (while the
-//! issuer is still accepted), audit it, and say what will actually cut access (Talos checks no
-//! CRL: expiry, retiring the issuer, or an OS CA rotation).
+//! Revocation: record that a certificate is revoked (the issuer's CRL is derived from the
+//! revocations by `crl`), audit it, and say what will actually cut access (neither Talos nor
+//! the kube-apiserver checks a CRL: expiry, retiring the issuer, or a CA rotation).
 
 use serde::Serialize;
 
@@ -9,7 +9,7 @@ use super::{Context, Vault, VaultError, rfc3339};
 use crate::audit::Action;
 use crate::digest::Fingerprint;
 use crate::inventory::CertEntry;
-use crate::model::{MetaError, RevocationRecord};
+use crate::model::{Api, MetaError, RevocationRecord};
 use crate::pki::crl::RevocationReason;
 use crate::pki::serial::Serial;
 use crate::pki::verify::{certificate_der, leaf_facts};
@@ -25,6 +25,14 @@ pub enum RevokeTarget {
         /// The talosconfig's `ca` (PEM), which must be this environment's OS CA.
         server_ca: Vec<u8>,
         /// The client certificate PEM.
+        crt: Vec<u8>,
+    },
+    /// The client certificate of a kubeconfig context (PEM).
+    KubernetesCertificate {
+        /// The cluster's `certificate-authority-data` (PEM), which must be this environment's
+        /// Kubernetes CA.
+        server_ca: Vec<u8>,
+        /// The user's `client-certificate-data` (PEM).
         crt: Vec<u8>,
     },
 }
@@ -48,11 +56,13 @@ pub struct RevokeOutcome {
     pub issuer: Option<IssuerView>,
     /// Other live, unrevoked certificates of that issuer, to re-issue before retiring it.
     pub reissue: Vec<LiveCert>,
+    /// `talos` or `kubernetes`: which API the certificate opens.
+    pub api: Api,
 }
 
 impl Vault {
-    /// `revoke`: records the revocation and an audit event, regenerates the issuer's CRL (for
-    /// an issuer that is still accepted), and reports what actually cuts access. Revoking
+    /// `revoke`: records the revocation and its audit event (the issuer's next CRL, which `crl`
+    /// derives, lists it), and reports what actually cuts access. Revoking
     /// twice changes nothing and is not an error.
     pub fn revoke(
         &self,
@@ -68,8 +78,13 @@ impl Vault {
         };
         let (serial, given_der) = match target {
             RevokeTarget::Serial(s) => (s.clone(), None),
-            RevokeTarget::Certificate { server_ca, crt } => {
-                Self::check_server_ca(&env, server_ca)?;
+            RevokeTarget::Certificate { server_ca, crt }
+            | RevokeTarget::KubernetesCertificate { server_ca, crt } => {
+                if matches!(target, RevokeTarget::Certificate { .. }) {
+                    Self::check_server_ca(&env, server_ca)?;
+                } else {
+                    Self::check_kubernetes_ca(&env, server_ca)?;
+                }
                 let der = certificate_der(crt).map_err(unreadable)?;
                 let facts = leaf_facts(&der).map_err(unreadable)?;
                 let serial =
@@ -81,12 +96,22 @@ impl Vault {
         if let Some(der) = given_der
             && Fingerprint::of(&der).0 != record.fingerprint
         {
-            return Err(VaultError::ForeignTalosconfig {
-                what: format!(
-                    "the talosconfig's certificate has serial {serial} but is not the certificate environment {:?} issued with it",
-                    env.as_str()
-                ),
-            });
+            let what = format!(
+                "the {}'s certificate has serial {serial} but is not the certificate environment {:?} issued with it",
+                if matches!(target, RevokeTarget::KubernetesCertificate { .. }) {
+                    "kubeconfig"
+                } else {
+                    "talosconfig"
+                },
+                env.as_str()
+            );
+            return Err(
+                if matches!(target, RevokeTarget::KubernetesCertificate { .. }) {
+                    VaultError::ForeignKubeconfig { what }
+                } else {
+                    VaultError::ForeignTalosconfig { what }
+                },
+            );
         }
         let entry = CertEntry::from_record(&record).map_err(|e| MetaError::Malformed {
             file: format!("certs/{serial}.yaml"),
@@ -151,6 +176,7 @@ impl Vault {
             mode: record.mode,
             issuer: issuer_view,
             reissue,
+            api: record.api,
         }))
     }
 }

@@ -14,7 +14,7 @@ use super::{Context, Env, Vault, VaultError, rfc3339};
 use crate::audit::{Action, EventId};
 use crate::inventory::RevokedEntry;
 use crate::keys::PrivateKey;
-use crate::model::{CertRecord, IssuerKey, OS_CA, SignedBy};
+use crate::model::{Api, CertRecord, IssuerKey, OS_CA, SignedBy};
 use crate::pki::crl::{CrlParams, RevocationReason, RevokedCertificate, sign_crl};
 use crate::pki::issue::{IssueTime, IssuedLeaf, SubjectKey, issue_leaf};
 use crate::pki::policy::Grant;
@@ -393,5 +393,6 @@ pub(super) fn cert_record(
         break_glass: grant.break_glass_reason().is_some(),
         reason: grant.break_glass_reason().map(str::to_owned),
         certificate: String::from_utf8_lossy(&leaf.cert_pem).into_owned(),
+        api: Api::Talos,
     }
 }

@@ -9,7 +9,7 @@ use super::records::{IssuerView, LiveCert, issuer_views, live_of_holder, serials
 use super::{Context, Vault, VaultError, rfc3339};
 use crate::holder::{Renewal, renewal};
 use crate::inventory::{self, CertEntry};
-use crate::model::{MetaError, Sealing, Taint};
+use crate::model::{Api, MetaError, Sealing, Taint};
 use crate::pki::judge::{Expiry, grade_expiry};
 use crate::pki::verify;
 
@@ -35,6 +35,15 @@ pub struct Counts {
     pub revoked: usize,
     /// Revoked but not yet expired: still usable where only expiry or a retired issuer cuts.
     pub revoked_unexpired: usize,
+}
+
+/// The counts of one API's certificates.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApiCounts {
+    /// `talos` or `kubernetes`.
+    pub api: Api,
+    /// Its counts.
+    pub counts: Counts,
 }
 
 /// Something `status` grades.
@@ -91,6 +100,8 @@ pub struct EnvStatus {
     pub issuers: Vec<IssuerView>,
     /// Counts.
     pub counts: Counts,
+    /// The same counts per API (talosconfigs, kubeconfigs).
+    pub by_api: Vec<ApiCounts>,
     /// Live certificates, soonest expiry first.
     pub live: Vec<LiveCert>,
     /// Holders.
@@ -180,14 +191,30 @@ impl Vault {
             };
             let issuer_views = issuer_views(&issuers, &certs, &revoked, now);
             let holders = self.holder_status(&env, &certs, &revoked_entries, now, &mut findings)?;
+            let mut by_api: Vec<ApiCounts> = [Api::Talos, Api::Kubernetes]
+                .into_iter()
+                .map(|api| ApiCounts {
+                    api,
+                    counts: Counts::default(),
+                })
+                .collect();
+            let slot = |api: Api| usize::from(api == Api::Kubernetes);
             let mut live_entries: Vec<CertEntry> = Vec::new();
             // Consumes the summaries: the live ones move into the report without copies.
             for c in certs {
+                let per = &mut by_api[slot(c.api)].counts;
+                per.issued += 1;
+                if revoked.contains(c.serial.as_str()) {
+                    per.revoked += 1;
+                }
                 if c.not_after < now {
                     counts.expired += 1;
+                    per.expired += 1;
                 } else if revoked.contains(c.serial.as_str()) {
                     counts.revoked_unexpired += 1;
+                    per.revoked_unexpired += 1;
                 } else if c.live_at(now) {
+                    per.live += 1;
                     live_entries.push(c);
                 }
             }
@@ -201,27 +228,31 @@ impl Vault {
                 .iter()
                 .filter(|i| i.meta.state == crate::model::IssuerState::Active)
                 .collect();
-            // Leaves the OS CA signed survive retiring every issuer.
-            let direct: Vec<&CertEntry> = live_entries
-                .iter()
-                .filter(|c| c.ca == crate::model::OS_CA)
-                .collect();
-            if !active.is_empty()
-                && let Some(first) = direct.first()
-            {
-                findings.push(Finding {
-                    kind: "direct",
-                    what: format!(
-                        "{} live certificate(s) signed directly by the Talos OS CA survive retiring issuers (the first ends {}); re-issue them under the active issuer and revoke them",
-                        direct.len(),
-                        inventory::rfc3339(first.not_after)
-                    ),
-                });
+            // Leaves the OS CA (or the Kubernetes CA) signed survive retiring every issuer of
+            // their API: worth a finding once an issuer of that API is active.
+            for (api, ca, what) in [
+                (Api::Talos, crate::model::OS_CA, "the Talos OS CA"),
+                (Api::Kubernetes, crate::model::K8S_CA, "the Kubernetes CA"),
+            ] {
+                let direct: Vec<&CertEntry> = live_entries.iter().filter(|c| c.ca == ca).collect();
+                if active.iter().any(|i| i.meta.api == api)
+                    && let Some(first) = direct.first()
+                {
+                    findings.push(Finding {
+                        kind: "direct",
+                        what: format!(
+                            "{} live certificate(s) signed directly by {what} survive retiring issuers (the first ends {}); re-issue them under the active issuer and revoke them",
+                            direct.len(),
+                            inventory::rfc3339(first.not_after)
+                        ),
+                    });
+                }
             }
-            // Two active issuers of one epoch: concurrent rotations merged in git.
+            // Two active issuers of one epoch (epochs count per API): concurrent rotations
+            // merged in git.
             for (n, a) in active.iter().enumerate() {
                 for b in &active[n + 1..] {
-                    if a.meta.epoch == b.meta.epoch {
+                    if a.meta.epoch == b.meta.epoch && a.meta.api == b.meta.api {
                         findings.push(Finding {
                             kind: "conflict",
                             what: format!(
@@ -286,6 +317,7 @@ impl Vault {
                 cas,
                 issuers: issuer_views,
                 counts,
+                by_api,
                 live: live_entries.into_iter().map(LiveCert::from).collect(),
                 holders,
                 audit,
@@ -365,7 +397,9 @@ impl Vault {
         let mut orphans: Vec<&CertEntry> = certs
             .iter()
             .filter(|c| {
-                c.live_at(now)
+                // Holders receive talosconfigs; kubeconfigs are not theirs to account for.
+                c.api == Api::Talos
+                    && c.live_at(now)
                     && !revoked.contains(c.serial.as_str())
                     && !c.holder.as_deref().is_some_and(|h| known.contains(h))
             })

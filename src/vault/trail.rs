@@ -6,7 +6,7 @@
 
 use std::rc::Rc;
 
-use super::{ChainCheck, Context, Env, Vault, VaultError};
+use super::{BUNDLE_FILE, ChainCheck, Context, Env, Vault, VaultError};
 use crate::audit::{
     self as events, Action, AuditKeys, ChainState, EpochKey, EventBody, EventFile, EventSummary,
     Keyring, Seal,
@@ -138,14 +138,35 @@ impl Vault {
         self.config.vault_id.as_deref()
     }
 
-    /// Opens the environment's audit key file.
+    /// Opens the environment's audit key file (checked against the chain).
     pub(super) fn open_audit_keys(
         &self,
         env: &Env,
         ctx: &Context,
     ) -> Result<(AuditKeys, OpenedBy), VaultError> {
+        let (keys, opened_by, sealed_sha256) = self.open_audit_keys_raw(env, ctx)?;
+        self.agrees(env, AUDIT_KEYS_FILE, &sealed_sha256)?;
+        Ok((keys, opened_by))
+    }
+
+    /// [`Vault::open_audit_keys`] without the check against the chain; the SHA-256 of the
+    /// sealed file for the caller to check once the keys are in use.
+    fn open_audit_keys_unchecked(
+        &self,
+        env: &Env,
+        ctx: &Context,
+    ) -> Result<(AuditKeys, String), VaultError> {
+        let (keys, _, sealed_sha256) = self.open_audit_keys_raw(env, ctx)?;
+        Ok((keys, sealed_sha256))
+    }
+
+    fn open_audit_keys_raw(
+        &self,
+        env: &Env,
+        ctx: &Context,
+    ) -> Result<(AuditKeys, OpenedBy, String), VaultError> {
         let rel = env.dir().join(AUDIT_KEYS_FILE);
-        let (plain, opened_by) = match self.open_sealed(env, &rel, ctx) {
+        let (plain, opened_by, sealed_sha256) = match self.open_sealed_unchecked(env, &rel, ctx) {
             Err(VaultError::Store(StoreError::NotFound { .. })) => {
                 return Err(VaultError::AuditKeys {
                     file: rel.display().to_string(),
@@ -159,7 +180,7 @@ impl Vault {
                 file: rel.display().to_string(),
                 message,
             })?;
-        Ok((keys, opened_by))
+        Ok((keys, opened_by, sealed_sha256))
     }
 
     /// Makes `keys` the audit keys of `env` for this command: the newest epoch MACs the events
@@ -195,17 +216,28 @@ impl Vault {
     /// refused), and uses them.
     fn load_audit_keys(&self, env: &Env, ctx: &Context) -> Result<(), VaultError> {
         // The bundle first: it is what the caller expects to open, and its pins are checked.
-        let (plain, _, _) = self.open_bundle(env, ctx)?;
-        let (keys, _) = self.open_audit_keys(env, ctx)?;
+        // Neither file is checked against the chain until the keys that authenticate the chain
+        // are in use (else the whole chain would be derived twice).
+        let (plain, _, bundle_sha256) =
+            self.open_sealed_unchecked(env, &env.dir().join(BUNDLE_FILE), ctx)?;
+        let rel = env.dir().join(AUDIT_KEYS_FILE);
+        let (keys, keys_sha256) = self.open_audit_keys_unchecked(env, ctx)?;
         if crate::digest::sha256_hex(plain.expose()) != keys.bundle_sha256 {
+            // Say which file the chain disowns, if it does (on structure: no keys to trust).
+            self.agrees(env, BUNDLE_FILE, &bundle_sha256)?;
+            self.pinned_bundle(env, &plain)?;
+            self.agrees(env, AUDIT_KEYS_FILE, &keys_sha256)?;
             return Err(VaultError::AuditKeys {
-                file: env.dir().join(AUDIT_KEYS_FILE).display().to_string(),
+                file: rel.display().to_string(),
                 message: "it does not belong to this environment's bundle (anyone can seal a \
                           file to the public recipients: one of the two was replaced)"
                     .into(),
             });
         }
-        self.use_audit_keys(env, &keys)
+        self.use_audit_keys(env, &keys)?;
+        self.agrees(env, BUNDLE_FILE, &bundle_sha256)?;
+        self.pinned_bundle(env, &plain)?;
+        self.agrees(env, AUDIT_KEYS_FILE, &keys_sha256)
     }
 
     /// Authenticates `env`'s chain for this command as `ctx.chain` asks: with

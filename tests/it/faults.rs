@@ -166,9 +166,9 @@ fn fixture() -> &'static Fixture {
     })
 }
 
-/// The mutating commands, each from the fixture's state. `issue` and `break-glass` write with
-/// `--force`, so that running them again after a kill can succeed.
-const SCENARIOS: [(&str, &str); 17] = [
+/// The mutating commands, each from the fixture's state. `issue`, `kubeconfig` and `break-glass`
+/// write with `--force`, so that running them again after a kill can succeed.
+const SCENARIOS: [(&str, &str); 20] = [
     ("init", "init w"),
     (
         "env create",
@@ -195,11 +195,23 @@ const SCENARIOS: [(&str, &str); 17] = [
         "--vault v -i {A} break-glass prod --reason INC-2 -o home/bg2.tc --force",
     ),
     (
+        "kubeconfig",
+        "--vault v -i {A} kubeconfig prod --user carol --group talvault:viewers -o home/k.kubeconfig --force",
+    ),
+    (
+        "break-glass --kubernetes",
+        "--vault v -i {A} break-glass prod --kubernetes --user carol --reason INC-3 -o home/bgk.kubeconfig --force",
+    ),
+    (
         "revoke",
         "--vault v -i {A} revoke prod {S} --reason keyCompromise",
     ),
     ("crl", "--vault v -i {A} crl prod -o home/crl.pem"),
     ("issuer create", "--vault v -i {A} issuer create prod"),
+    (
+        "issuer create --api kubernetes",
+        "--vault v -i {A} issuer create prod --api kubernetes",
+    ),
     ("issuer rotate", "--vault v -i {A} issuer rotate prod"),
     (
         "issuer activate",
@@ -470,7 +482,7 @@ fn a_kill_at_any_syscall_leaves_a_working_vault() {
     }
     eprintln!("crash campaign: {total} kill points (step {step})");
     for (name, (points, killed)) in &per {
-        eprintln!("  {name:<18} {points:>5} kill points, {killed:>5} killed before finishing");
+        eprintln!("  {name:<30} {points:>5} kill points, {killed:>5} killed before finishing");
     }
     assert_eq!(results.len(), total);
     assert!(

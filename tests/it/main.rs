@@ -21,6 +21,7 @@ mod import;
 mod integrity;
 mod issue;
 mod issuing;
+mod kubernetes;
 mod patch;
 mod revocation;
 mod support;

@@ -1,4 +1,5 @@
-//! The `machine.acceptedCAs` patch applied to the upstream machine-config vectors
+//! The `machine.acceptedCAs` patch (and its Kubernetes part: `cluster.acceptedCAs` or the
+//! `KubeAPIServerCAConfig` document) applied to the upstream machine-config vectors
 //! (tests/data/talos/stability-v1.1{3,4}-base-{controlplane,worker}.yaml) by a port of the parts
 //! of Talos's config patcher this patch exercises, since talosctl cannot be built here. The
 //! result must hold exactly the intended list, and nothing else in any document may change.
@@ -31,9 +32,12 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use ring::rand::SystemRandom;
 use serde_yaml::{Mapping, Value};
+use talvault::bundle::SecretsBundle;
 use talvault::bundle::{VersionContract, generate};
 use talvault::keys::PrivateKey;
-use talvault::patch::{AcceptedCa, accepted_cas_patch};
+use talvault::patch::{
+    AcceptedCa, KubernetesCas, KubernetesForm, accepted_cas_patch, accepted_cas_patch_for,
+};
 use talvault::pki::issuer::{IssuerSpec, create_issuer_certificate};
 use time::{Duration, OffsetDateTime};
 
@@ -320,14 +324,29 @@ fn merge(left: &mut Value, right: &Value) -> Result<(), String> {
 }
 
 /// strategic.go `StrategicMerge` of a patch (already in container order) into `config`.
-fn strategic_merge(mut config: Vec<Doc>, patch: Vec<Item>) -> Result<Vec<Doc>, String> {
+fn strategic_merge(config: Vec<Doc>, patch: Vec<Item>) -> Result<Vec<Doc>, String> {
+    strategic_merge_with(config, patch, false)
+}
+
+/// [`strategic_merge`]; with `skip_absent`, a delete selector for a document the config lacks
+/// is skipped, as strategic.go does at the Talos 1.14 snapshot ("a delete selector for a
+/// non-existent document is silently skipped").
+fn strategic_merge_with(
+    mut config: Vec<Doc>,
+    patch: Vec<Item>,
+    skip_absent: bool,
+) -> Result<Vec<Doc>, String> {
     for item in patch {
         match item {
             Item::Delete(sel) => {
-                let pos = config
-                    .iter()
-                    .position(|d| d.id == sel.id)
-                    .ok_or("port: a delete for a document the config lacks is not ported")?;
+                let Some(pos) = config.iter().position(|d| d.id == sel.id) else {
+                    if skip_absent {
+                        continue;
+                    }
+                    return Err(
+                        "port: a delete for a document the config lacks is not ported".into(),
+                    );
+                };
                 if sel.path.is_empty() {
                     if sel.id.is_v1alpha1() {
                         return Err("can't delete the root of the legacy document".into());
@@ -370,6 +389,18 @@ fn load_config(text: &str) -> Vec<Doc> {
 fn apply(config: &[Doc], patch: &str) -> Result<Vec<Doc>, String> {
     let items = load(patch, true, false)?;
     strategic_merge(config.to_vec(), container_order(items))
+}
+
+/// `LoadPatch` + `Apply` as talosctl 1.14 does them (commit `1a075383a`): the patch is loaded
+/// with `WithNoValidation`, so documents of one kind may repeat, and the unvalidated container
+/// (container.go `NewReadonlyUnvalidated`, `Documents`) puts v1alpha1 deletes first and keeps
+/// every other item, the v1alpha1 document included, in file order.
+fn apply_1_14(config: &[Doc], patch: &str) -> Result<Vec<Doc>, String> {
+    let items = load(patch, true, true)?;
+    let is_v1_delete = |i: &Item| matches!(i, Item::Delete(s) if s.id.kind == "v1alpha1");
+    let mut ordered: Vec<Item> = items.iter().filter(|i| is_v1_delete(i)).cloned().collect();
+    ordered.extend(items.into_iter().filter(|i| !is_v1_delete(i)));
+    strategic_merge_with(config.to_vec(), ordered, true)
 }
 
 /// json6902.go: the document count that decides whether a JSON patch may apply.
@@ -684,4 +715,204 @@ fn the_patch_needs_no_duplicate_documents_and_no_sequence_deletes() {
         Item::Delete(Selector { id, path }) if id.is_v1alpha1() && path == &["machine", "acceptedCAs"]
     ));
     assert!(matches!(&items[1], Item::Doc(d) if d.id.is_v1alpha1()));
+}
+
+// ------------------------------------------------------------------------------------------
+// The Kubernetes part (reference/kubernetes.md §2, §6.4).
+
+/// The stability vectors' Kubernetes CA (`certs.k8s.crt` of stability-secrets.yaml), which the
+/// v1.14 worker's `KubeAPIServerCAConfig` holds.
+fn stability_k8s_ca() -> String {
+    let bundle = SecretsBundle::from_yaml(&vector("stability-secrets.yaml")).unwrap();
+    String::from_utf8(bundle.certs.unwrap().k8s.unwrap().crt).unwrap()
+}
+
+fn ca(label: &str, pem: &str) -> AcceptedCa {
+    AcceptedCa {
+        label: label.into(),
+        certificate_pem: pem.into(),
+    }
+}
+
+fn kube_doc(docs: &mut [Doc]) -> Option<&mut Value> {
+    docs.iter_mut()
+        .find(|d| d.id.kind == "KubeAPIServerCAConfig")
+        .map(|d| &mut d.body)
+}
+
+/// `cluster.acceptedCAs` of the v1alpha1 document, decoded.
+fn cluster_accepted(docs: &mut [Doc]) -> Vec<String> {
+    v1alpha1(docs)["cluster"]
+        .get("acceptedCAs")
+        .and_then(Value::as_sequence)
+        .map(|s| {
+            s.iter()
+                .map(|e| {
+                    String::from_utf8(STANDARD.decode(e["crt"].as_str().unwrap()).unwrap()).unwrap()
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The `KubeAPIServerCAConfig` document's `acceptedCAs`.
+fn document_accepted(docs: &mut [Doc]) -> Vec<String> {
+    kube_doc(docs)
+        .and_then(|d| d.get("acceptedCAs").cloned())
+        .and_then(|l| l.as_sequence().cloned())
+        .map(|s| s.iter().map(|p| p.as_str().unwrap().to_owned()).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn the_kubernetes_part_sets_exactly_its_list_in_the_form_of_each_contract() {
+    let k8s = stability_k8s_ca();
+    let talos = issuer_pem("prod issuer e3 2026-11");
+    let k1 = issuer_pem("prod kubernetes issuer k1 2026-11");
+    let k2 = issuer_pem("prod kubernetes issuer k2 2027-05");
+    let stale = issuer_pem("prod kubernetes issuer k0 2025-11");
+    let wanted_lists: [&[&str]; 3] = [&[&k1], &[&k1, &k2], &[]];
+    for wanted in wanted_lists {
+        let cas: Vec<AcceptedCa> = wanted.iter().map(|p| ca("kubernetes issuer", p)).collect();
+        for (form, vectors) in [
+            (
+                KubernetesForm::Cluster,
+                [
+                    "stability-v1.13-base-controlplane.yaml",
+                    "stability-v1.13-base-worker.yaml",
+                ],
+            ),
+            (
+                KubernetesForm::Document,
+                [
+                    "stability-v1.14-base-controlplane.yaml",
+                    "stability-v1.14-base-worker.yaml",
+                ],
+            ),
+        ] {
+            let kube = KubernetesCas {
+                form,
+                cluster_ca: ca("the cluster's Kubernetes CA", &k8s),
+                cas: &cas,
+            };
+            let patch =
+                accepted_cas_patch_for(Some(&[ca("talos issuer", &talos)]), Some(&kube)).unwrap();
+            for name in vectors {
+                let config = load_config(&String::from_utf8(vector(name)).unwrap());
+                // A list talvault did not write is replaced too (a stale issuer).
+                let mut with_stale = config.clone();
+                match form {
+                    KubernetesForm::Cluster => {
+                        v1alpha1(&mut with_stale)["cluster"]
+                            .as_mapping_mut()
+                            .unwrap()
+                            .insert("acceptedCAs".into(), crt_list(&[&stale]));
+                    }
+                    KubernetesForm::Document => {
+                        let doc = kube_doc(&mut with_stale).unwrap().as_mapping_mut().unwrap();
+                        let mut list = doc
+                            .get("acceptedCAs")
+                            .and_then(Value::as_sequence)
+                            .cloned()
+                            .unwrap_or_default();
+                        list.push(stale.clone().into());
+                        doc.insert("acceptedCAs".into(), Value::Sequence(list));
+                    }
+                }
+                for (variant, base) in [("plain", config), ("with a stale CA", with_stale)] {
+                    let what = format!("{name} {variant} {form:?} {}", wanted.len());
+                    // talosctl before 1.14 refuses duplicate documents: the v1alpha1 form needs
+                    // none; the document form needs talosctl 1.14, which knows the kind anyway.
+                    let mut result = match form {
+                        KubernetesForm::Cluster => apply(&base, &patch),
+                        KubernetesForm::Document => apply_1_14(&base, &patch),
+                    }
+                    .unwrap_or_else(|e| panic!("{what}: {e}"));
+                    assert_eq!(
+                        accepted(&mut result),
+                        std::slice::from_ref(&talos),
+                        "{what}"
+                    );
+                    let mut want = base.clone();
+                    let machine = v1alpha1(&mut want)["machine"].as_mapping_mut().unwrap();
+                    machine.insert("acceptedCAs".into(), crt_list(&[&talos]));
+                    match form {
+                        KubernetesForm::Cluster => {
+                            assert_eq!(cluster_accepted(&mut result), wanted.to_vec(), "{what}");
+                            let cluster = v1alpha1(&mut want)["cluster"].as_mapping_mut().unwrap();
+                            if wanted.is_empty() {
+                                cluster.remove("acceptedCAs");
+                            } else {
+                                cluster.insert("acceptedCAs".into(), crt_list(wanted));
+                            }
+                        }
+                        KubernetesForm::Document => {
+                            // The cluster CA first (workers' kubelets need it), then the list.
+                            let mut list = vec![k8s.clone()];
+                            list.extend(wanted.iter().map(|p| p.to_string()));
+                            assert_eq!(document_accepted(&mut result), list, "{what}");
+                            let doc = kube_doc(&mut want).unwrap().as_mapping_mut().unwrap();
+                            doc.insert(
+                                "acceptedCAs".into(),
+                                Value::Sequence(list.into_iter().map(Value::from).collect()),
+                            );
+                        }
+                    }
+                    assert_eq!(result, want, "{what}: nothing else changed");
+                    let again = match form {
+                        KubernetesForm::Cluster => apply(&result, &patch),
+                        KubernetesForm::Document => apply_1_14(&result, &patch),
+                    }
+                    .unwrap();
+                    assert_eq!(again, result, "{what}: idempotent");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn the_form_matters() {
+    let k8s = stability_k8s_ca();
+    let k1 = issuer_pem("k1");
+    let cas = [ca("k1", &k1)];
+    let cluster = KubernetesCas {
+        form: KubernetesForm::Cluster,
+        cluster_ca: ca("cluster CA", &k8s),
+        cas: &cas,
+    };
+    // The v1.14 worker already holds the cluster CA in its document: the document form keeps it
+    // (listed first by talvault, byte for byte the PEM upstream generated).
+    let worker =
+        load_config(&String::from_utf8(vector("stability-v1.14-base-worker.yaml")).unwrap());
+    assert_eq!(
+        document_accepted(&mut worker.clone()),
+        std::slice::from_ref(&k8s)
+    );
+    // The cluster form on a v1.14 config only sets cluster.acceptedCAs, which a config with a
+    // KubeAPIServerCAConfig document ignores (container.go K8sAPIServerCAConfig): the
+    // document's list is untouched, so the issuer would never be accepted.
+    let patch = accepted_cas_patch_for(None, Some(&cluster)).unwrap();
+    let mut result = apply(&worker, &patch).unwrap();
+    assert_eq!(cluster_accepted(&mut result), std::slice::from_ref(&k1));
+    assert_eq!(document_accepted(&mut result), std::slice::from_ref(&k8s));
+    // The document form on a v1.13 config appends a KubeAPIServerCAConfig document beside
+    // cluster.ca, which Talos refuses ("kube-apiserver CA is already set in v1alpha1 config",
+    // types/k8s/apiserver_ca.go V1Alpha1ConflictValidate): talosctl stops before applying.
+    let document = KubernetesCas {
+        form: KubernetesForm::Document,
+        ..cluster
+    };
+    let patch = accepted_cas_patch_for(None, Some(&document)).unwrap();
+    let cp =
+        load_config(&String::from_utf8(vector("stability-v1.13-base-controlplane.yaml")).unwrap());
+    let mut result = apply_1_14(&cp, &patch).unwrap();
+    assert!(v1alpha1(&mut result)["cluster"].get("ca").is_some());
+    assert!(kube_doc(&mut result).is_some(), "a conflicting document");
+    // The document form's patch holds two documents of one kind: older talosctl refuses it.
+    assert!(
+        apply(&cp, &patch)
+            .unwrap_err()
+            .contains("duplicate document")
+    );
 }

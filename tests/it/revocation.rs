@@ -320,7 +320,7 @@ fn issuer_cycle_cuts_access_and_crls_verify() {
     let (code, prom, _) = env.run(&with(&["status", "-o", "prometheus"]));
     assert_eq!(code, 0);
     assert!(
-        prom.contains("talvault_certificates{env=\"prod\",state=\"revoked\"} 2"),
+        prom.contains("talvault_certificates{env=\"prod\",api=\"talos\",state=\"revoked\"} 2"),
         "{prom}"
     );
     // Issuers expire within 10 years: grade 1.
