@@ -265,6 +265,8 @@ fn main() {
             files: [(file, Some(talvault::digest::sha256_hex(bytes)))]
                 .into_iter()
                 .collect(),
+            lane: None,
+            lane_epoch: None,
         });
         let event = new_event(vec![head.clone()], body)
             .unwrap()

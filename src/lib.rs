@@ -7,6 +7,7 @@
 //! and the clock; `vault` is the application service that joins them.
 
 pub mod audit;
+pub mod backup;
 pub mod bundle;
 pub mod cli;
 pub mod der;

@@ -51,8 +51,8 @@ pub fn parse_yaml<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, Strin
     })
 }
 
-/// Parses a vault metadata file (`file` names it in errors): nesting check, then serde, with
-/// positions and no values in the message.
+/// Reads a metadata file strictly (nesting bounded first), with a value-free message (`file`
+/// names it).
 pub(crate) fn parse<T: for<'de> Deserialize<'de>>(
     file: &str,
     bytes: &[u8],
@@ -688,7 +688,7 @@ impl IssuerMeta {
     }
 }
 
-/// Renders a vault metadata file (`what` names it in errors).
+/// Renders a metadata file (`what` names it in the error).
 pub(crate) fn to_yaml<T: Serialize>(what: &str, value: &T) -> Result<String, MetaError> {
     serde_yaml::to_string(value).map_err(|e| MetaError::Malformed {
         file: what.into(),

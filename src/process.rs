@@ -111,6 +111,50 @@ pub fn exec_with_pipes(
     })
 }
 
+/// Runs `program args…` with the one argument that is exactly `{}` replaced by `/dev/fd/N`, a
+/// pipe that `feed` writes into from this thread (a stream of any size, in pieces: a decrypted
+/// backup). The pipe is closed when `feed` returns, so the child sees the end; a child that stops
+/// reading makes `feed`'s writes fail with a broken pipe, which `feed` decides about. Returns
+/// the child's exit code (128 + signal number when killed by a signal) and what `feed` returned.
+pub fn exec_with_stream<T>(
+    program: &std::ffi::OsStr,
+    args: &[std::ffi::OsString],
+    feed: impl FnOnce(&mut dyn std::io::Write) -> T,
+) -> std::io::Result<(u8, T)> {
+    use std::os::fd::AsRawFd as _;
+    use std::os::unix::process::ExitStatusExt as _;
+
+    let (reader, mut writer) = std::io::pipe()?;
+    let fd = reader.as_raw_fd();
+    // F_SETFD with no flags only clears FD_CLOEXEC, so the child inherits the read end.
+    rustix::io::fcntl_setfd(&reader, rustix::io::FdFlags::empty())?;
+    let child_args: Vec<std::ffi::OsString> = args
+        .iter()
+        .map(|a| {
+            if a == "{}" {
+                std::ffi::OsString::from(format!("/dev/fd/{fd}"))
+            } else {
+                a.clone()
+            }
+        })
+        .collect();
+    let mut child = std::process::Command::new(program)
+        .args(&child_args)
+        .spawn()?;
+    // Our copy of the read end must close, or the writes below would never fail when the
+    // child is gone, and the child would never see the end of the stream.
+    drop(reader);
+    let fed = feed(&mut writer);
+    drop(writer);
+    let status = child.wait()?;
+    let code = match (status.code(), status.signal()) {
+        (Some(c), _) => u8::try_from(c).unwrap_or(1),
+        (None, Some(sig)) => u8::try_from(128 + sig).unwrap_or(255),
+        (None, None) => 1,
+    };
+    Ok((code, fed))
+}
+
 /// Who is acting, for audit events: `--actor`, else `TALVAULT_ACTOR` (both passed in), else the
 /// git user email, else the login name.
 pub fn actor(explicit: Option<&str>, env_actor: Option<&str>) -> String {

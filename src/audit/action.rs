@@ -325,6 +325,106 @@ actions! {
         /// Entries.
         entries: usize,
     },
+    /// A backup was sealed and its record written.
+    "backup.seal" => BackupSeal {
+        /// The backup id.
+        id: String,
+        /// The operator's label.
+        label: Option<String>,
+        /// `file`, `etcd-snapshot` or `etcd-db-copy`.
+        format: String,
+        /// Plaintext bytes.
+        size: u64,
+        /// SHA-256 of the plaintext.
+        sha256: String,
+        /// The etcd snapshot's own SHA-256 (its trailer), when it has one.
+        etcd_sha256: Option<String>,
+        /// SHA-256 of the sealed file.
+        sealed_sha256: String,
+        /// Where the sealed file went.
+        location: Option<String>,
+        /// Fingerprints of the environment's recipients it is sealed to.
+        recipients: Vec<Fingerprint>,
+        /// Fingerprints of the backup-only recipients it is sealed to.
+        backup_only: Vec<Fingerprint>,
+    },
+    /// A backup was decrypted for a file, stdout or a program.
+    "backup.open" => BackupOpen {
+        /// The backup id.
+        id: String,
+        /// SHA-256 of the sealed file.
+        sealed_sha256: String,
+        /// `file`, `stdout` or `exec`.
+        destination: String,
+        /// For `exec`: the program's file name only.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        program: Option<String>,
+        /// Why (required when the policy says so).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// A backup was decrypted in memory and matched its record (the restoration test).
+    "backup.verify" => BackupVerify {
+        /// The backup id.
+        id: String,
+        /// SHA-256 of the sealed file that was verified.
+        sealed_sha256: String,
+        /// Plaintext bytes.
+        size: u64,
+        /// SHA-256 of the plaintext.
+        sha256: String,
+        /// `file`, `etcd-snapshot` or `etcd-db-copy`.
+        format: String,
+        /// The etcd snapshot's own SHA-256, checked again.
+        etcd_sha256: Option<String>,
+    },
+    /// A backup was re-encrypted to the current recipients.
+    "backup.reseal" => BackupReseal {
+        /// The backup id.
+        id: String,
+        /// SHA-256 of the sealed file before.
+        previous_sha256: String,
+        /// SHA-256 of the sealed file now.
+        sealed_sha256: String,
+        /// Fingerprints of the environment's recipients it is now sealed to.
+        recipients: Vec<Fingerprint>,
+        /// Fingerprints of the backup-only recipients it is now sealed to.
+        backup_only: Vec<Fingerprint>,
+    },
+    /// Backup records were removed (the files themselves live elsewhere).
+    "backup.prune" => BackupPrune {
+        /// How many newest records were kept.
+        keep: usize,
+        /// The ids removed.
+        removed: Vec<String>,
+    },
+    /// Backup-only recipients were added.
+    "backup-recipients.add" => BackupRecipientsAdd {
+        /// Added recipients.
+        added: Vec<String>,
+        /// Removed recipients (none).
+        removed: Vec<String>,
+        /// The new set of backup-only recipients.
+        recipients: Vec<String>,
+    },
+    /// Backup-only recipients were removed.
+    "backup-recipients.remove" => BackupRecipientsRemove {
+        /// Added recipients (none).
+        added: Vec<String>,
+        /// Removed recipients.
+        removed: Vec<String>,
+        /// The new set of backup-only recipients.
+        recipients: Vec<String>,
+    },
+    /// A machine config was compared with the bundle (the recovery drill).
+    "env.check" => EnvCheck {
+        /// Whether every field matched.
+        matches: bool,
+        /// The fields compared.
+        checked: Vec<String>,
+        /// The fields that differ or are missing on one side.
+        mismatched: Vec<String>,
+    },
 }
 
 impl Action {

@@ -5,6 +5,12 @@
 //! id and the environment. Without a recipient's identity nobody can compute a MAC. ring does
 //! the HKDF and HMAC; nothing here is arithmetic of our own. Keys never reach `Debug`, errors or
 //! events.
+//!
+//! The **backup lane**: a second key file, `backup-audit.age`, sealed to the recipients *and*
+//! the backup-only recipients, holds lane keys (their own epochs, their own HKDF salt). An event
+//! MACed under a lane key says so inside its hashed body (`"lane": "backup"`), and the chain
+//! trusts such an event only for `backup.*` actions writing only backup records
+//! ([`lane_may_record`]): a backup-only identity can record backups and nothing else.
 
 use std::fmt;
 
@@ -18,6 +24,8 @@ use super::EventId;
 
 /// HKDF salt: the purpose and format, so these keys can serve nothing else.
 const SALT: &[u8] = b"talvault audit mac v2";
+/// HKDF salt of the backup lane's keys: a lane key can never be a main key.
+const LANE_SALT: &[u8] = b"talvault backup mac v2";
 /// What the MAC covers besides the event id (domain separation).
 const MAC_CONTEXT: &[u8] = b"talvault event\0";
 
@@ -42,7 +50,22 @@ impl hkdf::KeyType for HmacLen {
 impl AuditKey {
     /// Derives the key of `env` in `vault` from an epoch's root key.
     pub fn derive(root: &[u8], vault: &str, env: &str, epoch: u32) -> Option<AuditKey> {
-        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, SALT).extract(root);
+        Self::derive_salted(SALT, root, vault, env, epoch)
+    }
+
+    /// Derives the backup lane key of `env` in `vault` from a lane epoch's root key.
+    pub fn derive_lane(root: &[u8], vault: &str, env: &str, epoch: u32) -> Option<AuditKey> {
+        Self::derive_salted(LANE_SALT, root, vault, env, epoch)
+    }
+
+    fn derive_salted(
+        salt: &[u8],
+        root: &[u8],
+        vault: &str,
+        env: &str,
+        epoch: u32,
+    ) -> Option<AuditKey> {
+        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, salt).extract(root);
         let epoch = epoch.to_be_bytes();
         let info: [&[u8]; 5] = [vault.as_bytes(), b"\0", env.as_bytes(), b"\0", &epoch];
         let okm = prk.expand(&info, HmacLen).ok()?;
@@ -101,11 +124,20 @@ impl EpochKey {
             .then(|| AuditKey::derive(&root, vault, env, self.epoch))
             .flatten()
     }
+
+    /// The derived backup lane key for `env` in `vault` (this being a lane epoch's root key).
+    pub fn derive_lane(&self, vault: &str, env: &str) -> Option<AuditKey> {
+        let root = Zeroizing::new(STANDARD.decode(self.key.as_bytes()).ok()?);
+        (root.len() == 32)
+            .then(|| AuditKey::derive_lane(&root, vault, env, self.epoch))
+            .flatten()
+    }
 }
 
-/// The plaintext of `audit.age`: every epoch's root key, and the SHA-256 of the environment's
-/// bundle plaintext, so that a file planted by someone who cannot open the bundle (recipients
-/// are public: anyone can seal to them) is recognised as foreign.
+/// The plaintext of `audit.age` (and, for the backup lane, of `backup-audit.age`): every
+/// epoch's root key, and the SHA-256 of the environment's bundle plaintext, so that a file
+/// planted by someone who cannot open the bundle (recipients are public: anyone can seal to
+/// them) is recognised as foreign.
 #[derive(Serialize, Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
 pub struct AuditKeys {
@@ -144,13 +176,17 @@ impl AuditKeys {
 }
 
 /// An environment's audit keys as a command uses them: derived for one vault and environment,
-/// by epoch.
+/// by epoch; the main keys (empty for a backup-only identity) and the backup lane's.
 #[derive(Debug)]
 pub struct Keyring {
     /// The newest epoch: it MACs new events.
     pub current: u32,
     /// Every epoch's key: older events verify under theirs.
     pub by_epoch: std::collections::BTreeMap<u32, AuditKey>,
+    /// The newest backup lane epoch, when the lane keys were opened.
+    pub lane_current: Option<u32>,
+    /// Every backup lane epoch's key.
+    pub lane: std::collections::BTreeMap<u32, AuditKey>,
 }
 
 impl Keyring {
@@ -162,7 +198,45 @@ impl Keyring {
             let derived = k.derive(vault, env).ok_or("a key is not 32 bytes")?;
             by_epoch.insert(k.epoch, derived);
         }
-        Ok(Keyring { current, by_epoch })
+        Ok(Keyring {
+            current,
+            by_epoch,
+            lane_current: None,
+            lane: std::collections::BTreeMap::new(),
+        })
+    }
+
+    /// Only the backup lane's keys (a backup-only identity): it MACs `backup.*` events and
+    /// authenticates nothing else.
+    pub fn lane_only(lane: &AuditKeys, vault: &str, env: &str) -> Result<Keyring, &'static str> {
+        Keyring {
+            current: 0,
+            by_epoch: std::collections::BTreeMap::new(),
+            lane_current: None,
+            lane: std::collections::BTreeMap::new(),
+        }
+        .with_lane(lane, vault, env)
+    }
+
+    /// Adds the backup lane's keys.
+    pub fn with_lane(
+        mut self,
+        lane: &AuditKeys,
+        vault: &str,
+        env: &str,
+    ) -> Result<Keyring, &'static str> {
+        self.lane_current = Some(lane.current().ok_or("it holds no key")?.epoch);
+        self.lane.clear();
+        for k in &lane.keys {
+            let derived = k.derive_lane(vault, env).ok_or("a key is not 32 bytes")?;
+            self.lane.insert(k.epoch, derived);
+        }
+        Ok(self)
+    }
+
+    /// Whether the main keys are held (not a backup-only identity).
+    pub fn has_main(&self) -> bool {
+        !self.by_epoch.is_empty()
     }
 
     /// The key new events are MACed with.
@@ -170,10 +244,39 @@ impl Keyring {
         self.by_epoch.get(&self.current)
     }
 
+    /// The lane key new `backup.*` events of a backup-only identity are MACed with, and its
+    /// epoch.
+    pub fn lane_signing(&self) -> Option<(u32, &AuditKey)> {
+        let epoch = self.lane_current?;
+        self.lane.get(&epoch).map(|k| (epoch, k))
+    }
+
     /// Whether `mac` is the MAC of `id` under `epoch`'s key.
     pub fn check(&self, epoch: u32, id: &EventId, mac: &str) -> bool {
         self.by_epoch.get(&epoch).is_some_and(|k| k.check(id, mac))
     }
+
+    /// Whether `mac` is the MAC of `id` under the lane (`lane`) or main key of `epoch`. Without
+    /// the main keys (a backup-only identity) a main event rests on structure: `true`.
+    pub fn check_any(&self, lane: bool, epoch: u32, id: &EventId, mac: &str) -> bool {
+        if lane {
+            self.lane.get(&epoch).is_some_and(|k| k.check(id, mac))
+        } else if self.has_main() {
+            self.check(epoch, id, mac)
+        } else {
+            true
+        }
+    }
+}
+
+/// Whether an event MACed under a backup lane key may be trusted: a `backup.*` action (not
+/// `backup-recipients.*`) whose files are backup records only.
+pub fn lane_may_record<'a>(action: &str, mut files: impl Iterator<Item = &'a str>) -> bool {
+    action.starts_with("backup.")
+        && files.all(|f| {
+            f.strip_prefix("backups/")
+                .is_some_and(|rest| !rest.is_empty() && !rest.contains('/'))
+        })
 }
 
 #[cfg(test)]
@@ -219,5 +322,40 @@ mod tests {
         let shown = format!("{back:?}");
         assert!(!shown.contains(&STANDARD.encode(root)), "{shown}");
         assert!(AuditKeys::from_json(b"{\"keys\":1}").is_err());
+    }
+
+    #[test]
+    fn lane_keys_are_not_main_keys_and_record_only_backups() {
+        let id = EventId::parse(&"ab".repeat(32)).unwrap();
+        let root = [7u8; 32];
+        let main = AuditKey::derive(&root, "v1", "prod", 1).unwrap();
+        let lane = AuditKey::derive_lane(&root, "v1", "prod", 1).unwrap();
+        assert!(!lane.check(&id, &main.mac(&id)));
+        assert!(!main.check(&id, &lane.mac(&id)));
+        let keys = AuditKeys {
+            bundle_sha256: "00".repeat(32),
+            keys: vec![EpochKey::new(1, &root)],
+        };
+        let ring = Keyring::lane_only(&keys, "v1", "prod").unwrap();
+        assert!(!ring.has_main());
+        assert!(ring.check_any(true, 1, &id, &lane.mac(&id)));
+        assert!(!ring.check_any(true, 1, &id, &main.mac(&id)));
+        assert!(!ring.check_any(true, 2, &id, &lane.mac(&id)));
+        assert!(lane_may_record(
+            "backup.seal",
+            ["backups/0a.yaml"].into_iter()
+        ));
+        assert!(lane_may_record("backup.verify", std::iter::empty()));
+        for (action, files) in [
+            ("issuer.create", vec![]),
+            ("policy.accept", vec![]),
+            ("recipients.add", vec![]),
+            ("backup-recipients.add", vec![]),
+            ("backup.seal", vec!["bundle.age"]),
+            ("backup.seal", vec!["backups/x/y.yaml"]),
+            ("backup.prune", vec!["backup-recipients.txt"]),
+        ] {
+            assert!(!lane_may_record(action, files.into_iter()), "{action}");
+        }
     }
 }

@@ -26,7 +26,11 @@ use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, UtcOffset};
 
 pub use action::{Action, Public};
-pub use mac::{AuditKey, AuditKeys, EpochKey, Keyring};
+pub use mac::{AuditKey, AuditKeys, EpochKey, Keyring, lane_may_record};
+
+/// The lane marker an event MACed under a backup lane key carries (`"lane": "backup"` in its
+/// hashed body).
+pub const BACKUP_LANE: &str = "backup";
 pub use summary::{
     ChainRevocation, ChainState, ChainTaint, EventFile, EventSummary, IssuerStep, causal_order,
     heads as heads_of,
@@ -133,6 +137,13 @@ pub struct Seal {
     /// The content hash (hex SHA-256) of every file the command wrote, or `None` for a file it
     /// removed; paths relative to the environment directory, `/talvault.yaml` for the vault's.
     pub files: BTreeMap<String, Option<String>>,
+    /// `Some("backup")` when the MAC is under a backup lane key (the epoch is then a lane
+    /// epoch): trusted only for `backup.*` actions writing backup records
+    /// ([`lane_may_record`]).
+    pub lane: Option<String>,
+    /// A main event that writes a new `backup-audit.age`: the lane epoch it makes current (lane
+    /// events MACed under an older lane epoch after it are not genuine).
+    pub lane_epoch: Option<u32>,
 }
 
 impl EventBody {
@@ -242,6 +253,12 @@ fn body_value(parents: &[EventId], body: &EventBody) -> Result<Value, AuditError
         m.insert("v".into(), Value::from(2u32));
         m.insert("vault".into(), Value::String(seal.vault.clone()));
         m.insert("epoch".into(), Value::from(seal.epoch));
+        if let Some(lane) = &seal.lane {
+            m.insert("lane".into(), Value::String(lane.clone()));
+        }
+        if let Some(n) = seal.lane_epoch {
+            m.insert("lane_epoch".into(), Value::from(n));
+        }
         m.insert(
             "files".into(),
             Value::Object(
@@ -298,6 +315,9 @@ struct RawEvent {
     epoch: Option<u32>,
     files: Option<BTreeMap<String, Option<String>>>,
     mac: Option<String>,
+    // Format 2, backup lane (optional).
+    lane: Option<String>,
+    lane_epoch: Option<u32>,
 }
 
 impl Event {
@@ -430,7 +450,7 @@ fn parse_unchecked(bytes: &[u8]) -> Result<(Event, String), AuditError> {
         .map(|p| EventId::parse(p))
         .collect::<Result<Vec<_>, _>>()?;
     let seal = match (raw.v, raw.vault, raw.epoch, raw.files, &raw.mac) {
-        (None, None, None, None, None) => None,
+        (None, None, None, None, None) if raw.lane.is_none() && raw.lane_epoch.is_none() => None,
         (Some(2), Some(vault), Some(epoch), Some(files), Some(_)) => {
             if let Some(bad) = files
                 .values()
@@ -442,10 +462,26 @@ fn parse_unchecked(bytes: &[u8]) -> Result<(Event, String), AuditError> {
                     bad.chars().take(80).collect::<String>()
                 )));
             }
+            match (&raw.lane, raw.lane_epoch) {
+                (Some(lane), _) if lane != BACKUP_LANE => {
+                    return Err(AuditError::Malformed(format!(
+                        "lane {:?} is not one this talvault knows",
+                        lane.chars().take(40).collect::<String>()
+                    )));
+                }
+                (Some(_), Some(_)) => {
+                    return Err(AuditError::Malformed(
+                        "a lane event does not rotate the lane".into(),
+                    ));
+                }
+                _ => {}
+            }
             Some(Seal {
                 vault,
                 epoch,
                 files,
+                lane: raw.lane.clone(),
+                lane_epoch: raw.lane_epoch,
             })
         }
         (Some(v), ..) if v != 2 => {

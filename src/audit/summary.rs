@@ -42,6 +42,10 @@ pub struct EventSummary {
     /// the caller holds the keys; the id itself was recomputed from the file's contents when the
     /// summary was made, so the MAC binds everything above).
     pub mac: Option<(u32, String)>,
+    /// Format 2: the MAC is under a backup lane key (`mac`'s epoch is a lane epoch).
+    pub lane: bool,
+    /// Format 2: the backup lane epoch this (main) event made current.
+    pub lane_epoch: Option<u32>,
 }
 
 fn text<'a>(data: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
@@ -86,6 +90,14 @@ impl EventSummary {
             ),
             "env.untaint" => (None, None, None, None, true),
             "holder.add" | "holder.remove" => (text(data, "holder"), None, None, None, false),
+            // The backup and the sealed file that checked out.
+            "backup.verify" => (
+                text(data, "id"),
+                text(data, "sealed_sha256"),
+                None,
+                None,
+                false,
+            ),
             _ => (None, None, None, None, false),
         };
         EventSummary {
@@ -112,6 +124,8 @@ impl EventSummary {
                 .seal()
                 .zip(e.mac())
                 .map(|(seal, mac)| (seal.epoch, mac.to_owned())),
+            lane: e.seal().is_some_and(|s| s.lane.is_some()),
+            lane_epoch: e.seal().and_then(|s| s.lane_epoch),
         }
     }
 
@@ -153,13 +167,28 @@ impl EventSummary {
             } else {
                 files.join(" ")
             },
+            match (self.lane, self.lane_epoch) {
+                (true, _) => "lane".to_owned(),
+                (false, Some(n)) => format!("lane-epoch:{n}"),
+                (false, None) => "-".to_owned(),
+            },
         ]
         .join("\t")
     }
 
     /// The inverse of [`EventSummary::to_line`]; `None` for anything else.
     pub fn from_line(line: &str) -> Option<Self> {
-        let f: Vec<&str> = line.split('\t').collect();
+        let mut f: Vec<&str> = line.split('\t').collect();
+        // Lines written before the backup lane have no lane field.
+        let lane = if f.len() == 13 { f.pop()? } else { "-" };
+        let (lane, lane_epoch) = match lane {
+            "-" => (false, None),
+            "lane" => (true, None),
+            other => (
+                false,
+                Some(other.strip_prefix("lane-epoch:")?.parse().ok()?),
+            ),
+        };
         let [
             id,
             parents,
@@ -223,6 +252,8 @@ impl EventSummary {
                     })
                     .collect::<Option<_>>()?
             },
+            lane,
+            lane_epoch,
         })
     }
 }
@@ -319,6 +350,17 @@ pub struct ChainTaint {
     pub since: i64,
 }
 
+/// A `backup.verify` event the chain trusts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackupVerified {
+    /// The backup's id.
+    pub id: String,
+    /// The SHA-256 of the sealed file that checked out.
+    pub sealed_sha256: String,
+    /// When (Unix seconds).
+    pub time: i64,
+}
+
 /// What the chain says the environment is.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ChainState {
@@ -347,6 +389,8 @@ pub struct ChainState {
     pub crl_numbers: BTreeMap<String, u64>,
     /// The registered holders (added and not removed since).
     pub holders: BTreeSet<String>,
+    /// Every trusted `backup.verify`, oldest first.
+    pub backups_verified: Vec<BackupVerified>,
 }
 
 /// The summaries in causal order: every parent before its children; among events whose
@@ -411,8 +455,9 @@ fn causal_order_of<'a>(summaries: &[&'a EventSummary]) -> Vec<&'a EventSummary> 
     out
 }
 
-/// Decides whether a sealed event's MAC is genuine: `(epoch, id, mac)`.
-pub type MacCheck<'a> = &'a dyn Fn(u32, &EventId, &str) -> bool;
+/// Decides whether a sealed event's MAC is genuine: `(lane, epoch, id, mac)`, `lane` when it is
+/// under a backup lane key.
+pub type MacCheck<'a> = &'a dyn Fn(bool, u32, &EventId, &str) -> bool;
 
 /// The events the state may rest on. In a chain with sealed events: the sealed events whose MAC
 /// verifies (every sealed event, when `check` is `None`: structure only), and the format-1
@@ -426,33 +471,46 @@ fn trusted<'a>(
         return summaries.iter().collect();
     }
     // An event MACed with an older epoch than one of its ancestors used a retired key (a
-    // removed recipient's): never genuine. Only worth a pass when there are several epochs.
-    let epochs: BTreeSet<u32> = summaries
+    // removed recipient's): never genuine. Main and backup lane epochs are counted apart; a
+    // main event that rotates the lane names the lane epoch it made current. Only worth a
+    // pass when there are several epochs.
+    let epochs: BTreeSet<(bool, u32)> = summaries
         .iter()
-        .filter_map(|e| e.mac.as_ref().map(|(epoch, _)| *epoch))
+        .filter_map(|e| e.mac.as_ref().map(|(epoch, _)| (e.lane, *epoch)))
+        .chain(
+            summaries
+                .iter()
+                .filter_map(|e| e.lane_epoch.map(|n| (true, n))),
+        )
         .collect();
     let mut retired: HashSet<&EventId> = HashSet::new();
     if epochs.len() > 1 {
-        let mut newest: HashMap<&EventId, u32> = HashMap::new();
+        // Per event: the newest (main, lane) epochs at or before it.
+        let mut newest: HashMap<&EventId, (u32, u32)> = HashMap::new();
         for e in causal_order(summaries) {
-            let inherited = e
+            let (main, lane) = e
                 .parents
                 .iter()
                 .filter_map(|p| newest.get(p))
-                .max()
-                .copied()
-                .unwrap_or(0);
+                .fold((0, 0), |(m, l), (pm, pl)| (m.max(*pm), l.max(*pl)));
             let own = e.mac.as_ref().map_or(0, |(epoch, _)| *epoch);
+            let (inherited, own_main, own_lane) = if e.lane {
+                (lane, 0, own)
+            } else {
+                (main, own, e.lane_epoch.unwrap_or(0))
+            };
             if e.sealed && own < inherited {
                 retired.insert(&e.id);
             }
-            newest.insert(&e.id, own.max(inherited));
+            newest.insert(&e.id, (main.max(own_main), lane.max(own_lane)));
         }
     }
     let genuine = |e: &EventSummary| {
         !retired.contains(&e.id)
+            // A lane key records backups, nothing else: anything more is forged.
+            && (!e.lane || super::lane_may_record(&e.action, e.files.iter().map(|(f, _)| f.as_str())))
             && match (&e.mac, check) {
-                (Some((epoch, mac)), Some(check)) => check(*epoch, &e.id, mac),
+                (Some((epoch, mac)), Some(check)) => check(e.lane, *epoch, &e.id, mac),
                 (Some(_), None) => true,
                 (None, _) => false,
             }
@@ -626,6 +684,15 @@ impl ChainState {
                     if let (Some(issuer), Some(n)) = (subject, e.number) {
                         let best = s.crl_numbers.entry(issuer).or_insert(n);
                         *best = (*best).max(n);
+                    }
+                }
+                "backup.verify" => {
+                    if let (Some(id), Some(sealed_sha256)) = (subject, e.issuer.clone()) {
+                        s.backups_verified.push(BackupVerified {
+                            id,
+                            sealed_sha256,
+                            time: e.time,
+                        });
                     }
                 }
                 "break-glass" | "break-glass.kubernetes" => {
@@ -991,6 +1058,8 @@ mod tests {
             files: [("policy.yaml".to_owned(), Some("00".repeat(32)))]
                 .into_iter()
                 .collect(),
+            lane: None,
+            lane_epoch: None,
         });
         let mac_key = crate::audit::AuditKey::derive(&[key; 32], "v", "prod", epoch).unwrap();
         new_event(parents, body).unwrap().with_mac(&mac_key)
@@ -1010,11 +1079,166 @@ mod tests {
         }
     }
 
-    /// The vault's MAC check: key byte 1, any epoch.
-    fn genuine(epoch: u32, id: &EventId, mac: &str) -> bool {
-        crate::audit::AuditKey::derive(&[1; 32], "v", "prod", epoch)
+    /// The vault's MAC check: key byte 1, any epoch; lane keys from key byte 2.
+    fn genuine(lane: bool, epoch: u32, id: &EventId, mac: &str) -> bool {
+        if lane {
+            crate::audit::AuditKey::derive_lane(&[2; 32], "v", "prod", epoch)
+                .unwrap()
+                .check(id, mac)
+        } else {
+            crate::audit::AuditKey::derive(&[1; 32], "v", "prod", epoch)
+                .unwrap()
+                .check(id, mac)
+        }
+    }
+
+    /// An event MACed under the backup lane key (key byte 2) of `epoch`, writing `files`.
+    fn lane_event(
+        parents: Vec<EventId>,
+        time: i64,
+        action: Action,
+        epoch: u32,
+        files: &[&str],
+    ) -> Event {
+        let mut body = EventBody::new(
+            time::OffsetDateTime::from_unix_timestamp(time).unwrap(),
+            "nightly",
+            None,
+            "prod",
+            &action,
+        )
+        .unwrap();
+        body.seal = Some(super::super::Seal {
+            vault: "v".into(),
+            epoch,
+            files: files
+                .iter()
+                .map(|f| ((*f).to_owned(), Some("11".repeat(32))))
+                .collect(),
+            lane: Some(crate::audit::BACKUP_LANE.into()),
+            lane_epoch: None,
+        });
+        let key = crate::audit::AuditKey::derive_lane(&[2; 32], "v", "prod", epoch).unwrap();
+        new_event(parents, body).unwrap().with_mac(&key)
+    }
+
+    fn verify_action(id: &str) -> Action {
+        Action::BackupVerify {
+            id: id.into(),
+            sealed_sha256: "22".repeat(32),
+            size: 1,
+            sha256: "33".repeat(32),
+            format: "file".into(),
+            etcd_sha256: None,
+        }
+    }
+
+    #[test]
+    fn a_lane_key_records_backups_and_nothing_else() {
+        let first = sealed(vec![], 900, accept(), 1, 1);
+        // A backup-only identity verifies a backup: trusted, and status may rest on it.
+        let verified = lane_event(
+            vec![first.id().clone()],
+            910,
+            verify_action("0a"),
+            1,
+            &["backups/0a.yaml"],
+        );
+        // The same key forging an issuer, the policy, or a bundle through a backup event.
+        let issuer = lane_event(
+            vec![verified.id().clone()],
+            920,
+            Action::IssuerCreate {
+                issuer: "e9-x".into(),
+                epoch: 9,
+                algorithm: "ed25519".into(),
+                fingerprint: "sha256:00".into(),
+                not_after: "2030-01-01T00:00:00Z".into(),
+                key_store: "age".into(),
+                pkcs11_uri: None,
+                danger_allow_extractable: None,
+                api: None,
+            },
+            1,
+            &["issuers/e9-x/issuer.yaml"],
+        );
+        let policy = lane_event(
+            vec![verified.id().clone()],
+            921,
+            accept(),
+            1,
+            &["policy.yaml"],
+        );
+        let bundle = lane_event(
+            vec![verified.id().clone()],
+            922,
+            verify_action("0b"),
+            1,
+            &["bundle.age"],
+        );
+        let all: Vec<EventSummary> = [&first, &verified, &issuer, &policy, &bundle]
+            .iter()
+            .map(|e| EventSummary::of(e))
+            .collect();
+        for line in all.iter().map(EventSummary::to_line) {
+            assert_eq!(EventSummary::from_line(&line).unwrap().to_line(), line);
+        }
+        for state in [
+            ChainState::checked(&all, Some(&genuine)),
+            ChainState::of(&all),
+        ] {
+            assert_eq!(state.rejected, 3, "{state:?}");
+            assert!(state.issuers.is_empty());
+            assert_eq!(state.files["policy.yaml"].1, *first.id());
+            assert!(!state.files.contains_key("bundle.age"));
+            assert_eq!(state.backups_verified.len(), 1);
+            assert_eq!(state.backups_verified[0].id, "0a");
+            assert_eq!(state.heads, vec![verified.id().clone()]);
+        }
+        // A main key's event under the lane's name, or a lane event under another lane key,
+        // is not authentic.
+        let wrong_key = {
+            let mut e = EventSummary::of(&verified);
+            e.lane = false;
+            e
+        };
+        let state = ChainState::checked(&[EventSummary::of(&first), wrong_key], Some(&genuine));
+        assert_eq!(state.rejected, 1);
+    }
+
+    #[test]
+    fn a_lane_event_under_a_rotated_lane_epoch_is_never_authentic() {
+        // The recipients change: a main event makes lane epoch 2 current.
+        let first = sealed(vec![], 900, accept(), 1, 1);
+        let mut body = EventBody::new(
+            time::OffsetDateTime::from_unix_timestamp(910).unwrap(),
+            "a",
+            None,
+            "prod",
+            &accept(),
+        )
+        .unwrap();
+        body.seal = Some(super::super::Seal {
+            vault: "v".into(),
+            epoch: 2,
+            files: BTreeMap::new(),
+            lane: None,
+            lane_epoch: Some(2),
+        });
+        let rotated = new_event(vec![first.id().clone()], body)
             .unwrap()
-            .check(id, mac)
+            .with_mac(&crate::audit::AuditKey::derive(&[1; 32], "v", "prod", 2).unwrap());
+        // A removed backup-only recipient still holds lane epoch 1.
+        let stale = lane_event(vec![rotated.id().clone()], 920, verify_action("0a"), 1, &[]);
+        let fresh = lane_event(vec![rotated.id().clone()], 921, verify_action("0b"), 2, &[]);
+        let all: Vec<EventSummary> = [&first, &rotated, &stale, &fresh]
+            .iter()
+            .map(|e| EventSummary::of(e))
+            .collect();
+        let state = ChainState::checked(&all, Some(&genuine));
+        assert_eq!(state.rejected, 1);
+        assert_eq!(state.backups_verified.len(), 1);
+        assert_eq!(state.backups_verified[0].id, "0b");
     }
 
     #[test]

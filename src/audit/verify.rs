@@ -105,6 +105,15 @@ pub enum Problem {
         /// The newest epoch among its ancestors.
         newest: u32,
     },
+    /// An event MACed under the backup lane key that records more than a backup (an issuer,
+    /// the policy, recipients, or a file other than a backup record): a backup-only key
+    /// cannot vouch for it.
+    LaneOverreach {
+        /// The file.
+        path: String,
+        /// Its action.
+        action: String,
+    },
     /// A format-1 (unauthenticated) event after the environment moved to format 2.
     Unsealed {
         /// The file.
@@ -112,6 +121,8 @@ pub enum Problem {
     },
     /// The audit key file was not sealed together with this environment's bundle.
     ForeignKeyFile,
+    /// The backup lane key file was not sealed together with this environment's bundle.
+    ForeignLaneKeyFile,
     /// A file the chain says exists is gone.
     FileMissing {
         /// The file.
@@ -147,8 +158,10 @@ impl Problem {
             | Problem::BadMac { .. }
             | Problem::UnknownEpoch { .. }
             | Problem::RetiredKey { .. }
+            | Problem::LaneOverreach { .. }
             | Problem::Unsealed { .. }
             | Problem::ForeignKeyFile
+            | Problem::ForeignLaneKeyFile
             | Problem::FileUnaccounted { .. } => Tamper::Forged,
         }
     }
@@ -163,12 +176,13 @@ impl Problem {
             | Problem::BadMac { path }
             | Problem::UnknownEpoch { path, .. }
             | Problem::RetiredKey { path, .. }
+            | Problem::LaneOverreach { path, .. }
             | Problem::Unsealed { path } => path.clone(),
             Problem::MissingParent { children, .. } => {
                 children.first().cloned().unwrap_or_default()
             }
             Problem::DuplicateId { paths, .. } => paths.first().cloned().unwrap_or_default(),
-            Problem::ForeignKeyFile => "~".into(),
+            Problem::ForeignKeyFile | Problem::ForeignLaneKeyFile => "~".into(),
             Problem::FileMissing { file, .. }
             | Problem::FileChanged { file, .. }
             | Problem::FileUnaccounted { file } => format!("~{file}"),
@@ -233,6 +247,10 @@ impl fmt::Display for Problem {
                 f,
                 "{path}: MACed with audit key epoch {epoch}, retired by epoch {newest} before it (a removed recipient's key?)"
             ),
+            Problem::LaneOverreach { path, action } => write!(
+                f,
+                "{path}: forged: MACed under the backup lane key, which records backups only, yet it is {action:?} or writes other files"
+            ),
             Problem::Unsealed { path } => write!(
                 f,
                 "{path}: an event without seal or MAC (format 1) that no sealed event descends from: written after the environment moved to format 2, so not by talvault"
@@ -240,6 +258,9 @@ impl fmt::Display for Problem {
             Problem::ForeignKeyFile => {
                 f.write_str("audit.age was not sealed with this environment's bundle (replaced?)")
             }
+            Problem::ForeignLaneKeyFile => f.write_str(
+                "backup-audit.age was not sealed with this environment's bundle (replaced?)",
+            ),
             Problem::FileMissing { file, event } => {
                 write!(
                     f,
@@ -310,6 +331,11 @@ pub struct VerifyInput<'a> {
     pub keys: Result<&'a AuditKeys, String>,
     /// Whether the audit key file belongs to the bundle (`Some(false)`: it does not).
     pub keys_bound: Option<bool>,
+    /// The backup lane's keys (`backup-audit.age`), opened with the audit keys; `None`: lane
+    /// events cannot be checked (each is reported as an unknown epoch).
+    pub lane_keys: Option<&'a AuditKeys>,
+    /// Whether the lane key file belongs to the bundle.
+    pub lane_bound: Option<bool>,
     /// Content hashes of the files the environment holds (relative paths), `/talvault.yaml`
     /// included; `None`: files are not checked.
     pub disk: Option<&'a BTreeMap<String, String>>,
@@ -323,6 +349,8 @@ impl Default for VerifyInput<'_> {
             tolerance: 0,
             keys: Err("no keys".into()),
             keys_bound: None,
+            lane_keys: None,
+            lane_bound: None,
             disk: None,
         }
     }
@@ -495,7 +523,9 @@ pub fn verify_with(files: &[(String, Vec<u8>)], input: &VerifyInput<'_>) -> Repo
         .filter_map(|c| c.first())
         .map(|(_, e)| (&e.id, e))
         .collect();
-    let mut newest: BTreeMap<EventId, Option<u32>> = BTreeMap::new();
+    // Per event: the newest main epoch and backup lane epoch at or before it (`None` before
+    // the first sealed event).
+    let mut newest: BTreeMap<EventId, (Option<u32>, u32)> = BTreeMap::new();
     let mut unsealed = 0;
     for s in causal_order(&summaries) {
         let Some(event) = event_of.get(&s.id) else {
@@ -505,10 +535,36 @@ pub fn verify_with(files: &[(String, Vec<u8>)], input: &VerifyInput<'_>) -> Repo
         let before: Option<u32> = s
             .parents
             .iter()
-            .filter_map(|p| newest.get(p).copied().flatten())
+            .filter_map(|p| newest.get(p).and_then(|n| n.0))
             .max();
+        let lane_before: u32 = s
+            .parents
+            .iter()
+            .filter_map(|p| newest.get(p).map(|n| n.1))
+            .max()
+            .unwrap_or(0);
         let epoch = event.seal().map(|seal| seal.epoch);
-        match (epoch, before) {
+        if s.lane && !super::lane_may_record(&s.action, s.files.iter().map(|(f, _)| f.as_str())) {
+            rejected.insert(s.id.clone());
+            problems.push(Problem::LaneOverreach {
+                path: path.clone(),
+                action: s.action.clone(),
+            });
+        }
+        let (inherited, main_epoch, lane_epoch) = if s.lane {
+            (
+                Some(lane_before),
+                before,
+                epoch.unwrap_or(0).max(lane_before),
+            )
+        } else {
+            (
+                before,
+                epoch.max(before),
+                s.lane_epoch.unwrap_or(0).max(lane_before),
+            )
+        };
+        match (epoch, inherited) {
             (None, Some(_)) => problems.push(Problem::Unsealed { path: path.clone() }),
             (Some(e), Some(b)) if e < b => {
                 rejected.insert(s.id.clone());
@@ -523,11 +579,19 @@ pub fn verify_with(files: &[(String, Vec<u8>)], input: &VerifyInput<'_>) -> Repo
         if epoch.is_none() {
             unsealed += 1;
         }
-        newest.insert(s.id.clone(), epoch.max(before));
+        newest.insert(s.id.clone(), (main_epoch, lane_epoch));
         if let (Some(e), Ok(keys), Some(vault), Some(env)) =
             (epoch, &input.keys, input.vault, input.env)
         {
-            match keys.epoch(e).and_then(|k| k.derive(vault, env)) {
+            let key = if s.lane {
+                input
+                    .lane_keys
+                    .and_then(|l| l.epoch(e))
+                    .and_then(|k| k.derive_lane(vault, env))
+            } else {
+                keys.epoch(e).and_then(|k| k.derive(vault, env))
+            };
+            match key {
                 None => {
                     rejected.insert(s.id.clone());
                     problems.push(Problem::UnknownEpoch { path, epoch: e });
@@ -578,6 +642,9 @@ pub fn verify_with(files: &[(String, Vec<u8>)], input: &VerifyInput<'_>) -> Repo
     };
     if input.keys_bound == Some(false) {
         problems.push(Problem::ForeignKeyFile);
+    }
+    if input.lane_bound == Some(false) {
+        problems.push(Problem::ForeignLaneKeyFile);
     }
 
     // Files: every file the environment holds is the one its last writing event names.
@@ -937,6 +1004,8 @@ mod tests {
                 .iter()
                 .map(|(p, h)| ((*p).to_owned(), h.map(str::to_owned)))
                 .collect(),
+            lane: None,
+            lane_epoch: None,
         });
         let key = crate::audit::EpochKey::new(epoch, &root)
             .derive(vault, env)
@@ -957,6 +1026,8 @@ mod tests {
                 tolerance: 300,
                 keys: Ok(keys),
                 keys_bound: Some(true),
+                lane_keys: None,
+                lane_bound: None,
                 disk: Some(disk),
             },
         )
@@ -1145,5 +1216,113 @@ mod tests {
             "{:?}",
             report.problems
         );
+    }
+
+    /// An event MACed under the backup lane key of `root`/`epoch`, doing `action`.
+    fn lane_event(
+        parents: Vec<EventId>,
+        time: OffsetDateTime,
+        action: &str,
+        files: &[(&str, Option<&str>)],
+        root: [u8; 32],
+    ) -> Event {
+        let mut b = body(time, action);
+        b.seal = Some(crate::audit::Seal {
+            vault: VAULT.into(),
+            epoch: 1,
+            files: files
+                .iter()
+                .map(|(p, h)| ((*p).to_owned(), h.map(str::to_owned)))
+                .collect(),
+            lane: Some(crate::audit::BACKUP_LANE.into()),
+            lane_epoch: None,
+        });
+        let key = crate::audit::EpochKey::new(1, &root)
+            .derive_lane(VAULT, "prod")
+            .unwrap();
+        new_event(parents, b).unwrap().with_mac(&key)
+    }
+
+    #[test]
+    fn lane_events_verify_under_the_lane_keys_and_only_for_backups() {
+        let (mut h, mut disk) = sealed_history();
+        let head = h[1].id.clone();
+        let t = datetime!(2026-05-02 12:00:00 UTC);
+        let rec = hash('4');
+        h.push(lane_event(
+            vec![head.clone()],
+            t,
+            "backup.seal",
+            &[("backups/0a.yaml", Some(&rec))],
+            [5; 32],
+        ));
+        disk.insert("backups/0a.yaml".into(), rec);
+        let lane = AuditKeys {
+            bundle_sha256: "00".repeat(32),
+            keys: vec![crate::audit::EpochKey::new(1, &[5; 32])],
+        };
+        let with_lane = |events: &[Event], disk: &BTreeMap<String, String>| {
+            verify_with(
+                &files(events),
+                &VerifyInput {
+                    vault: Some(VAULT),
+                    env: Some("prod"),
+                    tolerance: 300,
+                    keys: Ok(&keys()),
+                    keys_bound: Some(true),
+                    lane_keys: Some(&lane),
+                    lane_bound: Some(true),
+                    disk: Some(disk),
+                },
+            )
+        };
+        let report = with_lane(&h, &disk);
+        assert!(report.is_intact(), "{:?}", report.problems);
+        assert_eq!(report.files, 3);
+        // Without the lane keys it cannot be authenticated, and so accounts for nothing.
+        let report = check(&h, &keys(), &disk);
+        assert!(
+            matches!(
+                report.problems.as_slice(),
+                [
+                    Problem::UnknownEpoch { .. },
+                    Problem::FileUnaccounted { .. }
+                ]
+            ),
+            "{:?}",
+            report.problems
+        );
+        // The lane key vouching for an issuer, or for the bundle through a backup event.
+        h.push(lane_event(
+            vec![head.clone()],
+            t,
+            "issuer.create",
+            &[],
+            [5; 32],
+        ));
+        h.push(lane_event(
+            vec![head],
+            t,
+            "backup.verify",
+            &[("bundle.age", Some(&hash('5')))],
+            [5; 32],
+        ));
+        disk.insert("bundle.age".into(), hash('5'));
+        let report = with_lane(&h, &disk);
+        let kinds: Vec<&str> = report
+            .problems
+            .iter()
+            .map(|p| match p {
+                Problem::LaneOverreach { .. } => "overreach",
+                Problem::FileUnaccounted { .. } => "unaccounted",
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            ["overreach", "overreach", "unaccounted"],
+            "{kinds:?}"
+        );
+        assert!(tampers(&report).iter().all(|t| *t == Tamper::Forged));
     }
 }

@@ -6,6 +6,7 @@
 //! PEM text Talos stores (before its base64 layer); keys and secret strings are secret types.
 //! No I/O, clock or randomness of its own.
 
+pub mod compare;
 pub mod contract;
 pub mod generate;
 pub mod import;

@@ -43,6 +43,18 @@ pub enum EnvCommand {
         #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
         format: Format,
     },
+    /// Compare a control-plane machine config with the environment's bundle: every CA and
+    /// secret by SHA-256, never printing a value (exit 0 match, 1 mismatch). Audited.
+    Check {
+        /// The environment.
+        env: String,
+        /// The control-plane machine config (v1alpha1, or the 1.14 multi-document form).
+        #[arg(long, value_name = "FILE", required = true)]
+        machine_config: PathBuf,
+        /// Output format.
+        #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
+        format: Format,
+    },
 }
 
 /// Sealing and cluster options shared by `env create` and `env import`.
@@ -117,6 +129,9 @@ pub enum RecipientsCommand {
     List {
         /// The environment.
         env: String,
+        /// List the backup-only recipients instead (they open backups, never the bundle).
+        #[arg(long)]
+        backup_only: bool,
     },
     /// Add recipients; every secret of the environment is re-sealed to the new set.
     Add(RecipientArgs),
@@ -136,6 +151,10 @@ pub struct RecipientArgs {
     /// Recipients file (repeatable).
     #[arg(short = 'R', long = "recipients-file", value_name = "FILE")]
     pub recipients_files: Vec<PathBuf>,
+    /// Change the backup-only recipients (`backup-recipients.txt`): keys that open the
+    /// environment's backups, never its bundle. Nothing is re-sealed.
+    #[arg(long)]
+    pub backup_only: bool,
 }
 
 /// `talvault policy …`
@@ -205,6 +224,11 @@ pub fn run(cmd: EnvCommand, o: &VaultOpts) -> Result<u8, CliError> {
             write_stdout(format!("environment {env} is no longer tainted\n").as_bytes())?;
             Ok(0)
         }
+        EnvCommand::Check {
+            env,
+            machine_config,
+            format,
+        } => check(&env, &machine_config, format, o),
         EnvCommand::Show { env, format } => {
             let view = o.open_vault()?.env_show(&env, &o.context(Opens::Given)?)?;
             let text = match format {
@@ -333,11 +357,63 @@ fn render_env(v: &EnvView) -> String {
     s
 }
 
+/// `env check ENV --machine-config FILE`: exit 0 when every field matches, 1 otherwise.
+fn check(env: &str, file: &std::path::Path, format: Format, o: &VaultOpts) -> Result<u8, CliError> {
+    let config = SecretBytes::copy_from(&read_input(file, "machine config")?);
+    let v = o.open_vault()?;
+    let report = v.env_check(env, &config, &o.context(Opens::Secrets)?)?;
+    let text = match format {
+        Format::Json => json(&report)?,
+        Format::Text => {
+            let mut s = String::new();
+            for f in &report.fields {
+                s.push_str(&format!("{:<36} {}", f.field, f.result));
+                if let Some(fp) = &f.bundle_fingerprint {
+                    s.push_str(&format!("  {fp}"));
+                }
+                if f.result != "match"
+                    && let Some(fp) = &f.config_fingerprint
+                {
+                    s.push_str(&format!("  (machine config: {fp})"));
+                }
+                s.push('\n');
+            }
+            let bad: Vec<&str> = report
+                .fields
+                .iter()
+                .filter(|f| f.result != "match")
+                .map(|f| f.field)
+                .collect();
+            if bad.is_empty() {
+                s.push_str(&format!(
+                    "{env}: {} matches the bundle ({} fields)\n",
+                    file.display(),
+                    report.fields.len()
+                ));
+            } else {
+                s.push_str(&format!(
+                    "{env}: {} does NOT match the bundle: {}\n",
+                    file.display(),
+                    bad.join(", ")
+                ));
+            }
+            s.into_bytes()
+        }
+    };
+    write_stdout(&text)?;
+    Ok(if report.matches { 0 } else { 1 })
+}
+
 /// `talvault recipients …`
 pub fn recipients(cmd: RecipientsCommand, o: &VaultOpts) -> Result<u8, CliError> {
     let (change, a) = match cmd {
-        RecipientsCommand::List { env } => {
-            let list = o.open_vault()?.recipients_list(&env)?;
+        RecipientsCommand::List { env, backup_only } => {
+            let v = o.open_vault()?;
+            let list = if backup_only {
+                v.backup_recipients_list(&env)?
+            } else {
+                v.recipients_list(&env)?
+            };
             let text: String = list.iter().map(|r| format!("{}\n", printable(r))).collect();
             write_stdout(text.as_bytes())?;
             return Ok(0);
@@ -350,8 +426,21 @@ pub fn recipients(cmd: RecipientsCommand, o: &VaultOpts) -> Result<u8, CliError>
     }
     let given = recipients_from(&a.recipients, &a.recipients_files)?;
     let v = o.open_vault()?;
+    if a.backup_only {
+        let now =
+            v.backup_recipients_change(&a.env, change, &given, &o.context(Opens::Secrets)?)?;
+        let mut msg = format!(
+            "environment {} has {} backup-only recipient(s); nothing was re-sealed
+",
+            a.env,
+            now.len()
+        );
+        msg.push_str(&stale_backups(&v, &a.env));
+        write_stdout(msg.as_bytes())?;
+        return Ok(0);
+    }
     let now = v.recipients_change(&a.env, change, &given, &o.context(Opens::Secrets)?)?;
-    let msg = match change {
+    let mut msg = match change {
         RecipientChange::Add => format!(
             "re-sealed environment {} to {} recipient(s)\n",
             a.env,
@@ -364,8 +453,54 @@ pub fn recipients(cmd: RecipientsCommand, o: &VaultOpts) -> Result<u8, CliError>
             now.len()
         ),
     };
+    msg.push_str(&stale_backups(&v, &a.env));
     write_stdout(msg.as_bytes())?;
     Ok(0)
+}
+
+/// After a change of recipients: the backups still sealed to another set, and what to do. The
+/// change is committed by then, so a backup record that cannot be read is a note, not a failure.
+fn stale_backups(v: &vault::Vault, env: &str) -> String {
+    let stale = match v.backups_stale(env) {
+        Ok(stale) => stale,
+        Err(e) => {
+            return format!(
+                "note: cannot list the backups sealed to the old recipients: {}\n",
+                CliError::from(e).message
+            );
+        }
+    };
+    let mut s = String::new();
+    if stale.is_empty() {
+        return s;
+    }
+    s.push_str(&format!(
+        "{} backup(s) are sealed to other recipients than the current ones:\n",
+        stale.len()
+    ));
+    for b in &stale {
+        let mut why = Vec::new();
+        if b.sealed_to_removed > 0 {
+            why.push(format!(
+                "{} removed recipient(s) can still open it",
+                b.sealed_to_removed
+            ));
+        }
+        if b.missing_current > 0 {
+            why.push(format!("{} current recipient(s) cannot", b.missing_current));
+        }
+        s.push_str(&format!(
+            "  {}  sealed {}  {}: {}\n",
+            b.id,
+            b.created,
+            b.location.as_deref().unwrap_or("(location not recorded)"),
+            why.join(", ")
+        ));
+    }
+    s.push_str(&format!(
+        "re-seal each with `talvault backup reseal {env} FILE` (copies elsewhere keep their old recipients)\n"
+    ));
+    s
 }
 
 /// `talvault policy show|accept ENV`

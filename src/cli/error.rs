@@ -5,6 +5,7 @@
 use std::fmt;
 use std::io::Write as _;
 
+use crate::backup::{ContentsProblem, etcd::Verdict};
 use crate::model::MetaError;
 use crate::pki::issue::CsrError;
 use crate::pki::kube_policy::KubePolicyError;
@@ -94,6 +95,7 @@ fn hint(e: &VaultError) -> Option<String> {
         VaultError::PolicyNotAccepted { env } => format!("review the change, then record it: talvault policy accept {env} --reason \"PR …\""),
         VaultError::Disagrees { .. } => "restore the file from git history (`git log -- FILE`), and run `talvault audit verify` to see what else changed".into(),
         VaultError::AlreadyUpgraded { .. } => "nothing to do".into(),
+        VaultError::BackupOnlyIdentity { .. } => "pass the identity of one of the environment's recipients (recipients.txt) with -i".into(),
         VaultError::AuditKeys { .. } => "restore envs/ENV/audit.age and bundle.age from git history, then run `talvault audit verify ENV`".into(),
         VaultError::ContractMismatch { .. } => "pass --talos-version with the contract the bundle was made for; `talvault bundle inspect FILE` says which it looks like".into(),
         VaultError::WrongSealing { .. } => "a passphrase environment has no recipients to change; to share it, create a new environment sealed to recipients from the exported bundle (`talvault bundle export` | `talvault env import --from-secrets`)".into(),
@@ -133,6 +135,21 @@ fn hint(e: &VaultError) -> Option<String> {
         VaultError::HolderNeedsCsr { .. } => "pass --csr FILE with a certificate request the holder made with their own key".into(),
         VaultError::NotYourDelivery { .. } => "pass your own key with -i FILE (the one whose public key was given to `talvault holder add`; an ssh key works as -i ~/.ssh/id_ed25519)".into(),
         VaultError::BadDelivery { .. } => "open files made by `talvault issue --seal` or `talvault renew`".into(),
+        VaultError::BackupContents { problem, .. } => match problem.as_ref() {
+            ContentsProblem::Etcd(Verdict::NoTrailer { .. } | Verdict::TrailingData { .. }) => {
+                "if this is a copy of a data directory's member/snap/db, pass --db-copy; otherwise take a new snapshot (`talosctl etcd snapshot FILE`)".into()
+            }
+            ContentsProblem::Etcd(_) => "take a new snapshot (`talosctl etcd snapshot FILE`); this one would not restore".into(),
+            ContentsProblem::NotADbCopy(_) => "--db-copy is for a whole copy of etcd's member/snap/db; drop it for other files".into(),
+        },
+        VaultError::NoBackupRecipients { .. } => "add one with `talvault recipients add ENV --backup-only -r age1…`".into(),
+        VaultError::UnknownBackup { .. } => "`talvault backup list ENV` shows the recorded backups and their sizes; a damaged or truncated copy is not recognised either, and any backup opens without talvault with `age -d -i KEY FILE`".into(),
+        VaultError::BackupMismatch { .. } | VaultError::BackupDamaged { .. } => "the file was changed, truncated or replaced since it was sealed; fetch another copy from where backups live, or use an older backup".into(),
+        VaultError::ReasonRequired { .. } => "pass --reason TEXT (it goes into the audit trail)".into(),
+        VaultError::KeepNothing => "keep at least 1: the records are the only index of where backups live".into(),
+        VaultError::AlreadyARecipient { .. } => "it already opens the bundle and every backup; --backup-only is for a key that must not open the bundle".into(),
+        VaultError::NotABackupRecipient { .. } => "list them with `talvault recipients list ENV --backup-only`".into(),
+        VaultError::BadMachineConfig(_) => "give the control-plane machine config itself (controlplane.yaml from `talosctl gen config`), unredacted".into(),
         VaultError::Csr(CsrError::AsksForCa | CsrError::AsksForUsage { .. }) => {
             "make a plain request without extensions, e.g. `openssl req -new -key KEY -subj /CN=NAME -out req.csr`; talvault adds clientAuth itself".into()
         }
@@ -192,6 +209,9 @@ impl From<VaultError> for CliError {
                 format!("--algorithm {wanted}: the token's key is {found}")
             }
             VaultError::EmptyReason => "--reason must not be empty".into(),
+            VaultError::BackupText { what, problem } => format!("--{what}: {problem}"),
+            VaultError::KeepNothing => format!("--keep 0: {e}"),
+            VaultError::BadMachineConfig(m) => format!("--machine-config: {m}"),
             VaultError::ControlCharacter { field } => {
                 let flag = match *field {
                     "cluster_name" => "--cluster-name",

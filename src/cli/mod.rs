@@ -3,11 +3,12 @@
 //! and renders the result.
 //!
 //! Module dependencies point one way: this file uses the command modules (`env`, `bundle`,
-//! `holder`, `open`, `renew`, `issue`, `kubeconfig`, `issuer`, `revoke`, `status`, `audit`), and
-//! they use only the leaves (`error`, `opts`, `input`, `output`, `render`, `prompt`);
+//! `holder`, `open`, `renew`, `issue`, `kubeconfig`, `issuer`, `revoke`, `status`, `audit`,
+//! `backup`), and they use only the leaves (`error`, `opts`, `input`, `output`, `render`, `prompt`);
 //! `kubeconfig` also takes `issue`'s destination and break-glass options. Nothing here prints a secret to a terminal.
 
 pub mod audit;
+pub mod backup;
 pub mod bundle;
 pub mod env;
 pub mod error;
@@ -94,6 +95,9 @@ pub enum Command {
     /// List, add and remove the age recipients of an environment.
     #[command(subcommand)]
     Recipients(env::RecipientsCommand),
+    /// Sealed etcd backups: seal, open, verify, list, prune, reseal.
+    #[command(subcommand)]
+    Backup(backup::BackupCommand),
     /// Read and verify the audit trail.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -133,6 +137,7 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Hsm(cmd) => issuer::hsm(cmd, o),
         Command::Policy(cmd) => env::policy(cmd, o),
         Command::Recipients(cmd) => env::recipients(cmd, o),
+        Command::Backup(cmd) => backup::run(cmd, o),
         Command::Audit(cmd) => audit::run(cmd, o),
         Command::Upgrade => env::upgrade(o),
         Command::Completions { shell } => {

@@ -138,6 +138,57 @@ impl Output {
     }
 }
 
+/// A destination being streamed into (a sealed or decrypted backup of any size): stdout, or
+/// the prepared file, which appears at its path only with [`StreamOutput::finish`]; dropped
+/// without it, nothing is left behind.
+pub enum StreamOutput {
+    /// Standard output.
+    Stdout(std::io::StdoutLock<'static>),
+    /// A file being written.
+    File(PendingFile),
+}
+
+impl Output {
+    /// Starts streaming into the destination.
+    pub fn into_stream(self) -> StreamOutput {
+        match self {
+            Output::Stdout => StreamOutput::Stdout(std::io::stdout().lock()),
+            Output::File(p) => StreamOutput::File(p),
+        }
+    }
+}
+
+impl std::io::Write for StreamOutput {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            StreamOutput::Stdout(s) => s.write(buf),
+            StreamOutput::File(f) => f.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            StreamOutput::Stdout(s) => s.flush(),
+            StreamOutput::File(f) => f.flush(),
+        }
+    }
+}
+
+impl StreamOutput {
+    /// Flushes stdout, or publishes the file (fsynced, renamed into place).
+    pub fn finish(self) -> Result<(), CliError> {
+        match self {
+            StreamOutput::Stdout(mut s) => s
+                .flush()
+                .map_err(|e| CliError::new(format!("cannot write to stdout: {e}"))),
+            StreamOutput::File(p) => {
+                let path = p.path().to_path_buf();
+                p.publish_written().map_err(|e| destination_error(&path, e))
+            }
+        }
+    }
+}
+
 /// Where an issued talosconfig goes: a new file (or stdout), or merged into an existing
 /// talosconfig, which stays locked from now until it is replaced.
 pub enum TalosconfigOutput {

@@ -1,5 +1,5 @@
 //! EDGE: `talvault status`: one service call, rendered as a table, JSON or a Prometheus
-//! textfile, with a graded exit code.
+//! textfile, with a graded exit code (backups too: their age against the policy).
 
 use std::fmt::Write as _;
 
@@ -37,8 +37,8 @@ pub struct StatusArgs {
     pub format: StatusFormat,
 }
 
-/// `talvault status`: exit 0 fine, 1 something expires within --expiring, 2 something expired
-/// or tainted.
+/// `talvault status`: exit 0 fine, 1 something expires within --expiring or the newest verified
+/// backup is too old, 2 something expired or tainted.
 pub fn status(a: StatusArgs, o: &VaultOpts) -> Result<u8, CliError> {
     let window = ttl_arg("--expiring", &a.expiring, "e.g. --expiring 720h or 30d")?;
     let v = o.open_vault()?;
@@ -160,6 +160,24 @@ fn status_table(report: &[EnvStatus]) -> String {
             }
         }
         let _ = writeln!(msg, "  audit trail: {}", s.audit);
+        let b = &s.backups;
+        match (&b.newest_verified, b.newest_verified_age) {
+            _ if b.backups == 0 => {
+                let _ = writeln!(msg, "  backups: none recorded");
+            }
+            (Some(id), Some(age)) => {
+                let _ = writeln!(
+                    msg,
+                    "  backups: {}, newest verified {id} sealed {} ago (max {})",
+                    b.backups,
+                    crate::backup::duration(age),
+                    crate::backup::duration(b.max_age)
+                );
+            }
+            _ => {
+                let _ = writeln!(msg, "  backups: {}, none verified", b.backups);
+            }
+        }
         if !s.live.is_empty() {
             let _ = writeln!(msg, "  live certificates (soonest expiry first):");
             for l in &s.live {
@@ -324,6 +342,36 @@ fn prometheus(report: &[EnvStatus], now: i64) -> String {
             label(&s.env),
             u8::from(s.tainted.is_some())
         );
+    }
+    let _ = writeln!(
+        m,
+        "# HELP talvault_backups Sealed backups recorded in the vault."
+    );
+    let _ = writeln!(m, "# TYPE talvault_backups gauge");
+    for s in report {
+        let _ = writeln!(
+            m,
+            "talvault_backups{{env=\"{}\"}} {}",
+            label(&s.env),
+            s.backups.backups
+        );
+    }
+    let _ = writeln!(
+        m,
+        "# HELP talvault_backup_newest_verified_sealed_seconds When the newest verified backup was sealed (Unix time; absent when none was verified)."
+    );
+    let _ = writeln!(
+        m,
+        "# TYPE talvault_backup_newest_verified_sealed_seconds gauge"
+    );
+    for s in report {
+        if let Some(t) = s.backups.newest_verified_sealed {
+            let _ = writeln!(
+                m,
+                "talvault_backup_newest_verified_sealed_seconds{{env=\"{}\"}} {t}",
+                label(&s.env)
+            );
+        }
     }
     let _ = writeln!(
         m,

@@ -139,6 +139,41 @@ pub struct Policy {
     /// Kubeconfigs: groups, bounds, privileged groups (`pki::kube_policy`); defaults when absent.
     #[serde(default)]
     pub kubernetes: KubernetesPolicy,
+    /// Sealed etcd backups (`backup:`): how fresh the newest verified one must be, and whether
+    /// opening one needs a reason. When absent, [`Policy::backup_rules`] gives the defaults and
+    /// an environment without backups is not graded for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupPolicy>,
+}
+
+/// The Talos hardening guide's daily backups: the newest verified one at most a day old.
+const DEFAULT_BACKUP_MAX_AGE: Ttl = hours(24);
+
+/// `backup:` in policy.yaml.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupPolicy {
+    /// `status` grades an environment whose newest verified backup was sealed longer ago than
+    /// this (default 24h).
+    #[serde(default = "default_backup_max_age")]
+    pub max_age: Ttl,
+    /// `backup open` refuses to run without a reason, which goes into the audit trail (default
+    /// false).
+    #[serde(default)]
+    pub open_requires_reason: bool,
+}
+
+fn default_backup_max_age() -> Ttl {
+    DEFAULT_BACKUP_MAX_AGE
+}
+
+impl Default for BackupPolicy {
+    fn default() -> Self {
+        BackupPolicy {
+            max_age: DEFAULT_BACKUP_MAX_AGE,
+            open_requires_reason: false,
+        }
+    }
 }
 
 /// RFC 5280 §5.1.2.5 nextUpdate: a week, a common CA default.
@@ -160,6 +195,7 @@ impl Default for Policy {
             crl_validity: default_crl_validity(),
             standing_admin: false,
             kubernetes: KubernetesPolicy::default(),
+            backup: None,
         }
     }
 }
@@ -225,6 +261,11 @@ impl Policy {
             })?;
         policy.validate()?;
         Ok(policy)
+    }
+
+    /// The backup rules: the `backup:` section, or its defaults when there is none.
+    pub fn backup_rules(&self) -> BackupPolicy {
+        self.backup.clone().unwrap_or_default()
     }
 
     /// Writes the policy as YAML (talvault's own file; serde's 2-space layout).
@@ -880,6 +921,39 @@ break_glass:
             Err(PolicyError::RoleNotInPolicy { .. })
         ));
         assert!(Policy::default().allow_direct);
+    }
+
+    #[test]
+    fn backup_section_is_optional_strict_and_filled_in() {
+        let none = Policy::from_yaml(b"version: 1\n").unwrap();
+        assert_eq!(none.backup, None);
+        assert_eq!(none.backup_rules(), BackupPolicy::default());
+        assert_eq!(none.backup_rules().max_age, ttl("24h"));
+        assert!(!none.to_yaml().contains("\nbackup:"));
+        let empty = Policy::from_yaml(b"version: 1\nbackup: {}\n").unwrap();
+        assert_eq!(empty.backup, Some(BackupPolicy::default()));
+        let set = Policy::from_yaml(
+            b"version: 1\nbackup:\n  max_age: 36h\n  open_requires_reason: true\n",
+        )
+        .unwrap();
+        let rules = set.backup_rules();
+        assert_eq!(
+            (rules.max_age, rules.open_requires_reason),
+            (ttl("36h"), true)
+        );
+        assert_eq!(Policy::from_yaml(set.to_yaml().as_bytes()).unwrap(), set);
+        for (doc, fragment) in [
+            ("version: 1\nbackup:\n  keep: 7\n", "unknown field `keep`"),
+            ("version: 1\nbackup:\n  max_age: soon\n", "invalid duration"),
+            ("version: 1\nbackup:\n  max_age: 0s\n", "not positive"),
+            (
+                "version: 1\nbackup:\n  open_requires_reason: maybe\n",
+                "invalid",
+            ),
+        ] {
+            let err = Policy::from_yaml(doc.as_bytes()).unwrap_err().to_string();
+            assert!(err.contains(fragment), "{doc:?}: {err}");
+        }
     }
 
     fn template_for(grant: &Grant) -> CertificateTemplate {

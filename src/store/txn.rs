@@ -1,16 +1,14 @@
 //! EDGE: multi-file transactions, so that a command's files change together or not at all.
 //!
 //! `commit` writes every new file as a temporary file beside its target and a journal naming
-//! each (temporary, target, SHA-256 of the content) and each file it removes, then makes all of
-//! them durable with one syncfs(2): that is the commit point. It then removes the files to
-//! remove, renames each temporary file into place, syncs again, and removes the journal.
-//! Removals and renames start only after the first sync returned, and removals come first, so
-//! after a crash `recover` (run under the vault lock by every command before it reads anything)
-//! finds either every entry intact (its temporary file present with the right hash, or its
-//! target already holding that content) and rolls forward (removing again what may be left to
-//! remove), or an incomplete commit that never removed or renamed anything and rolls back by
-//! deleting the temporary files. Readers never see a mix. Two syncs per commit, whatever the
-//! number of files. It must not interpret file contents.
+//! each (temporary, target, SHA-256 of the content), then makes all of them durable with one
+//! syncfs(2): that is the commit point. It then renames each temporary file into place, syncs
+//! again, and removes the journal. Renames start only after the first sync returned, so after a
+//! crash `recover` (run under the vault lock by every command before it reads anything) finds
+//! either every entry intact (its temporary file present with the right hash, or its target
+//! already holding that content) and rolls forward, or an incomplete commit that never renamed
+//! anything and rolls back by deleting the temporary files. Readers never see a mix. Two syncs
+//! per commit, whatever the number of files. It must not interpret file contents.
 #![expect(
     clippy::disallowed_methods,
     reason = "EDGE: applies and recovers multi-file commits"
@@ -33,7 +31,8 @@ pub const DIRTY: &str = ".talvault-dirty";
 /// The journal's last line, so that a journal cut short is recognised.
 const JOURNAL_END: &str = "end";
 
-/// A journal line naming a file the commit removes: `remove<TAB>target`.
+/// First field of a journal line that removes a file (`remove<TAB>target`). Two fields, so a
+/// talvault that predates removals skips the line rather than misreading it.
 const JOURNAL_REMOVE: &str = "remove";
 
 /// Largest journal read back (a renewal of thousands of holders writes two files each, about
@@ -50,16 +49,14 @@ enum Op {
         mode: Mode,
         create_only: bool,
     },
-    Remove {
-        rel: PathBuf,
-    },
 }
 
-/// A set of file writes and removals below a vault root, applied atomically by
-/// [`Transaction::commit`].
+/// A set of file writes below a vault root, applied atomically by [`Transaction::commit`].
 pub struct Transaction {
     root: PathBuf,
     ops: Vec<Op>,
+    /// Files removed after every write is in place (records retired by `backup prune`).
+    removes: Vec<PathBuf>,
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -72,7 +69,14 @@ impl Transaction {
         Self {
             root: root.to_path_buf(),
             ops: Vec::new(),
+            removes: Vec::new(),
         }
+    }
+
+    /// Removes the regular file `rel` when the writes are applied (a missing file counts as
+    /// removed; a link or anything else fails the commit before anything changes).
+    pub fn remove(&mut self, rel: impl Into<PathBuf>) {
+        self.removes.push(rel.into());
     }
 
     /// Writes (or replaces) `rel` with `bytes`.
@@ -95,50 +99,48 @@ impl Transaction {
         });
     }
 
-    /// Removes `rel` (a file; a missing one is not an error). Removals are applied before the
-    /// writes. A transaction of several operations that removes must also write a file (every
-    /// mutating command writes its audit event): recovery knows an unfinished commit by its
-    /// temporary files.
-    pub fn remove(&mut self, rel: impl Into<PathBuf>) {
-        self.ops.push(Op::Remove { rel: rel.into() });
-    }
-
-    /// How many operations are staged: a mark for [`Transaction::file_hashes_since`].
-    pub fn mark(&self) -> usize {
-        self.ops.len()
+    /// Where the transaction stands now (operations and removals staged so far), for
+    /// [`Transaction::file_hashes_since`].
+    pub fn mark(&self) -> (usize, usize) {
+        (self.ops.len(), self.removes.len())
     }
 
     /// The content hash of every file the transaction writes below `dir` (relative to it), and
     /// of the vault's `talvault.yaml` (as `/talvault.yaml`) when it writes that, and `None` for
-    /// every file it removes: what an audit event names to account for the command's files.
+    /// every file it removes below `dir`: what an audit event names to account for the
+    /// command's files (a removed holder or pruned backup record is accounted for as removed).
     pub fn file_hashes(&self, dir: &Path) -> std::collections::BTreeMap<String, Option<String>> {
-        self.file_hashes_since(dir, 0)
+        self.file_hashes_since(dir, (0, 0))
     }
 
-    /// [`Transaction::file_hashes`] of the operations staged since `mark`: what one event of a
+    /// [`Transaction::file_hashes`] of what was staged since `mark`: what one event of a
     /// transaction that stages several (one per certificate of a renewal) accounts for.
     pub fn file_hashes_since(
         &self,
         dir: &Path,
-        mark: usize,
+        mark: (usize, usize),
     ) -> std::collections::BTreeMap<String, Option<String>> {
-        let mut out = std::collections::BTreeMap::new();
-        for op in self.ops.iter().skip(mark) {
-            let (rel, hash) = match op {
-                Op::Write { rel, bytes, .. } => (rel, Some(sha256_hex(bytes))),
-                Op::Remove { rel } => (rel, None),
-            };
-            let key = if let Ok(below) = rel.strip_prefix(dir) {
-                if below.starts_with("audit") {
-                    continue;
-                }
-                below.display().to_string()
+        let key = |rel: &Path| {
+            if let Ok(below) = rel.strip_prefix(dir) {
+                (!below.starts_with("audit")).then(|| below.display().to_string())
             } else if rel == Path::new(crate::model::VAULT_FILE) {
-                format!("/{}", crate::model::VAULT_FILE)
+                Some(format!("/{}", crate::model::VAULT_FILE))
             } else {
-                continue;
-            };
-            out.insert(key, hash);
+                None
+            }
+        };
+        let mut out = std::collections::BTreeMap::new();
+        for rel in self.removes.iter().skip(mark.1) {
+            if let Some(k) = key(rel) {
+                out.insert(k, None);
+            }
+        }
+        // A file both removed and written ends up written (writes are applied first, but a
+        // transaction never does both to one file).
+        for Op::Write { rel, bytes, .. } in self.ops.iter().skip(mark.0) {
+            if let Some(k) = key(rel) {
+                out.insert(k, Some(sha256_hex(bytes)));
+            }
         }
         out
     }
@@ -147,8 +149,7 @@ impl Transaction {
     /// before children, relative to the root.
     fn new_dirs(&self) -> Vec<PathBuf> {
         let mut out: Vec<PathBuf> = Vec::new();
-        for op in &self.ops {
-            let Op::Write { rel, .. } = op else { continue };
+        for Op::Write { rel, .. } in &self.ops {
             let mut dir = PathBuf::new();
             for c in rel.parent().into_iter().flat_map(Path::components) {
                 dir.push(c);
@@ -198,20 +199,15 @@ impl Transaction {
 
     fn commit_marked(self) -> Result<Vec<PathBuf>, StoreError> {
         // One file is atomic on its own: skip the journal.
-        if let [Op::Remove { rel }] = self.ops.as_slice() {
-            check_relative(rel)?;
-            fs::remove_file_below(&self.root, rel)?;
-            fs::sync_dir_of(&self.root.join(rel))?;
-            return Ok(Vec::new());
-        }
-        if let [
-            Op::Write {
-                rel,
-                bytes,
-                mode,
-                create_only,
-            },
-        ] = self.ops.as_slice()
+        if self.removes.is_empty()
+            && let [
+                Op::Write {
+                    rel,
+                    bytes,
+                    mode,
+                    create_only,
+                },
+            ] = self.ops.as_slice()
         {
             check_relative(rel)?;
             if let Some(parent) = rel.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -227,27 +223,16 @@ impl Transaction {
         }
 
         let mut staged: Vec<(PathBuf, PathBuf)> = Vec::with_capacity(self.ops.len());
-        let mut removals: Vec<PathBuf> = Vec::new();
         let mut journal = String::new();
         let journal_path = self.root.join(JOURNAL);
-        // Set once anything was removed: from then on the commit can only roll forward.
-        let mut removed_any = false;
         let result = (|| {
             for op in &self.ops {
-                let (rel, bytes, mode, create_only) = match op {
-                    Op::Write {
-                        rel,
-                        bytes,
-                        mode,
-                        create_only,
-                    } => (rel, bytes, mode, create_only),
-                    Op::Remove { rel } => {
-                        check_relative(rel)?;
-                        journal.push_str(&format!("{JOURNAL_REMOVE}\t{}\n", rel.display()));
-                        removals.push(rel.clone());
-                        continue;
-                    }
-                };
+                let Op::Write {
+                    rel,
+                    bytes,
+                    mode,
+                    create_only,
+                } = op;
                 check_relative(rel)?;
                 let target = self.root.join(rel);
                 if *create_only && target.symlink_metadata().is_ok() {
@@ -266,6 +251,12 @@ impl Transaction {
                 ));
                 staged.push((temp, target));
             }
+            for rel in &self.removes {
+                check_relative(rel)?;
+                // Refused now (a link, a directory) rather than half-way through applying.
+                fs::remove_below(&self.root, rel, true)?;
+                journal.push_str(&format!("{JOURNAL_REMOVE}\t{}\n", rel.display()));
+            }
             journal.push_str(JOURNAL_END);
             journal.push('\n');
             // The journal goes straight to its name; a journal cut short by a crash has no
@@ -280,9 +271,9 @@ impl Transaction {
             drop(file);
             // The commit point: the temporary files and the journal are durable together.
             fs::sync_filesystem(&self.root)?;
-            apply(&self.root, &removals, &staged, &mut removed_any)
+            apply(&self.root, &staged, &self.removes)
         })();
-        if result.is_err() && !removed_any && staged.iter().all(|(t, _)| t.exists()) {
+        if result.is_err() && staged.iter().all(|(t, _)| t.exists()) {
             // Nothing was renamed: undo completely.
             for (temp, _) in &staged {
                 let _ = std::fs::remove_file(temp);
@@ -294,20 +285,18 @@ impl Transaction {
     }
 }
 
-/// Removes the files to remove, renames the staged files into place, makes both durable,
-/// removes the journal. Removals come first: once the last temporary file is renamed, recovery
-/// no longer rolls forward, so nothing may be left to do by then.
+/// Renames the staged files into place, removes the files to remove, makes it durable, removes
+/// the journal.
 fn apply(
     root: &Path,
-    removals: &[PathBuf],
     staged: &[(PathBuf, PathBuf)],
-    removed_any: &mut bool,
+    removes: &[PathBuf],
 ) -> Result<(), StoreError> {
-    for rel in removals {
-        *removed_any |= fs::remove_file_below(root, rel)?;
-    }
     for (temp, target) in staged {
         std::fs::rename(temp, target).map_err(|e| fs::io_err(target, e))?;
+    }
+    for rel in removes {
+        fs::remove_below(root, rel, false)?;
     }
     fs::sync_filesystem(root)?;
     // A journal whose removal is lost in a crash is harmless: recovery finds every target
@@ -362,15 +351,15 @@ pub fn recover(root: &Path) -> Result<Recovery, StoreError> {
         let text = String::from_utf8_lossy(&text);
         let complete = text.lines().last() == Some(JOURNAL_END);
         let mut entries = Vec::new();
-        let mut removals: Vec<PathBuf> = Vec::new();
+        let mut removes = Vec::new();
         for line in text.lines() {
-            if let Some(target) = line
+            if let Some(rel) = line
                 .strip_prefix(JOURNAL_REMOVE)
                 .and_then(|l| l.strip_prefix('\t'))
             {
-                let target = PathBuf::from(target);
-                if check_relative(&target).is_ok() && !target.as_os_str().is_empty() {
-                    removals.push(target);
+                let rel = PathBuf::from(rel);
+                if check_relative(&rel).is_ok() {
+                    removes.push(rel);
                 }
                 continue;
             }
@@ -398,16 +387,22 @@ pub fn recover(root: &Path) -> Result<Recovery, StoreError> {
         let applied = |e: &Entry| file_hash(root, &e.target).as_deref() == Some(e.hash.as_str());
         let any_temp = entries.iter().any(|e| root.join(&e.temp).exists());
         let intact = complete && entries.iter().all(|e| temp_ok(e) || applied(e));
-        if any_temp && intact {
-            // What the commit removes, first (as `apply` does); links are removed, never followed.
-            for target in &removals {
-                fs::remove_file_below(root, target)?;
-            }
+        // Removals come after every rename: a complete journal whose renames are all done may
+        // still have files to remove.
+        let any_remove = removes
+            .iter()
+            .any(|r| fs::remove_below(root, r, true).unwrap_or(false));
+        if (any_temp || any_remove) && intact {
             for e in &entries {
                 if root.join(&e.temp).symlink_metadata().is_ok() {
                     // Not a path-based rename: a journal (it may have come with a pulled
                     // commit) naming `envs/<link>/…` must not move a file out of the vault.
                     fs::rename_below(root, &e.temp, &e.target)?;
+                    rec.rolled_forward += 1;
+                }
+            }
+            for r in &removes {
+                if fs::remove_below(root, r, false)? {
                     rec.rolled_forward += 1;
                 }
             }
@@ -643,6 +638,56 @@ mod tests {
     }
 
     #[test]
+    fn removals_apply_with_the_writes_and_refuse_links() {
+        let d = setup();
+        let p = d.path();
+        let mut t = Transaction::new(p);
+        t.create("envs/a/event", b"pruned x", Mode::Public);
+        t.remove("envs/a/x");
+        t.remove("envs/a/gone-already");
+        t.commit().unwrap();
+        assert!(!p.join("envs/a/x").exists());
+        assert_eq!(std::fs::read(p.join("envs/a/event")).unwrap(), b"pruned x");
+        assert!(!p.join(JOURNAL).exists());
+        // A link where a record should be: refused before anything changes.
+        std::os::unix::fs::symlink(p.join("envs/a/y"), p.join("envs/a/link")).unwrap();
+        let mut t = Transaction::new(p);
+        t.create("envs/a/event2", b"x", Mode::Public);
+        t.remove("envs/a/link");
+        assert!(matches!(t.commit(), Err(StoreError::SymlinkRefused { .. })));
+        assert!(!p.join("envs/a/event2").exists());
+        assert!(p.join("envs/a/link").symlink_metadata().is_ok());
+        assert_eq!(std::fs::read(p.join("envs/a/y")).unwrap(), b"old-y");
+        let mut t = Transaction::new(p);
+        t.remove("../outside");
+        t.create("envs/a/event3", b"x", Mode::Public);
+        assert!(t.commit().is_err());
+    }
+
+    #[test]
+    fn recover_finishes_removals_after_the_renames() {
+        let d = setup();
+        let p = d.path();
+        // The write was renamed into place, the removal had not happened yet.
+        std::fs::write(p.join("envs/a/event"), b"pruned y").unwrap();
+        let journal = journal_line(
+            &format!("envs/a/{TEMP_PREFIX}event-1"),
+            "envs/a/event",
+            b"pruned y",
+        ) + "remove\tenvs/a/y\nremove\t../../etc/passwd\nend\n";
+        std::fs::write(p.join(JOURNAL), journal).unwrap();
+        let rec = recover(p).unwrap();
+        assert_eq!(rec.rolled_forward, 1);
+        assert!(!p.join("envs/a/y").exists());
+        assert!(p.join("envs/a/x").exists());
+        assert!(!p.join(JOURNAL).exists());
+        // A journal cut short never removes anything.
+        std::fs::write(p.join(JOURNAL), "remove\tenvs/a/x\n").unwrap();
+        recover(p).unwrap();
+        assert!(p.join("envs/a/x").exists());
+    }
+
+    #[test]
     fn recover_rolls_back_when_a_staged_file_is_damaged_or_the_journal_cut_short() {
         for (damaged, end) in [(true, "end\n"), (false, "")] {
             let d = setup();
@@ -695,73 +740,6 @@ mod tests {
         std::os::unix::fs::symlink(outside.path(), d.path().join("envs")).unwrap();
         assert_eq!(recover(d.path()).unwrap(), Recovery::default());
         assert!(outside.path().join(format!("{TEMP_PREFIX}keep")).exists());
-    }
-
-    #[test]
-    fn commit_removes_and_names_the_removal() {
-        let d = setup();
-        let p = d.path();
-        let mut t = Transaction::new(p);
-        t.remove("envs/a/y");
-        let mark = t.mark();
-        t.write("envs/a/x", b"new-x", Mode::Public);
-        let all = t.file_hashes(Path::new("envs/a"));
-        assert_eq!(all["y"], None);
-        assert_eq!(all["x"].as_deref(), Some(sha256_hex(b"new-x").as_str()));
-        let since = t.file_hashes_since(Path::new("envs/a"), mark);
-        assert!(!since.contains_key("y") && since.contains_key("x"));
-        t.commit().unwrap();
-        assert!(!p.join("envs/a/y").exists());
-        assert_eq!(std::fs::read(p.join("envs/a/x")).unwrap(), b"new-x");
-        assert!(!p.join(JOURNAL).exists());
-        // Alone, a removal is atomic by itself; a missing file is no error.
-        let mut t = Transaction::new(p);
-        t.remove("envs/a/x");
-        t.commit().unwrap();
-        assert!(!p.join("envs/a/x").exists());
-        let mut t = Transaction::new(p);
-        t.remove("envs/a/x");
-        t.commit().unwrap();
-        // A directory is never removed; a link is removed itself, never followed.
-        let mut t = Transaction::new(p);
-        t.remove("envs/a");
-        assert!(matches!(t.commit(), Err(StoreError::NotAFile { .. })));
-        let outside = tempfile::tempdir().unwrap();
-        std::fs::write(outside.path().join("keep"), b"k").unwrap();
-        std::os::unix::fs::symlink(outside.path().join("keep"), p.join("envs/a/l")).unwrap();
-        let mut t = Transaction::new(p);
-        t.remove("envs/a/l");
-        t.commit().unwrap();
-        assert!(p.join("envs/a/l").symlink_metadata().is_err());
-        assert!(outside.path().join("keep").exists());
-    }
-
-    /// A commit killed after its commit point, with the removal done or not: recovery removes
-    /// (again) and renames; killed before it (journal cut short): nothing is removed.
-    #[test]
-    fn recovery_finishes_or_undoes_a_removal() {
-        for (end, removed_before_crash) in [("end\n", false), ("end\n", true), ("", false)] {
-            let d = setup();
-            let p = d.path();
-            std::fs::write(p.join(format!("envs/a/{TEMP_PREFIX}x-1")), b"new-x").unwrap();
-            if removed_before_crash {
-                std::fs::remove_file(p.join("envs/a/y")).unwrap();
-            }
-            let journal = format!("{JOURNAL_REMOVE}\tenvs/a/y\n")
-                + &journal_line(&format!("envs/a/{TEMP_PREFIX}x-1"), "envs/a/x", b"new-x")
-                + end;
-            std::fs::write(p.join(JOURNAL), journal).unwrap();
-            recover(p).unwrap();
-            if end.is_empty() {
-                assert_eq!(std::fs::read(p.join("envs/a/y")).unwrap(), b"old-y");
-                assert_eq!(std::fs::read(p.join("envs/a/x")).unwrap(), b"old-x");
-            } else {
-                assert!(!p.join("envs/a/y").exists());
-                assert_eq!(std::fs::read(p.join("envs/a/x")).unwrap(), b"new-x");
-            }
-            assert!(!p.join(JOURNAL).exists());
-            assert!(!p.join(format!("envs/a/{TEMP_PREFIX}x-1")).exists());
-        }
     }
 
     #[test]

@@ -75,6 +75,21 @@ impl PendingFile {
     /// that appeared meanwhile is not overwritten.
     pub fn publish(mut self, bytes: &[u8]) -> Result<(), StoreError> {
         self.temp.fill(bytes)?;
+        self.rename_into_place()
+    }
+
+    /// Publishes what was written through [`std::io::Write`] (a streamed artifact): fsyncs it
+    /// and renames it into place, as [`PendingFile::publish`] does. Dropping the file instead
+    /// removes what was written and leaves `path` as it was.
+    pub fn publish_written(self) -> Result<(), StoreError> {
+        self.temp
+            .file
+            .sync_all()
+            .map_err(|e| io_error(&self.temp.path, e))?;
+        self.rename_into_place()
+    }
+
+    fn rename_into_place(mut self) -> Result<(), StoreError> {
         let (dir, _) = split_target(&self.path)?;
         if self.replace {
             // Checked again: something other than a regular file may have appeared since.
@@ -148,6 +163,18 @@ impl Outbox {
         }
         sync_filesystem(&self.dir)?;
         Ok(out)
+    }
+}
+
+/// Streams into the temporary file; nothing is at `path` until
+/// [`PendingFile::publish_written`].
+impl std::io::Write for PendingFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.temp.file.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.temp.file.flush()
     }
 }
 
@@ -274,6 +301,32 @@ mod tests {
             lock_for_merge(&link, Mode::Secret, 100),
             Err(StoreError::NotAFile { .. })
         ));
+    }
+
+    #[test]
+    fn streamed_files_appear_only_when_published() {
+        use std::io::Write as _;
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("big");
+        let mut pending = prepare(&target, Mode::Secret, false).unwrap();
+        for _ in 0..3 {
+            pending.write_all(&[1u8; 1000]).unwrap();
+        }
+        assert!(!target.exists());
+        pending.publish_written().unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), vec![1u8; 3000]);
+        assert_eq!(
+            std::fs::metadata(&target).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        // Abandoned half-way (a hash mismatch): nothing at the target, no temporary left.
+        let other = dir.path().join("half");
+        let mut pending = prepare(&other, Mode::Secret, false).unwrap();
+        pending.write_all(b"partial").unwrap();
+        drop(pending);
+        assert!(!other.exists());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[test]

@@ -85,12 +85,17 @@ impl Vault {
     }
 
     /// The audit keys of `env`, when the caller can open them, and whether they belong to its
-    /// bundle; `Err` says why authenticity cannot be checked.
+    /// bundle, with the backup lane's keys (when there is a lane file and it opens) and whether
+    /// they belong; `Err` says why authenticity cannot be checked.
+    #[expect(
+        clippy::type_complexity,
+        reason = "two key files, each with whether it belongs to the bundle"
+    )]
     fn verification_keys(
         &self,
         env: &Env,
         ctx: &Context,
-    ) -> Result<(audit::AuditKeys, bool), String> {
+    ) -> Result<(audit::AuditKeys, bool, Option<(audit::AuditKeys, bool)>), String> {
         if ctx.identities.is_empty() && ctx.passphrase.is_none() {
             return Err("no identity was given to open the audit keys".into());
         }
@@ -101,8 +106,13 @@ impl Vault {
         let (plain, _) = self
             .open_sealed(env, &bundle, ctx)
             .map_err(|e| format!("cannot open {BUNDLE_FILE}: {e}"))?;
-        let bound = crate::digest::sha256_hex(plain.expose()) == keys.bundle_sha256;
-        Ok((keys, bound))
+        let bundle_sha256 = crate::digest::sha256_hex(plain.expose());
+        let bound = bundle_sha256 == keys.bundle_sha256;
+        let lane = self.open_lane_keys(env, ctx).ok().flatten().map(|l| {
+            let bound = l.bundle_sha256 == bundle_sha256;
+            (l, bound)
+        });
+        Ok((keys, bound, lane))
     }
 
     /// `audit verify`: per environment, the chain's report (authenticated when `ctx` can open
@@ -138,13 +148,21 @@ impl Vault {
                     // A key file that is not the bundle's authenticates nothing: its keys may
                     // be the attacker's (reported as ForeignKeyFile).
                     keys: match &keys {
-                        Ok((k, true)) => Ok(k),
-                        Ok((_, false)) => Err(format!(
+                        Ok((k, true, _)) => Ok(k),
+                        Ok((_, false, _)) => Err(format!(
                             "{AUDIT_KEYS_FILE} does not belong to this environment's bundle"
                         )),
                         Err(why) => Err(why.clone()),
                     },
-                    keys_bound: keys.as_ref().ok().map(|(_, bound)| *bound),
+                    keys_bound: keys.as_ref().ok().map(|(_, bound, _)| *bound),
+                    // Likewise lane keys that are not the bundle's check no lane MAC.
+                    lane_keys: keys.as_ref().ok().and_then(|(_, _, lane)| {
+                        lane.as_ref().and_then(|(l, bound)| bound.then_some(l))
+                    }),
+                    lane_bound: keys
+                        .as_ref()
+                        .ok()
+                        .and_then(|(_, _, lane)| lane.as_ref().map(|(_, b)| *b)),
                     // Whenever the environment has sealed events, whatever talvault.yaml says:
                     // a vault file set back to format 1 must not switch the file checks off (the
                     // events recorded the format-2 file, so the downgrade itself is a finding).
@@ -158,15 +176,23 @@ impl Vault {
                 .iter()
                 .filter_map(|(_, bytes)| audit::EventSummary::read(bytes))
                 .collect();
-            let ring = keys.as_ref().ok().and_then(|(k, bound)| {
+            let ring = keys.as_ref().ok().and_then(|(k, bound, lane)| {
                 bound
-                    .then(|| audit::Keyring::derive(k, self.vault_id()?, env.as_str()).ok())
+                    .then(|| {
+                        let vault = self.vault_id()?;
+                        let ring = audit::Keyring::derive(k, vault, env.as_str()).ok()?;
+                        match lane {
+                            Some((l, true)) => ring.with_lane(l, vault, env.as_str()).ok(),
+                            _ => Some(ring),
+                        }
+                    })
                     .flatten()
             });
             let chain = match &ring {
                 Some(ring) => {
-                    let check =
-                        |epoch: u32, id: &audit::EventId, mac: &str| ring.check(epoch, id, mac);
+                    let check = |lane: bool, epoch: u32, id: &audit::EventId, mac: &str| {
+                        ring.check_any(lane, epoch, id, mac)
+                    };
                     audit::ChainState::checked(&summaries, Some(&check))
                 }
                 None => audit::ChainState::of(&summaries),

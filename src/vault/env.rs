@@ -260,6 +260,11 @@ impl Vault {
             };
             t.write(dir.join(AUDIT_KEYS_FILE), &sealed_keys, Mode::Secret);
             self.use_audit_keys(&env, &keys)?;
+            // The backup lane's keys (epoch 1), sealed to the recipients (a passphrase
+            // environment has no lane).
+            if let SealTo::Recipients(r) = &req.seal_to {
+                self.stage_lane_keys(&mut t, &env, ctx, &keys.bundle_sha256, r, &[])?;
+            }
         }
         t.write(dir.join("env.yaml"), meta_yaml.as_bytes(), Mode::Public);
         t.write(

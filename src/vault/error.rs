@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use thiserror::Error;
 
 use crate::audit::AuditError;
+use crate::backup::{ContentsProblem, Mismatch, TextProblem};
 use crate::model::{MetaError, VAULT_FILE};
 use crate::pki::issue::{CsrError, IssueError};
 use crate::pki::kube_policy::KubePolicyError;
@@ -329,6 +330,17 @@ pub enum VaultError {
         /// What is wrong (no key material).
         message: String,
     },
+    /// A backup-only identity (it opens the backup lane's keys, not `audit.age`) tried to
+    /// record something other than a backup.
+    #[error(
+        "the identity given opens only environment {env:?}'s backup lane keys, which record backups only, not {action}"
+    )]
+    BackupOnlyIdentity {
+        /// The environment.
+        env: String,
+        /// The action it tried to record.
+        action: String,
+    },
     /// A file the audit trail accounts for differs from it (format 2): it is not used.
     #[error("{file}: {message}")]
     Disagrees {
@@ -460,4 +472,92 @@ pub enum VaultError {
         /// What is wrong (never a value from inside it).
         problem: String,
     },
+    /// A backup stream could not be read or written.
+    #[error("{what}: {source}")]
+    BackupIo {
+        /// What was being read or written.
+        what: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The input of `backup seal` is not what it looks like (a damaged etcd snapshot, say).
+    #[error("{input}: {problem}")]
+    BackupContents {
+        /// The input (a path, or `stdin`).
+        input: String,
+        /// What is wrong.
+        problem: Box<ContentsProblem>,
+    },
+    /// A label, location or reason that cannot be recorded.
+    #[error("{what}: {problem}")]
+    BackupText {
+        /// `label`, `location` or `reason`.
+        what: &'static str,
+        /// What is wrong.
+        problem: TextProblem,
+    },
+    /// Neither recipients nor backup-only recipients to seal a backup to.
+    #[error("environment {env:?} has no recipients a backup can be sealed to")]
+    NoBackupRecipients {
+        /// The environment.
+        env: String,
+    },
+    /// A file that is not one of the environment's recorded backups.
+    #[error("{file} is not a backup recorded for environment {env:?}")]
+    UnknownBackup {
+        /// The environment.
+        env: String,
+        /// The file.
+        file: String,
+    },
+    /// A sealed backup that does not match its record, or holds a damaged snapshot.
+    #[error("{file} (backup {id}): {problem}")]
+    BackupMismatch {
+        /// The file.
+        file: String,
+        /// Its record.
+        id: String,
+        /// How it differs.
+        problem: Box<Mismatch>,
+    },
+    /// A sealed backup that age cannot decrypt to its end (a changed byte, a cut).
+    #[error("{file} (backup {id}) is damaged: {detail}, after {plaintext} bytes of plaintext")]
+    BackupDamaged {
+        /// The file.
+        file: String,
+        /// Its record.
+        id: String,
+        /// What age found.
+        detail: String,
+        /// Plaintext bytes decrypted before the damage.
+        plaintext: u64,
+    },
+    /// The policy asks for a reason and none was given.
+    #[error("the policy of environment {env:?} requires a reason to open a backup")]
+    ReasonRequired {
+        /// The environment.
+        env: String,
+    },
+    /// `backup prune` asked to keep nothing.
+    #[error("pruning must keep at least the newest backup")]
+    KeepNothing,
+    /// A backup-only recipient that already opens the environment.
+    #[error("{recipient} is already a recipient of environment {env:?} (recipients.txt)")]
+    AlreadyARecipient {
+        /// The environment.
+        env: String,
+        /// The recipient.
+        recipient: String,
+    },
+    /// A backup-only recipient to remove that is not one.
+    #[error("{recipient} is not a backup-only recipient of environment {env:?}")]
+    NotABackupRecipient {
+        /// The environment.
+        env: String,
+        /// The recipient.
+        recipient: String,
+    },
+    /// The machine config given to `env check` is not a control-plane config.
+    #[error("{0}")]
+    BadMachineConfig(String),
 }

@@ -14,7 +14,9 @@
 )]
 
 mod audit;
+mod backup;
 mod bundle;
+mod check;
 mod crl;
 mod delivery;
 mod env;
@@ -40,7 +42,12 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 pub use self::audit::{AuditOutcome, GitChange};
+pub use self::backup::{
+    BackupStream, BackupView, Copied, OpenTo, PendingOpen, PendingReseal, PendingSeal, SealRequest,
+    StaleBackup,
+};
 pub use self::bundle::ExportTo;
+pub use self::check::{FieldCheck, MachineCheck};
 pub use self::crl::{Denylist, DenylistEntry};
 pub use self::delivery::{Delivery, OpenedDelivery, Sealed, open_delivery, sealed_file_name};
 pub use self::env::{BundleSource, EnvView, NewEnv, SealTo};
@@ -62,6 +69,7 @@ pub use self::renew::{
 };
 pub use self::revocation::{RevokeOutcome, RevokeTarget};
 pub use self::signer::CrlOutput;
+pub use self::trail::BACKUP_RECIPIENTS_FILE;
 
 pub use self::status::{ApiCounts, CaExpiry, Counts, EnvStatus, Finding};
 pub use self::verify::Verification;
@@ -198,6 +206,9 @@ pub struct Vault {
     audit_keys: RefCell<std::collections::HashMap<String, std::rc::Rc<crate::audit::Keyring>>>,
     /// Each environment's chain state, once derived (dropped at every commit).
     chains: RefCell<std::collections::HashMap<String, std::rc::Rc<crate::audit::ChainState>>>,
+    /// The backup lane epoch a transaction being prepared makes current, per environment: the
+    /// event it stages names it.
+    lane_rotations: RefCell<std::collections::HashMap<String, u32>>,
 }
 
 /// An environment as a command loads it once: its name and `env.yaml`.
@@ -327,6 +338,7 @@ impl Vault {
             caches: RefCell::new(Vec::new()),
             audit_keys: RefCell::new(std::collections::HashMap::new()),
             chains: RefCell::new(std::collections::HashMap::new()),
+            lane_rotations: RefCell::new(std::collections::HashMap::new()),
         })
     }
 

@@ -121,6 +121,10 @@ impl Vault {
             );
             resealed.push(AUDIT_KEYS_FILE.to_owned());
             self.use_audit_keys(&env, &keys)?;
+            // And a new backup lane epoch, sealed to the new set and the backup-only
+            // recipients.
+            let only = self.backup_only_recipients(&env)?;
+            self.stage_lane_keys(&mut t, &env, ctx, &keys.bundle_sha256, &next, &only)?;
         }
         t.write(
             dir.join("recipients.txt"),

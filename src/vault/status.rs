@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::records::{IssuerView, LiveCert, issuer_views, live_of_holder, serials};
 use super::{Context, Vault, VaultError, rfc3339};
+use crate::backup::Health;
 use crate::holder::{Renewal, renewal};
 use crate::inventory::{self, CertEntry};
 use crate::model::{Api, MetaError, Sealing, Taint};
@@ -49,7 +50,7 @@ pub struct ApiCounts {
 /// Something `status` grades.
 #[derive(Debug, Clone, Serialize)]
 pub struct Finding {
-    /// `expiring`, `direct`, `unrenewed` or `orphaned` (grade 1); `expired`, `tainted`,
+    /// `expiring`, `direct`, `backup`, `unrenewed` or `orphaned` (grade 1); `expired`, `tainted`,
     /// `disagrees`, `conflict` or `forged` (grade 2).
     pub kind: &'static str,
     /// What.
@@ -106,12 +107,15 @@ pub struct EnvStatus {
     pub live: Vec<LiveCert>,
     /// Holders.
     pub holders: HolderStatus,
+    /// Sealed backups: how many, and the newest verified one's age against the policy.
+    pub backups: Health,
     /// How the audit chain this report rests on was checked: `authenticated`, structure only
     /// (no identity opened the audit keys), or format 1.
     pub audit: &'static str,
     /// What raised the grade.
     pub findings: Vec<Finding>,
-    /// 0 fine, 1 something expires within the window, 2 something expired or tainted.
+    /// 0 fine, 1 something expires within the window or backups are stale, 2 something expired
+    /// or tainted.
     pub grade: u8,
 }
 
@@ -294,6 +298,14 @@ impl Vault {
                     window,
                 );
             }
+            let policy = self.read_policy(&env)?;
+            let (backups, problem) = self.backup_health(&env, &policy, now)?;
+            if let Some(p) = problem {
+                findings.push(Finding {
+                    kind: "backup",
+                    what: p.to_string(),
+                });
+            }
             let tainted = self.taint(&env)?;
             if let Some(t) = &tainted {
                 findings.push(Finding {
@@ -304,7 +316,7 @@ impl Vault {
             let grade = findings
                 .iter()
                 .map(|f| match f.kind {
-                    "expiring" | "direct" | "unrenewed" | "orphaned" => 1,
+                    "expiring" | "direct" | "backup" | "unrenewed" | "orphaned" => 1,
                     _ => 2,
                 })
                 .max()
@@ -320,6 +332,7 @@ impl Vault {
                 by_api,
                 live: live_entries.into_iter().map(LiveCert::from).collect(),
                 holders,
+                backups,
                 audit,
                 findings,
                 grade,

@@ -3,6 +3,11 @@
 //! key events are MACed with (format 2: opened from `audit.age` with the caller's identity), and
 //! staging an event that names its parents, its vault, the hashes of the files its transaction
 //! writes, and its MAC.
+//!
+//! The backup lane (`backup-audit.age`, sealed to the recipients and the backup-only
+//! recipients): a backup-only identity opens only those keys, and its events (`backup.*` only)
+//! are MACed under them and marked `"lane": "backup"`; the chain trusts such an event for
+//! backup records and nothing else (`audit::lane_may_record`).
 
 use std::rc::Rc;
 
@@ -11,7 +16,8 @@ use crate::audit::{
     self as events, Action, AuditKeys, ChainState, EpochKey, EventBody, EventFile, EventSummary,
     Keyring, Seal,
 };
-use crate::store::age::OpenedBy;
+use crate::model::Sealing;
+use crate::store::age::{self as agestore, OpenedBy, Recipient};
 use crate::store::txn::Transaction;
 use crate::store::{self, Mode, StoreError, audit_dir};
 
@@ -26,6 +32,14 @@ pub(super) struct EventPlace {
 
 /// The sealed audit key file in an environment directory.
 pub(super) const AUDIT_KEYS_FILE: &str = "audit.age";
+
+/// The sealed backup lane key file in an environment directory (recipients and backup-only
+/// recipients open it).
+pub(super) const LANE_KEYS_FILE: &str = "backup-audit.age";
+
+/// The backup-only recipients of an environment: they can open its backups and the backup
+/// lane keys, never its bundle or issuer keys (nothing that seals those reads this file).
+pub const BACKUP_RECIPIENTS_FILE: &str = "backup-recipients.txt";
 
 /// A new audit key file: one random root key (epoch 1), bound to the bundle's plaintext.
 pub(super) fn new_audit_keys(
@@ -75,9 +89,13 @@ impl Vault {
         let keys = self.audit_keys.borrow().get(env.as_str()).cloned();
         let chain = Rc::new(match keys {
             Some(keys) => {
-                let check =
-                    |epoch: u32, id: &events::EventId, mac: &str| keys.check(epoch, id, mac);
-                ChainState::checked(&summaries, Some(&check))
+                let check = |lane: bool, epoch: u32, id: &events::EventId, mac: &str| {
+                    keys.check_any(lane, epoch, id, mac)
+                };
+                let mut c = ChainState::checked(&summaries, Some(&check));
+                // A backup-only identity checks lane events only: the rest rests on structure.
+                c.authenticated = keys.has_main();
+                c
             }
             None => ChainState::of(&summaries),
         });
@@ -186,15 +204,49 @@ impl Vault {
     /// Makes `keys` the audit keys of `env` for this command: the newest epoch MACs the events
     /// it writes, every epoch authenticates the events it trusts (the chain is derived again).
     pub(super) fn use_audit_keys(&self, env: &Env, keys: &AuditKeys) -> Result<(), VaultError> {
+        self.use_keys(env, Some(keys), None)
+    }
+
+    /// Makes `main` (none: a backup-only identity) and `lane` the keys of `env` for this
+    /// command.
+    fn use_keys(
+        &self,
+        env: &Env,
+        main: Option<&AuditKeys>,
+        lane: Option<&AuditKeys>,
+    ) -> Result<(), VaultError> {
+        let file = if main.is_some() {
+            AUDIT_KEYS_FILE
+        } else {
+            LANE_KEYS_FILE
+        };
         let bad = |message: &str| VaultError::AuditKeys {
-            file: env.dir().join(AUDIT_KEYS_FILE).display().to_string(),
+            file: env.dir().join(file).display().to_string(),
             message: message.to_owned(),
         };
         let vault = self.vault_id().ok_or_else(|| bad("the vault has no id"))?;
-        let ring = Keyring::derive(keys, vault, env.as_str()).map_err(bad)?;
-        self.audit_keys
-            .borrow_mut()
-            .insert(env.as_str().to_owned(), Rc::new(ring));
+        let ring = match (main, lane) {
+            (Some(main), None) => Keyring::derive(main, vault, env.as_str()),
+            (Some(main), Some(lane)) => Keyring::derive(main, vault, env.as_str())
+                .and_then(|r| r.with_lane(lane, vault, env.as_str())),
+            (None, Some(lane)) => Keyring::lane_only(lane, vault, env.as_str()),
+            (None, None) => Err("no keys"),
+        }
+        .map_err(bad)?;
+        let mut ring = ring;
+        let mut held = self.audit_keys.borrow_mut();
+        // New main keys (a recipients change) keep the lane keys already opened: the lane's
+        // events stay authentic, and this command's event names them as parents.
+        if main.is_some()
+            && lane.is_none()
+            && let Some(previous) = held.remove(env.as_str())
+            && let Ok(previous) = Rc::try_unwrap(previous)
+        {
+            ring.lane_current = previous.lane_current;
+            ring.lane = previous.lane;
+        }
+        held.insert(env.as_str().to_owned(), Rc::new(ring));
+        drop(held);
         self.chains.borrow_mut().remove(env.as_str());
         Ok(())
     }
@@ -235,9 +287,184 @@ impl Vault {
             });
         }
         self.use_audit_keys(env, &keys)?;
+        // The backup lane's keys too, to authenticate the events backup-only identities
+        // wrote; like audit.age, a lane file that does not belong to the bundle, or is not
+        // what the chain recorded, is refused (its keys could be anyone's).
+        let lane = self.open_lane_keys_unchecked(env, ctx)?;
+        if let Some((l, lane_sha256)) = &lane
+            && l.bundle_sha256 != keys.bundle_sha256
+        {
+            self.agrees(env, LANE_KEYS_FILE, lane_sha256)?;
+            return Err(VaultError::AuditKeys {
+                file: env.dir().join(LANE_KEYS_FILE).display().to_string(),
+                message: "it does not belong to this environment's bundle (anyone can seal a \
+                          file to the public recipients)"
+                    .into(),
+            });
+        }
+        if let Some((l, _)) = &lane {
+            self.use_keys(env, Some(&keys), Some(l))?;
+        }
         self.agrees(env, BUNDLE_FILE, &bundle_sha256)?;
         self.pinned_bundle(env, &plain)?;
-        self.agrees(env, AUDIT_KEYS_FILE, &keys_sha256)
+        self.agrees(env, AUDIT_KEYS_FILE, &keys_sha256)?;
+        if let Some((_, lane_sha256)) = &lane {
+            self.agrees(env, LANE_KEYS_FILE, lane_sha256)?;
+        }
+        Ok(())
+    }
+
+    /// Opens the backup lane's key file, without the check against the chain (`None`: there
+    /// is none, or the environment is sealed with a passphrase, which has no lane); the
+    /// SHA-256 of the sealed file for the caller to check.
+    fn open_lane_keys_unchecked(
+        &self,
+        env: &Env,
+        ctx: &Context,
+    ) -> Result<Option<(AuditKeys, String)>, VaultError> {
+        if env.meta.sealing != Sealing::Recipients {
+            return Ok(None);
+        }
+        let rel = env.dir().join(LANE_KEYS_FILE);
+        // Looked for first: a new environment has none, and needs no identity to say so.
+        match self.read(&rel, super::SEALED_MAX) {
+            Err(VaultError::Store(StoreError::NotFound { .. })) => return Ok(None),
+            other => other?,
+        };
+        let (plain, _, sealed_sha256) = self.open_sealed_unchecked(env, &rel, ctx)?;
+        AuditKeys::from_json(plain.expose())
+            .map(|keys| Some((keys, sealed_sha256)))
+            .map_err(|message| VaultError::AuditKeys {
+                file: rel.display().to_string(),
+                message,
+            })
+    }
+
+    /// Opens the backup lane's key file, checked against the chain (`None`: there is none, or
+    /// the environment is sealed with a passphrase, which has no lane).
+    pub(super) fn open_lane_keys(
+        &self,
+        env: &Env,
+        ctx: &Context,
+    ) -> Result<Option<AuditKeys>, VaultError> {
+        let Some((keys, sealed_sha256)) = self.open_lane_keys_unchecked(env, ctx)? else {
+            return Ok(None);
+        };
+        self.agrees(env, LANE_KEYS_FILE, &sealed_sha256)?;
+        Ok(Some(keys))
+    }
+
+    /// Loads an environment for a backup command: like [`Vault::env_for`], except that with
+    /// [`ChainCheck::Required`] an identity that opens only the backup lane's keys (a
+    /// backup-only identity) is enough: its events are MACed under the lane, and it trusts
+    /// the rest of the chain on structure.
+    pub(super) fn env_for_backup(&self, env: &str, ctx: &Context) -> Result<Env, VaultError> {
+        let env = self.env(env)?;
+        // A talvault.yaml edited back to format 1 is refused first, as everywhere.
+        if !self.sealed() && self.chain(&env)?.sealed {
+            self.authenticate(&env, ctx)?;
+        }
+        if ctx.chain == ChainCheck::Required
+            && !self.audit_keys.borrow().contains_key(env.as_str())
+            && self.env_sealed(&env)?
+            && let Err(full) = self.load_audit_keys(&env, ctx)
+        {
+            // An identity that opens the bundle, and a key file or bundle that does not belong,
+            // does not match the pins, or is not what the chain recorded: tampering, never a
+            // reason to fall back (as `open_chain` refuses it for readers).
+            if matches!(
+                full,
+                VaultError::AuditKeys { .. }
+                    | VaultError::Disagrees { .. }
+                    | VaultError::PinMismatch { .. }
+                    | VaultError::BadBundle { .. }
+            ) {
+                return Err(full);
+            }
+            match self.open_lane_keys(&env, ctx) {
+                Ok(Some(lane)) => self.use_keys(&env, None, Some(&lane))?,
+                // Lane keys the chain did not record (copied, replaced): say so.
+                Err(e @ VaultError::Disagrees { .. }) => return Err(e),
+                // Neither opens: the reason the audit keys did not is the one to give.
+                _ => return Err(full),
+            }
+        }
+        self.authenticate(&env, ctx)?;
+        Ok(env)
+    }
+
+    /// The backup-only recipients (none when the file does not exist), checked against the
+    /// chain: a recipient slipped in would be sealed to by the next backup, and a file
+    /// removed behind the chain's back would drop the disaster-recovery key unnoticed.
+    pub(super) fn backup_only_recipients(&self, env: &Env) -> Result<Vec<Recipient>, VaultError> {
+        let rel = env.dir().join(BACKUP_RECIPIENTS_FILE);
+        match self.read(&rel, super::META_MAX) {
+            Err(VaultError::Store(StoreError::NotFound { .. })) => {
+                match self.chain(env)?.files.get(BACKUP_RECIPIENTS_FILE) {
+                    Some((Some(_), event)) => Err(VaultError::Disagrees {
+                        file: rel.display().to_string(),
+                        message: format!(
+                            "it is missing, but audit event {} wrote it",
+                            event.short()
+                        ),
+                    }),
+                    _ => Ok(Vec::new()),
+                }
+            }
+            Err(e) => Err(e),
+            Ok(text) => {
+                let parsed = agestore::parse_recipients(
+                    &String::from_utf8_lossy(&text),
+                    &self.root.join(&rel),
+                )?;
+                self.agrees(
+                    env,
+                    BACKUP_RECIPIENTS_FILE,
+                    &crate::digest::sha256_hex(&text),
+                )?;
+                Ok(parsed)
+            }
+        }
+    }
+
+    /// Stages a new backup lane epoch in `t` (format 2, recipient-sealed environments): the
+    /// lane's previous keys, opened with `ctx` (none for a new lane), plus a fresh root key,
+    /// bound to the bundle (`bundle_sha256`) and sealed to `main` and `only`. The event this
+    /// command stages names the new lane epoch, which retires the older ones for new events
+    /// (a removed backup-only recipient keeps the old keys, and they no longer count).
+    pub(super) fn stage_lane_keys(
+        &self,
+        t: &mut Transaction,
+        env: &Env,
+        ctx: &Context,
+        bundle_sha256: &str,
+        main: &[Recipient],
+        only: &[Recipient],
+    ) -> Result<(), VaultError> {
+        if !self.sealed() || main.is_empty() || env.meta.sealing != Sealing::Recipients {
+            return Ok(());
+        }
+        let mut keys = self.open_lane_keys(env, ctx)?.unwrap_or(AuditKeys {
+            bundle_sha256: String::new(),
+            keys: Vec::new(),
+        });
+        keys.bundle_sha256 = bundle_sha256.to_owned();
+        let epoch = keys.current().map_or(0, |k| k.epoch) + 1;
+        let mut root = zeroize::Zeroizing::new([0u8; 32]);
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut root[..])
+            .map_err(|_| VaultError::Generate("no randomness".into()))?;
+        keys.keys.push(EpochKey::new(epoch, &root));
+        let mut all: Vec<Recipient> = main.to_vec();
+        all.extend(only.iter().filter(|r| !main.contains(r)).cloned());
+        t.write(
+            env.dir().join(LANE_KEYS_FILE),
+            &agestore::seal(&keys.to_json(), &all)?,
+            Mode::Secret,
+        );
+        self.lane_rotations
+            .borrow_mut()
+            .insert(env.as_str().to_owned(), epoch);
+        Ok(())
     }
 
     /// Authenticates `env`'s chain for this command as `ctx.chain` asks: with
@@ -275,10 +502,15 @@ impl Vault {
             ChainCheck::IfIdentity if ctx.identities.is_empty() => Ok(()),
             ChainCheck::IfIdentity => match self.load_audit_keys(env, ctx) {
                 // An identity that opens the bundle and a key file (or bundle) that does not
-                // belong to it, or is not what the chain recorded: tampering, not a missing
-                // identity. Refused, as a command that needs the keys refuses it, rather than
-                // read on structure alone.
-                Err(e @ (VaultError::AuditKeys { .. } | VaultError::Disagrees { .. })) => Err(e),
+                // belong to it, does not match the pins, or is not what the chain recorded:
+                // tampering, not a missing identity. Refused, as a command that needs the keys
+                // refuses it, rather than read on structure alone.
+                Err(
+                    e @ (VaultError::AuditKeys { .. }
+                    | VaultError::Disagrees { .. }
+                    | VaultError::PinMismatch { .. }
+                    | VaultError::BadBundle { .. }),
+                ) => Err(e),
                 // Another environment's identity, or none that opens this one: structure only.
                 _ => Ok(()),
             },
@@ -369,12 +601,39 @@ impl Vault {
         )?;
         let key = if self.sealed() {
             let (epoch, key) = self.audit_key(env, ctx)?;
+            // A backup-only identity: its `backup.*` events go through the lane, nothing else.
+            let lane = if key.has_main() {
+                None
+            } else {
+                match key.lane_signing() {
+                    Some((lane_epoch, _))
+                        if events::lane_may_record(
+                            action.name(),
+                            files.keys().map(String::as_str),
+                        ) =>
+                    {
+                        Some(lane_epoch)
+                    }
+                    _ => {
+                        return Err(VaultError::BackupOnlyIdentity {
+                            env: env.as_str().to_owned(),
+                            action: action.name().to_owned(),
+                        });
+                    }
+                }
+            };
             body.seal = Some(Seal {
                 vault: self.vault_id().unwrap_or_default().to_owned(),
-                epoch,
+                epoch: lane.unwrap_or(epoch),
                 files,
+                lane: lane.map(|_| events::BACKUP_LANE.to_owned()),
+                lane_epoch: if lane.is_none() {
+                    self.lane_rotations.borrow_mut().remove(env.as_str())
+                } else {
+                    None
+                },
             });
-            Some(key)
+            Some((key, lane.is_some()))
         } else {
             None
         };
@@ -387,7 +646,12 @@ impl Vault {
             None => self.chain(env)?.heads.clone(),
         };
         let event = events::new_event(parents, body)?;
-        let event = match key.as_ref().and_then(|k| k.signing()) {
+        let signing = match &key {
+            Some((ring, true)) => ring.lane_signing().map(|(_, k)| k),
+            Some((ring, false)) => ring.signing(),
+            None => None,
+        };
+        let event = match signing {
             Some(k) => event.with_mac(k),
             None => event,
         };

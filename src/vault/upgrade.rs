@@ -38,16 +38,24 @@ impl Vault {
             let (plain, _, opened_by) = self.open_bundle(env, ctx)?;
             let keys = new_audit_keys(&rng, plain.expose())?;
             let sealed = self.seal_for(env, &keys.to_json(), ctx)?;
-            prepared.push((keys, sealed, opened_by));
+            // Who the backup lane is sealed to (a passphrase environment has no lane).
+            let lane_to = match env.meta.sealing {
+                crate::model::Sealing::Recipients => {
+                    (self.recipients(env)?, self.backup_only_recipients(env)?)
+                }
+                crate::model::Sealing::Passphrase => (Vec::new(), Vec::new()),
+            };
+            prepared.push((keys, sealed, opened_by, lane_to));
         }
         // From here on events are sealed with the new id.
         self.config = config;
         let mut t = Transaction::new(&self.root);
         t.write(super::VAULT_FILE, config_yaml.as_bytes(), Mode::Public);
         let mut done = Vec::new();
-        for (env, (keys, sealed, opened_by)) in envs.iter().zip(prepared) {
+        for (env, (keys, sealed, opened_by, (main, only))) in envs.iter().zip(prepared) {
             t.write(env.dir().join(AUDIT_KEYS_FILE), &sealed, Mode::Secret);
             self.use_audit_keys(env, &keys)?;
+            self.stage_lane_keys(&mut t, env, ctx, &keys.bundle_sha256, &main, &only)?;
             // The baseline: every file as it is now, and the two this transaction writes.
             let mut files: std::collections::BTreeMap<String, Option<String>> =
                 audit_dir::file_hashes(&self.root, &env.dir())?

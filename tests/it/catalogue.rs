@@ -297,6 +297,43 @@ fn fixture() -> &'static Fixture {
             "-o",
             "home/bob.talosconfig",
         ]);
+        // prod has one sealed and verified backup (3 KiB of text, so its sealed file is longer
+        // than the 1 KiB by which backups are recognised): home/prod.age.
+        std::fs::write(
+            base.join("home/data.txt"),
+            "backup fixture line\n".repeat(150),
+        )
+        .unwrap();
+        ok(&[
+            "--vault",
+            "v",
+            "-i",
+            &vars["A"],
+            "backup",
+            "seal",
+            "prod",
+            "home/data.txt",
+            "-o",
+            "home/prod.age",
+            "--label",
+            "fixture",
+        ]);
+        ok(&[
+            "--vault",
+            "v",
+            "-i",
+            &vars["A"],
+            "backup",
+            "verify",
+            "prod",
+            "home/prod.age",
+        ]);
+        let backups: Vec<String> = std::fs::read_dir(base.join("v/envs/prod/backups"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(backups.len(), 1, "{backups:?}");
+        vars.insert("BACKUP", backups[0].trim_end_matches(".yaml").to_owned());
         // A second, pending issuer in stage ({PENDING}), and a passphrase environment (lone).
         ok(&["--vault", "v", "-i", &vars["A"], "issuer", "create", "stage"]);
         let pending = std::fs::read_dir(base.join("v/envs/stage/issuers"))
@@ -473,9 +510,10 @@ fn setup_step(dir: &Path, step: &str, vars: &BTreeMap<&'static str, String>) {
             remove(&p(1));
             std::fs::write(p(1), unescape(arg(2))).unwrap();
         }
+        // append PATH TEXT: add to the end (the file may be binary).
         "append" => {
-            let mut t = std::fs::read_to_string(p(1)).unwrap();
-            t.push_str(&unescape(arg(2)));
+            let mut t = std::fs::read(p(1)).unwrap();
+            t.extend_from_slice(unescape(arg(2)).as_bytes());
             std::fs::write(p(1), t).unwrap();
         }
         // replace PATH FROM TO: FROM must occur.
@@ -513,6 +551,24 @@ fn setup_step(dir: &Path, step: &str, vars: &BTreeMap<&'static str, String>) {
                 _ => panic!("setup {step:?}: size like 100M"),
             };
             std::fs::File::create(p(1)).unwrap().set_len(len).unwrap();
+        }
+        // truncate PATH BYTES: cut the file to that length.
+        "truncate" => {
+            let len: u64 = arg(2).parse().unwrap();
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(p(1))
+                .unwrap()
+                .set_len(len)
+                .unwrap();
+        }
+        // flip PATH OFFSET: invert the low bit of one byte (a negative offset counts from the end).
+        "flip" => {
+            let mut bytes = std::fs::read(p(1)).unwrap();
+            let at: i64 = arg(2).parse().unwrap();
+            let at = if at < 0 { bytes.len() as i64 + at } else { at } as usize;
+            bytes[at] ^= 1;
+            std::fs::write(p(1), bytes).unwrap();
         }
         "fifo" => {
             remove(&p(1));
@@ -605,6 +661,8 @@ fn setup_step(dir: &Path, step: &str, vars: &BTreeMap<&'static str, String>) {
                         vault: vault.clone(),
                         epoch: 1,
                         files: sealed_files,
+                        lane: None,
+                        lane_epoch: None,
                     }),
                 },
             )

@@ -389,6 +389,8 @@ fn forge_files(
                 vault: id.clone(),
                 epoch: 1,
                 files,
+                lane: None,
+                lane_epoch: None,
             }),
         },
     )
@@ -1763,6 +1765,7 @@ fn concurrent_recipient_changes_conflict() {
         conflicted,
         [
             "envs/prod/audit.age".to_owned(),
+            "envs/prod/backup-audit.age".to_owned(),
             "envs/prod/bundle.age".to_owned(),
             format!("envs/prod/issuers/{issuer}/key.age"),
             "envs/prod/recipients.txt".to_owned(),

@@ -1458,6 +1458,8 @@ fn a_forged_kubernetes_issuer_activation_counts_for_nothing() {
                 vault: vault_id.clone(),
                 epoch: 1,
                 files: std::collections::BTreeMap::new(),
+                lane: None,
+                lane_epoch: None,
             }),
         },
     )

@@ -9,6 +9,7 @@
 )]
 
 mod architecture;
+mod backup;
 mod catalogue;
 mod cli;
 mod crl;

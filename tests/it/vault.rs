@@ -1177,7 +1177,7 @@ fn concurrent_mutations_wait_for_the_lock() {
     assert_eq!(
         out,
         format!(
-            "prod: ok, {} events, 1 head(s), 6 files accounted for, authenticated\n",
+            "prod: ok, {} events, 1 head(s), 7 files accounted for, authenticated\n",
             events.len()
         )
     );
@@ -1267,7 +1267,7 @@ fn audit_verify_catches_tampering_and_accepts_merges() {
     // The untouched base is intact.
     assert_eq!(
         base.verify_ok(&a),
-        "prod: ok, 4 events, 1 head(s), 6 files accounted for, authenticated\n"
+        "prod: ok, 4 events, 1 head(s), 7 files accounted for, authenticated\n"
     );
 
     // A git-merge-like second head: two clones each add an event on the same parent, then
@@ -1293,7 +1293,7 @@ fn audit_verify_catches_tampering_and_accepts_merges() {
         (code, out.as_str(), err.as_str()),
         (
             0,
-            "prod: ok, 6 events, 2 head(s), 6 files accounted for, authenticated\n",
+            "prod: ok, 6 events, 2 head(s), 7 files accounted for, authenticated\n",
             ""
         )
     );
@@ -1306,7 +1306,7 @@ fn audit_verify_catches_tampering_and_accepts_merges() {
     );
     assert_eq!(
         s.verify_ok(&a),
-        "prod: ok, 7 events, 1 head(s), 6 files accounted for, authenticated\n"
+        "prod: ok, 7 events, 1 head(s), 7 files accounted for, authenticated\n"
     );
 }
 
@@ -1686,7 +1686,7 @@ fn bad_input_is_refused_and_changes_nothing() {
     reset();
     assert!(s.export(&a, "prod").starts_with(b"cluster:\n"));
     assert_matches(
-        "prod: ok, 2 events, 1 head(s), 6 files accounted for, authenticated\n",
+        "prod: ok, 2 events, 1 head(s), 7 files accounted for, authenticated\n",
         &s.ok(&["-i", &a.file, "audit", "verify", "prod"]),
     );
 }

@@ -1,6 +1,6 @@
 //! Confined access to the vault tree: every path is walked one component at a time from the
 //! vault root with `openat(O_NOFOLLOW)`, for bounded reads, directory creation, listing,
-//! recovery's renames and removing empty directories. It must not follow a symbolic link below
+//! recovery's renames, removing records and empty directories. It must not follow a symbolic link below
 //! the root, leave the root (`..`), read more than the caller's limit, or interpret contents.
 
 use std::ffi::{OsStr, OsString};
@@ -188,6 +188,40 @@ pub(crate) fn rename_below(root: &Path, from: &Path, to: &Path) -> Result<(), St
     rfs::renameat(&from_dir, &from_name, &to_dir, &to_name).map_err(|e| errno_error(&to_shown, e))
 }
 
+/// Removes the regular file `rel` below `root`, its directories opened component by component
+/// with `O_NOFOLLOW` (as [`rename_below`]): a link on the way, or at `rel` itself, is refused,
+/// never followed. Returns whether there was a file; with `dry_run`, only checks. For
+/// transactions that retire records (`backup prune`).
+pub(crate) fn remove_below(root: &Path, rel: &Path, dry_run: bool) -> Result<bool, StoreError> {
+    let components = components_below(root, rel)?;
+    let Some((name, dirs)) = components.split_last() else {
+        return Err(StoreError::NotAFile {
+            path: root.to_path_buf(),
+        });
+    };
+    let (dir, shown) = match walk_dirs(root, dirs, None) {
+        Err(StoreError::NotFound { .. }) => return Ok(false),
+        other => other?,
+    };
+    let shown = shown.join(name);
+    match rfs::statat(&dir, *name, AtFlags::SYMLINK_NOFOLLOW) {
+        Err(Errno::NOENT) => return Ok(false),
+        Err(e) => return Err(errno_error(&shown, e)),
+        Ok(st) => match FileType::from_raw_mode(st.st_mode) {
+            FileType::RegularFile => {}
+            FileType::Symlink => return Err(StoreError::SymlinkRefused { path: shown }),
+            _ => return Err(StoreError::NotAFile { path: shown }),
+        },
+    }
+    if !dry_run {
+        match rfs::unlinkat(&dir, *name, AtFlags::empty()) {
+            Ok(()) | Err(Errno::NOENT) => {}
+            Err(e) => return Err(errno_error(&shown, e)),
+        }
+    }
+    Ok(true)
+}
+
 /// What a directory entry is, as seen without following links.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EntryKind {
@@ -320,38 +354,6 @@ impl OpenDir {
             });
         }
         read_at(&self.fd, name, self.shown.join(name), max_len)
-    }
-}
-
-/// Removes the file `rel` below `root` (a regular file, or a link, which is removed itself and
-/// never followed), walking its parents with `O_NOFOLLOW`; `Ok(false)` when it is not there. A
-/// directory is refused. For transactions that remove a record, and for recovery, whose paths
-/// come from a journal file that may not be ours.
-pub(crate) fn remove_file_below(root: &Path, rel: &Path) -> Result<bool, StoreError> {
-    let components = components_below(root, rel)?;
-    let Some((last, parents)) = components.split_last() else {
-        return Err(StoreError::NotAFile {
-            path: root.to_path_buf(),
-        });
-    };
-    let (parent, shown) = match walk_dirs(root, parents, None) {
-        Ok(found) => found,
-        Err(StoreError::NotFound { .. }) => return Ok(false),
-        Err(e) => return Err(e),
-    };
-    let shown = shown.join(last);
-    match rfs::statat(&parent, *last, AtFlags::SYMLINK_NOFOLLOW) {
-        Err(Errno::NOENT) => return Ok(false),
-        Err(e) => return Err(errno_error(&shown, e)),
-        Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
-            return Err(StoreError::NotAFile { path: shown });
-        }
-        Ok(_) => {}
-    }
-    match rfs::unlinkat(&parent, *last, AtFlags::empty()) {
-        Ok(()) => Ok(true),
-        Err(Errno::NOENT) => Ok(false),
-        Err(e) => Err(errno_error(&shown, e)),
     }
 }
 

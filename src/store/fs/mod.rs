@@ -30,7 +30,7 @@ use thiserror::Error;
 mod confined;
 
 pub use confined::{DirEntry, EntryKind, OpenDir, ensure_dir, list_dir, open_dir, read_bounded};
-pub(crate) use confined::{remove_empty_dir_below, remove_file_below, rename_below};
+pub(crate) use confined::{remove_below, remove_empty_dir_below, rename_below};
 
 /// Who may read a file; decides the permission bits it is created with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
