@@ -301,10 +301,15 @@ fn vault_rooms_do_not_import_each_other() {
         .filter(|m| m.starts_with("crate::vault::") && !SHARED.contains(&m.as_str()))
         .collect();
     assert!(rooms.len() >= 10, "{rooms:?}");
+    // A room may be a directory (`vault/backup/`): its files are one room.
+    let room_of = |m: &str| -> String {
+        let rest = m.trim_start_matches("crate::vault::");
+        format!("crate::vault::{}", rest.split("::").next().unwrap_or(rest))
+    };
     let mut wrong = Vec::new();
     for room in &rooms {
         for d in &g[*room] {
-            if rooms.contains(&d) && d != *room {
+            if rooms.contains(&d) && room_of(d) != room_of(room) {
                 wrong.push(format!("{room} -> {d}"));
             }
         }
