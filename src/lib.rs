@@ -2,8 +2,8 @@
 //!
 //! The library does the work; `main.rs` only parses arguments and maps errors to exit codes.
 //! Pure modules (`bundle`, `pki`, `patch`, `talosconfig`, `kubeconfig`, `goyaml`, `audit`,
-//! `model`, `der`, `hex`, `keys`, `secret`) do no I/O and take time and randomness as arguments
-//! (clippy.toml enforces it); edge modules (`store`, `cli`, `process`) touch files, the terminal, processes
+//! `model`, `holder`, `der`, `hex`, `keys`, `secret`) do no I/O and take time and randomness as
+//! arguments (clippy.toml enforces it); edge modules (`store`, `cli`, `process`) touch files, the terminal, processes
 //! and the clock; `vault` is the application service that joins them.
 
 pub mod audit;
@@ -14,6 +14,7 @@ pub mod der;
 pub mod digest;
 pub mod goyaml;
 pub mod hex;
+pub mod holder;
 pub mod inventory;
 pub mod keys;
 pub mod kubeconfig;

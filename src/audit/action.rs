@@ -295,6 +295,27 @@ actions! {
         /// Why (the review).
         reason: String,
     },
+    /// A holder was registered: recipients to seal deliveries to, and a standing grant.
+    "holder.add" => HolderAdd {
+        /// The holder's name.
+        holder: String,
+        /// The recipients (public keys).
+        recipients: Vec<String>,
+        /// The standing grant's roles (none: no standing grant).
+        roles: Vec<String>,
+        /// The standing grant's TTL.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        ttl: Option<String>,
+        /// `generated` or `csr`.
+        key: String,
+    },
+    /// A holder was removed (their certificates stay valid until revoked or expired).
+    "holder.remove" => HolderRemove {
+        /// The holder's name.
+        holder: String,
+        /// Their live certificates at removal (serials).
+        live: Vec<String>,
+    },
     /// A CRL was signed.
     "crl" => Crl {
         /// The issuer.

@@ -2,7 +2,8 @@
 //! on one cache line (id, parents, time, what it did, the files it wrote); the summaries, put in
 //! causal order, give the chain's state: the content hash each file must have, which
 //! certificates are revoked, whether a break-glass certificate taints the environment, each
-//! issuer's state, the newest CRL number per issuer, and the heads the next event names. Loose
+//! issuer's state, the newest CRL number per issuer, the registered holders, and the heads the
+//! next event names. Loose
 //! files are checked against this state, never trusted on their own.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -22,7 +23,8 @@ pub struct EventSummary {
     pub time: i64,
     /// Its action.
     pub action: String,
-    /// The serial (issue, break-glass, revoke) or issuer id (issuer.*, crl) it is about.
+    /// The serial (issue, break-glass, revoke), issuer id (issuer.*, crl) or holder (holder.*)
+    /// it is about.
     pub subject: Option<String>,
     /// revoke: the issuer that signed the certificate.
     pub issuer: Option<String>,
@@ -87,6 +89,7 @@ impl EventSummary {
                 data.get("untainted").and_then(Value::as_bool) == Some(true),
             ),
             "env.untaint" => (None, None, None, None, true),
+            "holder.add" | "holder.remove" => (text(data, "holder"), None, None, None, false),
             // The backup and the sealed file that checked out.
             "backup.verify" => (
                 text(data, "id"),
@@ -384,6 +387,8 @@ pub struct ChainState {
     pub issuers: BTreeMap<String, IssuerStep>,
     /// The newest CRL number per issuer.
     pub crl_numbers: BTreeMap<String, u64>,
+    /// The registered holders (added and not removed since).
+    pub holders: BTreeSet<String>,
     /// Every trusted `backup.verify`, oldest first.
     pub backups_verified: Vec<BackupVerified>,
 }
@@ -717,6 +722,16 @@ impl ChainState {
                             step.state = "active";
                             step.activated = Some(e.time);
                         }
+                    }
+                }
+                "holder.add" => {
+                    if let Some(name) = subject {
+                        s.holders.insert(name);
+                    }
+                }
+                "holder.remove" => {
+                    if let Some(name) = subject {
+                        s.holders.remove(&name);
                     }
                 }
                 "issuer.retire" => {

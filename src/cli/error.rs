@@ -129,6 +129,12 @@ fn hint(e: &VaultError) -> Option<String> {
         VaultError::NoCrlIssuer { .. } => "create one with `talvault issuer create ENV`; direct-mode revocations are listed by `talvault crl ENV --format json`".into(),
         VaultError::DirectForbidden { beside_issuer: false, .. } => "activate an issuer (`talvault issuer create ENV`, then `issuer activate`), or set allow_direct: true in policy.yaml through review".into(),
         VaultError::DirectForbidden { beside_issuer: true, .. } => "leave out --direct to sign with the active issuer: a certificate the OS CA signs survives retiring every issuer; if you must, set direct_beside_issuers: true in policy.yaml through review".into(),
+        VaultError::HolderExists { env, holder } => format!("to change a holder, remove and add them again: `talvault holder remove {env} {holder}`"),
+        VaultError::UnknownHolder { env, .. } => format!("list them with `talvault holder list {env}`; add one with `talvault holder add {env} NAME -r RECIPIENT`"),
+        VaultError::NoHolderRecipients { .. } => "pass the holder's public key: -r age1… or -r \"ssh-ed25519 …\"".into(),
+        VaultError::HolderNeedsCsr { .. } => "pass --csr FILE with a certificate request the holder made with their own key".into(),
+        VaultError::NotYourDelivery { .. } => "pass your own key with -i FILE (the one whose public key was given to `talvault holder add`; an ssh key works as -i ~/.ssh/id_ed25519)".into(),
+        VaultError::BadDelivery { .. } => "open files made by `talvault issue --seal` or `talvault renew`".into(),
         VaultError::BackupContents { problem, .. } => match problem.as_ref() {
             ContentsProblem::Etcd(Verdict::NoTrailer { .. } | Verdict::TrailingData { .. }) => {
                 "if this is a copy of a data directory's member/snap/db, pass --db-copy; otherwise take a new snapshot (`talosctl etcd snapshot FILE`)".into()

@@ -1,6 +1,6 @@
 //! EDGE: what the user hands the command line, read and parsed into domain types before any
 //! vault call: input files (bounded, into wiped buffers), version contracts, TTLs, roles,
-//! holders, serials, a kubeadm PKI directory and a talosconfig context. Errors here are usage
+//! holders and holder names, serials, a kubeadm PKI directory and a talosconfig context. Errors here are usage
 //! errors (exit 2) that name the option.
 #![expect(
     clippy::disallowed_methods,
@@ -14,6 +14,7 @@ use zeroize::Zeroizing;
 use super::error::CliError;
 use crate::bundle::VersionContract;
 use crate::bundle::import::KubernetesPki;
+use crate::holder::HolderName;
 use crate::kubeconfig::Kubeconfig;
 use crate::pki::policy::Holder;
 use crate::pki::role::Role;
@@ -63,6 +64,12 @@ pub fn roles_arg(texts: &[String]) -> Result<Vec<Role>, CliError> {
 pub fn holder_arg(text: Option<&str>) -> Result<Option<Holder>, CliError> {
     text.map(|h| Holder::parse(h).map_err(|e| CliError::new(format!("--holder: {e}"))))
         .transpose()
+}
+
+/// Parses a registered holder's name (`holder add|remove NAME`, `renew --holder`, `issue --seal
+/// --holder`): a holder name that is also a safe file name.
+pub fn holder_name_arg(flag: &str, text: &str) -> Result<HolderName, CliError> {
+    HolderName::parse(text).map_err(|e| CliError::new(format!("{flag}: {e}")))
 }
 
 /// Parses a SERIAL argument.

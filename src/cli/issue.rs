@@ -1,7 +1,8 @@
 //! EDGE: `talvault issue` and `break-glass`: arguments parsed into domain types, the
 //! issuance prepared (every refusal that needs no secret), the destination opened, then signed
-//! and written. If writing fails after the certificate was recorded, the error says what was
-//! recorded and how to replace it.
+//! and written: a talosconfig, or (`--seal`) the talosconfig age-encrypted to the registered
+//! holder's recipients. If writing fails after the certificate was recorded, the error says
+//! what was recorded and how to replace it.
 
 use std::path::PathBuf;
 
@@ -11,9 +12,9 @@ use super::env::require_reason;
 use super::error::CliError;
 use super::input::{holder_arg, optional_ttl, read_input, roles_arg};
 use super::opts::{Opens, VaultOpts};
-use super::output::{TalosconfigOutput, write_stderr, write_stdout};
+use super::output::{Output, TalosconfigOutput, write_stderr, write_stdout};
 use crate::secret::SecretBytes;
-use crate::vault::{IssueRequest, Issued};
+use crate::vault::{Delivered, Delivery, IssueRequest, Issued, sealed_file_name};
 
 /// Where the talosconfig (or kubeconfig) goes.
 #[derive(Debug, Args)]
@@ -39,18 +40,33 @@ pub struct Destination {
     pub force: bool,
 }
 
+/// Sealed delivery to a registered holder (`issue`, `break-glass`; not yet `kubeconfig`, whose
+/// holders are Kubernetes users).
+#[derive(Debug, Args)]
+pub struct SealArgs {
+    /// Seal the talosconfig to the registered holder's recipients (age; never written in
+    /// plaintext). Default file: `<holder>-<env>.talosconfig.age`; the holder opens it with
+    /// `age -d` or `talvault open`.
+    #[arg(long, requires = "holder", conflicts_with = "merge")]
+    pub seal: bool,
+    /// With --seal: ASCII-armored (for pasting into a message) instead of age's binary format.
+    #[arg(long, requires = "seal")]
+    pub armor: bool,
+}
+
 /// `talvault issue`
 #[derive(Debug, Args)]
 pub struct IssueArgs {
     /// The environment.
     pub env: String,
     /// Role for the certificate (repeatable): os:admin, os:operator, os:reader, os:etcd:backup, …
-    #[arg(long = "role", required = true, value_name = "ROLE")]
+    /// (with --seal, default: the holder's standing grant)
+    #[arg(long = "role", required_unless_present = "seal", value_name = "ROLE")]
     pub roles: Vec<String>,
     /// Lifetime: Go duration (`8h`, `90m`) or days/weeks (`7d`, `2w`); default from the policy.
     #[arg(long, value_name = "DURATION")]
     pub ttl: Option<String>,
-    /// Who the certificate is for (written into the CN).
+    /// Who the certificate is for (written into the CN); with --seal, a registered holder.
     #[arg(long, value_name = "NAME")]
     pub holder: Option<String>,
     /// Context name (default: `<role>@<cluster>` for one role, else the cluster name).
@@ -71,6 +87,9 @@ pub struct IssueArgs {
     /// Output.
     #[command(flatten)]
     pub dest: Destination,
+    /// Sealed delivery.
+    #[command(flatten)]
+    pub sealing: SealArgs,
 }
 
 /// `talvault break-glass`
@@ -118,6 +137,9 @@ pub struct BreakGlassArgs {
     /// Output.
     #[command(flatten)]
     pub dest: Destination,
+    /// Sealed delivery (a talosconfig only).
+    #[command(flatten)]
+    pub sealing: SealArgs,
 }
 
 /// `talvault issue`
@@ -137,6 +159,7 @@ pub fn issue(a: IssueArgs, o: &VaultOpts) -> Result<u8, CliError> {
         csr,
         break_glass: None,
         direct: a.direct,
+        delivery: delivery(&a.sealing),
     };
     run(req, &a.dest, o)
 }
@@ -151,13 +174,31 @@ pub fn break_glass(a: BreakGlassArgs, o: &VaultOpts) -> Result<u8, CliError> {
         endpoints: a.endpoints,
         break_glass: Some(a.reason),
         direct: a.direct,
+        delivery: delivery(&a.sealing),
         ..IssueRequest::default()
     };
     run(req, &a.dest, o)
 }
 
+fn delivery(sealing: &SealArgs) -> Delivery {
+    if sealing.seal {
+        Delivery::Sealed {
+            armor: sealing.armor,
+        }
+    } else {
+        Delivery::Talosconfig
+    }
+}
+
+/// Where the result goes: a talosconfig (new or merged), or a sealed file.
+enum Target {
+    Talosconfig(TalosconfigOutput),
+    Sealed(Output),
+}
+
 fn run(req: IssueRequest, dest: &Destination, o: &VaultOpts) -> Result<u8, CliError> {
     let env = req.env.clone();
+    let sealed = matches!(req.delivery, Delivery::Sealed { .. });
     let holder = req.holder.as_ref().map(|h| h.as_str().to_owned());
     let break_glass = req.break_glass.is_some();
     let csr = req.csr.is_some();
@@ -167,22 +208,45 @@ fn run(req: IssueRequest, dest: &Destination, o: &VaultOpts) -> Result<u8, CliEr
     let ctx = o.context(Opens::Secrets)?;
     let prepared = v.prepare_issue(req, &ctx)?;
     // Open the destination before anything is signed, recorded or audited.
-    let out = TalosconfigOutput::open(
-        dest.output.as_deref(),
-        dest.merge.as_deref(),
-        prepared.context_name(),
-        dest.replace,
-        dest.force,
-    )?;
-    let to_stdout = out.is_stdout();
+    let out = if sealed {
+        let default = sealed_file_name(holder.as_deref().unwrap_or("holder"), &env);
+        Target::Sealed(Output::secret(
+            dest.output.as_deref().unwrap_or(&default),
+            dest.force,
+        )?)
+    } else {
+        Target::Talosconfig(TalosconfigOutput::open(
+            dest.output.as_deref(),
+            dest.merge.as_deref(),
+            prepared.context_name(),
+            dest.replace,
+            dest.force,
+        )?)
+    };
+    let to_stdout = match &out {
+        Target::Talosconfig(o) => o.is_stdout(),
+        Target::Sealed(o) => o.is_stdout(),
+    };
     let Issued {
         context_name,
         leaf,
-        context,
+        delivered,
         signed_by,
         in_token,
     } = prepared.issue(&ctx)?;
-    let written = out.write(&context_name, context).map_err(|e| {
+    let mut sealed_to = None;
+    let written = match (out, delivered) {
+        (Target::Talosconfig(out), Delivered::Talosconfig(context)) => {
+            out.write(&context_name, context)
+        }
+        (Target::Sealed(out), Delivered::Sealed(sealed)) => {
+            sealed_to = Some(sealed.recipients);
+            let shown = out.shown();
+            out.write(&sealed.bytes).map(|()| shown)
+        }
+        _ => Err(CliError::new("the delivery does not match the destination")),
+    }
+    .map_err(|e| {
         let mut hint = format!(
             "the certificate is recorded and audited; revoke it with `talvault revoke {env} {} --reason superseded` and issue again",
             leaf.serial_hex
@@ -225,9 +289,15 @@ fn run(req: IssueRequest, dest: &Destination, o: &VaultOpts) -> Result<u8, CliEr
             }
         )
     });
-    msg.push_str(&format!(
-        "talosconfig context {context_name:?} written to {written}\n"
-    ));
+    match sealed_to {
+        Some(n) => msg.push_str(&format!(
+            "talosconfig context {context_name:?} sealed to {} ({n} recipient(s)) in {written}; they open it with `talvault open {written} --merge ~/.talos/config` or `age -d -i KEY`\n",
+            holder.as_deref().unwrap_or_default()
+        )),
+        None => msg.push_str(&format!(
+            "talosconfig context {context_name:?} written to {written}\n"
+        )),
+    }
     if csr {
         msg.push_str(
             "the talosconfig has no key: add yours with `talosctl config add` or insert \

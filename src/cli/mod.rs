@@ -3,8 +3,8 @@
 //! and renders the result.
 //!
 //! Module dependencies point one way: this file uses the command modules (`env`, `bundle`,
-//! `issue`, `kubeconfig`, `issuer`, `revoke`, `status`, `audit`, `backup`), and they use only the
-//! leaves (`error`, `opts`, `input`, `output`, `render`, `prompt`);
+//! `holder`, `open`, `renew`, `issue`, `kubeconfig`, `issuer`, `revoke`, `status`, `audit`,
+//! `backup`), and they use only the leaves (`error`, `opts`, `input`, `output`, `render`, `prompt`);
 //! `kubeconfig` also takes `issue`'s destination and break-glass options. Nothing here prints a secret to a terminal.
 
 pub mod audit;
@@ -12,14 +12,17 @@ pub mod backup;
 pub mod bundle;
 pub mod env;
 pub mod error;
+pub mod holder;
 pub mod input;
 pub mod issue;
 pub mod issuer;
 pub mod kubeconfig;
+pub mod open;
 pub mod opts;
 pub mod output;
 pub mod prompt;
 pub mod render;
+pub mod renew;
 pub mod revoke;
 pub mod status;
 
@@ -61,6 +64,13 @@ pub enum Command {
     /// Issue an emergency os:admin talosconfig, or with --kubernetes a system:masters
     /// kubeconfig (mandatory reason; taints the environment).
     BreakGlass(issue::BreakGlassArgs),
+    /// The people and robots talosconfigs are sealed to, and their standing grants.
+    #[command(subcommand)]
+    Holder(holder::HolderCommand),
+    /// Open a sealed talosconfig with your identity: check it, write it (0600) or merge it.
+    Open(open::OpenArgs),
+    /// Re-issue holders' standing grants that expire soon, sealed to each holder, into an outbox.
+    Renew(renew::RenewArgs),
     /// Manage the environment's client-issuing CAs (issuers), for the Talos or Kubernetes API.
     #[command(subcommand)]
     Issuer(issuer::IssuerCommand),
@@ -115,6 +125,9 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Kubeconfig(a) => kubeconfig::kubeconfig(a, o),
         Command::BreakGlass(a) if a.kubernetes => kubeconfig::break_glass(a, o),
         Command::BreakGlass(a) => issue::break_glass(a, o),
+        Command::Holder(cmd) => holder::run(cmd, o),
+        Command::Open(a) => open::open(a, o),
+        Command::Renew(a) => renew::renew(a, o),
         Command::Issuer(cmd) => issuer::issuer(cmd, o),
         Command::Patch(cmd) => issuer::patch(cmd, o),
         Command::Revoke(a) => revoke::revoke(a, o),

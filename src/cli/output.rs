@@ -1,6 +1,6 @@
 //! EDGE: everything the command line writes for the user: stdout (secrets never to a
-//! terminal), new files (mode 0600 for secrets, 0644 for public artifacts) and talosconfigs and
-//! kubeconfigs merged in place. A destination is opened before the command does its work, so a bad one
+//! terminal), new files (mode 0600 for secrets, 0644 for public artifacts and sealed files in
+//! an outbox) and talosconfigs and kubeconfigs merged in place. A destination is opened before the command does its work, so a bad one
 //! fails before anything is signed, recorded or audited; only regular files are replaced, and
 //! a merge target stays locked from read to replace.
 
@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use super::error::CliError;
 use crate::kubeconfig::{EntryNames, Kubeconfig, NewEntry};
-use crate::store::user_file::{self, LockedFile, PendingFile};
+use crate::store::user_file::{self, LockedFile, Outbox, PendingFile};
 use crate::store::{Mode, StoreError};
 use crate::talosconfig::{self, Config};
 
@@ -288,6 +288,38 @@ impl TalosconfigOutput {
                 Ok(path.display().to_string())
             }
         }
+    }
+}
+
+/// An outbox directory for sealed files (`renew -o DIR`), opened before anything is signed.
+pub struct OutboxOutput(Outbox, PathBuf);
+
+impl OutboxOutput {
+    /// Opens `dir` and checks that none of `names` is something other than a regular file.
+    pub fn open<'a>(
+        dir: &Path,
+        names: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Self, CliError> {
+        let outbox = Outbox::open(dir).map_err(|e| destination_error(dir, e))?;
+        for name in names {
+            outbox.check(name).map_err(|e| match e {
+                StoreError::NotAFile { .. } => CliError::new(format!(
+                    "{:?} is not a regular file; talvault only ever replaces regular files",
+                    dir.join(name).display().to_string()
+                ))
+                .hint("remove it, or name another outbox directory"),
+                other => destination_error(&dir.join(name), other),
+            })?;
+        }
+        Ok(OutboxOutput(outbox, dir.to_path_buf()))
+    }
+
+    /// Writes the sealed files (mode 0644: they are ciphertext, safe to commit or send).
+    pub fn write(self, files: &[(String, &[u8])]) -> Result<(), CliError> {
+        self.0
+            .write_all(files, Mode::Public)
+            .map(|_| ())
+            .map_err(|e| destination_error(&self.1, e))
     }
 }
 

@@ -9,7 +9,7 @@ use super::error::CliError;
 use super::input::ttl_arg;
 use super::opts::{Opens, VaultOpts};
 use super::output::write_stdout;
-use super::render::{cert_line, issuer_line, printable};
+use super::render::{cert_line, issuer_line, printable, printable_list};
 use crate::model::Api;
 use crate::vault::EnvStatus;
 
@@ -120,6 +120,45 @@ fn status_table(report: &[EnvStatus]) -> String {
             let _ = writeln!(msg, "  issuer {}", issuer_line(i));
         }
         let _ = writeln!(msg, "  recipients: {}", s.recipients.len());
+        let h = &s.holders;
+        if h.registered > 0 {
+            let _ = writeln!(
+                msg,
+                "  holders: {} registered, {} without a live certificate{}",
+                h.registered,
+                h.without_certificate.len(),
+                if h.without_certificate.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", printable_list(&h.without_certificate, ", "))
+                }
+            );
+            for r in h.renewals.iter().take(10) {
+                let _ = writeln!(
+                    msg,
+                    "  renewal {:<24} {}",
+                    printable(&r.holder),
+                    if r.due_now {
+                        "due now".to_owned()
+                    } else {
+                        format!("due {}", r.due)
+                    }
+                );
+            }
+            if h.renewals.len() > 10 {
+                let _ = writeln!(
+                    msg,
+                    "  … {} more renewals (-o json lists all)",
+                    h.renewals.len() - 10
+                );
+            }
+            if !h.unknown_holder.is_empty() {
+                let _ = writeln!(msg, "  live certificates of no registered holder:");
+                for c in &h.unknown_holder {
+                    let _ = writeln!(msg, "{}", cert_line(c));
+                }
+            }
+        }
         let _ = writeln!(msg, "  audit trail: {}", s.audit);
         let b = &s.backups;
         match (&b.newest_verified, b.newest_verified_age) {
@@ -239,6 +278,57 @@ fn prometheus(report: &[EnvStatus], now: i64) -> String {
                 );
             }
         }
+    }
+    let _ = writeln!(
+        m,
+        "# HELP talvault_holders Registered holders, and of those, without a live certificate or due for renewal."
+    );
+    let _ = writeln!(m, "# TYPE talvault_holders gauge");
+    for s in report {
+        let h = &s.holders;
+        for (state, n) in [
+            ("registered", h.registered),
+            ("without_certificate", h.without_certificate.len()),
+            (
+                "renewal_due",
+                h.renewals.iter().filter(|r| r.due_now).count(),
+            ),
+        ] {
+            let _ = writeln!(
+                m,
+                "talvault_holders{{env=\"{}\",state=\"{state}\"}} {n}",
+                label(&s.env)
+            );
+        }
+    }
+    let _ = writeln!(
+        m,
+        "# HELP talvault_holder_renewal_due_seconds When each standing grant is due for renewal (Unix time; in the past when due)."
+    );
+    let _ = writeln!(m, "# TYPE talvault_holder_renewal_due_seconds gauge");
+    for s in report {
+        for r in &s.holders.renewals {
+            let _ = writeln!(
+                m,
+                "talvault_holder_renewal_due_seconds{{env=\"{}\",holder=\"{}\"}} {}",
+                label(&s.env),
+                label(&r.holder),
+                parse(&r.due)
+            );
+        }
+    }
+    let _ = writeln!(
+        m,
+        "# HELP talvault_unknown_holder_certificates Live certificates of no registered holder (counted once an environment has holders)."
+    );
+    let _ = writeln!(m, "# TYPE talvault_unknown_holder_certificates gauge");
+    for s in report {
+        let _ = writeln!(
+            m,
+            "talvault_unknown_holder_certificates{{env=\"{}\"}} {}",
+            label(&s.env),
+            s.holders.unknown_holder.len()
+        );
     }
     let _ = writeln!(
         m,

@@ -8,6 +8,7 @@
 
 pub mod cert;
 pub mod crl;
+pub mod grant;
 pub mod issue;
 pub mod issuer;
 pub mod judge;

@@ -1,32 +1,26 @@
 //! PURE: the per-environment issuance policy (`envs/ENV/policy.yaml`) and the `Grant` it yields.
 //!
 //! A request (roles, TTL, holder, break-glass reason) becomes a [`Grant`] only through
-//! [`Policy::grant`]; a grant is what may be signed, and [`Grant::check_template`] checks the final
-//! certificate template against it once more just before signing ("check policy twice"). A TTL
-//! above the maximum is refused with the maximum in the message, never clamped. This module does
-//! no I/O, reads no clock and signs nothing.
+//! [`Policy::grant`] (or [`Policy::standing_grant`], for what `renew` re-issues); a grant is what
+//! may be signed, and [`Grant::check_template`] checks the final certificate template against it
+//! once more just before signing ("check policy twice"). A TTL above the maximum is refused with
+//! the maximum in the message, never clamped. This module does no I/O, reads no clock and signs
+//! nothing. The grant itself and the holder name live in `pki::grant`.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use super::cert::{CertificateTemplate, ExtendedKeyUsage, KeyUsage};
+pub use super::grant::{
+    Grant, GrantViolation, Holder, HolderError, MAX_BACKDATE, check_client_template,
+};
 use super::kube_policy::{KubePolicyProblem, KubernetesPolicy};
-use super::name;
 use super::role::Role;
 use super::ttl::Ttl;
 
 /// The only policy format version this build reads.
 pub const POLICY_VERSION: u32 = 1;
-
-/// The most a leaf's NotBefore may lie before the issuing moment (clock-skew allowance), so the
-/// most a certificate's lifetime may exceed its granted TTL.
-pub const MAX_BACKDATE: time::Duration = time::Duration::seconds(60);
-
-/// X.520 ub-common-name: the longest CN RFC 5280 allows.
-const MAX_HOLDER_CHARS: usize = 64;
 
 /// A TTL of `h` hours, for the constant tables below (evaluated at compile time, so an invalid
 /// constant fails the build rather than a run).
@@ -47,75 +41,6 @@ const DEFAULT_ROLES: [(&str, Ttl, Ttl); 4] = [
 ];
 /// Break-glass bounds: default 1 h, maximum 4 h.
 const DEFAULT_BREAK_GLASS: (Ttl, Ttl) = (hours(1), hours(4));
-
-/// A holder name that cannot be used.
-#[derive(Debug, Clone, Error, PartialEq, Eq)]
-pub enum HolderError {
-    /// Empty or only whitespace.
-    #[error("empty holder name")]
-    Empty,
-    /// Longer than a certificate common name may be (64 characters, RFC 5280 ub-common-name).
-    #[error("holder name {holder:?} is longer than 64 characters")]
-    TooLong {
-        /// The name as given.
-        holder: String,
-    },
-    /// Contains a control character.
-    #[error("holder name {holder:?} contains a control character")]
-    ControlCharacter {
-        /// The name as given.
-        holder: String,
-    },
-}
-
-/// Who a certificate is for (a person or a robot); written into the leaf's CN, which apid ignores.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Holder(String);
-
-impl Holder {
-    /// Trims whitespace; refuses empty names, control characters and names longer than 64.
-    pub fn parse(text: &str) -> Result<Holder, HolderError> {
-        let trimmed = text.trim();
-        if trimmed.is_empty() {
-            return Err(HolderError::Empty);
-        }
-        if trimmed.chars().any(char::is_control) {
-            return Err(HolderError::ControlCharacter {
-                holder: trimmed.to_owned(),
-            });
-        }
-        if trimmed.chars().count() > MAX_HOLDER_CHARS {
-            return Err(HolderError::TooLong {
-                holder: trimmed.to_owned(),
-            });
-        }
-        Ok(Holder(trimmed.to_owned()))
-    }
-
-    /// The name.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for Holder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl Serialize for Holder {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for Holder {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        Holder::parse(&text).map_err(serde::de::Error::custom)
-    }
-}
 
 /// TTL bounds and holders for one role.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -206,6 +131,11 @@ pub struct Policy {
     /// How long an issuer's CRL stays current: nextUpdate − thisUpdate (default 7 days).
     #[serde(default = "default_crl_validity")]
     pub crl_validity: Ttl,
+    /// Whether a holder may have a standing grant of `os:admin` (or `os:impersonator`, which can
+    /// claim it), renewed by `talvault renew` without anyone asking (off by default: admin access
+    /// is asked for each time, the hardening guide's least privilege).
+    #[serde(default)]
+    pub standing_admin: bool,
     /// Kubeconfigs: groups, bounds, privileged groups (`pki::kube_policy`); defaults when absent.
     #[serde(default)]
     pub kubernetes: KubernetesPolicy,
@@ -263,6 +193,7 @@ impl Default for Policy {
             allow_direct: true,
             direct_beside_issuers: false,
             crl_validity: default_crl_validity(),
+            standing_admin: false,
             kubernetes: KubernetesPolicy::default(),
             backup: None,
         }
@@ -434,12 +365,26 @@ impl Policy {
                 max: max_ttl,
             });
         }
-        Ok(Grant {
-            roles,
-            ttl,
-            holder: request.holder.clone(),
-            break_glass_reason: None,
-        })
+        Ok(Grant::new(roles, ttl, request.holder.clone(), None))
+    }
+
+    /// Applies the policy to a holder's standing grant (what `talvault renew` re-issues without
+    /// anyone asking): as [`Policy::grant`], and `os:admin` or `os:impersonator` only when
+    /// `standing_admin` is set. A break-glass grant is never standing.
+    pub fn standing_grant(&self, request: &Request) -> Result<Grant, PolicyError> {
+        if request.break_glass.is_some() {
+            return Err(PolicyError::StandingBreakGlass);
+        }
+        let grant = self.grant(request)?;
+        if !self.standing_admin
+            && let Some(role) = grant
+                .roles()
+                .iter()
+                .find(|r| r.as_str() == Role::ADMIN || r.is_impersonator())
+        {
+            return Err(PolicyError::StandingAdmin { role: role.clone() });
+        }
+        Ok(grant)
     }
 
     fn grant_break_glass(
@@ -474,12 +419,12 @@ impl Policy {
                 max: rules.max_ttl,
             });
         }
-        Ok(Grant {
+        Ok(Grant::new(
             roles,
             ttl,
-            holder: request.holder.clone(),
-            break_glass_reason: Some(reason.to_owned()),
-        })
+            request.holder.clone(),
+            Some(reason.to_owned()),
+        ))
     }
 }
 
@@ -569,6 +514,17 @@ pub enum PolicyError {
     /// A reason with control characters (it is recorded in the audit trail on one line).
     #[error("break-glass reason contains a control character")]
     BreakGlassReasonInvalid,
+    /// A standing grant of `os:admin` or `os:impersonator` while `standing_admin` is off.
+    #[error(
+        "{role} is never a standing grant under this policy (set standing_admin: true in policy.yaml to allow it)"
+    )]
+    StandingAdmin {
+        /// The role.
+        role: Role,
+    },
+    /// Break-glass asked for as a standing grant.
+    #[error("break-glass is never a standing grant")]
+    StandingBreakGlass,
     /// Break-glass for anything but exactly `os:admin`.
     #[error("break-glass issues os:admin only, not {}", roles.join(", "))]
     BreakGlassRoles {
@@ -577,127 +533,11 @@ pub enum PolicyError {
     },
 }
 
-/// A request the policy allowed: exactly what may be signed. Only [`Policy::grant`] makes one.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Grant {
-    roles: Vec<Role>,
-    ttl: Ttl,
-    holder: Option<Holder>,
-    break_glass_reason: Option<String>,
-}
-
-/// A final template that does not match its grant; signing must not proceed.
-#[derive(Debug, Clone, Error, PartialEq, Eq)]
-pub enum GrantViolation {
-    /// The subject is not O=roles (one RDN) plus the holder's CN.
-    #[error("certificate subject does not match the granted roles and holder")]
-    SubjectMismatch,
-    /// NotAfter is not after NotBefore.
-    #[error("certificate validity is empty or inverted")]
-    EmptyValidity,
-    /// The lifetime exceeds the grant (plus at most the backdating allowance).
-    #[error("certificate lifetime {lifetime_seconds}s exceeds the granted TTL {granted}")]
-    LifetimeAboveGrant {
-        /// NotAfter − NotBefore, in seconds.
-        lifetime_seconds: i64,
-        /// The granted TTL.
-        granted: Ttl,
-    },
-    /// EKU other than exactly `[clientAuth]` (apid refuses anything else).
-    #[error("certificate extended key usage must be exactly clientAuth")]
-    ExtendedKeyUsage,
-    /// A CA certificate, or a key usage beyond digitalSignature.
-    #[error("certificate must not be a CA and must have key usage digitalSignature only")]
-    CaOrKeyUsage,
-    /// A serial that is zero or longer than 16 bytes.
-    #[error("certificate serial must be positive and at most 16 bytes")]
-    Serial,
-}
-
-impl Grant {
-    /// The roles, sorted and without duplicates.
-    pub fn roles(&self) -> &[Role] {
-        &self.roles
-    }
-
-    /// The granted lifetime.
-    pub fn ttl(&self) -> Ttl {
-        self.ttl
-    }
-
-    /// The holder, if named.
-    pub fn holder(&self) -> Option<&Holder> {
-        self.holder.as_ref()
-    }
-
-    /// The break-glass reason (trimmed) when this is a break-glass grant.
-    pub fn break_glass_reason(&self) -> Option<&str> {
-        self.break_glass_reason.as_deref()
-    }
-
-    /// The subject Name DER this grant allows: one multi-valued RDN of O=each role, then the
-    /// holder as CN (siderolabs/talos: secrets/ca.go `NewAdminCertificateAndKey` puts roles in O;
-    /// apid reads only `Subject.Organization`, pkg/grpc/middleware/authz/injector.go).
-    pub fn subject_der(&self) -> Result<Vec<u8>, crate::der::DerError> {
-        let orgs: Vec<&str> = self.roles.iter().map(Role::as_str).collect();
-        name::encode(&orgs, self.holder.as_ref().map(Holder::as_str))
-    }
-
-    /// Checks the final template just before signing: subject = granted roles and holder,
-    /// lifetime ≤ TTL + [`MAX_BACKDATE`], EKU exactly `[clientAuth]`, no CA, KU digitalSignature
-    /// only, serial positive and ≤ 16 bytes.
-    pub fn check_template(&self, template: &CertificateTemplate) -> Result<(), GrantViolation> {
-        check_client_template(template, self.subject_der().ok().as_deref(), self.ttl)
-    }
-}
-
-/// The checks every client leaf's final template must pass, Talos and Kubernetes alike: subject
-/// = `subject` (`None`: it could not be encoded, which matches no template), lifetime ≤ `ttl` +
-/// [`MAX_BACKDATE`], EKU exactly `[clientAuth]`, no CA, KU digitalSignature only, serial positive
-/// and ≤ 16 bytes.
-pub fn check_client_template(
-    template: &CertificateTemplate,
-    subject: Option<&[u8]>,
-    ttl: Ttl,
-) -> Result<(), GrantViolation> {
-    if subject != Some(template.subject.as_slice()) {
-        return Err(GrantViolation::SubjectMismatch);
-    }
-    let lifetime = template.not_after - template.not_before;
-    if lifetime <= time::Duration::ZERO {
-        return Err(GrantViolation::EmptyValidity);
-    }
-    if lifetime > ttl.as_duration() + MAX_BACKDATE {
-        return Err(GrantViolation::LifetimeAboveGrant {
-            lifetime_seconds: lifetime.whole_seconds(),
-            granted: ttl,
-        });
-    }
-    // siderolabs/talos: internal/app/apid/service.go verifyExtKeyUsage (slices.Equal).
-    if template.extended_key_usage != [ExtendedKeyUsage::ClientAuth] {
-        return Err(GrantViolation::ExtendedKeyUsage);
-    }
-    let leaf_usage = KeyUsage {
-        digital_signature: true,
-        ..KeyUsage::default()
-    };
-    if template.ca.is_some() || template.key_usage != leaf_usage {
-        return Err(GrantViolation::CaOrKeyUsage);
-    }
-    let significant = template
-        .serial
-        .iter()
-        .skip_while(|&&b| b == 0)
-        .collect::<Vec<_>>();
-    if significant.is_empty() || significant.len() > 16 {
-        return Err(GrantViolation::Serial);
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pki::cert::{CertificateTemplate, ExtendedKeyUsage, KeyUsage};
+    use crate::pki::name;
     use time::macros::datetime;
 
     fn ttl(s: &str) -> Ttl {
@@ -715,6 +555,43 @@ mod tests {
             holder: holder.map(|h| Holder::parse(h).unwrap()),
             break_glass: None,
         }
+    }
+
+    #[test]
+    fn standing_admin_only_when_the_policy_says_so() {
+        let p = Policy::default();
+        assert!(
+            p.standing_grant(&request(&["os:reader"], None, Some("a")))
+                .is_ok()
+        );
+        for roles in [&["os:admin"][..], &["os:admin", "os:reader"]] {
+            assert_eq!(
+                p.standing_grant(&request(roles, None, Some("a"))),
+                Err(PolicyError::StandingAdmin {
+                    role: Role::parse("os:admin").unwrap()
+                })
+            );
+        }
+        // Above the maximum: refused as for any request, never clamped.
+        assert!(matches!(
+            p.standing_grant(&request(&["os:reader"], Some("2161h"), Some("a"))),
+            Err(PolicyError::TtlAbovePolicy { .. })
+        ));
+        let mut bg = request(&["os:admin"], None, Some("a"));
+        bg.break_glass = Some("INC".into());
+        assert_eq!(p.standing_grant(&bg), Err(PolicyError::StandingBreakGlass));
+        let allowed = Policy {
+            standing_admin: true,
+            ..Policy::default()
+        };
+        assert!(
+            allowed
+                .standing_grant(&request(&["os:admin"], None, Some("a")))
+                .is_ok()
+        );
+        let from_file = Policy::from_yaml(b"version: 1\nstanding_admin: true\n").unwrap();
+        assert!(from_file.standing_admin);
+        assert!(!Policy::from_yaml(b"version: 1\n").unwrap().standing_admin);
     }
 
     fn with_holders() -> Policy {

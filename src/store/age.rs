@@ -1,5 +1,5 @@
 //! age encryption of vault secrets (c2sp.org/age): parse recipients, load identities, seal
-//! (always armored) and open into zeroizing buffers, reporting which recipient's identity opened
+//! (vault files always armored; deliveries to holders armored or binary) and open into zeroizing buffers, reporting which recipient's identity opened
 //! the file. It must not write files, read environment variables or prompt: paths, environment
 //! values and `age::Callbacks` come in as arguments, and no error or `Debug` carries key material
 //! or plaintext.
@@ -290,9 +290,14 @@ fn seal_failed(e: impl fmt::Display) -> AgeError {
 
 /// Encrypts and armors (c2sp.org/age, "ASCII armor"): armored files diff and review in git.
 fn encrypt_armored(encryptor: Encryptor, plaintext: &[u8]) -> Result<Vec<u8>, AgeError> {
+    encrypt(encryptor, plaintext, Format::AsciiArmor)
+}
+
+/// Encrypts, armored or in age's binary format.
+fn encrypt(encryptor: Encryptor, plaintext: &[u8], format: Format) -> Result<Vec<u8>, AgeError> {
     // Armor is base64 (4/3) plus header and line breaks.
     let out = Vec::with_capacity(plaintext.len() / 3 * 4 + plaintext.len() / 16 + 1024);
-    let armored = ArmoredWriter::wrap_output(out, Format::AsciiArmor).map_err(seal_failed)?;
+    let armored = ArmoredWriter::wrap_output(out, format).map_err(seal_failed)?;
     let mut writer = encryptor.wrap_output(armored).map_err(seal_failed)?;
     writer.write_all(plaintext).map_err(seal_failed)?;
     writer
@@ -316,8 +321,23 @@ pub fn seal_with_callbacks<C: Callbacks>(
     encrypt_armored(encryptor(recipients, callbacks)?, plaintext)
 }
 
-/// The age encryptor for `recipients` (one plugin process per plugin), shared by `seal` and the
-/// streaming `stream::seal`.
+/// Seals a delivery to its holder's `recipients`: armored when `armor`, else in age's binary
+/// format (what `age -e` writes by default); either opens with `age -d`.
+pub fn seal_delivery(
+    plaintext: &[u8],
+    recipients: &[Recipient],
+    armor: bool,
+) -> Result<Vec<u8>, AgeError> {
+    let format = if armor {
+        Format::AsciiArmor
+    } else {
+        Format::Binary
+    };
+    encrypt(encryptor(recipients, NoCallbacks)?, plaintext, format)
+}
+
+/// The age encryptor for `recipients` (one plugin process per plugin), shared by `seal`,
+/// `seal_delivery` and the streaming `stream::seal`.
 fn encryptor<C: Callbacks>(recipients: &[Recipient], callbacks: C) -> Result<Encryptor, AgeError> {
     if recipients.is_empty() {
         return Err(AgeError::NoRecipients);

@@ -35,8 +35,9 @@ const JOURNAL_END: &str = "end";
 /// talvault that predates removals skips the line rather than misreading it.
 const JOURNAL_REMOVE: &str = "remove";
 
-/// Largest journal read back.
-const JOURNAL_MAX: u64 = 1 << 20;
+/// Largest journal read back (a renewal of thousands of holders writes two files each, about
+/// 250 bytes of journal per file).
+const JOURNAL_MAX: u64 = 64 << 20;
 
 /// Largest file whose hash recovery checks (sealed bundles are far smaller).
 const RECOVERY_FILE_MAX: u64 = 64 << 20;
@@ -98,11 +99,27 @@ impl Transaction {
         });
     }
 
+    /// Where the transaction stands now (operations and removals staged so far), for
+    /// [`Transaction::file_hashes_since`].
+    pub fn mark(&self) -> (usize, usize) {
+        (self.ops.len(), self.removes.len())
+    }
+
     /// The content hash of every file the transaction writes below `dir` (relative to it), and
     /// of the vault's `talvault.yaml` (as `/talvault.yaml`) when it writes that, and `None` for
     /// every file it removes below `dir`: what an audit event names to account for the
-    /// command's files (a pruned backup record is accounted for as removed).
+    /// command's files (a removed holder or pruned backup record is accounted for as removed).
     pub fn file_hashes(&self, dir: &Path) -> std::collections::BTreeMap<String, Option<String>> {
+        self.file_hashes_since(dir, (0, 0))
+    }
+
+    /// [`Transaction::file_hashes`] of what was staged since `mark`: what one event of a
+    /// transaction that stages several (one per certificate of a renewal) accounts for.
+    pub fn file_hashes_since(
+        &self,
+        dir: &Path,
+        mark: (usize, usize),
+    ) -> std::collections::BTreeMap<String, Option<String>> {
         let key = |rel: &Path| {
             if let Ok(below) = rel.strip_prefix(dir) {
                 (!below.starts_with("audit")).then(|| below.display().to_string())
@@ -113,14 +130,14 @@ impl Transaction {
             }
         };
         let mut out = std::collections::BTreeMap::new();
-        for rel in &self.removes {
+        for rel in self.removes.iter().skip(mark.1) {
             if let Some(k) = key(rel) {
                 out.insert(k, None);
             }
         }
         // A file both removed and written ends up written (writes are applied first, but a
         // transaction never does both to one file).
-        for Op::Write { rel, bytes, .. } in &self.ops {
+        for Op::Write { rel, bytes, .. } in self.ops.iter().skip(mark.0) {
             if let Some(k) = key(rel) {
                 out.insert(k, Some(sha256_hex(bytes)));
             }

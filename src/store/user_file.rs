@@ -1,8 +1,9 @@
-//! EDGE: the files a user names on the command line (`-o FILE`, `--merge FILE`), outside the
-//! vault. A destination is opened before any work is done, so one that cannot be written fails
-//! before anything is signed, recorded or audited; it is replaced atomically; only regular
-//! files are ever replaced (never a link, FIFO, device or directory); and a merge target is
-//! read, merged and replaced under a lock, so concurrent merges lose nothing.
+//! EDGE: the files a user names on the command line (`-o FILE`, `--merge FILE`, an outbox
+//! directory), outside the vault. A destination is opened before any work is done, so one that
+//! cannot be written fails before anything is signed, recorded or audited; it is replaced
+//! atomically; only regular files are ever replaced (never a link, FIFO, device or directory);
+//! and a merge target is read, merged and replaced under a lock, so concurrent merges lose
+//! nothing. An outbox takes many files with one sync for all of them.
 #![expect(
     clippy::disallowed_methods,
     reason = "EDGE: this module is file access"
@@ -15,7 +16,10 @@ use std::path::{Path, PathBuf};
 
 use zeroize::Zeroizing;
 
-use super::fs::{Mode, StoreError, TempFile, io_error, publish_no_replace, split_target, sync_dir};
+use super::fs::{
+    Mode, StoreError, TempFile, io_error, publish_no_replace, split_target, stage, sync_dir,
+    sync_filesystem,
+};
 
 /// A file that will be written at `path`: its temporary sibling exists from [`prepare`] on;
 /// [`PendingFile::publish`] fills it and renames it into place; dropping it removes the
@@ -100,6 +104,65 @@ impl PendingFile {
             publish_no_replace(&mut self.temp, &self.path)?;
         }
         sync_dir(dir)
+    }
+}
+
+/// A directory that receives many files at once (`renew -o DIR`): each is written beside its
+/// name and renamed into place, replacing only a regular file, and one syncfs(2) makes all of
+/// them durable (an fsync per file would cost a flush each).
+pub struct Outbox {
+    dir: PathBuf,
+}
+
+impl Outbox {
+    /// Opens `dir`, which must be an existing directory we may write in (checked by creating
+    /// and removing a temporary file).
+    pub fn open(dir: &Path) -> Result<Outbox, StoreError> {
+        match std::fs::metadata(dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(StoreError::NotADirectory {
+                    path: dir.to_path_buf(),
+                });
+            }
+            Err(e) => return Err(io_error(dir, e)),
+        }
+        // Dropped at once: removes itself.
+        TempFile::create(dir, std::ffi::OsStr::new("probe"), Mode::Public)?;
+        Ok(Outbox {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// The path `name` takes in the outbox; refused when something other than a regular file
+    /// is there.
+    pub fn check(&self, name: &str) -> Result<PathBuf, StoreError> {
+        let path = self.dir.join(name);
+        match existing(&path)? {
+            Some(m) if !m.file_type().is_file() => Err(StoreError::NotAFile { path }),
+            _ => Ok(path),
+        }
+    }
+
+    /// Writes every `(name, bytes)` (replacing regular files of those names), then syncs once.
+    /// Returns the paths written.
+    pub fn write_all(
+        &self,
+        files: &[(String, &[u8])],
+        mode: Mode,
+    ) -> Result<Vec<PathBuf>, StoreError> {
+        let mut out = Vec::with_capacity(files.len());
+        for (name, bytes) in files {
+            let path = self.check(name)?;
+            let temp = stage(&path, bytes, mode)?;
+            if let Err(e) = std::fs::rename(&temp, &path) {
+                let _ = std::fs::remove_file(&temp);
+                return Err(io_error(&path, e));
+            }
+            out.push(path);
+        }
+        sync_filesystem(&self.dir)?;
+        Ok(out)
     }
 }
 

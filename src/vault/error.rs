@@ -424,6 +424,54 @@ pub enum VaultError {
     /// A malformed `pkcs11:` URI.
     #[error("{0}")]
     HsmUri(#[from] talvault_hsm::UriError),
+    /// `holder add` of a holder the environment already has.
+    #[error("environment {env:?} already has a holder {holder:?}")]
+    HolderExists {
+        /// The environment.
+        env: String,
+        /// The holder.
+        holder: String,
+    },
+    /// A holder the environment does not have (never added, or removed).
+    #[error("environment {env:?} has no holder {holder:?}")]
+    UnknownHolder {
+        /// The environment.
+        env: String,
+        /// The holder.
+        holder: String,
+    },
+    /// A holder without a recipient: nothing could be sealed to them.
+    #[error("holder {holder:?} needs at least one recipient to seal deliveries to")]
+    NoHolderRecipients {
+        /// The holder.
+        holder: String,
+    },
+    /// A key generated for a holder who registered as CSR-only.
+    #[error(
+        "holder {holder:?} is CSR-only: their key never passes through the vault, so every certificate is signed from their CSR"
+    )]
+    HolderNeedsCsr {
+        /// The holder.
+        holder: String,
+    },
+    /// No identity given opens a sealed talosconfig.
+    #[error(
+        "{file}: none of the {tried} identities given opens it (it is sealed to its holder's recipients only)"
+    )]
+    NotYourDelivery {
+        /// The file.
+        file: String,
+        /// How many identities were tried.
+        tried: usize,
+    },
+    /// A sealed talosconfig that does not open to a usable talosconfig.
+    #[error("{file}: {problem}")]
+    BadDelivery {
+        /// The file.
+        file: String,
+        /// What is wrong (never a value from inside it).
+        problem: String,
+    },
     /// A backup stream could not be read or written.
     #[error("{what}: {source}")]
     BackupIo {

@@ -1,22 +1,25 @@
 //! Issuing talosconfigs (`issue` and `break-glass`) as one typestate: `prepare_issue` loads the
 //! environment, applies the policy, checks the CSR, picks the signer and refuses whatever it
 //! can before anything is opened; the caller can then check its destination against the
-//! context name; `PreparedIssue::issue` signs, records the certificate, taints the environment
-//! for break-glass, and audits, in one transaction. The leaf key is returned, never stored.
+//! context name; `PreparedIssue::issue` signs, seals the talosconfig to its holder when asked,
+//! records the certificate, taints the environment for break-glass, and audits, in one
+//! transaction. The leaf key is returned (or sealed to the holder), never stored. The signing
+//! and recording steps are the kernel's (`signer`: `leaf_signer`, `stage_certificate`), shared
+//! with `renew`.
 
+use super::delivery::{Delivery, Sealed, recipients_of, seal_talosconfig};
 use super::records::{Issuer, signing_issuer};
-use super::signer::CaSigner;
+use super::signer::cert_record;
 use super::{Context, Env, Vault, VaultError, plain_text, rfc3339};
-use crate::audit::Action;
-use crate::keys::PrivateKey;
-use crate::model::{Api, CertRecord, OS_CA, SignedBy};
-use crate::pki::issue::{IssueTime, IssuedLeaf, SubjectKey, issue_leaf, verify_csr};
+use crate::holder::{HolderName, HolderRecord, KeySource};
+use crate::model::Api;
+use crate::pki::issue::{IssueTime, IssuedLeaf, SubjectKey, verify_csr};
 use crate::pki::policy::{Grant, Holder, Request};
 use crate::pki::role::Role;
 use crate::pki::ttl::Ttl;
 use crate::secret::SecretBytes;
+use crate::store::age::Recipient;
 use crate::store::txn::Transaction;
-use crate::store::{self, Mode};
 use crate::talosconfig;
 
 /// What `issue` / `break-glass` is asked for, parsed but before policy.
@@ -42,6 +45,8 @@ pub struct IssueRequest {
     pub break_glass: Option<String>,
     /// Sign with the Talos OS CA even when an issuer is active (`--direct`).
     pub direct: bool,
+    /// As a talosconfig, or sealed to the holder's recipients (the holder must be registered).
+    pub delivery: Delivery,
 }
 
 /// An issuance that passed every check that needs no secret: what `issue` consumes.
@@ -56,20 +61,49 @@ pub struct PreparedIssue<'v> {
     context: String,
     endpoints: Vec<String>,
     nodes: Vec<String>,
+    /// Sealed to these recipients, armored or not.
+    seal_to: Option<(Vec<Recipient>, bool)>,
+}
+
+/// How an issued talosconfig is handed over.
+pub enum Delivered {
+    /// The talosconfig context, to write or merge.
+    Talosconfig(talosconfig::Context),
+    /// The talosconfig sealed to the holder.
+    Sealed(Sealed),
 }
 
 /// A signed leaf and its talosconfig context.
 pub struct Issued {
     /// The talosconfig context name.
     pub context_name: String,
-    /// The leaf (with its key unless CSR-issued).
+    /// The leaf (its key, if generated, is in the talosconfig or sealed; never kept).
     pub leaf: IssuedLeaf,
-    /// The talosconfig context for it.
-    pub context: talosconfig::Context,
+    /// The talosconfig, or the sealed file.
+    pub delivered: Delivered,
     /// `os` (direct) or the issuer id that signed it.
     pub signed_by: String,
     /// The signature was made inside a PKCS#11 token.
     pub in_token: bool,
+}
+
+impl Vault {
+    /// The registered holder a request names, if any (a `--holder` that is no holder name, or
+    /// that no audit event registered, is just a CN).
+    pub(super) fn registered_holder(
+        &self,
+        env: &Env,
+        holder: Option<&Holder>,
+    ) -> Result<Option<(HolderName, HolderRecord)>, VaultError> {
+        let Some(name) = holder.and_then(|h| HolderName::parse(h.as_str()).ok()) else {
+            return Ok(None);
+        };
+        if !self.chain(env)?.holders.contains(name.as_str()) {
+            return Ok(None);
+        }
+        let record = self.holder(env, &name)?;
+        Ok(Some((name, record)))
+    }
 }
 
 impl Vault {
@@ -101,6 +135,42 @@ impl Vault {
             });
         }
         self.authenticate(&env, ctx)?;
+        // A registered holder: their standing grant fills in what the request leaves out, a
+        // CSR-only holder's key is never generated, and a sealed delivery goes to their
+        // recipients.
+        let registered = self.registered_holder(&env, req.holder.as_ref())?;
+        let seal_to = match (req.delivery, &registered) {
+            (Delivery::Talosconfig, _) => None,
+            (Delivery::Sealed { armor }, Some((name, record))) => Some((
+                recipients_of(
+                    record,
+                    &format!("envs/{}/holders/{}", env.as_str(), name.file_name()),
+                )?,
+                armor,
+            )),
+            (Delivery::Sealed { .. }, None) => {
+                return Err(VaultError::UnknownHolder {
+                    env: env.as_str().into(),
+                    holder: req
+                        .holder
+                        .as_ref()
+                        .map(|h| h.as_str().to_owned())
+                        .unwrap_or_default(),
+                });
+            }
+        };
+        let (mut roles, mut ttl) = (roles, req.ttl);
+        if let Some((name, record)) = &registered {
+            if record.key == KeySource::Csr && req.csr.is_none() {
+                return Err(VaultError::HolderNeedsCsr {
+                    holder: name.to_string(),
+                });
+            }
+            if let Some(grant) = record.grant.as_ref().filter(|_| roles.is_empty()) {
+                roles = grant.roles.clone();
+                ttl = ttl.or(Some(grant.ttl));
+            }
+        }
         let nodes = if req.nodes.is_empty() {
             env.meta.nodes.clone()
         } else {
@@ -112,7 +182,7 @@ impl Vault {
         let policy = self.read_policy(&env)?;
         let grant = policy.grant(&Request {
             roles,
-            ttl: req.ttl,
+            ttl,
             holder: req.holder,
             break_glass: req.break_glass,
         })?;
@@ -158,6 +228,7 @@ impl Vault {
             context,
             endpoints,
             nodes,
+            seal_to,
         })
     }
 }
@@ -168,7 +239,8 @@ impl PreparedIssue<'_> {
         &self.context
     }
 
-    /// Signs the leaf (opening the issuer key or the bundle), records it, and audits it.
+    /// Signs the leaf (opening the issuer key or the bundle), seals the talosconfig to the
+    /// holder when asked, records the certificate, and audits it.
     pub fn issue(self, ctx: &Context) -> Result<Issued, VaultError> {
         let PreparedIssue {
             vault,
@@ -180,130 +252,12 @@ impl PreparedIssue<'_> {
             context,
             endpoints,
             nodes,
+            seal_to,
         } = self;
         let rng = ring::rand::SystemRandom::new();
-        let time = IssueTime::new(ctx.now);
-        let (leaf, signed_by, opened_by, in_token) = match &issuer {
-            Some(issuer) => {
-                let (signer, opened_by) = vault.issuer_signer(&env, issuer, ctx)?;
-                let leaf = issue_leaf(
-                    issuer.meta.certificate.as_bytes(),
-                    signer.key(),
-                    &grant,
-                    subject_key,
-                    time,
-                    &rng,
-                )
-                .map_err(|e| signer.explain(e.into()))?;
-                let by = SignedBy {
-                    ca: issuer.meta.id.clone(),
-                    fingerprint: issuer.meta.fingerprint.clone(),
-                };
-                (leaf, by, opened_by, matches!(signer, CaSigner::Token(_)))
-            }
-            None => {
-                let (_, bundle, opened_by) = vault.open_bundle(&env, ctx)?;
-                let bad = |message: String| VaultError::BadBundle {
-                    what: "bundle.age".into(),
-                    message,
-                };
-                let os = bundle
-                    .certs
-                    .as_ref()
-                    .and_then(|c| c.os.as_ref())
-                    .ok_or_else(|| bad("certs.os is missing".into()))?;
-                let ca_key = PrivateKey::from_talos_pem(os.key.expose())
-                    .map_err(|e| bad(format!("certs.os.key: {e}")))?;
-                let signer = ca_key
-                    .key_pair()
-                    .map_err(|e| bad(format!("certs.os.key: {e}")))?;
-                let leaf = issue_leaf(&os.crt, &signer, &grant, subject_key, time, &rng)?;
-                let by = SignedBy {
-                    ca: OS_CA.into(),
-                    fingerprint: env.meta.pins.os.0.clone(),
-                };
-                (leaf, by, opened_by, false)
-            }
-        };
-        let mode = if signed_by.ca == OS_CA {
-            "direct"
-        } else {
-            "issuer"
-        };
-        let record = CertRecord {
-            serial: leaf.serial_hex.clone(),
-            fingerprint: format!("sha256:{}", leaf.fingerprint_sha256),
-            roles: leaf.roles.iter().map(|r| r.as_str().to_owned()).collect(),
-            holder: grant.holder().map(|h| h.as_str().to_owned()),
-            not_before: rfc3339(leaf.not_before),
-            not_after: rfc3339(leaf.not_after),
-            ttl: grant.ttl().to_string(),
-            signed_by,
-            mode: mode.into(),
-            key: if csr { "csr" } else { "generated" }.into(),
-            actor: ctx.actor.clone(),
-            issued: rfc3339(ctx.now),
-            break_glass: grant.break_glass_reason().is_some(),
-            reason: grant.break_glass_reason().map(str::to_owned),
-            certificate: String::from_utf8_lossy(&leaf.cert_pem).into_owned(),
-            api: Api::Talos,
-        };
-        let dir = env.dir();
-        let mut t = Transaction::new(&vault.root);
-        t.create(
-            // The serial becomes a file name: checked like every name used in a path.
-            dir.join("certs").join(format!(
-                "{}.yaml",
-                store::name::check_hex("serial", &leaf.serial_hex, 40)?
-            )),
-            record.to_yaml()?.as_bytes(),
-            Mode::Public,
-        );
-        // A break-glass event taints the environment by itself (the chain says so until an
-        // untaint or the retirement of its issuer); env.yaml is never rewritten.
-        let CertRecord {
-            serial,
-            fingerprint,
-            roles,
-            holder,
-            ttl,
-            not_after,
-            signed_by,
-            key,
-            reason,
-            break_glass,
-            ..
-        } = record;
-        let (mode, signed_by_ca) = (mode.to_owned(), signed_by.ca);
-        let action = if break_glass {
-            Action::BreakGlass {
-                serial,
-                fingerprint,
-                roles,
-                holder,
-                ttl,
-                not_after,
-                mode,
-                signed_by: signed_by_ca.clone(),
-                key,
-                reason,
-            }
-        } else {
-            Action::Issue {
-                serial,
-                fingerprint,
-                roles,
-                holder,
-                ttl,
-                not_after,
-                mode,
-                signed_by: signed_by_ca.clone(),
-                key,
-                reason,
-            }
-        };
-        vault.stage_event(&mut t, &env, ctx, Some(&opened_by), &action)?;
-        vault.commit(t)?;
+        let signer = vault.leaf_signer(&env, issuer.as_ref(), ctx)?;
+        let leaf = signer.sign(&grant, subject_key, IssueTime::new(ctx.now), &rng)?;
+        let record = cert_record(&leaf, &grant, &signer, csr, ctx);
         // `ca` is always the OS CA: it verifies apid's server certificate, whoever signed the leaf.
         let context_entry = talosconfig::Context::issued(
             env.meta.certificates.os.as_bytes(),
@@ -312,12 +266,26 @@ impl PreparedIssue<'_> {
             endpoints,
             nodes,
         );
+        // Sealed before anything is recorded: a recipient that cannot be sealed to (a plugin
+        // that is not installed) leaves no certificate behind.
+        let delivered = match seal_to {
+            None => Delivered::Talosconfig(context_entry),
+            Some((recipients, armor)) => Delivered::Sealed(seal_talosconfig(
+                &context,
+                context_entry,
+                &recipients,
+                armor,
+            )?),
+        };
+        let mut t = Transaction::new(&vault.root);
+        vault.stage_certificate(&mut t, &env, ctx, &signer.opened_by, record, None)?;
+        vault.commit(t)?;
         Ok(Issued {
             context_name: context,
             leaf,
-            context: context_entry,
-            signed_by: signed_by_ca,
-            in_token,
+            delivered,
+            signed_by: signer.signed_by.ca.clone(),
+            in_token: signer.in_token(),
         })
     }
 }

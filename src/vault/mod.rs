@@ -2,10 +2,11 @@
 //! `audit`, `model`) with storage (`store`), and the only writer of audit events. This file is
 //! the kernel (find, init and open a vault, load an environment, open and seal its secrets,
 //! stage an audit event, commit); each capability has its own room (`env`, `bundle`,
-//! `recipients`, `issue`, `kubeconfig`, `issuers`, `revocation`, `crl`, `verify`, `status`,
-//! `audit`), read top to bottom as load → check → act → store → audit, sharing only this
-//! kernel, the signing half of it (`signer`) and the read side (`records`). It must not print,
-//! prompt or parse arguments (that is `cli`), and it returns secrets only through the explicit
+//! `recipients`, `holders`, `issue`, `kubeconfig`, `renew`, `issuers`, `revocation`, `crl`,
+//! `verify`, `status`, `audit`, `upgrade`), read top to bottom as load → check → act → store →
+//! audit, sharing only this kernel, the signing half of it (`signer`), sealing to a holder
+//! (`delivery`) and the read side (`records`). It must not print, prompt or parse
+//! arguments (that is `cli`), and it returns secrets only through the explicit
 //! export/exec/issue paths.
 #![expect(
     clippy::disallowed_methods,
@@ -17,13 +18,16 @@ mod backup;
 mod bundle;
 mod check;
 mod crl;
+mod delivery;
 mod env;
 mod error;
+mod holders;
 mod issue;
 mod issuers;
 mod kubeconfig;
 mod recipients;
 mod records;
+mod renew;
 mod revocation;
 mod signer;
 mod status;
@@ -45,9 +49,11 @@ pub use self::backup::{
 pub use self::bundle::ExportTo;
 pub use self::check::{FieldCheck, MachineCheck};
 pub use self::crl::{Denylist, DenylistEntry};
+pub use self::delivery::{Delivery, OpenedDelivery, Sealed, open_delivery, sealed_file_name};
 pub use self::env::{BundleSource, EnvView, NewEnv, SealTo};
 pub use self::error::VaultError;
-pub use self::issue::{IssueRequest, Issued, PreparedIssue};
+pub use self::holders::{HolderView, NewHolder};
+pub use self::issue::{Delivered, IssueRequest, Issued, PreparedIssue};
 pub use self::issuers::{
     DEFAULT_ISSUER_LIFETIME, IssuerChange, MAX_ISSUER_LIFETIME_HOURS, NewIssuer, NewIssuerKey,
     PatchOutput, PatchRequest,
@@ -57,6 +63,10 @@ pub use self::kubeconfig::{
 };
 pub use self::recipients::RecipientChange;
 pub use self::records::{Issuer, IssuerView, LiveCert};
+pub use self::renew::{
+    NotDue, PlannedRenewal, PreparedRenewal, RenewRequest, RenewWho, Renewed, RenewedCert,
+    SkippedHolder,
+};
 pub use self::revocation::{RevokeOutcome, RevokeTarget};
 pub use self::signer::CrlOutput;
 pub use self::trail::BACKUP_RECIPIENTS_FILE;

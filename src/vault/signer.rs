@@ -1,19 +1,27 @@
 //! The kernel's signing half: an issuer's key made ready to sign (unsealed from `key.age`, or
 //! opened in its PKCS#11 token and checked against the issuer certificate), and the CRL of an
-//! issuer signed with it, which both `crl` and `revoke` write.
+//! issuer signed with it, which both `crl` and `revoke` write; and the key that signs leaves
+//! (`LeafSigner`: the active issuer's or the Talos OS CA's) with the staging of a certificate's
+//! record and its event, which `issue`, `break-glass` and `renew` share.
 
 use std::path::PathBuf;
 
 use time::OffsetDateTime;
 
 use super::records::{ISSUER_KEY_FILE, Issuer};
-use super::{Context, Env, Vault, VaultError};
+use super::trail::EventPlace;
+use super::{Context, Env, Vault, VaultError, rfc3339};
+use crate::audit::{Action, EventId};
 use crate::inventory::RevokedEntry;
 use crate::keys::PrivateKey;
-use crate::model::IssuerKey;
+use crate::model::{Api, CertRecord, IssuerKey, OS_CA, SignedBy};
 use crate::pki::crl::{CrlParams, RevocationReason, RevokedCertificate, sign_crl};
+use crate::pki::issue::{IssueTime, IssuedLeaf, SubjectKey, issue_leaf};
+use crate::pki::policy::Grant;
 use crate::pki::verify::certificate_der;
 use crate::store::age::OpenedBy;
+use crate::store::txn::Transaction;
+use crate::store::{self, Mode};
 
 /// A CA key ready to sign: in memory (an unsealed issuer key) or in a PKCS#11 token.
 pub(super) enum CaSigner {
@@ -191,5 +199,200 @@ impl Vault {
             },
             opened_by,
         ))
+    }
+}
+
+/// A CA key ready to sign many leaves: the active issuer's (unsealed or in its token) or the
+/// Talos OS CA's (from the bundle), opened once.
+pub(super) struct LeafSigner {
+    ca_pem: Vec<u8>,
+    key: CaSigner,
+    /// Who signs.
+    pub signed_by: SignedBy,
+    /// Whose identity opened the key (for the audit events).
+    pub opened_by: OpenedBy,
+}
+
+impl LeafSigner {
+    /// Signs one leaf under `grant`.
+    pub(super) fn sign(
+        &self,
+        grant: &Grant,
+        subject_key: SubjectKey,
+        time: IssueTime,
+        rng: &dyn ring::rand::SecureRandom,
+    ) -> Result<IssuedLeaf, VaultError> {
+        issue_leaf(&self.ca_pem, self.key.key(), grant, subject_key, time, rng)
+            .map_err(|e| self.key.explain(e.into()))
+    }
+
+    /// `direct` or `issuer`.
+    pub(super) fn mode(&self) -> &'static str {
+        if self.signed_by.ca == OS_CA {
+            "direct"
+        } else {
+            "issuer"
+        }
+    }
+
+    /// Whether signatures are made inside a PKCS#11 token.
+    pub(super) fn in_token(&self) -> bool {
+        self.key.in_token()
+    }
+}
+
+impl Vault {
+    /// Opens the key that signs leaves: `issuer`'s, or the Talos OS CA's when `None`.
+    pub(super) fn leaf_signer(
+        &self,
+        env: &Env,
+        issuer: Option<&Issuer>,
+        ctx: &Context,
+    ) -> Result<LeafSigner, VaultError> {
+        match issuer {
+            Some(issuer) => {
+                let (key, opened_by) = self.issuer_signer(env, issuer, ctx)?;
+                Ok(LeafSigner {
+                    ca_pem: issuer.meta.certificate.as_bytes().to_vec(),
+                    key,
+                    signed_by: SignedBy {
+                        ca: issuer.meta.id.clone(),
+                        fingerprint: issuer.meta.fingerprint.clone(),
+                    },
+                    opened_by,
+                })
+            }
+            None => {
+                let (_, bundle, opened_by) = self.open_bundle(env, ctx)?;
+                let bad = |message: String| VaultError::BadBundle {
+                    what: "bundle.age".into(),
+                    message,
+                };
+                let os = bundle
+                    .certs
+                    .as_ref()
+                    .and_then(|c| c.os.as_ref())
+                    .ok_or_else(|| bad("certs.os is missing".into()))?;
+                let ca_key = PrivateKey::from_talos_pem(os.key.expose())
+                    .map_err(|e| bad(format!("certs.os.key: {e}")))?;
+                let key = ca_key
+                    .key_pair()
+                    .map_err(|e| bad(format!("certs.os.key: {e}")))?;
+                Ok(LeafSigner {
+                    ca_pem: os.crt.clone(),
+                    key: CaSigner::Memory(key),
+                    signed_by: SignedBy {
+                        ca: OS_CA.into(),
+                        fingerprint: env.meta.pins.os.0.clone(),
+                    },
+                    opened_by,
+                })
+            }
+        }
+    }
+
+    /// Stages a certificate's record and its audit event (`issue` or `break-glass`) in `t`. The
+    /// event names the record and, when `parents` is set, those parents instead of the current
+    /// heads (the events of one renewal form a chain); it returns the event's id.
+    pub(super) fn stage_certificate(
+        &self,
+        t: &mut Transaction,
+        env: &Env,
+        ctx: &Context,
+        opened_by: &OpenedBy,
+        record: CertRecord,
+        parents: Option<Vec<EventId>>,
+    ) -> Result<EventId, VaultError> {
+        let mark = t.mark();
+        t.create(
+            // The serial becomes a file name: checked like every name used in a path.
+            env.dir().join("certs").join(format!(
+                "{}.yaml",
+                store::name::check_hex("serial", &record.serial, 40)?
+            )),
+            record.to_yaml()?.as_bytes(),
+            Mode::Public,
+        );
+        // A break-glass event taints the environment by itself (the chain says so until an
+        // untaint or the retirement of its issuer); env.yaml is never rewritten.
+        let CertRecord {
+            serial,
+            fingerprint,
+            roles,
+            holder,
+            ttl,
+            not_after,
+            signed_by,
+            mode,
+            key,
+            reason,
+            break_glass,
+            ..
+        } = record;
+        let signed_by = signed_by.ca;
+        let action = if break_glass {
+            Action::BreakGlass {
+                serial,
+                fingerprint,
+                roles,
+                holder,
+                ttl,
+                not_after,
+                mode,
+                signed_by,
+                key,
+                reason,
+            }
+        } else {
+            Action::Issue {
+                serial,
+                fingerprint,
+                roles,
+                holder,
+                ttl,
+                not_after,
+                mode,
+                signed_by,
+                key,
+                reason,
+            }
+        };
+        let files = t.file_hashes_since(&env.dir(), mark);
+        self.stage_event_on(
+            t,
+            env,
+            ctx,
+            Some(opened_by),
+            &action,
+            EventPlace { files, parents },
+        )
+    }
+}
+
+/// The record of a freshly signed leaf.
+pub(super) fn cert_record(
+    leaf: &IssuedLeaf,
+    grant: &Grant,
+    signer: &LeafSigner,
+    csr: bool,
+    ctx: &Context,
+) -> CertRecord {
+    CertRecord {
+        serial: leaf.serial_hex.clone(),
+        fingerprint: format!("sha256:{}", leaf.fingerprint_sha256),
+        roles: leaf.roles.iter().map(|r| r.as_str().to_owned()).collect(),
+        holder: grant.holder().map(|h| h.as_str().to_owned()),
+        not_before: rfc3339(leaf.not_before),
+        not_after: rfc3339(leaf.not_after),
+        ttl: grant.ttl().to_string(),
+        signed_by: signer.signed_by.clone(),
+        mode: signer.mode().into(),
+        key: if csr { "csr" } else { "generated" }.into(),
+        actor: ctx.actor.clone(),
+        issued: rfc3339(ctx.now),
+        break_glass: grant.break_glass_reason().is_some(),
+        reason: grant.break_glass_reason().map(str::to_owned),
+        certificate: String::from_utf8_lossy(&leaf.cert_pem).into_owned(),
+        api: Api::Talos,
     }
 }

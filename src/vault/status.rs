@@ -1,12 +1,14 @@
-//! `status`: per environment, live certificates, counts, issuers, CA expiry, taint and
-//! recipients, graded against an expiry window (the grading is `pki::judge`'s). Opens nothing
-//! but the audit keys, when the caller's identity opens them.
+//! `status`: per environment, live certificates, counts, issuers, CA expiry, taint, recipients
+//! and holders (who has no live certificate, whose renewal is due when, which live
+//! certificates belong to no registered holder), graded against an expiry window (the grading
+//! is `pki::judge`'s). Opens nothing but the audit keys, when the caller's identity opens them.
 
 use serde::Serialize;
 
-use super::records::{IssuerView, LiveCert, issuer_views, serials};
+use super::records::{IssuerView, LiveCert, issuer_views, live_of_holder, serials};
 use super::{Context, Vault, VaultError, rfc3339};
 use crate::backup::Health;
+use crate::holder::{Renewal, renewal};
 use crate::inventory::{self, CertEntry};
 use crate::model::{Api, MetaError, Sealing, Taint};
 use crate::pki::judge::{Expiry, grade_expiry};
@@ -48,11 +50,38 @@ pub struct ApiCounts {
 /// Something `status` grades.
 #[derive(Debug, Clone, Serialize)]
 pub struct Finding {
-    /// `expiring`, `direct` or `backup` (grade 1); `expired`, `tainted`, `disagrees`, `conflict`
-    /// or `forged` (grade 2).
+    /// `expiring`, `direct`, `backup`, `unrenewed` or `orphaned` (grade 1); `expired`, `tainted`,
+    /// `disagrees`, `conflict` or `forged` (grade 2).
     pub kind: &'static str,
     /// What.
     pub what: String,
+}
+
+/// A holder's standing grant in `status`: when its renewal is due.
+#[derive(Debug, Clone, Serialize)]
+pub struct RenewalDue {
+    /// The holder.
+    pub holder: String,
+    /// When the renewal is due (now, when it already is).
+    pub due: String,
+    /// Whether it is due now.
+    pub due_now: bool,
+    /// notAfter of the newest live certificate for the grant, if any.
+    pub not_after: Option<String>,
+}
+
+/// Holders in `status`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct HolderStatus {
+    /// Registered holders.
+    pub registered: usize,
+    /// Registered holders without a live certificate.
+    pub without_certificate: Vec<String>,
+    /// Standing grants, soonest renewal first.
+    pub renewals: Vec<RenewalDue>,
+    /// Live certificates whose holder is not registered (none named, or removed); listed only
+    /// once the environment has holders.
+    pub unknown_holder: Vec<LiveCert>,
 }
 
 /// `status` of one environment.
@@ -76,6 +105,8 @@ pub struct EnvStatus {
     pub by_api: Vec<ApiCounts>,
     /// Live certificates, soonest expiry first.
     pub live: Vec<LiveCert>,
+    /// Holders.
+    pub holders: HolderStatus,
     /// Sealed backups: how many, and the newest verified one's age against the policy.
     pub backups: Health,
     /// How the audit chain this report rests on was checked: `authenticated`, structure only
@@ -163,6 +194,7 @@ impl Vault {
                 ..Counts::default()
             };
             let issuer_views = issuer_views(&issuers, &certs, &revoked, now);
+            let holders = self.holder_status(&env, &certs, &revoked_entries, now, &mut findings)?;
             let mut by_api: Vec<ApiCounts> = [Api::Talos, Api::Kubernetes]
                 .into_iter()
                 .map(|api| ApiCounts {
@@ -284,7 +316,7 @@ impl Vault {
             let grade = findings
                 .iter()
                 .map(|f| match f.kind {
-                    "expiring" | "direct" | "backup" => 1,
+                    "expiring" | "direct" | "backup" | "unrenewed" | "orphaned" => 1,
                     _ => 2,
                 })
                 .max()
@@ -299,6 +331,7 @@ impl Vault {
                 counts,
                 by_api,
                 live: live_entries.into_iter().map(LiveCert::from).collect(),
+                holders,
                 backups,
                 audit,
                 findings,
@@ -306,5 +339,96 @@ impl Vault {
             });
         }
         Ok(self.finish(out))
+    }
+}
+
+impl Vault {
+    /// The holders part of `status`, and its findings: a standing grant without a live
+    /// certificate (`unrenewed`), live certificates of no registered holder (`orphaned`),
+    /// holder records the audit trail does not account for (`disagrees`).
+    fn holder_status(
+        &self,
+        env: &super::Env,
+        certs: &[CertEntry],
+        revoked: &[inventory::RevokedEntry],
+        now: i64,
+        findings: &mut Vec<Finding>,
+    ) -> Result<HolderStatus, VaultError> {
+        let holders = self.holders(env)?;
+        findings.extend(holders.problems.iter().map(|p| Finding {
+            kind: "disagrees",
+            what: p.clone(),
+        }));
+        let mut out = HolderStatus {
+            registered: holders.records.len(),
+            ..HolderStatus::default()
+        };
+        if holders.records.is_empty() {
+            return Ok(out);
+        }
+        // Revoked, or signed by a retired issuer: no access, so not live for a holder.
+        let cut = self.cut_off(env, certs, revoked)?;
+        let revoked: std::collections::HashSet<&str> = cut.iter().map(String::as_str).collect();
+        let revoked = &revoked;
+        for (name, record) in &holders.records {
+            if live_of_holder(certs, revoked, name.as_str(), now).is_empty() {
+                out.without_certificate.push(name.to_string());
+            }
+            let Some(grant) = &record.grant else { continue };
+            let (due, not_after) = match renewal(
+                name.as_str(),
+                &grant.roles,
+                certs,
+                revoked,
+                now,
+                None,
+            ) {
+                Renewal::NoLiveCertificate => {
+                    findings.push(Finding {
+                            kind: "unrenewed",
+                            what: format!(
+                                "holder {name} has a standing grant but no live certificate; run `talvault renew {} --all -o OUTBOX`",
+                                env.as_str()
+                            ),
+                        });
+                    (now, None)
+                }
+                Renewal::Expiring { not_after, .. } => (now, Some(not_after)),
+                Renewal::NotDue { not_after, due, .. } => (due, Some(not_after)),
+            };
+            out.renewals.push(RenewalDue {
+                holder: name.to_string(),
+                due: inventory::rfc3339(due),
+                due_now: due <= now,
+                not_after: not_after.map(inventory::rfc3339),
+            });
+        }
+        out.renewals
+            .sort_by(|a, b| (a.due.as_str(), &a.holder).cmp(&(b.due.as_str(), &b.holder)));
+        let known: std::collections::HashSet<&str> =
+            holders.records.iter().map(|(n, _)| n.as_str()).collect();
+        let mut orphans: Vec<&CertEntry> = certs
+            .iter()
+            .filter(|c| {
+                // Holders receive talosconfigs; kubeconfigs are not theirs to account for.
+                c.api == Api::Talos
+                    && c.live_at(now)
+                    && !revoked.contains(c.serial.as_str())
+                    && !c.holder.as_deref().is_some_and(|h| known.contains(h))
+            })
+            .collect();
+        orphans.sort_by(|a, b| a.not_after.cmp(&b.not_after).then(a.serial.cmp(&b.serial)));
+        if let Some(first) = orphans.first() {
+            findings.push(Finding {
+                kind: "orphaned",
+                what: format!(
+                    "{} live certificate(s) belong to no registered holder (a removed holder keeps access until expiry or revocation; the first ends {})",
+                    orphans.len(),
+                    inventory::rfc3339(first.not_after)
+                ),
+            });
+        }
+        out.unknown_holder = orphans.into_iter().map(LiveCert::of).collect();
+        Ok(out)
     }
 }

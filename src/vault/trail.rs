@@ -21,6 +21,15 @@ use crate::store::age::{self as agestore, OpenedBy, Recipient};
 use crate::store::txn::Transaction;
 use crate::store::{self, Mode, StoreError, audit_dir};
 
+/// Where an event goes in the trail: the files it accounts for, and its parents (`None`: the
+/// current heads).
+pub(super) struct EventPlace {
+    /// Path below the environment → content hash (`None`: removed).
+    pub files: std::collections::BTreeMap<String, Option<String>>,
+    /// The events it follows.
+    pub parents: Option<Vec<events::EventId>>,
+}
+
 /// The sealed audit key file in an environment directory.
 pub(super) const AUDIT_KEYS_FILE: &str = "audit.age";
 
@@ -556,6 +565,33 @@ impl Vault {
         action: &Action,
         files: std::collections::BTreeMap<String, Option<String>>,
     ) -> Result<(), VaultError> {
+        self.stage_event_on(
+            t,
+            env,
+            ctx,
+            opened_by,
+            action,
+            EventPlace {
+                files,
+                parents: None,
+            },
+        )
+        .map(|_| ())
+    }
+
+    /// [`Vault::stage_event_naming`] at `place`; returns the new event's id, the parent of the
+    /// next event a command that stages several writes (one per certificate of a renewal, in
+    /// one transaction).
+    pub(super) fn stage_event_on(
+        &self,
+        t: &mut Transaction,
+        env: &Env,
+        ctx: &Context,
+        opened_by: Option<&OpenedBy>,
+        action: &Action,
+        place: EventPlace,
+    ) -> Result<events::EventId, VaultError> {
+        let EventPlace { files, parents } = place;
         let mut body = EventBody::new(
             ctx.now,
             &ctx.actor,
@@ -603,9 +639,13 @@ impl Vault {
         };
         // The heads of the chain this command trusts (authenticated: the audit key is open),
         // never those of every file: a forged event inserted as a side branch must not be
-        // linked in, and so made an ancestor of genuine events.
-        let heads = self.chain(env)?.heads.clone();
-        let event = events::new_event(heads, body)?;
+        // linked in, and so made an ancestor of genuine events. A command staging several
+        // events in one transaction (renew) names the previous one instead.
+        let parents = match parents {
+            Some(p) => p,
+            None => self.chain(env)?.heads.clone(),
+        };
+        let event = events::new_event(parents, body)?;
         let signing = match &key {
             Some((ring, true)) => ring.lane_signing().map(|(_, k)| k),
             Some((ring, false)) => ring.signing(),
@@ -622,6 +662,6 @@ impl Vault {
             &event.to_json(),
             Mode::Public,
         );
-        Ok(())
+        Ok(event.id().clone())
     }
 }

@@ -672,6 +672,15 @@ fn setup_step(dir: &Path, step: &str, vars: &BTreeMap<&'static str, String>) {
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(path, event.to_json()).unwrap();
         }
+        // seal PATH RECIPIENT TEXT: TEXT (\n escapes) age-encrypted to RECIPIENT, as a sealed
+        // delivery is (what anyone holding the public key can make).
+        "seal" => {
+            remove(&p(1));
+            let recipient = talvault::store::age::Recipient::parse(arg(2)).unwrap();
+            let sealed =
+                talvault::store::age::seal(unescape(arg(3)).as_bytes(), &[recipient]).unwrap();
+            std::fs::write(p(1), sealed).unwrap();
+        }
         // talvault ARGS…: `talvault --vault v ARGS` as the fixture runs it; must succeed.
         "talvault" => {
             let mut args = vec!["--vault".to_owned(), "v".to_owned()];

@@ -4,8 +4,9 @@
 //! (`-e inject=SYSCALL:signal=KILL:when=N`). After each kill the vault must open and recover
 //! with `audit verify` passing, no temporary file, journal or mark may be left, and the vault
 //! must hold the old state (then the command must succeed when run again) or the new one (then
-//! the environment must still issue, which loads every issuer and record). The test prints
-//! kills per command and fails on any damaged vault.
+//! the environment must still issue, which loads every issuer and record, and list its holders,
+//! each agreeing with the trail). The test prints kills per command and fails on any damaged
+//! vault.
 //!
 //! Under libfaketime (`scripts/date-sweep`) only every tenth kill point runs: the date has
 //! nothing to do with crash safety, and the full campaign already ran at today's date.
@@ -117,6 +118,17 @@ fn fixture() -> &'static Fixture {
             "--vault v -i {A} issue prod --role os:reader --holder bob -o home/bob.tc",
             &vars,
         );
+        // Two holders with standing grants and no certificate yet (renew issues both), and an
+        // outbox for their sealed talosconfigs.
+        ok(
+            "--vault v -i {A} holder add prod carol -r {RC} --role os:reader",
+            &vars,
+        );
+        ok(
+            "--vault v -i {A} holder add prod dan -r {RB} --role os:operator --ttl 8h",
+            &vars,
+        );
+        std::fs::create_dir_all(base.join("home/outbox")).unwrap();
         let serial = std::fs::read_dir(base.join("v/envs/prod/certs"))
             .unwrap()
             .next()
@@ -163,7 +175,7 @@ fn fixture() -> &'static Fixture {
 
 /// The mutating commands, each from the fixture's state. `issue`, `kubeconfig` and `break-glass`
 /// write with `--force`, so that running them again after a kill can succeed.
-const SCENARIOS: [(&str, &str); 20] = [
+const SCENARIOS: [(&str, &str); 23] = [
     ("init", "init w"),
     (
         "env create",
@@ -217,6 +229,14 @@ const SCENARIOS: [(&str, &str); 20] = [
         "env untaint",
         "--vault v -i {A} env untaint prod --reason done",
     ),
+    (
+        "holder add",
+        "--vault v -i {A} holder add prod erin -r {RC} --role os:reader",
+    ),
+    // A removal: the record goes and the event names it removed, together or not at all.
+    ("holder remove", "--vault v -i {A} holder remove prod carol"),
+    // Two certificates, two records and two chained events in one commit.
+    ("renew", "--vault v -i {A} renew prod --all -o home/outbox"),
     // To stdout: a sealed backup never replaces a file, so a rerun after a kill that left
     // the output in place would be refused for that alone.
     (
@@ -404,6 +424,15 @@ fn kill_and_check(name: &str, args: &[String], syscall: &str, n: usize) -> Resul
         let (code, _, err) = run(check.into());
         if code != 0 {
             return Err(format!("{at}: new state, but `{check}` fails: {err}"));
+        }
+        // And its holders load (every record agrees with the trail).
+        if name != "init" {
+            let (code, out, err) = run("--vault v -i {A} holder list prod".into());
+            if code != 0 || out.contains("DISAGREES") {
+                return Err(format!(
+                    "{at}: new state, but `holder list` says: {out}{err}"
+                ));
+            }
         }
     }
     Ok(killed)

@@ -322,14 +322,25 @@ pub(crate) struct Verdict {
 }
 
 pub(crate) fn apid_check(dir: &Path, client_cas: &[&[u8]], crt: &[u8], key: &[u8]) -> Verdict {
+    // The node's clock is the test's: under libfaketime that is the faked date, which Go (it
+    // reads the clock without libc) would not see by itself.
+    apid_check_at(dir, client_cas, crt, key, time::OffsetDateTime::now_utc())
+}
+
+/// [`apid_check`] with the node's clock at `now` (for certificates issued days ahead).
+pub(crate) fn apid_check_at(
+    dir: &Path,
+    client_cas: &[&[u8]],
+    crt: &[u8],
+    key: &[u8],
+    now: time::OffsetDateTime,
+) -> Verdict {
     let mut cmd = Command::new(apid_check_binary());
     for (i, ca) in client_cas.iter().enumerate() {
         cmd.arg("-ca")
             .arg(write(dir, &format!("client-ca-{i}.pem"), ca));
     }
-    // The node's clock is the test's: under libfaketime that is the faked date, which Go (it
-    // reads the clock without libc) would not see by itself.
-    let now = time::OffsetDateTime::now_utc()
+    let now = now
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap();
     cmd.arg("-client-cert")

@@ -16,6 +16,7 @@ mod crl;
 mod faults;
 mod fuzz_regressions;
 mod generate;
+mod holders;
 mod hsm;
 mod import;
 mod integrity;
