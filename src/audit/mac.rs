@@ -30,6 +30,7 @@ const LANE_SALT: &[u8] = b"talvault backup mac v2";
 const MAC_CONTEXT: &[u8] = b"talvault event\0";
 
 /// The key that MACs the events of one environment and epoch.
+#[derive(Clone)]
 pub struct AuditKey(hmac::Key);
 
 impl fmt::Debug for AuditKey {

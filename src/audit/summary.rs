@@ -410,6 +410,12 @@ mod tests {
         assert_eq!(state.files["policy.yaml"].1, merged.id);
         assert!(!state.accepts("policy.yaml", &"1".repeat(64)));
         assert!(state.concurrent.is_empty());
+        // A no-op rewrite after the change is still the change; a concurrent no-op rewrite of
+        // the old contents does not beat it.
+        let again = writing(&[&v], 250, &[("policy.yaml", "1")]);
+        let state = ChainState::of(&[base.clone(), v.clone(), again.clone(), w.clone()]);
+        assert!(state.accepts("policy.yaml", &"1".repeat(64)));
+        assert!(!state.accepts("policy.yaml", &"0".repeat(64)));
         // In a linear history a rewrite of the old contents is just the newest write.
         let back = writing(&[&v], 500, &[("policy.yaml", "0")]);
         let state = ChainState::of(&[base, v, back]);

@@ -17,7 +17,8 @@ use crate::audit::{
     Keyring, Seal,
 };
 use crate::model::Sealing;
-use crate::store::age::{self as agestore, OpenedBy, Recipient};
+use crate::secret::SecretBytes;
+use crate::store::age::{self as agestore, AgeError, OpenedBy, Recipient};
 use crate::store::txn::Transaction;
 use crate::store::{self, Mode, StoreError, audit_dir};
 
@@ -240,10 +241,9 @@ impl Vault {
         if main.is_some()
             && lane.is_none()
             && let Some(previous) = held.remove(env.as_str())
-            && let Ok(previous) = Rc::try_unwrap(previous)
         {
             ring.lane_current = previous.lane_current;
-            ring.lane = previous.lane;
+            ring.lane = previous.lane.clone();
         }
         held.insert(env.as_str().to_owned(), Rc::new(ring));
         drop(held);
@@ -268,10 +268,51 @@ impl Vault {
     /// refused), and uses them.
     fn load_audit_keys(&self, env: &Env, ctx: &Context) -> Result<(), VaultError> {
         // The bundle first: it is what the caller expects to open, and its pins are checked.
-        // Neither file is checked against the chain until the keys that authenticate the chain
-        // are in use (else the whole chain would be derived twice).
-        let (plain, _, bundle_sha256) =
-            self.open_sealed_unchecked(env, &env.dir().join(BUNDLE_FILE), ctx)?;
+        let bundle = self.open_sealed_unchecked(env, &env.dir().join(BUNDLE_FILE), ctx)?;
+        self.load_audit_keys_beside(env, ctx, bundle)
+    }
+
+    /// Whether `e`, from opening an environment's bundle, means only that the caller cannot
+    /// open it (another environment's identity, none, no passphrase): the one failure a
+    /// reader may answer by reading the chain on structure alone. Anything else (a damaged or
+    /// replaced file, a locked identity) is refused.
+    fn cannot_open(e: &VaultError) -> bool {
+        matches!(
+            e,
+            VaultError::NoIdentity { .. }
+                | VaultError::Age(
+                    AgeError::NoMatchingIdentity { .. }
+                        | AgeError::EmptyPassphrase
+                        | AgeError::WrongPassphrase { .. }
+                )
+        )
+    }
+
+    /// [`Vault::load_audit_keys`] once the bundle is open (its plaintext and the SHA-256 of
+    /// its sealed bytes). On any failure no key of `env` stays in use.
+    fn load_audit_keys_beside(
+        &self,
+        env: &Env,
+        ctx: &Context,
+        bundle: (SecretBytes, OpenedBy, String),
+    ) -> Result<(), VaultError> {
+        let result = self.check_and_use_audit_keys(env, ctx, bundle);
+        if result.is_err() {
+            self.audit_keys.borrow_mut().remove(env.as_str());
+            self.chains.borrow_mut().remove(env.as_str());
+        }
+        result
+    }
+
+    fn check_and_use_audit_keys(
+        &self,
+        env: &Env,
+        ctx: &Context,
+        (plain, _, bundle_sha256): (SecretBytes, OpenedBy, String),
+    ) -> Result<(), VaultError> {
+        // Neither the bundle nor a key file is checked against the chain until the keys that
+        // authenticate the chain are in use (else the whole chain would be derived twice);
+        // a key file rolled back to an older epoch is caught by the epochs the events name.
         let rel = env.dir().join(AUDIT_KEYS_FILE);
         let (keys, keys_sha256) = self.open_audit_keys_unchecked(env, ctx)?;
         if crate::digest::sha256_hex(plain.expose()) != keys.bundle_sha256 {
@@ -305,11 +346,43 @@ impl Vault {
         if let Some((l, _)) = &lane {
             self.use_keys(env, Some(&keys), Some(l))?;
         }
+        self.no_newer_epochs(env, &keys, lane.as_ref().map(|(l, _)| l))?;
         self.agrees(env, BUNDLE_FILE, &bundle_sha256)?;
         self.pinned_bundle(env, &plain)?;
         self.agrees(env, AUDIT_KEYS_FILE, &keys_sha256)?;
         if let Some((_, lane_sha256)) = &lane {
             self.agrees(env, LANE_KEYS_FILE, lane_sha256)?;
+        }
+        Ok(())
+    }
+
+    /// Refuses key files older than the events: an event sealed under an epoch newer than the
+    /// newest a key file holds means the file was rolled back (to before a recipient's
+    /// removal, say, whose events the old keys would silently set aside) or replaced. A
+    /// planted event with a made-up epoch refuses too, until it is removed (`audit verify`
+    /// names it).
+    fn no_newer_epochs(
+        &self,
+        env: &Env,
+        main: &AuditKeys,
+        lane: Option<&AuditKeys>,
+    ) -> Result<(), VaultError> {
+        let newest = |k: &AuditKeys| k.keys.iter().map(|e| e.epoch).max().unwrap_or(0);
+        let (in_events, in_lane_events) = self.chain(env)?.newest_epochs;
+        let mut checks = vec![(AUDIT_KEYS_FILE, newest(main), in_events)];
+        if let Some(lane) = lane {
+            checks.push((LANE_KEYS_FILE, newest(lane), in_lane_events));
+        }
+        for (file, held, named) in checks {
+            if named > held {
+                return Err(VaultError::AuditKeys {
+                    file: env.dir().join(file).display().to_string(),
+                    message: format!(
+                        "it holds key epochs up to {held}, but events are sealed under epoch \
+                         {named}: the file was rolled back or replaced"
+                    ),
+                });
+            }
         }
         Ok(())
     }
@@ -367,20 +440,18 @@ impl Vault {
         if ctx.chain == ChainCheck::Required
             && !self.audit_keys.borrow().contains_key(env.as_str())
             && self.env_sealed(&env)?
-            && let Err(full) = self.load_audit_keys(&env, ctx)
+            && let Err(full) =
+                match self.open_sealed_unchecked(&env, &env.dir().join(BUNDLE_FILE), ctx) {
+                    Ok(bundle) => {
+                        // An identity that opens the bundle: whatever is wrong after that is
+                        // tampering, never a reason to fall back to the lane.
+                        self.load_audit_keys_beside(&env, ctx, bundle)?;
+                        Ok(())
+                    }
+                    Err(e) if Self::cannot_open(&e) => Err(e),
+                    Err(e) => return Err(e),
+                }
         {
-            // An identity that opens the bundle, and a key file or bundle that does not belong,
-            // does not match the pins, or is not what the chain recorded: tampering, never a
-            // reason to fall back (as `open_chain` refuses it for readers).
-            if matches!(
-                full,
-                VaultError::AuditKeys { .. }
-                    | VaultError::Disagrees { .. }
-                    | VaultError::PinMismatch { .. }
-                    | VaultError::BadBundle { .. }
-            ) {
-                return Err(full);
-            }
             match self.open_lane_keys(&env, ctx) {
                 Ok(Some(lane)) => self.use_keys(&env, None, Some(&lane))?,
                 // Lane keys the chain did not record (copied, replaced): say so.
@@ -500,20 +571,19 @@ impl Vault {
         match ctx.chain {
             ChainCheck::Structure => Ok(()),
             ChainCheck::IfIdentity if ctx.identities.is_empty() => Ok(()),
-            ChainCheck::IfIdentity => match self.load_audit_keys(env, ctx) {
-                // An identity that opens the bundle and a key file (or bundle) that does not
-                // belong to it, does not match the pins, or is not what the chain recorded:
-                // tampering, not a missing identity. Refused, as a command that needs the keys
-                // refuses it, rather than read on structure alone.
-                Err(
-                    e @ (VaultError::AuditKeys { .. }
-                    | VaultError::Disagrees { .. }
-                    | VaultError::PinMismatch { .. }
-                    | VaultError::BadBundle { .. }),
-                ) => Err(e),
-                // Another environment's identity, or none that opens this one: structure only.
-                _ => Ok(()),
-            },
+            ChainCheck::IfIdentity => {
+                match self.open_sealed_unchecked(env, &env.dir().join(BUNDLE_FILE), ctx) {
+                    // Another environment's identity, or none that opens this one: structure
+                    // only (the reports say so).
+                    Err(e) if Self::cannot_open(&e) => Ok(()),
+                    Err(e) => Err(e),
+                    // An identity that opens the bundle: whatever is wrong after that (a key
+                    // file or bundle that does not belong, fails the pins, is not what the
+                    // chain recorded, does not open) is tampering, refused as a command that
+                    // needs the keys refuses it, never read on structure alone.
+                    Ok(bundle) => self.load_audit_keys_beside(env, ctx, bundle),
+                }
+            }
             ChainCheck::Required => self.load_audit_keys(env, ctx),
         }
     }

@@ -956,6 +956,71 @@ fn planted_issuer_directory_is_ignored() {
     assert!(out.contains(&format!("signed by issuer {ours}")), "{out}");
 }
 
+/// A removed recipient restores the key files, bundle and recipients list from before their
+/// removal (all still open for the remaining recipients and agree with each other): the events
+/// since the removal name a newer key epoch than the restored `audit.age` holds, so every
+/// command given an identity refuses it instead of setting those events aside and sealing the
+/// next secret to the removed recipient again.
+#[test]
+fn key_files_rolled_back_past_a_removal_are_refused() {
+    let lab = Lab::new();
+    let a = lab.key("a");
+    let b = lab.key("b");
+    lab.vault(&a);
+    lab.ok(&[
+        "-i",
+        &a.file,
+        "recipients",
+        "add",
+        "prod",
+        "-r",
+        &b.recipient,
+    ]);
+    let files = [
+        "audit.age",
+        "bundle.age",
+        "recipients.txt",
+        "backup-audit.age",
+    ];
+    let saved: Vec<(String, Option<Vec<u8>>)> = files
+        .iter()
+        .map(|f| {
+            let path = lab.path(&format!("v/envs/prod/{f}"));
+            ((*f).to_owned(), std::fs::read(path).ok())
+        })
+        .collect();
+    lab.ok(&[
+        "-i",
+        &a.file,
+        "recipients",
+        "remove",
+        "prod",
+        "-r",
+        &b.recipient,
+    ]);
+    lab.issue("v", &a, "prod", "carol");
+    for (f, bytes) in &saved {
+        if let Some(bytes) = bytes {
+            replace_file(&lab.path(&format!("v/envs/prod/{f}")), bytes);
+        }
+    }
+    for args in [
+        &["issue", "prod", "--role", "os:reader", "-o", "home/x"][..],
+        &["recipients", "add", "prod", "-r", &b.recipient],
+        &["status", "prod"],
+    ] {
+        let mut all = vec!["-i", a.file.as_str()];
+        all.extend_from_slice(args);
+        let (code, out, err) = lab.v(&all);
+        assert_eq!((code, out.as_str()), (1, ""), "{args:?}: {err}");
+        assert!(
+            err.starts_with("error: envs/prod/audit.age: it holds key epochs up to ")
+                && err.contains(": the file was rolled back or replaced\n"),
+            "{args:?}: {err}"
+        );
+    }
+}
+
 /// `audit.age` replaced by one the attacker sealed to the public recipients, with a key of
 /// their own, so that their forged events carry valid MACs under it: it does not belong to the
 /// bundle, so commands refuse it and `audit verify` says so (and does not take the attacker's

@@ -81,6 +81,9 @@ pub struct ChainState {
     pub holders: BTreeSet<String>,
     /// Every trusted `backup.verify`, oldest first.
     pub backups_verified: Vec<BackupVerified>,
+    /// The newest main and lane key epochs any sealed event names, trusted or not: a key file
+    /// holding less was rolled back or replaced.
+    pub newest_epochs: (u32, u32),
 }
 
 /// The summaries in causal order: every parent before its children; among events whose
@@ -308,6 +311,16 @@ impl ChainState {
             sealed: summaries.iter().any(|e| e.sealed),
             authenticated: check.is_some(),
             rejected: summaries.len() - kept.len(),
+            newest_epochs: summaries
+                .iter()
+                .filter_map(|e| e.mac.as_ref().map(|(epoch, _)| (e.lane, *epoch)))
+                .fold((0, 0), |(main, lane), (is_lane, epoch)| {
+                    if is_lane {
+                        (main, lane.max(epoch))
+                    } else {
+                        (main.max(epoch), lane)
+                    }
+                }),
             ..ChainState::default()
         };
         let order = causal_order_of(&kept);
@@ -346,7 +359,17 @@ impl ChainState {
                     }
                     None => (Vec::new(), BTreeSet::new()),
                 };
-                let change = !accepted(&seen).iter().any(|w| w.hash == hash);
+                // A change differs from what the event saw; rewriting what it saw keeps that
+                // write's standing (a no-op after a change is still the change, after the first
+                // write is still no change), so a concurrent no-op never beats a change.
+                let change = if seen.is_empty() {
+                    false
+                } else {
+                    match accepted(&seen).iter().find(|w| w.hash == hash) {
+                        Some(w) => w.change,
+                        None => true,
+                    }
+                };
                 history.push(Write {
                     hash,
                     event: &e.id,
