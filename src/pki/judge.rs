@@ -139,6 +139,32 @@ pub fn issued_ttl(not_before: OffsetDateTime, not_after: OffsetDateTime) -> Opti
     Ttl::from_seconds(u64::try_from((lifetime - backdate).whole_seconds()).unwrap_or(0))
 }
 
+/// Whether the certificate is valid at `now`, and how long it has left.
+fn validity(f: &LeafFacts, now: OffsetDateTime) -> (Outcome, String) {
+    if now < f.not_before {
+        (
+            Outcome::Fail,
+            format!("not valid before {}", rfc3339(f.not_before)),
+        )
+    } else if now > f.not_after {
+        (
+            Outcome::Fail,
+            format!("expired at {}", rfc3339(f.not_after)),
+        )
+    } else {
+        let left = f.not_after - now;
+        (
+            Outcome::Pass,
+            format!(
+                "until {} ({}h{}m left)",
+                rfc3339(f.not_after),
+                left.whole_hours(),
+                left.whole_minutes() % 60
+            ),
+        )
+    }
+}
+
 /// `verify`'s checks, in order: server CA, chain, CA validity, EKU, roles, validity,
 /// revocation, acceptance, record, policy.
 pub fn judge(e: &Evidence<'_>) -> Vec<Check> {
@@ -236,31 +262,8 @@ pub fn judge(e: &Evidence<'_>) -> Vec<Check> {
     }
 
     // 5. Validity now.
-    if now < f.not_before {
-        check(
-            "validity",
-            Fail,
-            format!("not valid before {}", rfc3339(f.not_before)),
-        );
-    } else if now > f.not_after {
-        check(
-            "validity",
-            Fail,
-            format!("expired at {}", rfc3339(f.not_after)),
-        );
-    } else {
-        let left = f.not_after - now;
-        check(
-            "validity",
-            Pass,
-            format!(
-                "until {} ({}h{}m left)",
-                rfc3339(f.not_after),
-                left.whole_hours(),
-                left.whole_minutes() % 60
-            ),
-        );
-    }
+    let (result, detail) = validity(f, now);
+    check("validity", result, detail);
 
     // 6. Revocation.
     match &e.revoked {
@@ -494,31 +497,8 @@ pub fn judge_kubernetes(e: &KubeEvidence<'_>) -> Vec<Check> {
             format!("user {user:?}, groups {}", f.organizations.join(",")),
         );
     }
-    if now < f.not_before {
-        check(
-            "validity",
-            Fail,
-            format!("not valid before {}", rfc3339(f.not_before)),
-        );
-    } else if now > f.not_after {
-        check(
-            "validity",
-            Fail,
-            format!("expired at {}", rfc3339(f.not_after)),
-        );
-    } else {
-        let left = f.not_after - now;
-        check(
-            "validity",
-            Pass,
-            format!(
-                "until {} ({}h{}m left)",
-                rfc3339(f.not_after),
-                left.whole_hours(),
-                left.whole_minutes() % 60
-            ),
-        );
-    }
+    let (result, detail) = validity(f, now);
+    check("validity", result, detail);
     match &e.revoked {
         Some((at, reason)) => check(
             "revocation",

@@ -4,6 +4,7 @@
 
 use serde::Serialize;
 
+use super::records::Issuer;
 use super::{Context, Vault, VaultError, rfc3339};
 use crate::model::{Api, IssuerState, K8S_CA, OS_CA};
 use crate::pki::judge::{
@@ -75,26 +76,13 @@ impl Vault {
         let issuers = self.load_issuers(&env)?;
         let os_der =
             certificate_der(env.meta.certificates.os.as_bytes()).map_err(VaultError::Sign)?;
-        let mut signer = None;
-        if signed_by(&der, &os_der) {
-            signer = Some(Signer::OsCa {
+        let signer = if signed_by(&der, &os_der) {
+            Some(Signer::OsCa {
                 not_after: verify::not_after(env.meta.certificates.os.as_bytes()).ok(),
-            });
+            })
         } else {
-            for i in issuers.iter().filter(|i| i.meta.api == Api::Talos) {
-                let ca =
-                    certificate_der(i.meta.certificate.as_bytes()).map_err(VaultError::Sign)?;
-                if signed_by(&der, &ca) {
-                    signer = Some(Signer::Issuer {
-                        id: i.meta.id.clone(),
-                        retired: i.meta.state == IssuerState::Retired,
-                        state: i.meta.state.as_str(),
-                        not_after: i.facts.not_after,
-                    });
-                    break;
-                }
-            }
-        }
+            issuer_that_signed(&der, &issuers, Api::Talos)?
+        };
 
         let (revoked, record, record_problems, trail) = self.revocation_and_record(&env, &facts)?;
         let policy = self.read_policy(&env)?;
@@ -158,26 +146,13 @@ impl Vault {
         let issuers = self.load_issuers(&env)?;
         let k8s_der =
             certificate_der(env.meta.certificates.k8s.as_bytes()).map_err(VaultError::Sign)?;
-        let mut signer = None;
-        if signed_by(&der, &k8s_der) {
-            signer = Some(Signer::KubernetesCa {
+        let signer = if signed_by(&der, &k8s_der) {
+            Some(Signer::KubernetesCa {
                 not_after: verify::not_after(env.meta.certificates.k8s.as_bytes()).ok(),
-            });
+            })
         } else {
-            for i in issuers.iter().filter(|i| i.meta.api == Api::Kubernetes) {
-                let ca =
-                    certificate_der(i.meta.certificate.as_bytes()).map_err(VaultError::Sign)?;
-                if signed_by(&der, &ca) {
-                    signer = Some(Signer::Issuer {
-                        id: i.meta.id.clone(),
-                        retired: i.meta.state == IssuerState::Retired,
-                        state: i.meta.state.as_str(),
-                        not_after: i.facts.not_after,
-                    });
-                    break;
-                }
-            }
-        }
+            issuer_that_signed(&der, &issuers, Api::Kubernetes)?
+        };
         let (revoked, record, record_problems, trail) = self.revocation_and_record(&env, &facts)?;
         let policy = self.read_policy(&env)?.kubernetes;
         let signed_by_name = signer.as_ref().map(|s| match s {
@@ -279,4 +254,24 @@ impl Vault {
         };
         Ok((revoked, record, record_problems, trail))
     }
+}
+
+/// The issuer of `api` among `issuers` that signed the certificate `der`, if any.
+fn issuer_that_signed(
+    der: &[u8],
+    issuers: &[Issuer],
+    api: Api,
+) -> Result<Option<Signer>, VaultError> {
+    for i in issuers.iter().filter(|i| i.meta.api == api) {
+        let ca = certificate_der(i.meta.certificate.as_bytes()).map_err(VaultError::Sign)?;
+        if signed_by(der, &ca) {
+            return Ok(Some(Signer::Issuer {
+                id: i.meta.id.clone(),
+                retired: i.meta.state == IssuerState::Retired,
+                state: i.meta.state.as_str(),
+                not_after: i.facts.not_after,
+            }));
+        }
+    }
+    Ok(None)
 }
