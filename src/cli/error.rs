@@ -134,7 +134,7 @@ fn hint(e: &VaultError) -> Option<String> {
         VaultError::NoHolderRecipients { .. } => "pass the holder's public key: -r age1… or -r \"ssh-ed25519 …\"".into(),
         VaultError::HolderNeedsCsr { .. } => "pass --csr FILE with a certificate request the holder made with their own key".into(),
         VaultError::NotYourDelivery { .. } => "pass your own key with -i FILE (the one whose public key was given to `talvault holder add`; an ssh key works as -i ~/.ssh/id_ed25519)".into(),
-        VaultError::BadDelivery { .. } => "open files made by `talvault issue --seal` or `talvault renew`".into(),
+        VaultError::BadDelivery { .. } => "open files made by `talvault issue --seal`, `kubeconfig --seal` or `renew`".into(),
         VaultError::BackupContents { problem, .. } => match problem.as_ref() {
             ContentsProblem::Etcd(Verdict::NoTrailer { .. } | Verdict::TrailingData { .. }) => {
                 "if this is a copy of a data directory's member/snap/db, pass --db-copy; otherwise take a new snapshot (`talosctl etcd snapshot FILE`)".into()

@@ -14,7 +14,7 @@ use super::input::{holder_arg, optional_ttl, read_input, roles_arg};
 use super::opts::{Opens, VaultOpts};
 use super::output::{Output, TalosconfigOutput, write_stderr, write_stdout};
 use crate::secret::SecretBytes;
-use crate::vault::{Delivered, Delivery, IssueRequest, Issued, sealed_file_name};
+use crate::vault::{Delivered, Delivery, DeliveryKind, IssueRequest, Issued, sealed_file_name};
 
 /// Where the talosconfig (or kubeconfig) goes.
 #[derive(Debug, Args)]
@@ -40,13 +40,12 @@ pub struct Destination {
     pub force: bool,
 }
 
-/// Sealed delivery to a registered holder (`issue`, `break-glass`; not yet `kubeconfig`, whose
-/// holders are Kubernetes users).
+/// Sealed delivery to a registered holder (`issue`, `break-glass`, `kubeconfig`).
 #[derive(Debug, Args)]
 pub struct SealArgs {
-    /// Seal the talosconfig to the registered holder's recipients (age; never written in
-    /// plaintext). Default file: `<holder>-<env>.talosconfig.age`; the holder opens it with
-    /// `age -d` or `talvault open`.
+    /// Seal the talosconfig (kubeconfig) to the registered holder's recipients (age; never
+    /// written in plaintext). Default file: `<holder>-<env>.talosconfig.age`
+    /// (`.kubeconfig.age`); the holder opens it with `age -d` or `talvault open`.
     #[arg(long, requires = "holder", conflicts_with = "merge")]
     pub seal: bool,
     /// With --seal: ASCII-armored (for pasting into a message) instead of age's binary format.
@@ -103,8 +102,9 @@ pub struct BreakGlassArgs {
     /// Lifetime (default 1h; maximum from the policy, default 4h).
     #[arg(long, value_name = "DURATION")]
     pub ttl: Option<String>,
-    /// Who the certificate is for.
-    #[arg(long, value_name = "NAME", conflicts_with = "kubernetes")]
+    /// Who the certificate is for (with --kubernetes: a registered holder, whose name is the
+    /// default --user); with --seal, a registered holder.
+    #[arg(long, value_name = "NAME")]
     pub holder: Option<String>,
     /// Talos API endpoint (repeatable; default: the environment's).
     #[arg(
@@ -118,7 +118,7 @@ pub struct BreakGlassArgs {
     /// group the policy marks privileged), which bypasses RBAC.
     #[arg(long)]
     pub kubernetes: bool,
-    /// With --kubernetes: the Kubernetes user name (the certificate's CN; required).
+    /// With --kubernetes: the Kubernetes user name (the certificate's CN; default: --holder).
     #[arg(long, value_name = "NAME", requires = "kubernetes")]
     pub user: Option<String>,
     /// With --kubernetes: a privileged group (repeatable; default system:masters).
@@ -137,7 +137,7 @@ pub struct BreakGlassArgs {
     /// Output.
     #[command(flatten)]
     pub dest: Destination,
-    /// Sealed delivery (a talosconfig only).
+    /// Sealed delivery.
     #[command(flatten)]
     pub sealing: SealArgs,
 }
@@ -180,7 +180,8 @@ pub fn break_glass(a: BreakGlassArgs, o: &VaultOpts) -> Result<u8, CliError> {
     run(req, &a.dest, o)
 }
 
-fn delivery(sealing: &SealArgs) -> Delivery {
+/// The delivery `--seal`/`--armor` ask for.
+pub(super) fn delivery(sealing: &SealArgs) -> Delivery {
     if sealing.seal {
         Delivery::Sealed {
             armor: sealing.armor,
@@ -209,7 +210,11 @@ fn run(req: IssueRequest, dest: &Destination, o: &VaultOpts) -> Result<u8, CliEr
     let prepared = v.prepare_issue(req, &ctx)?;
     // Open the destination before anything is signed, recorded or audited.
     let out = if sealed {
-        let default = sealed_file_name(holder.as_deref().unwrap_or("holder"), &env);
+        let default = sealed_file_name(
+            holder.as_deref().unwrap_or("holder"),
+            &env,
+            DeliveryKind::Talosconfig,
+        );
         Target::Sealed(Output::secret(
             dest.output.as_deref().unwrap_or(&default),
             dest.force,

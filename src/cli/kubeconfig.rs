@@ -10,23 +10,33 @@ use clap::Args;
 
 use super::env::require_reason;
 use super::error::CliError;
+use super::input::holder_name_arg;
 use super::input::{optional_ttl, read_input};
-use super::issue::{BreakGlassArgs, Destination};
+use super::issue::{BreakGlassArgs, Destination, SealArgs, delivery};
 use super::opts::{Opens, VaultOpts};
-use super::output::{KubeconfigOutput, write_stderr, write_stdout};
+use super::output::{KubeconfigOutput, Output, write_stderr, write_stdout};
 use super::render::{printable, printable_list};
+use crate::holder::HolderName;
 use crate::pki::kube_policy::{KubeGroup, KubeUser};
 use crate::secret::SecretBytes;
-use crate::vault::{IssuedKubeconfig, KubeconfigRequest};
+use crate::vault::{
+    DeliveredKubeconfig, Delivery, DeliveryKind, IssuedKubeconfig, KubeconfigRequest,
+    sealed_file_name,
+};
 
 /// `talvault kubeconfig`
 #[derive(Debug, Args)]
 pub struct KubeconfigArgs {
     /// The environment.
     pub env: String,
-    /// The Kubernetes user name (the certificate's CN; the API server's `user`).
-    #[arg(long, required = true, value_name = "NAME")]
-    pub user: String,
+    /// The Kubernetes user name (the certificate's CN; the API server's `user`; default: the
+    /// holder's name).
+    #[arg(long, required_unless_present = "holder", value_name = "NAME")]
+    pub user: Option<String>,
+    /// A registered holder (`talvault holder add`): the user defaults to their name, a
+    /// CSR-only holder needs --csr, and --seal seals the kubeconfig to their recipients.
+    #[arg(long, value_name = "NAME")]
+    pub holder: Option<String>,
     /// A Kubernetes group (repeatable; the certificate's O values), as the policy allows:
     /// talvault:cluster-admins, talvault:editors, talvault:viewers by default.
     #[arg(long = "group", short = 'g', required = true, value_name = "GROUP")]
@@ -50,6 +60,9 @@ pub struct KubeconfigArgs {
     /// Output.
     #[command(flatten)]
     pub dest: Destination,
+    /// Sealed delivery.
+    #[command(flatten)]
+    pub sealing: SealArgs,
 }
 
 /// Parses `--user`.
@@ -74,6 +87,20 @@ fn groups_arg(texts: &[String]) -> Result<Vec<KubeGroup>, CliError> {
         .collect()
 }
 
+/// `--holder` (a registered holder's name) and the user it stands for unless `--user` names one.
+fn holder_and_user(
+    holder: Option<&str>,
+    user: Option<&str>,
+) -> Result<(Option<HolderName>, Option<KubeUser>), CliError> {
+    let holder = holder.map(|h| holder_name_arg("--holder", h)).transpose()?;
+    let user = match (user, &holder) {
+        (Some(u), _) => Some(user_arg(u)?),
+        (None, Some(h)) => Some(user_arg(h.as_str())?),
+        (None, None) => None,
+    };
+    Ok((holder, user))
+}
+
 fn csr_arg(path: Option<&PathBuf>) -> Result<Option<SecretBytes>, CliError> {
     Ok(match path {
         Some(p) => Some(SecretBytes::copy_from(&read_input(p, "CSR")?)),
@@ -83,9 +110,10 @@ fn csr_arg(path: Option<&PathBuf>) -> Result<Option<SecretBytes>, CliError> {
 
 /// `talvault kubeconfig`
 pub fn kubeconfig(a: KubeconfigArgs, o: &VaultOpts) -> Result<u8, CliError> {
+    let (holder, user) = holder_and_user(a.holder.as_deref(), a.user.as_deref())?;
     let req = KubeconfigRequest {
         env: a.env,
-        user: Some(user_arg(&a.user)?),
+        user,
         groups: groups_arg(&a.groups)?,
         ttl: optional_ttl(a.ttl.as_deref())?,
         namespace: Some(a.namespace),
@@ -93,6 +121,8 @@ pub fn kubeconfig(a: KubeconfigArgs, o: &VaultOpts) -> Result<u8, CliError> {
         csr: csr_arg(a.csr.as_ref())?,
         break_glass: None,
         direct: a.direct,
+        holder,
+        delivery: delivery(&a.sealing),
     };
     run(req, &a.dest, o)
 }
@@ -100,14 +130,15 @@ pub fn kubeconfig(a: KubeconfigArgs, o: &VaultOpts) -> Result<u8, CliError> {
 /// `talvault break-glass --kubernetes`
 pub fn break_glass(a: BreakGlassArgs, o: &VaultOpts) -> Result<u8, CliError> {
     require_reason(&a.reason, "INC-123: API unreachable")?;
-    let Some(user) = a.user.as_deref() else {
-        return Err(CliError::usage("--kubernetes needs --user NAME").hint(
+    let (holder, user) = holder_and_user(a.holder.as_deref(), a.user.as_deref())?;
+    if user.is_none() {
+        return Err(CliError::usage("--kubernetes needs --user NAME or --holder NAME").hint(
             "name the person breaking the glass: the API server's audit log shows the user name",
         ));
-    };
+    }
     let req = KubeconfigRequest {
         env: a.env,
-        user: Some(user_arg(user)?),
+        user,
         groups: groups_arg(&a.groups)?,
         ttl: optional_ttl(a.ttl.as_deref())?,
         namespace: a.namespace,
@@ -115,35 +146,71 @@ pub fn break_glass(a: BreakGlassArgs, o: &VaultOpts) -> Result<u8, CliError> {
         csr: None,
         break_glass: Some(a.reason),
         direct: a.direct,
+        holder,
+        delivery: delivery(&a.sealing),
     };
     run(req, &a.dest, o)
+}
+
+/// Where the kubeconfig goes: a new file or a merge, or a sealed file.
+enum Target {
+    Kubeconfig(KubeconfigOutput),
+    Sealed(Output),
 }
 
 fn run(req: KubeconfigRequest, dest: &Destination, o: &VaultOpts) -> Result<u8, CliError> {
     let env = req.env.clone();
     let break_glass = req.break_glass.is_some();
     let csr = req.csr.is_some();
+    let holder = req.holder.as_ref().map(|h| h.as_str().to_owned());
+    let sealed = matches!(req.delivery, Delivery::Sealed { .. });
     let v = o.open_vault()?;
     let ctx = o.context(Opens::Secrets)?;
     let prepared = v.prepare_kubeconfig(req, &ctx)?;
     // Open the destination before anything is signed, recorded or audited.
-    let out = KubeconfigOutput::open(
-        dest.output.as_deref(),
-        dest.merge.as_deref(),
-        prepared.names(),
-        dest.replace,
-        dest.force,
-    )?;
-    let to_stdout = out.is_stdout();
+    let out = if sealed {
+        let default = sealed_file_name(
+            holder.as_deref().unwrap_or("holder"),
+            &env,
+            DeliveryKind::Kubeconfig,
+        );
+        Target::Sealed(Output::secret(
+            dest.output.as_deref().unwrap_or(&default),
+            dest.force,
+        )?)
+    } else {
+        Target::Kubeconfig(KubeconfigOutput::open(
+            dest.output.as_deref(),
+            dest.merge.as_deref(),
+            prepared.names(),
+            dest.replace,
+            dest.force,
+        )?)
+    };
+    let to_stdout = match &out {
+        Target::Kubeconfig(o) => o.is_stdout(),
+        Target::Sealed(o) => o.is_stdout(),
+    };
     let IssuedKubeconfig {
         leaf,
-        entry,
+        names,
+        delivered,
         signed_by,
         in_token,
         user,
         groups,
     } = prepared.issue(&ctx)?;
-    let written = out.write(&entry).map_err(|e| {
+    let mut sealed_to = None;
+    let written = match (out, delivered) {
+        (Target::Kubeconfig(out), DeliveredKubeconfig::Kubeconfig(entry)) => out.write(&entry),
+        (Target::Sealed(out), DeliveredKubeconfig::Sealed(sealed)) => {
+            sealed_to = Some(sealed.recipients);
+            let shown = out.shown();
+            out.write(&sealed.bytes).map(|()| shown)
+        }
+        _ => Err(CliError::new("the delivery does not match the destination")),
+    }
+    .map_err(|e| {
         let mut hint = format!(
             "the certificate is recorded and audited; revoke it with `talvault revoke {env} {} --reason superseded` and issue again",
             leaf.serial_hex
@@ -190,11 +257,24 @@ fn run(req: KubeconfigRequest, dest: &Destination, o: &VaultOpts) -> Result<u8, 
             }
         );
     }
-    let _ = writeln!(
-        msg,
-        "kubeconfig context {:?} (server {}) written to {written}",
-        entry.context, entry.server
-    );
+    match sealed_to {
+        Some(n) => {
+            let _ = writeln!(
+                msg,
+                "kubeconfig context {:?} (server {}) sealed to {} ({n} recipient(s)) in {written}; they open it with `talvault open {written} --merge ~/.kube/config` or `age -d -i KEY`",
+                names.context,
+                names.server,
+                holder.as_deref().unwrap_or_default()
+            );
+        }
+        None => {
+            let _ = writeln!(
+                msg,
+                "kubeconfig context {:?} (server {}) written to {written}",
+                names.context, names.server
+            );
+        }
+    }
     // Kubernetes >= 1.32 logs x509 credentials as credential-id X509SHA256=<hex of the DER>.
     let _ = writeln!(
         msg,
@@ -205,7 +285,7 @@ fn run(req: KubeconfigRequest, dest: &Destination, o: &VaultOpts) -> Result<u8, 
         let _ = writeln!(
             msg,
             "the kubeconfig has no key: add yours with `kubectl config set-credentials {} --client-key=KEY.pem --embed-certs --kubeconfig FILE`",
-            entry.user
+            names.user
         );
     }
     if break_glass {

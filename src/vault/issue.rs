@@ -7,11 +7,11 @@
 //! and recording steps are the kernel's (`signer`: `leaf_signer`, `stage_certificate`), shared
 //! with `renew`.
 
-use super::delivery::{Delivery, Sealed, recipients_of, seal_talosconfig};
+use super::delivery::{Delivery, Sealed, seal_talosconfig, seal_target};
 use super::records::{Issuer, signing_issuer};
 use super::signer::cert_record;
 use super::{Context, Env, Vault, VaultError, plain_text, rfc3339};
-use crate::holder::{HolderName, HolderRecord, KeySource};
+use crate::holder::KeySource;
 use crate::model::Api;
 use crate::pki::issue::{IssueTime, IssuedLeaf, SubjectKey, verify_csr};
 use crate::pki::policy::{Grant, Holder, Request};
@@ -88,25 +88,6 @@ pub struct Issued {
 }
 
 impl Vault {
-    /// The registered holder a request names, if any (a `--holder` that is no holder name, or
-    /// that no audit event registered, is just a CN).
-    pub(super) fn registered_holder(
-        &self,
-        env: &Env,
-        holder: Option<&Holder>,
-    ) -> Result<Option<(HolderName, HolderRecord)>, VaultError> {
-        let Some(name) = holder.and_then(|h| HolderName::parse(h.as_str()).ok()) else {
-            return Ok(None);
-        };
-        if !self.chain(env)?.holders.contains(name.as_str()) {
-            return Ok(None);
-        }
-        let record = self.holder(env, &name)?;
-        Ok(Some((name, record)))
-    }
-}
-
-impl Vault {
     /// Checks an issuance before anything is signed: environment, endpoints, then (with the
     /// audit chain authenticated, which opens the audit keys) policy, CSR and signer. `now`
     /// bounds the leaf by its issuer's lifetime.
@@ -139,26 +120,12 @@ impl Vault {
         // CSR-only holder's key is never generated, and a sealed delivery goes to their
         // recipients.
         let registered = self.registered_holder(&env, req.holder.as_ref())?;
-        let seal_to = match (req.delivery, &registered) {
-            (Delivery::Talosconfig, _) => None,
-            (Delivery::Sealed { armor }, Some((name, record))) => Some((
-                recipients_of(
-                    record,
-                    &format!("envs/{}/holders/{}", env.as_str(), name.file_name()),
-                )?,
-                armor,
-            )),
-            (Delivery::Sealed { .. }, None) => {
-                return Err(VaultError::UnknownHolder {
-                    env: env.as_str().into(),
-                    holder: req
-                        .holder
-                        .as_ref()
-                        .map(|h| h.as_str().to_owned())
-                        .unwrap_or_default(),
-                });
-            }
-        };
+        let seal_to = seal_target(
+            &env,
+            req.delivery,
+            registered.as_ref(),
+            req.holder.as_ref().map(Holder::as_str),
+        )?;
         let (mut roles, mut ttl) = (roles, req.ttl);
         if let Some((name, record)) = &registered {
             if record.key == KeySource::Csr && req.csr.is_none() {

@@ -2,15 +2,18 @@
 //! typestate: `prepare_kubeconfig` loads the environment, authenticates its chain, applies the
 //! Kubernetes policy, checks the CSR, picks the signer (the active Kubernetes issuer, else the
 //! bundle's Kubernetes CA) and refuses whatever it can before anything is signed; the caller
-//! then opens its destination knowing the entry names; `PreparedKubeconfig::issue` signs,
-//! records the certificate and stages the one MACed event (which, for break-glass, taints the
-//! environment), in one transaction. The leaf key is returned, never stored. It imports no
-//! other room.
+//! then opens its destination knowing the entry names; `PreparedKubeconfig::issue` signs, seals
+//! the kubeconfig to its registered holder when asked (before anything is recorded), records
+//! the certificate and stages the one MACed event (which, for break-glass, taints the
+//! environment), in one transaction. The leaf key is returned (or sealed to the holder), never
+//! stored. It imports no other room.
 
+use super::delivery::{Delivery, Sealed, seal_kubeconfig, seal_target};
 use super::records::{Issuer, signing_issuer};
 use super::signer::CaSigner;
 use super::{Context, Env, Vault, VaultError, plain_text, rfc3339};
 use crate::audit::Action;
+use crate::holder::{HolderName, KeySource};
 use crate::keys::PrivateKey;
 use crate::kubeconfig::{EntryNames, NewEntry, valid_server};
 use crate::model::{Api, CertRecord, K8S_CA, SignedBy};
@@ -19,6 +22,7 @@ use crate::pki::kube_policy::{KubeGrant, KubeGroup, KubeRequest, KubeUser};
 use crate::pki::kubernetes::{check_csr, issue_client_certificate};
 use crate::pki::ttl::Ttl;
 use crate::secret::SecretBytes;
+use crate::store::age::Recipient;
 use crate::store::txn::Transaction;
 use crate::store::{self, Mode};
 
@@ -46,6 +50,11 @@ pub struct KubeconfigRequest {
     pub break_glass: Option<String>,
     /// Sign with the bundle's Kubernetes CA even when a Kubernetes issuer is active.
     pub direct: bool,
+    /// A registered holder (must be registered): a CSR-only holder's key is never generated,
+    /// and a sealed delivery goes to their recipients.
+    pub holder: Option<HolderName>,
+    /// As a kubeconfig, or sealed to the holder's recipients.
+    pub delivery: Delivery,
 }
 
 /// A kubeconfig issuance that passed every check that needs no secret.
@@ -58,14 +67,26 @@ pub struct PreparedKubeconfig<'v> {
     issuer: Option<Issuer>,
     names: EntryNames,
     namespace: String,
+    /// Sealed to these recipients, armored or not.
+    seal_to: Option<(Vec<Recipient>, bool)>,
+}
+
+/// How the kubeconfig leaves the vault.
+pub enum DeliveredKubeconfig {
+    /// The cluster, user and context entries (the key in the clear, for a 0600 file or merge).
+    Kubeconfig(NewEntry),
+    /// A kubeconfig of those entries sealed to the holder.
+    Sealed(Sealed),
 }
 
 /// A signed Kubernetes client certificate and its kubeconfig entries.
 pub struct IssuedKubeconfig {
-    /// The leaf (with its key unless CSR-issued).
+    /// The leaf (its key, if generated, is in the kubeconfig or sealed; never kept).
     pub leaf: IssuedLeaf,
-    /// The cluster, user and context entries for it.
-    pub entry: NewEntry,
+    /// The entries' names.
+    pub names: EntryNames,
+    /// The kubeconfig, or the sealed file.
+    pub delivered: DeliveredKubeconfig,
     /// `k8s` (direct) or the issuer id that signed it.
     pub signed_by: String,
     /// The signature was made inside a PKCS#11 token.
@@ -119,6 +140,30 @@ impl Vault {
         // Policy, issuers and the taint rest on the chain: authenticated (the audit keys open)
         // before any of them is read.
         self.authenticate(&env, ctx)?;
+        let registered = match &req.holder {
+            None => None,
+            Some(name) => Some(
+                self.registered_holder(&env, Some(name.holder()))?
+                    .ok_or_else(|| VaultError::UnknownHolder {
+                        env: env.as_str().into(),
+                        holder: name.to_string(),
+                    })?,
+            ),
+        };
+        let seal_to = seal_target(
+            &env,
+            req.delivery,
+            registered.as_ref(),
+            req.holder.as_ref().map(HolderName::as_str),
+        )?;
+        if let Some((name, record)) = &registered
+            && record.key == KeySource::Csr
+            && req.csr.is_none()
+        {
+            return Err(VaultError::HolderNeedsCsr {
+                holder: name.to_string(),
+            });
+        }
         let policy = self.read_policy(&env)?.kubernetes;
         let grant = policy.grant(&KubeRequest {
             user: req.user,
@@ -179,6 +224,7 @@ impl Vault {
             issuer,
             names,
             namespace,
+            seal_to,
         })
     }
 }
@@ -205,6 +251,7 @@ impl PreparedKubeconfig<'_> {
             issuer,
             names,
             namespace,
+            seal_to,
         } = self;
         let rng = ring::rand::SystemRandom::new();
         let time = IssueTime::new(ctx.now);
@@ -281,6 +328,24 @@ impl PreparedKubeconfig<'_> {
             certificate: String::from_utf8_lossy(&leaf.cert_pem).into_owned(),
             api: Api::Kubernetes,
         };
+        let entry = NewEntry {
+            cluster: names.cluster.clone(),
+            server: names.server.clone(),
+            ca_pem: names.ca_pem.clone(),
+            user: names.user.clone(),
+            client_certificate_pem: leaf.cert_pem.clone(),
+            client_key_pem: leaf.key_pem.take(),
+            context: names.context.clone(),
+            namespace,
+        };
+        // Sealed before anything is recorded: a recipient that cannot be sealed to (a plugin
+        // that is not installed) leaves no certificate behind.
+        let delivered = match seal_to {
+            None => DeliveredKubeconfig::Kubeconfig(entry),
+            Some((recipients, armor)) => {
+                DeliveredKubeconfig::Sealed(seal_kubeconfig(&entry, &recipients, armor)?)
+            }
+        };
         let dir = env.dir();
         let mut t = Transaction::new(&vault.root);
         t.create(
@@ -328,19 +393,10 @@ impl PreparedKubeconfig<'_> {
         };
         vault.stage_event(&mut t, &env, ctx, Some(&opened_by), &action)?;
         vault.commit(t)?;
-        let entry = NewEntry {
-            cluster: names.cluster,
-            server: names.server,
-            ca_pem: names.ca_pem,
-            user: names.user,
-            client_certificate_pem: leaf.cert_pem.clone(),
-            client_key_pem: leaf.key_pem.take(),
-            context: names.context,
-            namespace,
-        };
         Ok(IssuedKubeconfig {
             leaf,
-            entry,
+            names,
+            delivered,
             signed_by: signed_by.ca,
             in_token,
             user,

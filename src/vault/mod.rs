@@ -49,7 +49,9 @@ pub use self::backup::{
 pub use self::bundle::ExportTo;
 pub use self::check::{FieldCheck, MachineCheck};
 pub use self::crl::{Denylist, DenylistEntry};
-pub use self::delivery::{Delivery, OpenedDelivery, Sealed, open_delivery, sealed_file_name};
+pub use self::delivery::{
+    Delivery, DeliveryKind, Opened, OpenedDelivery, Sealed, open_delivery, sealed_file_name,
+};
 pub use self::env::{BundleSource, EnvView, NewEnv, SealTo};
 pub use self::error::VaultError;
 pub use self::holders::{HolderView, NewHolder};
@@ -59,7 +61,7 @@ pub use self::issuers::{
     PatchOutput, PatchRequest,
 };
 pub use self::kubeconfig::{
-    DEFAULT_NAMESPACE, IssuedKubeconfig, KubeconfigRequest, PreparedKubeconfig,
+    DEFAULT_NAMESPACE, DeliveredKubeconfig, IssuedKubeconfig, KubeconfigRequest, PreparedKubeconfig,
 };
 pub use self::recipients::RecipientChange;
 pub use self::records::{Issuer, IssuerView, LiveCert};

@@ -9,7 +9,7 @@
 
 use serde::Serialize;
 
-use super::delivery::{recipients_of, seal_talosconfig, sealed_file_name};
+use super::delivery::{DeliveryKind, recipients_of, seal_talosconfig, sealed_file_name};
 use super::records::{Issuer, signing_issuer};
 use super::signer::cert_record;
 use super::{Context, Env, Vault, VaultError, rfc3339};
@@ -199,7 +199,7 @@ impl PreparedRenewal<'_> {
                 holder: item.name.to_string(),
                 serial: leaf.serial_hex.clone(),
                 not_after: rfc3339(leaf.not_after),
-                file: sealed_file_name(item.name.as_str(), env.as_str()),
+                file: sealed_file_name(item.name.as_str(), env.as_str(), DeliveryKind::Talosconfig),
                 sealed: sealed.bytes,
             });
         }
@@ -371,7 +371,11 @@ impl Vault {
                     .collect(),
                 ttl: grant.ttl().to_string(),
                 why,
-                file: sealed_file_name(name.as_str(), prepared.env.as_str()),
+                file: sealed_file_name(
+                    name.as_str(),
+                    prepared.env.as_str(),
+                    DeliveryKind::Talosconfig,
+                ),
             });
             prepared.items.push(Item {
                 name,

@@ -173,8 +173,9 @@ fn fixture() -> &'static Fixture {
     })
 }
 
-/// The mutating commands, each from the fixture's state. `issue`, `kubeconfig` and `break-glass`
-/// write with `--force`, so that running them again after a kill can succeed.
+/// The mutating commands, each from the fixture's state. `issue`, `kubeconfig` (sealed to a
+/// holder) and `break-glass` write with `--force`, so that running them again after a kill can
+/// succeed.
 const SCENARIOS: [(&str, &str); 23] = [
     ("init", "init w"),
     (
@@ -203,7 +204,7 @@ const SCENARIOS: [(&str, &str); 23] = [
     ),
     (
         "kubeconfig",
-        "--vault v -i {A} kubeconfig prod --user carol --group talvault:viewers -o home/k.kubeconfig --force",
+        "--vault v -i {A} kubeconfig prod --holder carol --group talvault:viewers --seal -o home/k.age --force",
     ),
     (
         "break-glass --kubernetes",

@@ -264,6 +264,202 @@ fn sealed_talosconfigs_open_with_age_and_pass_an_apid_handshake() {
     env.ok(&["--vault", "v", "audit", "verify"]);
 }
 
+/// `kubeconfig --seal` and `break-glass --kubernetes --seal`: the Go age CLI opens the sealed
+/// kubeconfig with the holder's identity (age X25519 or ssh-ed25519) and nobody else's,
+/// kubectl reads what it holds, the kube-apiserver's x509 authenticator (tests/go) derives the
+/// holder's user and groups from it, and `talvault open` writes it 0600 or merges it into a
+/// kubeconfig kubectl wrote without renaming anything.
+#[test]
+fn sealed_kubeconfigs_open_with_age_and_authenticate_as_the_holder() {
+    if !have("age-keygen") || !have("age") || !have("ssh-keygen") || !crate::kubernetes::tools() {
+        return;
+    }
+    use crate::kubernetes::{authenticate, creds, kubectl};
+    let env = Env::new();
+    let d = env.dir.path();
+    let alice = age_keygen(d, "alice.key");
+    age_keygen(d, "eve.key");
+    let bob = ssh_keygen(d, "bob_ed25519");
+    for (name, recipient) in [("alice", &alice), ("bob", &bob)] {
+        env.ok(&[
+            "--vault",
+            "v",
+            "holder",
+            "add",
+            "prod",
+            name,
+            "-r",
+            recipient,
+            "--role",
+            "os:reader",
+        ]);
+    }
+
+    // The default file name, age's binary format, mode 0600, no key in sight; the user is the
+    // holder's name.
+    let out = env.ok(&[
+        "--vault",
+        "v",
+        "kubeconfig",
+        "prod",
+        "--holder",
+        "alice",
+        "--group",
+        "talvault:viewers",
+        "--seal",
+    ]);
+    assert!(out.contains("for user alice:"), "{out}");
+    assert!(
+        out.contains("kubeconfig context \"alice@demo\" (server https://10.5.0.2:6443) sealed to alice (1 recipient(s)) in alice-prod.kubeconfig.age"),
+        "{out}"
+    );
+    let sealed = env.path("alice-prod.kubeconfig.age");
+    let bytes = std::fs::read(&sealed).unwrap();
+    assert!(bytes.starts_with(b"age-encryption.org/v1\n"));
+    assert!(!String::from_utf8_lossy(&bytes).contains("PRIVATE KEY"));
+    assert_eq!(mode(&sealed), 0o600);
+    let yaml = age_decrypt(d, "alice.key", "alice-prod.kubeconfig.age")
+        .expect("alice's identity opens her kubeconfig");
+    let plain = env.path("alice.plain");
+    std::fs::write(&plain, &yaml).unwrap();
+    let viewed = kubectl(&plain, &["config", "view", "--raw"]);
+    assert_eq!(viewed.replace("preferences: {}\n", ""), yaml);
+    let c = creds(&yaml, "alice@demo");
+    let key = c.key.clone().expect("a generated key travels sealed");
+    let verdict = authenticate(d, &[&c.ca], &c.crt, &key);
+    assert!(verdict.authenticated, "{verdict:?}");
+    assert_eq!(verdict.user, "alice");
+    assert_eq!(verdict.groups, ["talvault:viewers"]);
+    // Nobody else opens it: another age identity, nor the vault's own recipient.
+    assert_eq!(age_decrypt(d, "eve.key", "alice-prod.kubeconfig.age"), None);
+    assert_eq!(age_decrypt(d, &env.key, "alice-prod.kubeconfig.age"), None);
+
+    // Break-glass for an ssh-ed25519 holder, armored: `age -d -i id_ed25519`.
+    env.ok(&[
+        "--vault",
+        "v",
+        "break-glass",
+        "prod",
+        "--kubernetes",
+        "--holder",
+        "bob",
+        "--reason",
+        "INC-18",
+        "--seal",
+        "--armor",
+        "-o",
+        "bg.age",
+    ]);
+    let armored = std::fs::read_to_string(env.path("bg.age")).unwrap();
+    assert!(armored.starts_with("-----BEGIN AGE ENCRYPTED FILE-----"));
+    let yaml = age_decrypt(d, "bob_ed25519", "bg.age").expect("bob's ssh key opens it");
+    let c = creds(&yaml, "bob@demo");
+    let verdict = authenticate(d, &[&c.ca], &c.crt, c.key.as_ref().unwrap());
+    assert!(verdict.authenticated, "{verdict:?}");
+    assert_eq!(
+        (verdict.user.as_str(), verdict.groups.as_slice()),
+        ("bob", ["system:masters".to_owned()].as_slice())
+    );
+    assert_eq!(age_decrypt(d, "alice.key", "bg.age"), None);
+
+    // `talvault open`: a new 0600 file with exactly what age decrypts, or a merge into a file
+    // kubectl wrote that keeps every entry and renames nothing.
+    let plain = age_decrypt(d, "alice.key", "alice-prod.kubeconfig.age").unwrap();
+    let out = env.ok(&[
+        "-i",
+        "alice.key",
+        "open",
+        "alice-prod.kubeconfig.age",
+        "-o",
+        "alice.kc",
+    ]);
+    assert!(
+        out.contains("kubeconfig context \"alice@demo\" written to alice.kc"),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(env.path("alice.kc")).unwrap(),
+        plain
+    );
+    assert_eq!(mode(&env.path("alice.kc")), 0o600);
+    let mine = env.path("mine.kc");
+    kubectl(
+        &mine,
+        &[
+            "config",
+            "set-cluster",
+            "dev",
+            "--server",
+            "https://dev:6443",
+        ],
+    );
+    kubectl(
+        &mine,
+        &["config", "set-credentials", "dev", "--token", "t0k3n"],
+    );
+    kubectl(
+        &mine,
+        &[
+            "config",
+            "set-context",
+            "dev",
+            "--cluster",
+            "dev",
+            "--user",
+            "dev",
+        ],
+    );
+    kubectl(&mine, &["config", "use-context", "dev"]);
+    env.ok(&[
+        "-i",
+        "alice.key",
+        "open",
+        "alice-prod.kubeconfig.age",
+        "--merge",
+        "mine.kc",
+    ]);
+    assert_eq!(
+        kubectl(&mine, &["config", "get-contexts", "-o", "name"]),
+        "alice@demo\ndev\n"
+    );
+    assert_eq!(
+        kubectl(&mine, &["config", "current-context"]),
+        "alice@demo\n"
+    );
+    let merged = std::fs::read_to_string(&mine).unwrap();
+    assert!(merged.contains("token: t0k3n"), "{merged}");
+    let (code, _, err) = env.run(&[
+        "-i",
+        "alice.key",
+        "open",
+        "alice-prod.kubeconfig.age",
+        "--merge",
+        "mine.kc",
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.contains("user \"alice@demo\" already exists"), "{err}");
+    assert_eq!(std::fs::read_to_string(&mine).unwrap(), merged);
+    let (code, _, err) = env.run(&["-i", "eve.key", "open", "bg.age", "-o", "eve.kc"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("none of the 1 identities given opens it"),
+        "{err}"
+    );
+    assert!(!env.path("eve.kc").exists());
+
+    assert_eq!(
+        events(&env),
+        [
+            "env.create",
+            "holder.add",
+            "holder.add",
+            "kubeconfig",
+            "break-glass.kubernetes",
+        ]
+    );
+    env.ok(&["--vault", "v", "audit", "verify"]);
+}
+
 /// `talvault ARGS` with the clock `days` ahead of the test's (libfaketime; under the date
 /// sweep the test's clock is itself faked, and this stays relative to it).
 fn ahead(env: &Env, days: i64, args: &[&str]) -> (i32, String, String) {

@@ -136,15 +136,15 @@ impl Vault {
 }
 
 /// A context's credentials, read with a plain YAML parser (not talvault's).
-struct Creds {
-    ca: Vec<u8>,
-    crt: Vec<u8>,
-    key: Option<Vec<u8>>,
-    server: String,
-    namespace: String,
+pub(crate) struct Creds {
+    pub(crate) ca: Vec<u8>,
+    pub(crate) crt: Vec<u8>,
+    pub(crate) key: Option<Vec<u8>>,
+    pub(crate) server: String,
+    pub(crate) namespace: String,
 }
 
-fn creds(kubeconfig: &str, context: &str) -> Creds {
+pub(crate) fn creds(kubeconfig: &str, context: &str) -> Creds {
     let v: serde_yaml::Value = serde_yaml::from_str(kubeconfig).unwrap();
     let find = |list: &str, name: &str| -> serde_yaml::Value {
         v[list]
@@ -188,7 +188,7 @@ fn write(dir: &Path, name: &str, data: &[u8]) -> PathBuf {
     p
 }
 
-fn kubectl(kubeconfig: &Path, args: &[&str]) -> String {
+pub(crate) fn kubectl(kubeconfig: &Path, args: &[&str]) -> String {
     let (ok, out) = run(Command::new("kubectl")
         .arg("--kubeconfig")
         .arg(kubeconfig)
@@ -229,17 +229,17 @@ fn checker() -> &'static Path {
 }
 
 #[derive(Debug, serde::Deserialize)]
-struct Verdict {
-    authenticated: bool,
-    user: String,
-    groups: Vec<String>,
+pub(crate) struct Verdict {
+    pub(crate) authenticated: bool,
+    pub(crate) user: String,
+    pub(crate) groups: Vec<String>,
     #[serde(default)]
     error: String,
 }
 
 /// The x509 authenticator's verdict on `crt`/`key` for a client-CA bundle made of `cas`, joined
 /// with no separator as Talos joins them.
-fn authenticate(dir: &Path, cas: &[&[u8]], crt: &[u8], key: &[u8]) -> Verdict {
+pub(crate) fn authenticate(dir: &Path, cas: &[&[u8]], crt: &[u8], key: &[u8]) -> Verdict {
     let mut cmd = Command::new(checker());
     for (i, ca) in cas.iter().enumerate() {
         cmd.arg("-ca")
@@ -282,7 +282,7 @@ fn kubernetes_cas_of_patch(patch: &str) -> Vec<Vec<u8>> {
     out
 }
 
-fn tools() -> bool {
+pub(crate) fn tools() -> bool {
     // Every check below is needed; under CI=true a missing one fails.
     let (go, kubectl, openssl) = (have_go(), have("kubectl"), have("openssl"));
     go && kubectl && openssl

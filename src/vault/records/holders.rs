@@ -9,6 +9,23 @@ pub(in crate::vault) fn holder_path(env: &Env, name: &HolderName) -> std::path::
 }
 
 impl Vault {
+    /// The registered holder a request names, if any (a `--holder` that is no holder name, or
+    /// that no audit event registered, is just a CN).
+    pub(in crate::vault) fn registered_holder(
+        &self,
+        env: &Env,
+        holder: Option<&crate::pki::policy::Holder>,
+    ) -> Result<Option<(HolderName, HolderRecord)>, VaultError> {
+        let Some(name) = holder.and_then(|h| HolderName::parse(h.as_str()).ok()) else {
+            return Ok(None);
+        };
+        if !self.chain(env)?.holders.contains(name.as_str()) {
+            return Ok(None);
+        }
+        let record = self.holder(env, &name)?;
+        Ok(Some((name, record)))
+    }
+
     /// The serials that no longer give access, as renewal and holder reports count them:
     /// revoked, or signed by a retired issuer (nodes refuse those once the patch is rolled out).
     pub(in crate::vault) fn cut_off(
