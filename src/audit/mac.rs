@@ -28,6 +28,8 @@ const SALT: &[u8] = b"talvault audit mac v2";
 const LANE_SALT: &[u8] = b"talvault backup mac v2";
 /// What the MAC covers besides the event id (domain separation).
 const MAC_CONTEXT: &[u8] = b"talvault event\0";
+/// The HMAC context of a derived-state cache's tag (never an event's).
+const CACHE_CONTEXT: &[u8] = b"talvault chain cache v1\0";
 
 /// The key that MACs the events of one environment and epoch.
 #[derive(Clone)]
@@ -80,6 +82,15 @@ impl AuditKey {
         let mut ctx = hmac::Context::with_key(&self.0);
         ctx.update(MAC_CONTEXT);
         ctx.update(id.as_str().as_bytes());
+        crate::hex::encode(ctx.sign().as_ref())
+    }
+
+    /// The MAC of a derived-state cache's digest (`Keyring::cache_tag`), under its own
+    /// context so that it can never pass for an event's MAC.
+    fn mac_cache(&self, digest: &str) -> String {
+        let mut ctx = hmac::Context::with_key(&self.0);
+        ctx.update(CACHE_CONTEXT);
+        ctx.update(digest.as_bytes());
         crate::hex::encode(ctx.sign().as_ref())
     }
 
@@ -250,6 +261,21 @@ impl Keyring {
     pub fn lane_signing(&self) -> Option<(u32, &AuditKey)> {
         let epoch = self.lane_current?;
         self.lane.get(&epoch).map(|k| (epoch, k))
+    }
+
+    /// A tag over `digest` (a derived-state cache's SHA-256) under every key held, main and
+    /// lane, each with its epoch: equal only for the same keys and the same digest, so a
+    /// cache written with other keys, or edited, is never taken for this keyring's.
+    pub fn cache_tag(&self, digest: &str) -> String {
+        let main = self
+            .by_epoch
+            .iter()
+            .map(|(e, k)| format!("m{e}:{}", k.mac_cache(digest)));
+        let lane = self
+            .lane
+            .iter()
+            .map(|(e, k)| format!("l{e}:{}", k.mac_cache(digest)));
+        main.chain(lane).collect::<Vec<_>>().join(",")
     }
 
     /// Whether `mac` is the MAC of `id` under `epoch`'s key.

@@ -36,7 +36,7 @@ pub use summary::{
     heads as heads_of,
 };
 pub use verify::{
-    Authenticity, Problem, Report, Tamper, VerifyInput, Warning, verify, verify_with,
+    Authenticity, Problem, Report, Tamper, Verifier, VerifyInput, Warning, verify, verify_with,
 };
 
 /// Errors building or parsing one event.
@@ -197,40 +197,47 @@ fn format_time(t: OffsetDateTime) -> Result<String, AuditError> {
 
 /// Appends `value` in canonical form: sorted keys, no whitespace. serde_json writes strings and
 /// numbers one way; sorting is done here so it does not depend on serde_json's map feature.
-fn write_canonical(value: &Value, out: &mut String) {
+fn write_canonical(value: &Value, out: &mut Vec<u8>) {
     match value {
         Value::Object(map) => {
             let mut entries: Vec<_> = map.iter().collect();
             entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-            out.push('{');
+            out.push(b'{');
             for (i, (key, v)) in entries.into_iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
-                out.push_str(&Value::String(key.clone()).to_string());
-                out.push(':');
+                write_scalar(key, out);
+                out.push(b':');
                 write_canonical(v, out);
             }
-            out.push('}');
+            out.push(b'}');
         }
         Value::Array(items) => {
-            out.push('[');
+            out.push(b'[');
             for (i, v) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
                 write_canonical(v, out);
             }
-            out.push(']');
+            out.push(b']');
         }
-        scalar => out.push_str(&scalar.to_string()),
+        scalar => write_scalar(scalar, out),
     }
 }
 
+/// A string or scalar as serde_json writes it compactly (what `Value`'s `Display` prints).
+fn write_scalar<T: serde::Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) {
+    // Writing a string or a scalar into a Vec cannot fail.
+    let _ = serde_json::to_writer(out, value);
+}
+
 fn canonical(value: &Value) -> String {
-    let mut out = String::new();
+    let mut out = Vec::with_capacity(1024);
     write_canonical(value, &mut out);
-    out
+    // serde_json writes UTF-8.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// The event without `id`, as a JSON object.

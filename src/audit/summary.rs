@@ -299,6 +299,9 @@ fn escape(s: &str) -> String {
 }
 
 fn unescape(s: &str) -> Result<String, ()> {
+    if !s.contains('%') {
+        return Ok(s.to_owned());
+    }
     let mut bytes = Vec::with_capacity(s.len());
     let mut it = s.bytes();
     while let Some(b) = it.next() {
@@ -338,6 +341,77 @@ mod tests {
             .unwrap(),
         )
         .unwrap()
+    }
+
+    #[test]
+    fn the_chain_state_round_trips_through_its_cache_lines() {
+        let id = |c: char| EventId::parse(&c.to_string().repeat(64)).unwrap();
+        let mut s = ChainState {
+            heads: vec![id('a'), id('b')],
+            sealed: true,
+            authenticated: true,
+            rejected: 3,
+            newest_epochs: (2, 1),
+            taint: Some(ChainTaint {
+                serial: Some("ab12".into()),
+                reason: Some("INC-1: 100% down\tnow = bad".into()),
+                since: 1_700_000_000,
+            }),
+            ..ChainState::default()
+        };
+        s.files
+            .insert("certs/ab12.yaml".into(), (Some("f".repeat(64)), id('c')));
+        s.files.insert("/talvault.yaml".into(), (None, id('d')));
+        s.concurrent.insert(
+            "policy.yaml".into(),
+            vec![(Some("0".repeat(64)), id('e')), (None, id('f'))],
+        );
+        s.revoked.insert(
+            "ab12".into(),
+            ChainRevocation {
+                issuer: Some("e1-x".into()),
+                reason: None,
+                time: -5,
+            },
+        );
+        s.issuers.insert(
+            "e1-x".into(),
+            IssuerStep {
+                state: "retired",
+                activated: Some(10),
+                retired: Some(20),
+            },
+        );
+        s.issuers.insert(
+            "e2-y".into(),
+            IssuerStep {
+                state: "pending",
+                activated: None,
+                retired: None,
+            },
+        );
+        s.crl_numbers.insert("e1-x".into(), 7);
+        s.holders.insert("alice".into());
+        s.backups_verified.push(BackupVerified {
+            id: "b1".into(),
+            sealed_sha256: "9".repeat(64),
+            time: 42,
+        });
+        let text = s.to_cache();
+        assert_eq!(ChainState::from_cache(&text), Some(s.clone()));
+        s.taint = None;
+        assert_eq!(ChainState::from_cache(&s.to_cache()), Some(s));
+        for bad in [
+            "",
+            "state 1 1 0 0",
+            "state 1 1 0 0 0\nhead xyz",
+            "state 1 1 0 0 0\nissuer e1 revoked - -",
+            "state 1 1 0 0 0\nfile a + b",
+            "state 1 1 0 0 0\nholder a b",
+            "state 1 1 0 0 0\nsomething else",
+        ] {
+            assert_eq!(ChainState::from_cache(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

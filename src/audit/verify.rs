@@ -4,13 +4,13 @@
 //! every file the environment holds is the one its last writing event names. It classifies
 //! what it finds. It must not touch files (the caller loads them and opens the keys).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 
 use serde_json::Value;
 
-use super::summary::{EventSummary, causal_order};
-use super::{AuditError, AuditKeys, Event, EventId, heads, parse_unchecked};
+use super::summary::{EventSummary, causal_order, heads as summary_heads};
+use super::{AuditError, AuditKeys, Event, EventId, parse_unchecked};
 
 mod findings;
 pub use findings::*;
@@ -80,6 +80,9 @@ pub struct Report {
     pub authenticity: Authenticity,
     /// Files checked against the chain.
     pub files: usize,
+    /// The state the genuine events imply (every event that passed the checks above: with the
+    /// keys, authenticated).
+    pub chain: super::ChainState,
 }
 
 impl Report {
@@ -95,327 +98,372 @@ pub fn verify(files: &[(String, Vec<u8>)]) -> Report {
 }
 
 /// Verifies a set of event files given as (path relative to the audit directory, contents)
-/// against `input`: recomputes every id, checks each file name against the event's time and
-/// id, that every parent exists and is not younger than its child beyond the tolerance, that
-/// events name this vault and environment, their MACs and key epochs (when keys are given),
-/// and every file on disk against the chain's last write of it (when the disk is given).
+/// against `input` ([`Verifier`], one file at a time).
 pub fn verify_with(files: &[(String, Vec<u8>)], input: &VerifyInput<'_>) -> Report {
-    let mut problems = Vec::new();
-    let mut warnings = Vec::new();
-    // Keyed by the *stated* id: children link to what the file claims, so one edited event is
-    // reported once (as edited) rather than also as a missing parent.
-    let mut by_id: BTreeMap<String, Vec<(&str, Event)>> = BTreeMap::new();
-    // Ids of files that exist but do not parse: reported as malformed, not again as missing.
-    let mut unreadable: BTreeSet<String> = BTreeSet::new();
+    let mut v = Verifier::default();
     for (path, bytes) in files {
+        v.add(path.clone(), bytes);
+    }
+    v.finish(input)
+}
+
+/// What `verify` keeps of one event file once it is parsed and its bytes are dropped: its
+/// summary under the id it states, and what binds it to a vault and an environment.
+struct Parsed {
+    path: String,
+    summary: EventSummary,
+    env: String,
+    vault: Option<String>,
+}
+
+/// `audit verify` over event files fed one at a time ([`Verifier::add`]: each is parsed, its id
+/// recomputed and its name checked, and only its summary kept), then [`Verifier::finish`]:
+/// that every parent exists and is not younger than its child beyond the tolerance, that
+/// events name this vault and environment, their MACs and key epochs (when keys are given), and
+/// every file on disk against the chain's last write of it (when the disk is given).
+#[derive(Default)]
+pub struct Verifier {
+    parsed: Vec<Parsed>,
+    problems: Vec<Problem>,
+    /// Ids of files that exist but do not parse: reported as malformed, not again as missing.
+    unreadable: BTreeSet<String>,
+}
+
+impl Verifier {
+    /// Reads one event file (`path` relative to the audit directory).
+    pub fn add(&mut self, path: String, bytes: &[u8]) {
         let (event, stated) = match parse_unchecked(bytes) {
             Ok(parsed) => parsed,
             Err(e) => {
                 if let Ok(Value::Object(m)) = serde_json::from_slice::<Value>(bytes)
                     && let Some(Value::String(id)) = m.get("id")
                 {
-                    unreadable.insert(id.clone());
+                    self.unreadable.insert(id.clone());
                 }
-                problems.push(Problem::Malformed {
-                    path: path.clone(),
+                self.problems.push(Problem::Malformed {
+                    path,
                     reason: match e {
                         AuditError::Malformed(reason) => reason,
                         other => other.to_string(),
                     },
                 });
-                continue;
+                return;
             }
         };
         if event.id.0 != stated {
-            problems.push(Problem::Edited {
+            self.problems.push(Problem::Edited {
                 path: path.clone(),
                 stated: stated.clone(),
                 computed: event.id.clone(),
             });
         }
+        // Keyed by the *stated* id: children link to what the file claims, so one edited
+        // event is reported once (as edited) rather than also as a missing parent.
         let as_stated = Event {
-            id: EventId(stated.clone()),
+            id: EventId(stated),
             ..event
         };
         let expected = as_stated.relative_path();
-        if *path != expected {
-            problems.push(Problem::NameMismatch {
+        if path != expected {
+            self.problems.push(Problem::NameMismatch {
                 path: path.clone(),
                 expected,
             });
         }
-        by_id.entry(stated).or_default().push((path, as_stated));
+        self.parsed.push(Parsed {
+            summary: EventSummary::of(&as_stated),
+            env: as_stated.env().to_owned(),
+            vault: as_stated.seal().map(|s| s.vault.clone()),
+            path,
+        });
     }
 
-    let mut missing: BTreeMap<EventId, Vec<String>> = BTreeMap::new();
-    for (id, copies) in &by_id {
-        if copies.len() > 1 {
-            problems.push(Problem::DuplicateId {
-                id: id.clone(),
-                paths: copies.iter().map(|(p, _)| (*p).to_owned()).collect(),
-            });
+    /// The report on every file added, checked against `input`.
+    pub fn finish(self, input: &VerifyInput<'_>) -> Report {
+        let Verifier {
+            mut parsed,
+            mut problems,
+            unreadable,
+        } = self;
+        let mut warnings = Vec::new();
+        parsed.sort_by(|a, b| a.path.cmp(&b.path));
+        let mut by_id: HashMap<EventId, Vec<Parsed>> = HashMap::with_capacity(parsed.len());
+        for p in parsed {
+            by_id.entry(p.summary.id.clone()).or_default().push(p);
         }
-        for (path, event) in copies {
-            for parent in &event.parents {
-                match by_id.get(&parent.0).and_then(|c| c.first()) {
-                    None if unreadable.contains(&parent.0) => {}
-                    None => missing
-                        .entry(parent.clone())
-                        .or_default()
-                        .push((*path).to_owned()),
-                    Some((parent_path, parent_event)) if event.time() < parent_event.time() => {
-                        let seconds = (parent_event.time() - event.time()).whole_seconds();
-                        if seconds <= input.tolerance {
-                            warnings.push(Warning::ClockSkew {
-                                path: (*path).to_owned(),
-                                parent_path: (*parent_path).to_owned(),
-                                seconds,
-                            });
-                        } else {
-                            problems.push(Problem::OlderThanParent {
-                                path: (*path).to_owned(),
-                                parent_path: (*parent_path).to_owned(),
-                            });
+        let events: usize = by_id.values().map(Vec::len).sum();
+
+        let mut missing: BTreeMap<EventId, Vec<String>> = BTreeMap::new();
+        for (id, copies) in &by_id {
+            if copies.len() > 1 {
+                problems.push(Problem::DuplicateId {
+                    id: id.0.clone(),
+                    paths: copies.iter().map(|p| p.path.clone()).collect(),
+                });
+            }
+            for p in copies {
+                for parent in &p.summary.parents {
+                    match by_id.get(parent).and_then(|c| c.first()) {
+                        None if unreadable.contains(&parent.0) => {}
+                        None => missing
+                            .entry(parent.clone())
+                            .or_default()
+                            .push(p.path.clone()),
+                        Some(pp) if p.summary.time < pp.summary.time => {
+                            let seconds = pp.summary.time - p.summary.time;
+                            if seconds <= input.tolerance {
+                                warnings.push(Warning::ClockSkew {
+                                    path: p.path.clone(),
+                                    parent_path: pp.path.clone(),
+                                    seconds,
+                                });
+                            } else {
+                                problems.push(Problem::OlderThanParent {
+                                    path: p.path.clone(),
+                                    parent_path: pp.path.clone(),
+                                });
+                            }
+                        }
+                        Some(_) => {}
+                    }
+                }
+            }
+        }
+        for (parent, mut children) in missing {
+            children.sort();
+            problems.push(Problem::MissingParent { parent, children });
+        }
+
+        // Events the file state must not rest on: copied from elsewhere, or not authenticated.
+        let mut rejected: HashSet<EventId> = HashSet::new();
+        // Binding: this vault and this environment.
+        for copies in by_id.values() {
+            for p in copies {
+                let mut names = Vec::new();
+                if let Some(env) = input.env
+                    && p.env != env
+                {
+                    names.push(format!("environment {:?}", p.env));
+                }
+                if let (Some(vault), Some(theirs)) = (input.vault, &p.vault)
+                    && theirs != vault
+                {
+                    names.push(format!("vault {theirs}"));
+                }
+                if !names.is_empty() {
+                    rejected.insert(p.summary.id.clone());
+                    problems.push(Problem::Foreign {
+                        path: p.path.clone(),
+                        names: names.join(" and "),
+                    });
+                }
+            }
+        }
+
+        // From here on, the first copy of each id.
+        let mut path_of: HashMap<EventId, String> = HashMap::with_capacity(by_id.len());
+        let summaries: Vec<EventSummary> = by_id
+            .into_values()
+            .filter_map(|copies| copies.into_iter().next())
+            .map(|p| {
+                path_of.insert(p.summary.id.clone(), p.path);
+                p.summary
+            })
+            .collect();
+        let path_of = |id: &EventId| path_of.get(id).cloned().unwrap_or_default();
+
+        // Authenticity: MACs, epochs that only grow along the chain, no format 1 after format 2.
+        // Per event: the newest main epoch and backup lane epoch at or before it (`None` before
+        // the first sealed event).
+        let mut newest: HashMap<&EventId, (Option<u32>, u32)> =
+            HashMap::with_capacity(summaries.len());
+        let mut unsealed = 0;
+        let mut derived: HashMap<(bool, u32), Option<super::mac::AuditKey>> = HashMap::new();
+        for s in causal_order(&summaries) {
+            let path = path_of(&s.id);
+            let before: Option<u32> = s
+                .parents
+                .iter()
+                .filter_map(|p| newest.get(p).and_then(|n| n.0))
+                .max();
+            let lane_before: u32 = s
+                .parents
+                .iter()
+                .filter_map(|p| newest.get(p).map(|n| n.1))
+                .max()
+                .unwrap_or(0);
+            let epoch = s.mac.as_ref().map(|(epoch, _)| *epoch);
+            if s.lane && !super::lane_may_record(&s.action, s.files.iter().map(|(f, _)| f.as_str()))
+            {
+                rejected.insert(s.id.clone());
+                problems.push(Problem::LaneOverreach {
+                    path: path.clone(),
+                    action: s.action.clone(),
+                });
+            }
+            let (inherited, main_epoch, lane_epoch) = if s.lane {
+                (
+                    Some(lane_before),
+                    before,
+                    epoch.unwrap_or(0).max(lane_before),
+                )
+            } else {
+                (
+                    before,
+                    epoch.max(before),
+                    s.lane_epoch.unwrap_or(0).max(lane_before),
+                )
+            };
+            match (epoch, inherited) {
+                (None, Some(_)) => problems.push(Problem::Unsealed { path: path.clone() }),
+                (Some(e), Some(b)) if e < b => {
+                    rejected.insert(s.id.clone());
+                    problems.push(Problem::RetiredKey {
+                        path: path.clone(),
+                        epoch: e,
+                        newest: b,
+                    });
+                }
+                _ => {}
+            }
+            if epoch.is_none() {
+                unsealed += 1;
+            }
+            newest.insert(&s.id, (main_epoch, lane_epoch));
+            if let (Some((e, mac)), Ok(keys), Some(vault), Some(env)) =
+                (&s.mac, &input.keys, input.vault, input.env)
+            {
+                // Derived once per (lane, epoch), not once per event.
+                let key = derived.entry((s.lane, *e)).or_insert_with(|| {
+                    if s.lane {
+                        input
+                            .lane_keys
+                            .and_then(|l| l.epoch(*e))
+                            .and_then(|k| k.derive_lane(vault, env))
+                    } else {
+                        keys.epoch(*e).and_then(|k| k.derive(vault, env))
+                    }
+                });
+                match key {
+                    None => {
+                        rejected.insert(s.id.clone());
+                        problems.push(Problem::UnknownEpoch { path, epoch: *e });
+                    }
+                    Some(key) => {
+                        if !key.check(&s.id, mac) {
+                            rejected.insert(s.id.clone());
+                            problems.push(Problem::BadMac { path });
                         }
                     }
-                    Some(_) => {}
                 }
             }
         }
-    }
-    for (parent, mut children) in missing {
-        children.sort();
-        problems.push(Problem::MissingParent { parent, children });
-    }
-
-    // Events the file state must not rest on: copied from elsewhere, or not authenticated.
-    let mut rejected: BTreeSet<EventId> = BTreeSet::new();
-    // Binding: this vault and this environment.
-    for copies in by_id.values() {
-        for (path, event) in copies {
-            let mut names = Vec::new();
-            if let Some(env) = input.env
-                && event.env() != env
-            {
-                names.push(format!("environment {:?}", event.env()));
-            }
-            if let (Some(vault), Some(seal)) = (input.vault, event.seal())
-                && seal.vault != vault
-            {
-                names.push(format!("vault {}", seal.vault));
-            }
-            if !names.is_empty() {
-                rejected.insert(event.id.clone());
-                problems.push(Problem::Foreign {
-                    path: (*path).to_owned(),
-                    names: names.join(" and "),
-                });
-            }
-        }
-    }
-
-    // Authenticity: MACs, epochs that only grow along the chain, no format 1 after format 2.
-    let summaries: Vec<EventSummary> = by_id
-        .values()
-        .filter_map(|c| c.first())
-        .map(|(_, e)| EventSummary::of(e))
-        .collect();
-    let path_of: BTreeMap<&EventId, &str> = by_id
-        .values()
-        .filter_map(|c| c.first())
-        .map(|(p, e)| (&e.id, *p))
-        .collect();
-    let event_of: BTreeMap<&EventId, &Event> = by_id
-        .values()
-        .filter_map(|c| c.first())
-        .map(|(_, e)| (&e.id, e))
-        .collect();
-    // Per event: the newest main epoch and backup lane epoch at or before it (`None` before
-    // the first sealed event).
-    let mut newest: BTreeMap<EventId, (Option<u32>, u32)> = BTreeMap::new();
-    let mut unsealed = 0;
-    for s in causal_order(&summaries) {
-        let Some(event) = event_of.get(&s.id) else {
-            continue;
-        };
-        let path = path_of.get(&s.id).copied().unwrap_or_default().to_owned();
-        let before: Option<u32> = s
-            .parents
-            .iter()
-            .filter_map(|p| newest.get(p).and_then(|n| n.0))
-            .max();
-        let lane_before: u32 = s
-            .parents
-            .iter()
-            .filter_map(|p| newest.get(p).map(|n| n.1))
-            .max()
-            .unwrap_or(0);
-        let epoch = event.seal().map(|seal| seal.epoch);
-        if s.lane && !super::lane_may_record(&s.action, s.files.iter().map(|(f, _)| f.as_str())) {
-            rejected.insert(s.id.clone());
-            problems.push(Problem::LaneOverreach {
-                path: path.clone(),
-                action: s.action.clone(),
-            });
-        }
-        let (inherited, main_epoch, lane_epoch) = if s.lane {
-            (
-                Some(lane_before),
-                before,
-                epoch.unwrap_or(0).max(lane_before),
-            )
-        } else {
-            (
-                before,
-                epoch.max(before),
-                s.lane_epoch.unwrap_or(0).max(lane_before),
-            )
-        };
-        match (epoch, inherited) {
-            (None, Some(_)) => problems.push(Problem::Unsealed { path: path.clone() }),
-            (Some(e), Some(b)) if e < b => {
-                rejected.insert(s.id.clone());
-                problems.push(Problem::RetiredKey {
-                    path: path.clone(),
-                    epoch: e,
-                    newest: b,
-                });
-            }
-            _ => {}
-        }
-        if epoch.is_none() {
-            unsealed += 1;
-        }
-        newest.insert(s.id.clone(), (main_epoch, lane_epoch));
-        if let (Some(e), Ok(keys), Some(vault), Some(env)) =
-            (epoch, &input.keys, input.vault, input.env)
-        {
-            let key = if s.lane {
-                input
-                    .lane_keys
-                    .and_then(|l| l.epoch(e))
-                    .and_then(|k| k.derive_lane(vault, env))
-            } else {
-                keys.epoch(e).and_then(|k| k.derive(vault, env))
-            };
-            match key {
-                None => {
-                    rejected.insert(s.id.clone());
-                    problems.push(Problem::UnknownEpoch { path, epoch: e });
+        let any_sealed = summaries.iter().any(|s| s.sealed);
+        // Once an environment has sealed events, an unsealed one is legitimate only as history
+        // before the upgrade: an ancestor of a sealed event. Anything else was planted.
+        if any_sealed {
+            let mut ancestors: HashSet<&EventId> = HashSet::new();
+            let parents: HashMap<&EventId, &Vec<EventId>> =
+                summaries.iter().map(|s| (&s.id, &s.parents)).collect();
+            let mut todo: Vec<&EventId> = summaries
+                .iter()
+                .filter(|s| s.sealed)
+                .flat_map(|s| s.parents.iter())
+                .collect();
+            while let Some(id) = todo.pop() {
+                if ancestors.insert(id) {
+                    todo.extend(parents.get(id).into_iter().flat_map(|p| p.iter()));
                 }
-                Some(key) => {
-                    if !event.mac().is_some_and(|m| key.check(&event.id, m)) {
-                        rejected.insert(s.id.clone());
-                        problems.push(Problem::BadMac { path });
+            }
+            for s in summaries.iter().filter(|s| !s.sealed) {
+                if !ancestors.contains(&s.id) {
+                    let path = path_of(&s.id);
+                    if !problems
+                        .iter()
+                        .any(|p| matches!(p, Problem::Unsealed { path: q } if *q == path))
+                    {
+                        problems.push(Problem::Unsealed { path });
                     }
                 }
             }
         }
-    }
-    let any_sealed = summaries.iter().any(|s| s.sealed);
-    // Once an environment has sealed events, an unsealed one is legitimate only as history
-    // before the upgrade: an ancestor of a sealed event. Anything else was planted.
-    if any_sealed {
-        let mut ancestors: BTreeSet<&EventId> = BTreeSet::new();
-        let parents: BTreeMap<&EventId, &Vec<EventId>> =
-            summaries.iter().map(|s| (&s.id, &s.parents)).collect();
-        let mut todo: Vec<&EventId> = summaries
-            .iter()
-            .filter(|s| s.sealed)
-            .flat_map(|s| s.parents.iter())
-            .collect();
-        while let Some(id) = todo.pop() {
-            if ancestors.insert(id) {
-                todo.extend(parents.get(id).into_iter().flat_map(|p| p.iter()));
-            }
+        let authenticity = match (&input.keys, any_sealed) {
+            (_, false) => Authenticity::Format1,
+            (Ok(_), true) if input.vault.is_some() && input.env.is_some() => Authenticity::Checked,
+            (Ok(_), true) => Authenticity::NotChecked("no vault id".into()),
+            (Err(why), true) => Authenticity::NotChecked(why.clone()),
+        };
+        if input.keys_bound == Some(false) {
+            problems.push(Problem::ForeignKeyFile);
         }
-        for s in summaries.iter().filter(|s| !s.sealed) {
-            if !ancestors.contains(&s.id) {
-                let path = path_of.get(&s.id).copied().unwrap_or_default().to_owned();
-                if !problems
-                    .iter()
-                    .any(|p| matches!(p, Problem::Unsealed { path: q } if *q == path))
-                {
-                    problems.push(Problem::Unsealed { path });
-                }
-            }
+        if input.lane_bound == Some(false) {
+            problems.push(Problem::ForeignLaneKeyFile);
         }
-    }
-    let authenticity = match (&input.keys, any_sealed) {
-        (_, false) => Authenticity::Format1,
-        (Ok(_), true) if input.vault.is_some() && input.env.is_some() => Authenticity::Checked,
-        (Ok(_), true) => Authenticity::NotChecked("no vault id".into()),
-        (Err(why), true) => Authenticity::NotChecked(why.clone()),
-    };
-    if input.keys_bound == Some(false) {
-        problems.push(Problem::ForeignKeyFile);
-    }
-    if input.lane_bound == Some(false) {
-        problems.push(Problem::ForeignLaneKeyFile);
-    }
 
-    // Files: every file the environment holds is the one its last writing event names.
-    let mut checked = 0;
-    if let Some(disk) = input.disk
-        && any_sealed
-    {
+        let heads = summary_heads(&summaries);
         // The state the genuine events imply: a forged or replayed event's files must not make
         // the real ones look changed (nor vouch for planted ones).
         let genuine: Vec<EventSummary> = summaries
-            .iter()
+            .into_iter()
             .filter(|s| !rejected.contains(&s.id))
-            .cloned()
             .collect();
-        let state = super::ChainState::of(&genuine);
-        for (file, (hash, event)) in &state.files {
-            checked += 1;
-            // After a merge of clones that changed the file differently: either's contents.
-            if disk.get(file).is_some_and(|got| state.accepts(file, got)) {
-                continue;
-            }
-            match (hash, disk.get(file)) {
-                (Some(_), None) => problems.push(Problem::FileMissing {
-                    file: file.clone(),
-                    event: event.clone(),
-                }),
-                (Some(want), Some(got)) if want != got => problems.push(Problem::FileChanged {
-                    file: file.clone(),
-                    event: event.clone(),
-                }),
-                (None, Some(_)) => problems.push(Problem::FileChanged {
-                    file: file.clone(),
-                    event: event.clone(),
-                }),
-                _ => {}
-            }
-        }
-        for file in disk.keys() {
-            if !state.files.contains_key(file) {
-                problems.push(Problem::FileUnaccounted { file: file.clone() });
-            }
-        }
-    }
+        let chain = super::ChainState::of(&genuine);
+        drop(genuine);
 
-    let events: Vec<Event> = by_id
-        .into_values()
-        .flat_map(|copies| copies.into_iter().map(|(_, e)| e))
-        .collect();
-    problems.sort_by_key(Problem::sort_key);
-    Report {
-        events: events.len(),
-        unsealed,
-        heads: heads(&events),
-        problems,
-        warnings,
-        authenticity,
-        files: checked,
+        // Files: every file the environment holds is the one its last writing event names.
+        let mut checked = 0;
+        if let Some(disk) = input.disk
+            && any_sealed
+        {
+            for (file, (hash, event)) in &chain.files {
+                checked += 1;
+                // After a merge of clones that changed the file differently: either's contents.
+                if disk.get(file).is_some_and(|got| chain.accepts(file, got)) {
+                    continue;
+                }
+                match (hash, disk.get(file)) {
+                    (Some(_), None) => problems.push(Problem::FileMissing {
+                        file: file.clone(),
+                        event: event.clone(),
+                    }),
+                    (Some(want), Some(got)) if want != got => {
+                        problems.push(Problem::FileChanged {
+                            file: file.clone(),
+                            event: event.clone(),
+                        });
+                    }
+                    (None, Some(_)) => problems.push(Problem::FileChanged {
+                        file: file.clone(),
+                        event: event.clone(),
+                    }),
+                    _ => {}
+                }
+            }
+            for file in disk.keys() {
+                if !chain.files.contains_key(file) {
+                    problems.push(Problem::FileUnaccounted { file: file.clone() });
+                }
+            }
+        }
+
+        problems.sort_by_key(Problem::sort_key);
+        Report {
+            events,
+            unsealed,
+            heads,
+            problems,
+            warnings,
+            authenticity,
+            files: checked,
+            chain,
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::{EventBody, new_event};
+    use crate::audit::{EventBody, heads, new_event};
     use serde_json::Map;
     use time::OffsetDateTime;
     use time::macros::datetime;

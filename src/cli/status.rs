@@ -63,6 +63,7 @@ pub fn status(a: StatusArgs, o: &VaultOpts) -> Result<u8, CliError> {
     }
     // The process exits next: freeing 100,000 summaries one by one costs more than making them.
     std::mem::forget(report);
+    v.forget_chain_states();
     Ok(grade)
 }
 

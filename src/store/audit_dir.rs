@@ -50,15 +50,38 @@ pub fn load_all(env_dir: &Path) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
 /// would trust everything above `audit/`).
 pub fn load_all_below(root: &Path, env_rel: &Path) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
     let mut out = Vec::new();
-    let audit = env_rel.join(AUDIT_DIR);
-    match walk(root, &audit, "", 0, &mut out) {
-        Err(StoreError::NotFound { path }) if path == root.join(&audit) => {
-            return Ok(Vec::new());
-        }
-        other => other?,
-    }
+    for_each_below(root, env_rel, |rel, bytes| out.push((rel, bytes)))?;
     out.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(out)
+}
+
+/// Like [`load_all_below`], but hands each file to `f` as it is read (`audit verify` keeps
+/// only what it needs of each, not every file's bytes at once), in directory order.
+pub fn for_each_below(
+    root: &Path,
+    env_rel: &Path,
+    mut f: impl FnMut(String, Vec<u8>),
+) -> Result<(), StoreError> {
+    let audit = env_rel.join(AUDIT_DIR);
+    match walk(root, &audit, "", 0, &mut f) {
+        Err(StoreError::NotFound { path }) if path == root.join(&audit) => Ok(()),
+        other => other,
+    }
+}
+
+/// A directory's stamp: inode, mtime seconds, mtime nanoseconds.
+pub type Stamp = (u64, i64, i64);
+
+/// Each month directory's stamp (inode, mtime seconds, nanoseconds), as `yyyy/mm`: any event
+/// added, removed or renamed changes one (or adds a month).
+pub fn month_stamps(root: &Path, env_rel: &Path) -> Result<Vec<(String, Stamp)>, StoreError> {
+    months(root, env_rel)?
+        .into_iter()
+        .map(|(year, month)| {
+            let dir = fs::open_dir(root, &env_rel.join(AUDIT_DIR).join(&year).join(&month))?;
+            Ok((format!("{year}/{month}"), dir.stamp()?))
+        })
+        .collect()
 }
 
 /// The month directories that hold events, `(yyyy, mm)`, below `<env_rel>/audit/` (below the
@@ -144,7 +167,8 @@ pub fn file_hashes(
         depth: usize,
         out: &mut std::collections::BTreeMap<String, String>,
     ) -> Result<(), StoreError> {
-        for entry in fs::list_dir(root, dir)? {
+        let opened = fs::open_dir(root, dir)?;
+        for entry in opened.entries()? {
             if entry.name.starts_with(TEMP_PREFIX) || (depth == 0 && entry.name == AUDIT_DIR) {
                 continue;
             }
@@ -152,7 +176,7 @@ pub fn file_hashes(
             let path = dir.join(&entry.name);
             match entry.kind {
                 EntryKind::File => {
-                    let bytes = fs::read_bounded(root, &path, HASHED_FILE_MAX)?;
+                    let bytes = opened.read(&entry.name, HASHED_FILE_MAX)?;
                     out.insert(rel, crate::digest::sha256_hex(&bytes));
                 }
                 EntryKind::Dir if depth < 8 => {
@@ -178,9 +202,11 @@ fn walk(
     dir: &Path,
     prefix: &str,
     depth: usize,
-    out: &mut Vec<(String, Vec<u8>)>,
+    out: &mut dyn FnMut(String, Vec<u8>),
 ) -> Result<(), StoreError> {
-    for entry in fs::list_dir(env_dir, dir)? {
+    // Opened once: each file is read relative to it, not walked to from the root again.
+    let opened = fs::open_dir(env_dir, dir)?;
+    for entry in opened.entries()? {
         if entry.name.starts_with(TEMP_PREFIX) {
             continue;
         }
@@ -188,8 +214,8 @@ fn walk(
         let path = dir.join(&entry.name);
         match entry.kind {
             EntryKind::File => {
-                let bytes = fs::read_bounded(env_dir, &path, EVENT_FILE_MAX)?;
-                out.push((rel, bytes));
+                let bytes = opened.read(&entry.name, EVENT_FILE_MAX)?;
+                out(rel, bytes);
             }
             EntryKind::Dir if depth < MAX_DEPTH => {
                 walk(env_dir, &path, &format!("{rel}/"), depth + 1, out)?;

@@ -189,6 +189,20 @@ where
     Ok((out, update))
 }
 
+impl CacheUpdate {
+    /// A cache file `rel` (below the vault root, under [`CACHE_DIR`]) with `lines`, to be saved
+    /// with [`save`] once the command succeeded.
+    pub fn new(rel: PathBuf, lines: String) -> Self {
+        CacheUpdate { rel, lines }
+    }
+}
+
+/// The text of cache file `rel` (below the vault root), or empty when it is missing or
+/// unreadable (a cache is only ever a shortcut).
+pub fn read_cache_text(root: &Path, rel: &Path) -> String {
+    read_cache(root, rel)
+}
+
 /// Writes a rebuilt cache. Best effort: a cache that cannot be written only costs time later.
 pub fn save(root: &Path, update: &CacheUpdate) {
     let _ = write_cache(root, &update.rel, &update.lines);
@@ -245,11 +259,12 @@ fn parse_header(line: &str) -> Option<Header> {
     f.next().is_none().then_some(header)
 }
 
+/// Now, in Unix seconds: when a cache was built, to know when its directories had settled.
 #[expect(
     clippy::disallowed_methods,
     reason = "the cache records when it was built, to know when the directory had settled"
 )]
-fn unix_now() -> i64 {
+pub fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))

@@ -127,9 +127,22 @@ impl Vault {
         let mut out = Vec::new();
         let vault_file = self.read(std::path::Path::new(super::VAULT_FILE), super::META_MAX)?;
         for env in self.envs(env)? {
-            let files = audit_dir::load_all_below(&self.root, &env.dir())?;
-            let mut disk: BTreeMap<String, String> =
-                audit_dir::file_hashes(&self.root, &env.dir())?;
+            // Each event file is parsed as it is read and only its summary kept, while a second
+            // thread reads and hashes every other file of the environment.
+            let mut verifier = audit::Verifier::default();
+            let (root, dir) = (self.root.as_path(), env.dir());
+            let (events, hashes) = std::thread::scope(|scope| {
+                let hashing = scope.spawn(|| audit_dir::file_hashes(root, &dir));
+                let events = audit_dir::for_each_below(root, &dir, |rel, bytes| {
+                    verifier.add(rel, &bytes);
+                });
+                let hashes = hashing
+                    .join()
+                    .unwrap_or_else(|e| std::panic::resume_unwind(e));
+                (events, hashes)
+            });
+            events?;
+            let mut disk: BTreeMap<String, String> = hashes?;
             disk.insert(
                 format!("/{}", super::VAULT_FILE),
                 crate::digest::sha256_hex(&vault_file),
@@ -139,64 +152,37 @@ impl Vault {
             } else {
                 Err("the vault is format 1".into())
             };
-            let report = audit::verify_with(
-                &files,
-                &VerifyInput {
-                    vault: self.vault_id(),
-                    env: Some(env.as_str()),
-                    tolerance: self.config.clock_skew_seconds(),
-                    // A key file that is not the bundle's authenticates nothing: its keys may
-                    // be the attacker's (reported as ForeignKeyFile).
-                    keys: match &keys {
-                        Ok((k, true, _)) => Ok(k),
-                        Ok((_, false, _)) => Err(format!(
-                            "{AUDIT_KEYS_FILE} does not belong to this environment's bundle"
-                        )),
-                        Err(why) => Err(why.clone()),
-                    },
-                    keys_bound: keys.as_ref().ok().map(|(_, bound, _)| *bound),
-                    // Likewise lane keys that are not the bundle's check no lane MAC.
-                    lane_keys: keys.as_ref().ok().and_then(|(_, _, lane)| {
-                        lane.as_ref().and_then(|(l, bound)| bound.then_some(l))
-                    }),
-                    lane_bound: keys
-                        .as_ref()
-                        .ok()
-                        .and_then(|(_, _, lane)| lane.as_ref().map(|(_, b)| *b)),
-                    // Whenever the environment has sealed events, whatever talvault.yaml says:
-                    // a vault file set back to format 1 must not switch the file checks off (the
-                    // events recorded the format-2 file, so the downgrade itself is a finding).
-                    disk: Some(&disk),
+            let report = verifier.finish(&VerifyInput {
+                vault: self.vault_id(),
+                env: Some(env.as_str()),
+                tolerance: self.config.clock_skew_seconds(),
+                // A key file that is not the bundle's authenticates nothing: its keys may
+                // be the attacker's (reported as ForeignKeyFile).
+                keys: match &keys {
+                    Ok((k, true, _)) => Ok(k),
+                    Ok((_, false, _)) => Err(format!(
+                        "{AUDIT_KEYS_FILE} does not belong to this environment's bundle"
+                    )),
+                    Err(why) => Err(why.clone()),
                 },
-            );
-            // Two active issuers of one epoch (concurrent rotations merged in git). Issuer ids
-            // are `e<epoch>-<suffix>`.
-            // From the files just read (never the cache), authenticated when the keys opened.
-            let summaries: Vec<audit::EventSummary> = files
-                .iter()
-                .filter_map(|(_, bytes)| audit::EventSummary::read(bytes))
-                .collect();
-            let ring = keys.as_ref().ok().and_then(|(k, bound, lane)| {
-                bound
-                    .then(|| {
-                        let vault = self.vault_id()?;
-                        let ring = audit::Keyring::derive(k, vault, env.as_str()).ok()?;
-                        match lane {
-                            Some((l, true)) => ring.with_lane(l, vault, env.as_str()).ok(),
-                            _ => Some(ring),
-                        }
-                    })
-                    .flatten()
+                keys_bound: keys.as_ref().ok().map(|(_, bound, _)| *bound),
+                // Likewise lane keys that are not the bundle's check no lane MAC.
+                lane_keys: keys.as_ref().ok().and_then(|(_, _, lane)| {
+                    lane.as_ref().and_then(|(l, bound)| bound.then_some(l))
+                }),
+                lane_bound: keys
+                    .as_ref()
+                    .ok()
+                    .and_then(|(_, _, lane)| lane.as_ref().map(|(_, b)| *b)),
+                // Whenever the environment has sealed events, whatever talvault.yaml says:
+                // a vault file set back to format 1 must not switch the file checks off (the
+                // events recorded the format-2 file, so the downgrade itself is a finding).
+                disk: Some(&disk),
             });
-            let chain = match &ring {
-                Some(ring) => {
-                    let check = |lane: bool, epoch: u32, id: &audit::EventId, mac: &str| {
-                        ring.check_any(lane, epoch, id, mac)
-                    };
-                    audit::ChainState::checked(&summaries, Some(&check))
-                }
-                None => audit::ChainState::of(&summaries),
-            };
+            // Two active issuers of one epoch (concurrent rotations merged in git). Issuer ids
+            // are `e<epoch>-<suffix>`. From the events just read (never the cache), as the
+            // verification found them (authenticated when the keys opened).
+            let chain = &report.chain;
             let mut by_epoch: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
             for (id, step) in &chain.issuers {
                 if step.state == "active" {

@@ -31,6 +31,7 @@ pub(super) struct EventPlace {
     pub parents: Option<Vec<events::EventId>>,
 }
 
+mod cache;
 mod keys;
 
 /// The sealed audit key file in an environment directory.
@@ -83,29 +84,47 @@ impl Vault {
         Ok(out)
     }
 
-    /// What the chain says the environment is (derived once per command and environment).
+    /// What the chain says the environment is (derived once per command and environment, and
+    /// read from the derived-state cache while the trail is unchanged: `trail/cache.rs`).
     pub(super) fn chain(&self, env: &Env) -> Result<Rc<ChainState>, VaultError> {
         if let Some(c) = self.chains.borrow().get(env.as_str()) {
             return Ok(Rc::clone(c));
         }
-        let summaries = self.summaries(env)?;
         let keys = self.audit_keys.borrow().get(env.as_str()).cloned();
-        let chain = Rc::new(match keys {
-            Some(keys) => {
-                let check = |lane: bool, epoch: u32, id: &events::EventId, mac: &str| {
-                    keys.check_any(lane, epoch, id, mac)
+        let key = self.chain_cache_key(env, keys.is_some())?;
+        let state = match self.cached_chain(&key, keys.as_deref()) {
+            Some(state) => state,
+            None => {
+                let summaries = self.summaries(env)?;
+                let state = match &keys {
+                    Some(keys) => {
+                        let check = |lane: bool, epoch: u32, id: &events::EventId, mac: &str| {
+                            keys.check_any(lane, epoch, id, mac)
+                        };
+                        let mut c = ChainState::checked(&summaries, Some(&check));
+                        // A backup-only identity checks lane events only: the rest rests on
+                        // structure.
+                        c.authenticated = keys.has_main();
+                        c
+                    }
+                    None => ChainState::of(&summaries),
                 };
-                let mut c = ChainState::checked(&summaries, Some(&check));
-                // A backup-only identity checks lane events only: the rest rests on structure.
-                c.authenticated = keys.has_main();
-                c
+                self.cache_chain(key, keys.as_deref(), &state);
+                state
             }
-            None => ChainState::of(&summaries),
-        });
+        };
+        let chain = Rc::new(state);
         self.chains
             .borrow_mut()
             .insert(env.as_str().to_owned(), Rc::clone(&chain));
         Ok(chain)
+    }
+
+    /// Lets go of the derived chain states without freeing them one string at a time (no
+    /// secret is in them): for a command about to exit, where freeing 100,000 file entries
+    /// costs more than deriving them did.
+    pub fn forget_chain_states(&self) {
+        std::mem::forget(std::mem::take(&mut *self.chains.borrow_mut()));
     }
 
     /// The break-glass taint the chain records.

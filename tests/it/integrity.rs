@@ -2149,3 +2149,82 @@ fn upgrade_keeps_format_1_history_verifiable() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("  Edited: "), "{out}");
 }
+
+/// The derived-state cache (`.cache/prod/chain-*.state`): used while the trail is unchanged
+/// (the file is not rewritten), never once edited (with keys its tag is an HMAC under the audit
+/// keys, so an edit that drops a revocation is refused and the state derived again), and not
+/// used after a new event.
+#[test]
+fn the_chain_state_cache_is_used_only_while_current_and_genuine() {
+    let lab = Lab::new();
+    let a = lab.key("a");
+    lab.vault(&a);
+    let serial = lab.issue("v", &a, "prod", "bob");
+    lab.ok(&[
+        "-i",
+        &a.file,
+        "revoke",
+        "prod",
+        &serial,
+        "--reason",
+        "keyCompromise",
+    ]);
+    // The cache counts only once the month directories have been still for two seconds:
+    // date them a minute back rather than wait.
+    let audit = lab.path("v/envs/prod/audit");
+    for year in std::fs::read_dir(&audit).unwrap() {
+        for month in std::fs::read_dir(year.unwrap().path()).unwrap() {
+            let ok = Command::new("touch")
+                .args(["-m", "-d", "1 minute ago"])
+                .arg(month.unwrap().path())
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "touch");
+        }
+    }
+    let cache = lab.path("v/.cache/prod/chain-keys.state");
+    let inode = |p: &Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
+    let revoked = |s: &Value| s["counts"]["revoked"].as_u64().unwrap();
+
+    let s = lab.status("v", &a, "prod");
+    assert_eq!(revoked(&s), 1, "{s}");
+    let built = inode(&cache);
+    let text = std::fs::read_to_string(&cache).unwrap();
+    assert!(text.starts_with("talvault-chain v1 built "), "{text}");
+    assert!(text.contains(&format!("\nrevoked {serial} ")), "{text}");
+    // Used: the next command reads it and writes nothing.
+    let s = lab.status("v", &a, "prod");
+    assert_eq!(revoked(&s), 1, "{s}");
+    assert_eq!(
+        inode(&cache),
+        built,
+        "an unchanged trail's cache is used as it is"
+    );
+
+    // Edited (the revocation dropped): refused, derived again, rewritten.
+    let edited: String = text
+        .lines()
+        .filter(|l| !l.starts_with("revoked "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    replace_file(&cache, edited.as_bytes());
+    let forged = inode(&cache);
+    let s = lab.status("v", &a, "prod");
+    assert_eq!(revoked(&s), 1, "an edited cache must not un-revoke: {s}");
+    assert_ne!(inode(&cache), forged, "the edited cache was derived again");
+    let (code, out, _) = lab.v(&["-i", &a.file, "verify", "prod", "home/bob.talosconfig"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("revoked"), "{out}");
+
+    // A new event changes the month directory: the cache no longer matches it.
+    let carol = lab.issue("v", &a, "prod", "carol");
+    let s = lab.status("v", &a, "prod");
+    assert_eq!(s["counts"]["live"], 1, "{s}");
+    assert!(
+        std::fs::read_to_string(&cache)
+            .unwrap()
+            .contains(&format!("\nfile certs/{carol}.yaml ")),
+        "the cache was derived again with the new certificate"
+    );
+}
