@@ -643,6 +643,58 @@ mod tests {
         assert_eq!(ChainState::of(&summaries).taint, None);
     }
 
+    /// Folding an event written on the heads gives exactly what deriving the whole chain gives,
+    /// including after a merge (two heads), a concurrent rewrite, a revocation, a taint and its
+    /// end; an event on other parents, or a format-1 one, is not folded.
+    #[test]
+    fn folding_an_event_on_the_heads_is_deriving_it() {
+        let revoke = Action::Revoke {
+            serial: "01".into(),
+            fingerprint: "f".into(),
+            reason: "keyCompromise".into(),
+            signed_by: "e1".into(),
+        };
+        let root = sealed(vec![], 1000, accept(), 1, 1);
+        let left = sealed(vec![root.id().clone()], 1001, accept(), 1, 1);
+        let right = sealed(vec![root.id().clone()], 999, revoke.clone(), 1, 1);
+        let merge = sealed(
+            vec![left.id().clone(), right.id().clone()],
+            1002,
+            untaint(),
+            1,
+            1,
+        );
+        let next = sealed(vec![merge.id().clone()], 900, revoke, 1, 1);
+        let all: Vec<EventSummary> = [&root, &left, &right, &merge, &next]
+            .iter()
+            .map(|e| EventSummary::of(e))
+            .collect();
+        let check: MacCheck<'_> = &genuine;
+        for n in 2..=all.len() {
+            let mut folded = ChainState::checked(&all[..n - 1], Some(check));
+            let before = folded.clone();
+            let ok = folded.fold(&all[n - 1]);
+            if n == 3 {
+                // `right` was written on `root`, not on the heads (`left`).
+                assert!(!ok);
+                assert_eq!(folded, before, "a refused fold changes nothing");
+                continue;
+            }
+            assert!(ok, "event {n}");
+            assert_eq!(
+                folded,
+                ChainState::checked(&all[..n], Some(check)),
+                "event {n}"
+            );
+        }
+        let plain = EventSummary::of(&event(vec![next.id().clone()], 1003, accept()));
+        let mut state = ChainState::checked(&all, Some(check));
+        assert!(
+            !state.fold(&plain),
+            "a format-1 event after the upgrade is never folded"
+        );
+    }
+
     /// A sealed event: `epoch`, MACed with `key` (the vault's, or a forger's).
     fn sealed(parents: Vec<EventId>, time: i64, action: Action, epoch: u32, key: u8) -> Event {
         let mut body = EventBody::new(

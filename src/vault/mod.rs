@@ -211,6 +211,9 @@ pub struct Vault {
     /// The backup lane epoch a transaction being prepared makes current, per environment: the
     /// event it stages names it.
     lane_rotations: RefCell<std::collections::HashMap<String, u32>>,
+    /// The events staged since the last commit (environment, file, summary): once committed,
+    /// folded into the derived-state cache (`trail/cache.rs`).
+    staged: RefCell<Vec<(String, PathBuf, crate::audit::EventSummary)>>,
 }
 
 /// An environment as a command loads it once: its name and `env.yaml`.
@@ -341,6 +344,7 @@ impl Vault {
             audit_keys: RefCell::new(std::collections::HashMap::new()),
             chains: RefCell::new(std::collections::HashMap::new()),
             lane_rotations: RefCell::new(std::collections::HashMap::new()),
+            staged: RefCell::new(Vec::new()),
         })
     }
 
@@ -366,7 +370,11 @@ impl Vault {
     /// Commits a transaction, then saves the caches this command rebuilt on the way (they
     /// describe what was read before the commit, which the cache's own checks allow for).
     fn commit(&self, t: Transaction) -> Result<(), VaultError> {
-        t.commit()?;
+        // Events staged by a transaction that was dropped are never folded: only those this
+        // commit wrote.
+        let staged = std::mem::take(&mut *self.staged.borrow_mut());
+        let written = t.commit()?;
+        self.fold_committed(staged, &written);
         self.chains.borrow_mut().clear();
         self.save_caches();
         Ok(())

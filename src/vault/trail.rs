@@ -476,13 +476,14 @@ impl Vault {
             Some(k) => event.with_mac(k),
             None => event,
         };
-        t.create(
-            env.dir()
-                .join(audit_dir::AUDIT_DIR)
-                .join(event.relative_path()),
-            &event.to_json(),
-            Mode::Public,
-        );
+        let file = env
+            .dir()
+            .join(audit_dir::AUDIT_DIR)
+            .join(event.relative_path());
+        t.create(&file, &event.to_json(), Mode::Public);
+        self.staged
+            .borrow_mut()
+            .push((env.as_str().to_owned(), file, EventSummary::of(&event)));
         Ok(event.id().clone())
     }
 }

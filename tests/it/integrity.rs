@@ -2217,14 +2217,62 @@ fn the_chain_state_cache_is_used_only_while_current_and_genuine() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("revoked"), "{out}");
 
-    // A new event changes the month directory: the cache no longer matches it.
+    // A command that writes folds its event into the state it derived and caches that under
+    // the directory its commit changed (with the event file names' digest, since that directory
+    // has not been still): the next command uses it as it is.
     let carol = lab.issue("v", &a, "prod", "carol");
+    let folded = std::fs::read_to_string(&cache).unwrap();
+    assert!(
+        folded.contains(&format!("\nfile certs/{carol}.yaml ")),
+        "the issuing command cached the state with its own certificate"
+    );
+    assert!(!folded.contains("\nnames -\n"), "{}", &folded[..300]);
+    let after_issue = inode(&cache);
     let s = lab.status("v", &a, "prod");
     assert_eq!(s["counts"]["live"], 1, "{s}");
-    assert!(
-        std::fs::read_to_string(&cache)
-            .unwrap()
-            .contains(&format!("\nfile certs/{carol}.yaml ")),
-        "the cache was derived again with the new certificate"
+    assert_eq!(revoked(&s), 1, "{s}");
+    assert_eq!(
+        inode(&cache),
+        after_issue,
+        "the folded cache is used as it is"
+    );
+    // A file added beside the events with the directory's time set back (its stamp is what
+    // the cache recorded, as after a change within one clock tick): the listing no longer
+    // gives the recorded digest, so the state is derived again.
+    let year = std::fs::read_dir(&audit)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let month = std::fs::read_dir(&year)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mtime = |p: &Path| {
+        let m = std::fs::metadata(p).unwrap();
+        let (s, ns) = (
+            std::os::unix::fs::MetadataExt::mtime(&m),
+            std::os::unix::fs::MetadataExt::mtime_nsec(&m),
+        );
+        format!("@{s}.{ns:09}")
+    };
+    let before = mtime(&month);
+    std::fs::write(month.join("planted.txt"), b"x").unwrap();
+    let ok = Command::new("touch")
+        .args(["-m", "-d", &before])
+        .arg(&month)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "touch");
+    assert_eq!(mtime(&month), before);
+    lab.status("v", &a, "prod");
+    assert_ne!(
+        inode(&cache),
+        after_issue,
+        "a changed listing is derived again"
     );
 }

@@ -298,6 +298,124 @@ impl ChainState {
                 .is_some_and(|alts| alts.iter().any(|(h, _)| is(h)))
     }
 
+    /// What one trusted event says, applied in causal order: revocations, CRL numbers,
+    /// verified backups, the taint, issuer states and holders.
+    fn apply(&mut self, e: &EventSummary) {
+        let subject = e.subject.clone();
+        match e.action.as_str() {
+            "revoke" => {
+                if let Some(serial) = subject {
+                    self.revoked.entry(serial).or_insert(ChainRevocation {
+                        issuer: e.issuer.clone(),
+                        reason: e.reason.clone(),
+                        time: e.time,
+                    });
+                }
+                if let (Some(issuer), Some(n)) = (&e.issuer, e.number) {
+                    let best = self.crl_numbers.entry(issuer.clone()).or_insert(n);
+                    *best = (*best).max(n);
+                }
+            }
+            "crl" => {
+                if let (Some(issuer), Some(n)) = (subject, e.number) {
+                    let best = self.crl_numbers.entry(issuer).or_insert(n);
+                    *best = (*best).max(n);
+                }
+            }
+            "backup.verify" => {
+                if let (Some(id), Some(sealed_sha256)) = (subject, e.issuer.clone()) {
+                    self.backups_verified.push(BackupVerified {
+                        id,
+                        sealed_sha256,
+                        time: e.time,
+                    });
+                }
+            }
+            "break-glass" | "break-glass.kubernetes" => {
+                self.taint = Some(ChainTaint {
+                    serial: subject,
+                    reason: e.reason.clone(),
+                    since: e.time,
+                });
+            }
+            "issuer.create" => {
+                if let Some(id) = subject {
+                    self.issuers.entry(id).or_insert(IssuerStep {
+                        state: "pending",
+                        activated: None,
+                        retired: None,
+                    });
+                }
+            }
+            "issuer.activate" => {
+                if let Some(id) = subject {
+                    let step = self.issuers.entry(id).or_insert(IssuerStep {
+                        state: "pending",
+                        activated: None,
+                        retired: None,
+                    });
+                    if step.state != "retired" {
+                        step.state = "active";
+                        step.activated = Some(e.time);
+                    }
+                }
+            }
+            "holder.add" => {
+                if let Some(name) = subject {
+                    self.holders.insert(name);
+                }
+            }
+            "holder.remove" => {
+                if let Some(name) = subject {
+                    self.holders.remove(&name);
+                }
+            }
+            "issuer.retire" => {
+                if let Some(id) = subject {
+                    let step = self.issuers.entry(id).or_insert(IssuerStep {
+                        state: "pending",
+                        activated: None,
+                        retired: None,
+                    });
+                    step.state = "retired";
+                    step.retired = Some(e.time);
+                }
+            }
+            _ => {}
+        }
+        if e.clears_taint {
+            self.taint = None;
+        }
+    }
+
+    /// Adds an event written on top of this state (its parents are exactly the heads, so every
+    /// trusted event is its ancestor and it comes last in any causal order): what
+    /// [`ChainState::checked`] would derive with it, without deriving everything again. `false`
+    /// (the state unchanged) for anything else: a format-1 state or event, or other parents.
+    pub fn fold(&mut self, e: &EventSummary) -> bool {
+        let mut parents = e.parents.clone();
+        parents.sort();
+        parents.dedup();
+        if !self.sealed || !e.sealed || e.mac.is_none() || parents != self.heads {
+            return false;
+        }
+        for (path, hash) in &e.files {
+            self.concurrent.remove(path);
+            self.files
+                .insert(path.clone(), (hash.clone(), e.id.clone()));
+        }
+        self.apply(e);
+        self.heads = vec![e.id.clone()];
+        if let Some((epoch, _)) = &e.mac {
+            if e.lane {
+                self.newest_epochs.1 = self.newest_epochs.1.max(*epoch);
+            } else {
+                self.newest_epochs.0 = self.newest_epochs.0.max(*epoch);
+            }
+        }
+        true
+    }
+
     /// The state the summaries imply, on structure alone (no MAC is checked).
     pub fn of(summaries: &[EventSummary]) -> Self {
         Self::checked(summaries, None)
@@ -379,91 +497,7 @@ impl ChainState {
                     covers,
                 });
             }
-            let subject = e.subject.clone();
-            match e.action.as_str() {
-                "revoke" => {
-                    if let Some(serial) = subject {
-                        s.revoked.entry(serial).or_insert(ChainRevocation {
-                            issuer: e.issuer.clone(),
-                            reason: e.reason.clone(),
-                            time: e.time,
-                        });
-                    }
-                    if let (Some(issuer), Some(n)) = (&e.issuer, e.number) {
-                        let best = s.crl_numbers.entry(issuer.clone()).or_insert(n);
-                        *best = (*best).max(n);
-                    }
-                }
-                "crl" => {
-                    if let (Some(issuer), Some(n)) = (subject, e.number) {
-                        let best = s.crl_numbers.entry(issuer).or_insert(n);
-                        *best = (*best).max(n);
-                    }
-                }
-                "backup.verify" => {
-                    if let (Some(id), Some(sealed_sha256)) = (subject, e.issuer.clone()) {
-                        s.backups_verified.push(BackupVerified {
-                            id,
-                            sealed_sha256,
-                            time: e.time,
-                        });
-                    }
-                }
-                "break-glass" | "break-glass.kubernetes" => {
-                    s.taint = Some(ChainTaint {
-                        serial: subject,
-                        reason: e.reason.clone(),
-                        since: e.time,
-                    });
-                }
-                "issuer.create" => {
-                    if let Some(id) = subject {
-                        s.issuers.entry(id).or_insert(IssuerStep {
-                            state: "pending",
-                            activated: None,
-                            retired: None,
-                        });
-                    }
-                }
-                "issuer.activate" => {
-                    if let Some(id) = subject {
-                        let step = s.issuers.entry(id).or_insert(IssuerStep {
-                            state: "pending",
-                            activated: None,
-                            retired: None,
-                        });
-                        if step.state != "retired" {
-                            step.state = "active";
-                            step.activated = Some(e.time);
-                        }
-                    }
-                }
-                "holder.add" => {
-                    if let Some(name) = subject {
-                        s.holders.insert(name);
-                    }
-                }
-                "holder.remove" => {
-                    if let Some(name) = subject {
-                        s.holders.remove(&name);
-                    }
-                }
-                "issuer.retire" => {
-                    if let Some(id) = subject {
-                        let step = s.issuers.entry(id).or_insert(IssuerStep {
-                            state: "pending",
-                            activated: None,
-                            retired: None,
-                        });
-                        step.state = "retired";
-                        step.retired = Some(e.time);
-                    }
-                }
-                _ => {}
-            }
-            if e.clears_taint {
-                s.taint = None;
-            }
+            s.apply(e);
         }
         for (path, history) in writes {
             let covered: BTreeSet<usize> = history

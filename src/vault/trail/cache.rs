@@ -10,15 +10,21 @@
 //! structure, a SHA-256. Like the record caches it trusts that an event file is not rewritten in
 //! place without its directory changing; `audit verify` never uses it and reads every event.
 //! It is saved only once the command that derived it has succeeded.
+//!
+//! A command that writes events folds them into the state it derived (`ChainState::fold`:
+//! only events written on the heads, which come last in any causal order) and caches the result
+//! under the stamps its commit left; since those directories have not been still for two
+//! seconds, that cache also records the digest of every event file name below them, and a
+//! reader uses it only while the listing still gives that digest.
 
 use super::*;
 
 const HEADER: &str = "talvault-chain v1";
 
 /// The cache file of `env` for a state derived with keys or on structure.
-fn cache_rel(env: &Env, keyed: bool) -> std::path::PathBuf {
+fn cache_rel(env: &str, keyed: bool) -> std::path::PathBuf {
     std::path::Path::new(store::index::CACHE_DIR)
-        .join(env.as_str())
+        .join(env)
         .join(if keyed {
             "chain-keys.state"
         } else {
@@ -48,6 +54,29 @@ pub(super) struct CacheKey {
     stamps: String,
     /// The newest month directory's mtime (seconds).
     newest: i64,
+    /// The event file names' digest (`names_digest`), for a cache written before the
+    /// directories had been still for two seconds.
+    names: Option<String>,
+}
+
+/// The SHA-256 of every entry name below the month directories, `yyyy/mm/name` one per line,
+/// in directory order: an unchanged directory lists in the same order, and a changed one gives
+/// another digest (at worst a reordering is taken for a change, and the state derived again).
+fn names_digest(root: &std::path::Path, env_dir: &std::path::Path) -> Result<String, StoreError> {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    for (year, month) in audit_dir::months(root, env_dir)? {
+        let dir = store::fs::open_dir(
+            root,
+            &env_dir.join(audit_dir::AUDIT_DIR).join(&year).join(&month),
+        )?;
+        ctx.update(format!("{year}/{month}/\n").as_bytes());
+        dir.visit(|name, _, _| {
+            ctx.update(name.as_bytes());
+            ctx.update(b"\n");
+            Ok(())
+        })?;
+    }
+    Ok(crate::hex::encode(ctx.finish().as_ref()))
 }
 
 impl Vault {
@@ -58,9 +87,10 @@ impl Vault {
             other => other?,
         };
         Ok(CacheKey {
-            rel: cache_rel(env, keyed),
+            rel: cache_rel(env.as_str(), keyed),
             newest: stamps.iter().map(|(_, (_, s, _))| *s).max().unwrap_or(0),
             stamps: stamps_line(&stamps),
+            names: None,
         })
     }
 
@@ -71,7 +101,7 @@ impl Vault {
         keys: Option<&Keyring>,
     ) -> Option<ChainState> {
         let text = store::index::read_cache_text(&self.root, &key.rel);
-        let mut lines = text.splitn(4, '\n');
+        let mut lines = text.splitn(5, '\n');
         let built: i64 = lines
             .next()?
             .strip_prefix(HEADER)?
@@ -79,12 +109,20 @@ impl Vault {
             .parse()
             .ok()?;
         let stamps = lines.next()?;
+        let names = lines.next()?.strip_prefix("names ")?;
         let stored_tag = lines.next()?.strip_prefix("tag ")?;
         let body = lines.next()?;
-        if stamps != key.stamps || built < key.newest + 2 {
+        if stamps != key.stamps {
             return None;
         }
-        let digest = crate::digest::sha256_hex(format!("{stamps}\n{body}").as_bytes());
+        // Not still when it was written (a command's own commit): the listing must match.
+        if built < key.newest + 2
+            && (names == "-" || names_digest(&self.root, &env_dir(&key.rel)?).ok()? != names)
+        {
+            return None;
+        }
+        let digest =
+            crate::digest::sha256_hex(format!("{stamps}\nnames {names}\n{body}").as_bytes());
         if stored_tag != tag(keys, &digest) {
             return None;
         }
@@ -96,9 +134,11 @@ impl Vault {
     /// Queues `state` to be cached under `key` once the command succeeds.
     pub(super) fn cache_chain(&self, key: CacheKey, keys: Option<&Keyring>, state: &ChainState) {
         let body = state.to_cache();
-        let digest = crate::digest::sha256_hex(format!("{}\n{body}", key.stamps).as_bytes());
+        let names = key.names.as_deref().unwrap_or("-");
+        let digest =
+            crate::digest::sha256_hex(format!("{}\nnames {names}\n{body}", key.stamps).as_bytes());
         let text = format!(
-            "{HEADER} built {}\n{}\ntag {}\n{body}",
+            "{HEADER} built {}\n{}\nnames {names}\ntag {}\n{body}",
             store::index::unix_now(),
             key.stamps,
             tag(keys, &digest)
@@ -106,5 +146,63 @@ impl Vault {
         self.caches
             .borrow_mut()
             .push(store::index::CacheUpdate::new(key.rel, text));
+    }
+}
+
+/// The environment directory a cache file belongs to (`.cache/<env>/…` → `envs/<env>`).
+fn env_dir(rel: &std::path::Path) -> Option<std::path::PathBuf> {
+    let env = rel.parent()?.file_name()?;
+    Some(std::path::Path::new("envs").join(env))
+}
+
+impl Vault {
+    /// After a commit: folds the events it wrote into each environment's derived state and
+    /// caches the result (best effort: anything unexpected leaves the next command to derive
+    /// the state again).
+    pub(in crate::vault) fn fold_committed(
+        &self,
+        staged: Vec<(String, std::path::PathBuf, EventSummary)>,
+        written: &[std::path::PathBuf],
+    ) {
+        let mut by_env: Vec<(String, Vec<EventSummary>)> = Vec::new();
+        let mut complete: std::collections::HashMap<String, bool> = Default::default();
+        for (env, file, summary) in staged {
+            let ok = written.contains(&self.root.join(&file));
+            *complete.entry(env.clone()).or_insert(true) &= ok;
+            match by_env.iter_mut().find(|(e, _)| *e == env) {
+                Some((_, list)) => list.push(summary),
+                None => by_env.push((env, vec![summary])),
+            }
+        }
+        for (env, events) in by_env {
+            if !complete.get(&env).copied().unwrap_or(false) {
+                continue;
+            }
+            let Some(pre) = self.chains.borrow().get(&env).cloned() else {
+                continue;
+            };
+            let mut state = (*pre).clone();
+            if !events.iter().all(|e| state.fold(e)) {
+                continue;
+            }
+            let keys = self.audit_keys.borrow().get(&env).cloned();
+            let Ok(name) = store::EnvName::parse(&env) else {
+                continue;
+            };
+            let dir = super::super::env_dir(&name);
+            let Ok(stamps) = audit_dir::month_stamps(&self.root, &dir) else {
+                continue;
+            };
+            let Ok(names) = names_digest(&self.root, &dir) else {
+                continue;
+            };
+            let key = CacheKey {
+                rel: cache_rel(&env, keys.is_some()),
+                newest: stamps.iter().map(|(_, (_, s, _))| *s).max().unwrap_or(0),
+                stamps: stamps_line(&stamps),
+                names: Some(names),
+            };
+            self.cache_chain(key, keys.as_deref(), &state);
+        }
     }
 }
