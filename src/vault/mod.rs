@@ -214,6 +214,8 @@ pub struct Vault {
     /// The events staged since the last commit (environment, file, summary): once committed,
     /// folded into the derived-state cache (`trail/cache.rs`).
     staged: RefCell<Vec<(String, PathBuf, crate::audit::EventSummary)>>,
+    /// How many entries each environment's trail held when its chain state was derived.
+    chain_entries: RefCell<std::collections::HashMap<String, usize>>,
 }
 
 /// An environment as a command loads it once: its name and `env.yaml`.
@@ -345,6 +347,7 @@ impl Vault {
             chains: RefCell::new(std::collections::HashMap::new()),
             lane_rotations: RefCell::new(std::collections::HashMap::new()),
             staged: RefCell::new(Vec::new()),
+            chain_entries: RefCell::new(std::collections::HashMap::new()),
         })
     }
 

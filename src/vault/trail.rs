@@ -91,10 +91,14 @@ impl Vault {
             return Ok(Rc::clone(c));
         }
         let keys = self.audit_keys.borrow().get(env.as_str()).cloned();
-        let key = self.chain_cache_key(env, keys.is_some())?;
-        let state = match self.cached_chain(&key, keys.as_deref()) {
-            Some(state) => state,
+        let mut key = self.chain_cache_key(env, keys.is_some())?;
+        let (state, entries) = match self.cached_chain(&key, keys.as_deref()) {
+            Some(cached) => cached,
             None => {
+                // Counted first: an entry added while the events are read makes the count
+                // fall short, never cover an event the state does not hold.
+                key.entries = cache::listing(&self.root, &env.dir(), false)?.0;
+                let entries = key.entries;
                 let summaries = self.summaries(env)?;
                 let state = match &keys {
                     Some(keys) => {
@@ -110,9 +114,12 @@ impl Vault {
                     None => ChainState::of(&summaries),
                 };
                 self.cache_chain(key, keys.as_deref(), &state);
-                state
+                (state, entries)
             }
         };
+        self.chain_entries
+            .borrow_mut()
+            .insert(env.as_str().to_owned(), entries);
         let chain = Rc::new(state);
         self.chains
             .borrow_mut()

@@ -54,29 +54,49 @@ pub(super) struct CacheKey {
     stamps: String,
     /// The newest month directory's mtime (seconds).
     newest: i64,
-    /// The event file names' digest (`names_digest`), for a cache written before the
+    /// The event file names' digest (`listing`), for a cache written before the
     /// directories had been still for two seconds.
     names: Option<String>,
+    /// How many entries the month directories held when the state was derived.
+    pub(super) entries: usize,
 }
 
-/// The SHA-256 of every entry name below the month directories, `yyyy/mm/name` one per line,
-/// in directory order: an unchanged directory lists in the same order, and a changed one gives
-/// another digest (at worst a reordering is taken for a change, and the state derived again).
-fn names_digest(root: &std::path::Path, env_dir: &std::path::Path) -> Result<String, StoreError> {
+/// How many entries the month directories hold and, with `digest`, the SHA-256 of every
+/// entry name below them, `yyyy/mm/name` one per line, in directory order: an unchanged
+/// directory lists in the same order, and a changed one gives another digest (at worst a
+/// reordering is taken for a change, and the state derived again).
+pub(super) fn listing(
+    root: &std::path::Path,
+    env_dir: &std::path::Path,
+    digest: bool,
+) -> Result<(usize, Option<String>), StoreError> {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    for (year, month) in audit_dir::months(root, env_dir)? {
+    let mut count = 0;
+    let months = match audit_dir::months(root, env_dir) {
+        Err(StoreError::NotFound { .. }) => Vec::new(),
+        other => other?,
+    };
+    for (year, month) in months {
         let dir = store::fs::open_dir(
             root,
             &env_dir.join(audit_dir::AUDIT_DIR).join(&year).join(&month),
         )?;
-        ctx.update(format!("{year}/{month}/\n").as_bytes());
+        if digest {
+            ctx.update(format!("{year}/{month}/\n").as_bytes());
+        }
         dir.visit(|name, _, _| {
-            ctx.update(name.as_bytes());
-            ctx.update(b"\n");
+            count += 1;
+            if digest {
+                ctx.update(name.as_bytes());
+                ctx.update(b"\n");
+            }
             Ok(())
         })?;
     }
-    Ok(crate::hex::encode(ctx.finish().as_ref()))
+    Ok((
+        count,
+        digest.then(|| crate::hex::encode(ctx.finish().as_ref())),
+    ))
 }
 
 impl Vault {
@@ -91,6 +111,7 @@ impl Vault {
             newest: stamps.iter().map(|(_, (_, s, _))| *s).max().unwrap_or(0),
             stamps: stamps_line(&stamps),
             names: None,
+            entries: 0,
         })
     }
 
@@ -99,7 +120,7 @@ impl Vault {
         &self,
         key: &CacheKey,
         keys: Option<&Keyring>,
-    ) -> Option<ChainState> {
+    ) -> Option<(ChainState, usize)> {
         let text = store::index::read_cache_text(&self.root, &key.rel);
         let mut lines = text.splitn(5, '\n');
         let built: i64 = lines
@@ -109,7 +130,9 @@ impl Vault {
             .parse()
             .ok()?;
         let stamps = lines.next()?;
-        let names = lines.next()?.strip_prefix("names ")?;
+        let names_line = lines.next()?;
+        let (entries, names) = names_line.strip_prefix("names ")?.split_once(' ')?;
+        let entries: usize = entries.parse().ok()?;
         let stored_tag = lines.next()?.strip_prefix("tag ")?;
         let body = lines.next()?;
         if stamps != key.stamps {
@@ -117,28 +140,50 @@ impl Vault {
         }
         // Not still when it was written (a command's own commit): the listing must match.
         if built < key.newest + 2
-            && (names == "-" || names_digest(&self.root, &env_dir(&key.rel)?).ok()? != names)
+            && (names == "-"
+                || listing(&self.root, &env_dir(&key.rel)?, true).ok()?
+                    != (entries, Some(names.to_owned())))
         {
             return None;
         }
         let digest =
-            crate::digest::sha256_hex(format!("{stamps}\nnames {names}\n{body}").as_bytes());
+            crate::digest::sha256_hex(format!("{stamps}\n{names_line}\n{body}").as_bytes());
         if stored_tag != tag(keys, &digest) {
             return None;
         }
         let state = ChainState::from_cache(body)?;
         // A state derived with keys says it was authenticated exactly when main keys are held.
-        (state.authenticated == keys.is_some_and(Keyring::has_main)).then_some(state)
+        if state.authenticated != keys.is_some_and(Keyring::has_main) {
+            return None;
+        }
+        // Checked by its listing, and the directories have been still since: saved again as a
+        // still cache, so that later commands need not list them (the tag does not cover the
+        // build time).
+        let now = store::index::unix_now();
+        if built < key.newest + 2 && now >= key.newest + 2 {
+            let rest = &text[text.find('\n')?..];
+            self.caches
+                .borrow_mut()
+                .push(store::index::CacheUpdate::new(
+                    key.rel.clone(),
+                    format!("{HEADER} built {now}{rest}"),
+                ));
+        }
+        Some((state, entries))
     }
 
     /// Queues `state` to be cached under `key` once the command succeeds.
     pub(super) fn cache_chain(&self, key: CacheKey, keys: Option<&Keyring>, state: &ChainState) {
         let body = state.to_cache();
-        let names = key.names.as_deref().unwrap_or("-");
+        let names_line = format!(
+            "names {} {}",
+            key.entries,
+            key.names.as_deref().unwrap_or("-")
+        );
         let digest =
-            crate::digest::sha256_hex(format!("{}\nnames {names}\n{body}", key.stamps).as_bytes());
+            crate::digest::sha256_hex(format!("{}\n{names_line}\n{body}", key.stamps).as_bytes());
         let text = format!(
-            "{HEADER} built {}\n{}\nnames {names}\ntag {}\n{body}",
+            "{HEADER} built {}\n{}\n{names_line}\ntag {}\n{body}",
             store::index::unix_now(),
             key.stamps,
             tag(keys, &digest)
@@ -165,6 +210,7 @@ impl Vault {
         written: &[std::path::PathBuf],
     ) {
         let mut by_env: Vec<(String, Vec<EventSummary>)> = Vec::new();
+        let entries_before = std::mem::take(&mut *self.chain_entries.borrow_mut());
         let mut complete: std::collections::HashMap<String, bool> = Default::default();
         for (env, file, summary) in staged {
             let ok = written.contains(&self.root.join(&file));
@@ -193,14 +239,21 @@ impl Vault {
             let Ok(stamps) = audit_dir::month_stamps(&self.root, &dir) else {
                 continue;
             };
-            let Ok(names) = names_digest(&self.root, &dir) else {
+            // Every entry of the trail is one the state was derived from, or one this commit
+            // wrote: an event that arrived meanwhile (a `git pull` while the command ran) leaves
+            // the state to be derived again.
+            let Ok((entries, Some(names))) = listing(&self.root, &dir, true) else {
                 continue;
             };
+            if Some(entries) != entries_before.get(&env).map(|n| n + events.len()) {
+                continue;
+            }
             let key = CacheKey {
                 rel: cache_rel(&env, keys.is_some()),
                 newest: stamps.iter().map(|(_, (_, s, _))| *s).max().unwrap_or(0),
                 stamps: stamps_line(&stamps),
                 names: Some(names),
+                entries,
             };
             self.cache_chain(key, keys.as_deref(), &state);
         }
