@@ -693,6 +693,42 @@ mod tests {
             !state.fold(&plain),
             "a format-1 event after the upgrade is never folded"
         );
+
+        // A forged event naming epoch 99, a genuine backup lane event on top of it (a
+        // backup-only job trusts main events on structure), then an honest event on the heads
+        // under epoch 1: the derivation counts the forged epoch as inherited and rejects it, so
+        // it is not folded either.
+        let forged = sealed(vec![next.id().clone()], 1004, accept(), 99, 9);
+        let lane = lane_event(
+            vec![forged.id().clone()],
+            1005,
+            verify_action("0a"),
+            1,
+            &["backups/0a.yaml"],
+        );
+        let mut with: Vec<EventSummary> = all.clone();
+        with.extend([&forged, &lane].iter().map(|e| EventSummary::of(e)));
+        let mut state = ChainState::checked(&with, Some(check));
+        let honest = sealed(state.heads.clone(), 1006, accept(), 1, 1);
+        let before = state.clone();
+        assert!(!state.fold(&EventSummary::of(&honest)));
+        assert_eq!(state, before);
+        with.push(EventSummary::of(&honest));
+        assert!(
+            !ChainState::checked(&with, Some(check))
+                .heads
+                .contains(honest.id()),
+            "the derivation rejects it too"
+        );
+        // A lane event is never folded.
+        let lane2 = lane_event(
+            state.heads.clone(),
+            1007,
+            verify_action("0b"),
+            1,
+            &["backups/0b.yaml"],
+        );
+        assert!(!state.fold(&EventSummary::of(&lane2)));
     }
 
     /// A sealed event: `epoch`, MACed with `key` (the vault's, or a forger's).

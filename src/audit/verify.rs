@@ -80,8 +80,8 @@ pub struct Report {
     pub authenticity: Authenticity,
     /// Files checked against the chain.
     pub files: usize,
-    /// The state the genuine events imply (every event that passed the checks above: with the
-    /// keys, authenticated).
+    /// The state the events that passed the checks above imply (with the keys, their MACs
+    /// among them), derived on structure from those events (its `authenticated` is `false`).
     pub chain: super::ChainState,
 }
 
@@ -447,6 +447,14 @@ impl Verifier {
         }
 
         problems.sort_by_key(Problem::sort_key);
+        warnings.sort_by(|a, b| {
+            let key = |w: &Warning| match w {
+                Warning::ClockSkew {
+                    path, parent_path, ..
+                } => (path.clone(), parent_path.clone()),
+            };
+            key(a).cmp(&key(b))
+        });
         Report {
             events,
             unsealed,

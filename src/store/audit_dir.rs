@@ -91,7 +91,11 @@ pub fn month_stamps(root: &Path, env_rel: &Path) -> Result<Vec<(String, Stamp)>,
 pub fn months(root: &Path, env_rel: &Path) -> Result<Vec<(String, String)>, StoreError> {
     let audit = env_rel.join(AUDIT_DIR);
     let years = match fs::list_dir(root, &audit) {
-        Err(StoreError::NotFound { path }) if path == root.join(&audit) => return Ok(Vec::new()),
+        // No audit directory (or no environment directory yet): no events. A month directory
+        // that vanishes while it is listed is an error, not an empty trail.
+        Err(StoreError::NotFound { path }) if root.join(&audit).starts_with(&path) => {
+            return Ok(Vec::new());
+        }
         other => other?,
     };
     let digits = |name: &str, n: usize| name.len() == n && name.bytes().all(|b| b.is_ascii_digit());

@@ -153,7 +153,8 @@ fn seal(yaml: &SecretText, recipients: &[Recipient], armor: bool) -> Result<Seal
 
 /// `open`: decrypts a sealed delivery (`file` names it in errors) with the caller's identities
 /// and checks that it is a talosconfig of one context, or a kubeconfig of one entry, with a
-/// client certificate and a server CA. Nothing of its contents appears in an error.
+/// client certificate and a server CA. No key, certificate or credential appears in an error
+/// (only the context, cluster and user names).
 pub fn open_delivery(
     file: &Path,
     bytes: &[u8],

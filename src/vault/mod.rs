@@ -214,8 +214,11 @@ pub struct Vault {
     /// The events staged since the last commit (environment, file, summary): once committed,
     /// folded into the derived-state cache (`trail/cache.rs`).
     staged: RefCell<Vec<(String, PathBuf, crate::audit::EventSummary)>>,
-    /// How many entries each environment's trail held when its chain state was derived.
-    chain_entries: RefCell<std::collections::HashMap<String, usize>>,
+    /// The stamps each environment's trail had when its chain state was derived.
+    chain_stamps: RefCell<std::collections::HashMap<String, String>>,
+    /// Each environment's trail entries when this command staged its first event there
+    /// (`None`: changed since its state was derived, so nothing will be folded).
+    fold_bases: RefCell<std::collections::HashMap<String, Option<Vec<String>>>>,
 }
 
 /// An environment as a command loads it once: its name and `env.yaml`.
@@ -347,7 +350,8 @@ impl Vault {
             chains: RefCell::new(std::collections::HashMap::new()),
             lane_rotations: RefCell::new(std::collections::HashMap::new()),
             staged: RefCell::new(Vec::new()),
-            chain_entries: RefCell::new(std::collections::HashMap::new()),
+            chain_stamps: RefCell::new(std::collections::HashMap::new()),
+            fold_bases: RefCell::new(std::collections::HashMap::new()),
         })
     }
 
@@ -376,8 +380,9 @@ impl Vault {
         // Events staged by a transaction that was dropped are never folded: only those this
         // commit wrote.
         let staged = std::mem::take(&mut *self.staged.borrow_mut());
+        let bases = std::mem::take(&mut *self.fold_bases.borrow_mut());
         let written = t.commit()?;
-        self.fold_committed(staged, &written);
+        self.fold_committed(staged, bases, &written);
         self.chains.borrow_mut().clear();
         self.save_caches();
         Ok(())

@@ -91,14 +91,13 @@ impl Vault {
             return Ok(Rc::clone(c));
         }
         let keys = self.audit_keys.borrow().get(env.as_str()).cloned();
-        let mut key = self.chain_cache_key(env, keys.is_some())?;
-        let (state, entries) = match self.cached_chain(&key, keys.as_deref()) {
-            Some(cached) => cached,
+        let key = self.chain_cache_key(env, keys.is_some())?;
+        self.chain_stamps
+            .borrow_mut()
+            .insert(env.as_str().to_owned(), key.stamps.clone());
+        let state = match self.cached_chain(&key, keys.as_deref()) {
+            Some(state) => state,
             None => {
-                // Counted first: an entry added while the events are read makes the count
-                // fall short, never cover an event the state does not hold.
-                key.entries = cache::listing(&self.root, &env.dir(), false)?.0;
-                let entries = key.entries;
                 let summaries = self.summaries(env)?;
                 let state = match &keys {
                     Some(keys) => {
@@ -114,12 +113,9 @@ impl Vault {
                     None => ChainState::of(&summaries),
                 };
                 self.cache_chain(key, keys.as_deref(), &state);
-                (state, entries)
+                state
             }
         };
-        self.chain_entries
-            .borrow_mut()
-            .insert(env.as_str().to_owned(), entries);
         let chain = Rc::new(state);
         self.chains
             .borrow_mut()
@@ -488,6 +484,12 @@ impl Vault {
             .join(audit_dir::AUDIT_DIR)
             .join(event.relative_path());
         t.create(&file, &event.to_json(), Mode::Public);
+        if !self.fold_bases.borrow().contains_key(env.as_str()) {
+            let base = self.fold_base(env);
+            self.fold_bases
+                .borrow_mut()
+                .insert(env.as_str().to_owned(), base);
+        }
         self.staged
             .borrow_mut()
             .push((env.as_str().to_owned(), file, EventSummary::of(&event)));

@@ -12,10 +12,12 @@
 //! It is saved only once the command that derived it has succeeded.
 //!
 //! A command that writes events folds them into the state it derived (`ChainState::fold`:
-//! only events written on the heads, which come last in any causal order) and caches the result
-//! under the stamps its commit left; since those directories have not been still for two
-//! seconds, that cache also records the digest of every event file name below them, and a
-//! reader uses it only while the listing still gives that digest.
+//! only main events written on the heads under the newest epoch, which come last in any causal
+//! order), when the trail holds exactly the entries it held when the command staged its first
+//! event (itself unchanged since the state was derived) plus the ones the commit wrote, and
+//! caches the result under the stamps its commit left; since those directories have not been
+//! still for two seconds, that cache also records the digest of every entry name below them,
+//! and a reader uses it only while the listing still gives that digest.
 
 use super::*;
 
@@ -51,68 +53,71 @@ fn tag(keys: Option<&Keyring>, digest: &str) -> String {
 /// Where a derived state would be cached, and under which stamps.
 pub(super) struct CacheKey {
     rel: std::path::PathBuf,
-    stamps: String,
+    /// When the stamps were read (Unix seconds): a cache is "still" when this is two seconds
+    /// past the newest stamp.
+    built: i64,
+    pub(super) stamps: String,
     /// The newest month directory's mtime (seconds).
     newest: i64,
-    /// The event file names' digest (`listing`), for a cache written before the
-    /// directories had been still for two seconds.
-    names: Option<String>,
-    /// How many entries the month directories held when the state was derived.
-    pub(super) entries: usize,
+    /// How many entries the month directories held, and the digest of their names
+    /// (`names_digest`), for a cache written before the directories had been still.
+    names: Option<(usize, String)>,
 }
 
-/// How many entries the month directories hold and, with `digest`, the SHA-256 of every
-/// entry name below them, `yyyy/mm/name` one per line, in directory order: an unchanged
-/// directory lists in the same order, and a changed one gives another digest (at worst a
-/// reordering is taken for a change, and the state derived again).
-pub(super) fn listing(
+/// Every entry below the month directories, as `yyyy/mm/name`, sorted.
+pub(super) fn trail_names(
     root: &std::path::Path,
     env_dir: &std::path::Path,
-    digest: bool,
-) -> Result<(usize, Option<String>), StoreError> {
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    let mut count = 0;
-    let months = match audit_dir::months(root, env_dir) {
-        Err(StoreError::NotFound { .. }) => Vec::new(),
-        other => other?,
-    };
-    for (year, month) in months {
+) -> Result<Vec<String>, StoreError> {
+    let mut out = Vec::new();
+    for (year, month) in audit_dir::months(root, env_dir)? {
         let dir = store::fs::open_dir(
             root,
             &env_dir.join(audit_dir::AUDIT_DIR).join(&year).join(&month),
         )?;
-        if digest {
-            ctx.update(format!("{year}/{month}/\n").as_bytes());
-        }
         dir.visit(|name, _, _| {
-            count += 1;
-            if digest {
-                ctx.update(name.as_bytes());
-                ctx.update(b"\n");
-            }
+            out.push(format!("{year}/{month}/{name}"));
             Ok(())
         })?;
     }
-    Ok((
-        count,
-        digest.then(|| crate::hex::encode(ctx.finish().as_ref())),
-    ))
+    out.sort_unstable();
+    Ok(out)
+}
+
+/// The SHA-256 of sorted names, one per line.
+fn names_digest(names: &[String]) -> String {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    for n in names {
+        ctx.update(n.as_bytes());
+        ctx.update(b"\n");
+    }
+    crate::hex::encode(ctx.finish().as_ref())
 }
 
 impl Vault {
-    /// The cache key of `env`'s trail now.
-    pub(super) fn chain_cache_key(&self, env: &Env, keyed: bool) -> Result<CacheKey, VaultError> {
-        let stamps = match audit_dir::month_stamps(&self.root, &env.dir()) {
-            Err(StoreError::NotFound { .. }) => Vec::new(),
-            other => other?,
-        };
+    /// The cache key of the trail of the environment in `env_dir` now.
+    fn cache_key_of(
+        &self,
+        env: &str,
+        env_dir: &std::path::Path,
+        keyed: bool,
+    ) -> Result<CacheKey, VaultError> {
+        // Before the stamps: the listing or derivation that follows sees every change made up
+        // to then.
+        let built = store::index::unix_now();
+        let stamps = audit_dir::month_stamps(&self.root, env_dir)?;
         Ok(CacheKey {
-            rel: cache_rel(env.as_str(), keyed),
+            rel: cache_rel(env, keyed),
+            built,
             newest: stamps.iter().map(|(_, (_, s, _))| *s).max().unwrap_or(0),
             stamps: stamps_line(&stamps),
             names: None,
-            entries: 0,
         })
+    }
+
+    /// The cache key of `env`'s trail now.
+    pub(super) fn chain_cache_key(&self, env: &Env, keyed: bool) -> Result<CacheKey, VaultError> {
+        self.cache_key_of(env.as_str(), &env.dir(), keyed)
     }
 
     /// The cached state for `key`, if one is there, current and genuine.
@@ -120,7 +125,7 @@ impl Vault {
         &self,
         key: &CacheKey,
         keys: Option<&Keyring>,
-    ) -> Option<(ChainState, usize)> {
+    ) -> Option<ChainState> {
         let text = store::index::read_cache_text(&self.root, &key.rel);
         let mut lines = text.splitn(5, '\n');
         let built: i64 = lines
@@ -131,20 +136,19 @@ impl Vault {
             .ok()?;
         let stamps = lines.next()?;
         let names_line = lines.next()?;
-        let (entries, names) = names_line.strip_prefix("names ")?.split_once(' ')?;
-        let entries: usize = entries.parse().ok()?;
         let stored_tag = lines.next()?.strip_prefix("tag ")?;
         let body = lines.next()?;
         if stamps != key.stamps {
             return None;
         }
         // Not still when it was written (a command's own commit): the listing must match.
-        if built < key.newest + 2
-            && (names == "-"
-                || listing(&self.root, &env_dir(&key.rel)?, true).ok()?
-                    != (entries, Some(names.to_owned())))
-        {
-            return None;
+        let still = built >= key.newest + 2;
+        if !still {
+            let (count, digest) = names_line.strip_prefix("names ")?.split_once(' ')?;
+            let names = trail_names(&self.root, &env_dir(&key.rel)?).ok()?;
+            if count != names.len().to_string() || digest != names_digest(&names) {
+                return None;
+            }
         }
         let digest =
             crate::digest::sha256_hex(format!("{stamps}\n{names_line}\n{body}").as_bytes());
@@ -156,41 +160,50 @@ impl Vault {
         if state.authenticated != keys.is_some_and(Keyring::has_main) {
             return None;
         }
-        // Checked by its listing, and the directories have been still since: saved again as a
-        // still cache, so that later commands need not list them (the tag does not cover the
-        // build time).
-        let now = store::index::unix_now();
-        if built < key.newest + 2 && now >= key.newest + 2 {
+        // Checked by a listing made after the directories had been still for two seconds:
+        // saved again as a still cache, so that later commands need not list them (the tag does
+        // not cover the build time).
+        if !still && key.built >= key.newest + 2 {
             let rest = &text[text.find('\n')?..];
             self.caches
                 .borrow_mut()
                 .push(store::index::CacheUpdate::new(
                     key.rel.clone(),
-                    format!("{HEADER} built {now}{rest}"),
+                    format!("{HEADER} built {}{rest}", key.built),
                 ));
         }
-        Some((state, entries))
+        Some(state)
     }
 
     /// Queues `state` to be cached under `key` once the command succeeds.
     pub(super) fn cache_chain(&self, key: CacheKey, keys: Option<&Keyring>, state: &ChainState) {
         let body = state.to_cache();
-        let names_line = format!(
-            "names {} {}",
-            key.entries,
-            key.names.as_deref().unwrap_or("-")
-        );
+        let names_line = match &key.names {
+            Some((count, digest)) => format!("names {count} {digest}"),
+            None => "names -".to_owned(),
+        };
         let digest =
             crate::digest::sha256_hex(format!("{}\n{names_line}\n{body}", key.stamps).as_bytes());
         let text = format!(
             "{HEADER} built {}\n{}\n{names_line}\ntag {}\n{body}",
-            store::index::unix_now(),
+            key.built,
             key.stamps,
             tag(keys, &digest)
         );
         self.caches
             .borrow_mut()
             .push(store::index::CacheUpdate::new(key.rel, text));
+    }
+
+    /// When a command stages its first event in `env`: the trail's entries now, if the trail
+    /// is what the state was derived from (the stamps read then); `None` otherwise (the state
+    /// will not be folded).
+    pub(super) fn fold_base(&self, env: &Env) -> Option<Vec<String>> {
+        let derived = self.chain_stamps.borrow().get(env.as_str()).cloned()?;
+        let now = self.chain_cache_key(env, false).ok()?;
+        (now.stamps == derived)
+            .then(|| trail_names(&self.root, &env.dir()).ok())
+            .flatten()
     }
 }
 
@@ -207,54 +220,61 @@ impl Vault {
     pub(in crate::vault) fn fold_committed(
         &self,
         staged: Vec<(String, std::path::PathBuf, EventSummary)>,
+        bases: std::collections::HashMap<String, Option<Vec<String>>>,
         written: &[std::path::PathBuf],
     ) {
-        let mut by_env: Vec<(String, Vec<EventSummary>)> = Vec::new();
-        let entries_before = std::mem::take(&mut *self.chain_entries.borrow_mut());
-        let mut complete: std::collections::HashMap<String, bool> = Default::default();
+        let mut by_env: Vec<(String, Vec<(std::path::PathBuf, EventSummary)>)> = Vec::new();
         for (env, file, summary) in staged {
-            let ok = written.contains(&self.root.join(&file));
-            *complete.entry(env.clone()).or_insert(true) &= ok;
             match by_env.iter_mut().find(|(e, _)| *e == env) {
-                Some((_, list)) => list.push(summary),
-                None => by_env.push((env, vec![summary])),
+                Some((_, list)) => list.push((file, summary)),
+                None => by_env.push((env, vec![(file, summary)])),
             }
         }
         for (env, events) in by_env {
-            if !complete.get(&env).copied().unwrap_or(false) {
+            let Some(Some(base)) = bases.get(&env) else {
                 continue;
-            }
+            };
             let Some(pre) = self.chains.borrow().get(&env).cloned() else {
                 continue;
             };
-            let mut state = (*pre).clone();
-            if !events.iter().all(|e| state.fold(e)) {
-                continue;
-            }
-            let keys = self.audit_keys.borrow().get(&env).cloned();
             let Ok(name) = store::EnvName::parse(&env) else {
                 continue;
             };
             let dir = super::super::env_dir(&name);
-            let Ok(stamps) = audit_dir::month_stamps(&self.root, &dir) else {
-                continue;
-            };
-            // Every entry of the trail is one the state was derived from, or one this commit
-            // wrote: an event that arrived meanwhile (a `git pull` while the command ran) leaves
-            // the state to be derived again.
-            let Ok((entries, Some(names))) = listing(&self.root, &dir, true) else {
-                continue;
-            };
-            if Some(entries) != entries_before.get(&env).map(|n| n + events.len()) {
+            let audit = dir.join(audit_dir::AUDIT_DIR);
+            // Every event this command staged was written by this commit (one staged by a
+            // transaction that was dropped was not).
+            let mut expected = base.clone();
+            for (file, _) in &events {
+                let (true, Ok(rel)) = (
+                    written.contains(&self.root.join(file)),
+                    file.strip_prefix(&audit),
+                ) else {
+                    continue;
+                };
+                expected.push(rel.display().to_string());
+            }
+            if expected.len() != base.len() + events.len() {
                 continue;
             }
-            let key = CacheKey {
-                rel: cache_rel(&env, keys.is_some()),
-                newest: stamps.iter().map(|(_, (_, s, _))| *s).max().unwrap_or(0),
-                stamps: stamps_line(&stamps),
-                names: Some(names),
-                entries,
+            expected.sort_unstable();
+            let mut state = (*pre).clone();
+            if !events.iter().all(|(_, e)| state.fold(e)) {
+                continue;
+            }
+            let keys = self.audit_keys.borrow().get(&env).cloned();
+            let Ok(mut key) = self.cache_key_of(&env, &dir, keys.is_some()) else {
+                continue;
             };
+            // The trail holds exactly what it held when the first event was staged plus what
+            // this commit wrote: an entry that arrived or went meanwhile (a `git pull` while
+            // the command ran) leaves the state to be derived again.
+            match trail_names(&self.root, &dir) {
+                Ok(names) if names == expected => {
+                    key.names = Some((names.len(), names_digest(&names)));
+                }
+                _ => continue,
+            }
             self.cache_chain(key, keys.as_deref(), &state);
         }
     }
