@@ -214,8 +214,9 @@ pub struct Vault {
     /// The events staged since the last commit (environment, file, summary): once committed,
     /// folded into the derived-state cache (`trail/cache.rs`).
     staged: RefCell<Vec<(String, PathBuf, crate::audit::EventSummary)>>,
-    /// The stamps each environment's trail had when its chain state was derived.
-    chain_stamps: RefCell<std::collections::HashMap<String, String>>,
+    /// What shows that each environment's trail is still the one its chain state was derived
+    /// from (`None`: nothing does, so it is not folded).
+    chain_basis: RefCell<std::collections::HashMap<String, Option<trail::Basis>>>,
     /// Each environment's trail entries when this command staged its first event there
     /// (`None`: changed since its state was derived, so nothing will be folded).
     fold_bases: RefCell<std::collections::HashMap<String, Option<Vec<String>>>>,
@@ -350,7 +351,7 @@ impl Vault {
             chains: RefCell::new(std::collections::HashMap::new()),
             lane_rotations: RefCell::new(std::collections::HashMap::new()),
             staged: RefCell::new(Vec::new()),
-            chain_stamps: RefCell::new(std::collections::HashMap::new()),
+            chain_basis: RefCell::new(std::collections::HashMap::new()),
             fold_bases: RefCell::new(std::collections::HashMap::new()),
         })
     }

@@ -34,6 +34,8 @@ pub(super) struct EventPlace {
 mod cache;
 mod keys;
 
+pub(super) use cache::Basis;
+
 /// The sealed audit key file in an environment directory.
 pub(super) const AUDIT_KEYS_FILE: &str = "audit.age";
 
@@ -92,12 +94,10 @@ impl Vault {
         }
         let keys = self.audit_keys.borrow().get(env.as_str()).cloned();
         let key = self.chain_cache_key(env, keys.is_some())?;
-        self.chain_stamps
-            .borrow_mut()
-            .insert(env.as_str().to_owned(), key.stamps.clone());
-        let state = match self.cached_chain(&key, keys.as_deref()) {
-            Some(state) => state,
+        let (state, basis) = match self.cached_chain(&key, keys.as_deref()) {
+            Some((state, basis)) => (state, Some(basis)),
             None => {
+                let basis = Self::derived_basis(&key);
                 let summaries = self.summaries(env)?;
                 let state = match &keys {
                     Some(keys) => {
@@ -113,9 +113,12 @@ impl Vault {
                     None => ChainState::of(&summaries),
                 };
                 self.cache_chain(key, keys.as_deref(), &state);
-                state
+                (state, basis)
             }
         };
+        self.chain_basis
+            .borrow_mut()
+            .insert(env.as_str().to_owned(), basis);
         let chain = Rc::new(state);
         self.chains
             .borrow_mut()

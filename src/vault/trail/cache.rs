@@ -50,6 +50,17 @@ fn tag(keys: Option<&Keyring>, digest: &str) -> String {
     }
 }
 
+/// What shows that the trail is still the one a state was derived from, for folding: the
+/// month directories' stamps when they had been still for two seconds by then (a later change
+/// moves a stamp), or the digest of the entry names a listing matched.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(in crate::vault) enum Basis {
+    /// The stamps line.
+    Stamps(String),
+    /// The names' digest.
+    Names(String),
+}
+
 /// Where a derived state would be cached, and under which stamps.
 pub(super) struct CacheKey {
     rel: std::path::PathBuf,
@@ -125,7 +136,7 @@ impl Vault {
         &self,
         key: &CacheKey,
         keys: Option<&Keyring>,
-    ) -> Option<ChainState> {
+    ) -> Option<(ChainState, Basis)> {
         let text = store::index::read_cache_text(&self.root, &key.rel);
         let mut lines = text.splitn(5, '\n');
         let built: i64 = lines
@@ -143,13 +154,16 @@ impl Vault {
         }
         // Not still when it was written (a command's own commit): the listing must match.
         let still = built >= key.newest + 2;
-        if !still {
+        let basis = if still {
+            Basis::Stamps(key.stamps.clone())
+        } else {
             let (count, digest) = names_line.strip_prefix("names ")?.split_once(' ')?;
             let names = trail_names(&self.root, &env_dir(&key.rel)?).ok()?;
             if count != names.len().to_string() || digest != names_digest(&names) {
                 return None;
             }
-        }
+            Basis::Names(digest.to_owned())
+        };
         let digest =
             crate::digest::sha256_hex(format!("{stamps}\n{names_line}\n{body}").as_bytes());
         if stored_tag != tag(keys, &digest) {
@@ -172,7 +186,14 @@ impl Vault {
                     format!("{HEADER} built {}{rest}", key.built),
                 ));
         }
-        Some(state)
+        Some((state, basis))
+    }
+
+    /// The basis of a state derived from the events under `key`: their stamps if the
+    /// directories had been still for two seconds when they were read, else none (a change
+    /// within the same clock tick could hide, so the state is not folded).
+    pub(super) fn derived_basis(key: &CacheKey) -> Option<Basis> {
+        (key.built >= key.newest + 2).then(|| Basis::Stamps(key.stamps.clone()))
     }
 
     /// Queues `state` to be cached under `key` once the command succeeds.
@@ -196,14 +217,23 @@ impl Vault {
     }
 
     /// When a command stages its first event in `env`: the trail's entries now, if the trail
-    /// is what the state was derived from (the stamps read then); `None` otherwise (the state
-    /// will not be folded).
+    /// is still what the state was derived from ([`Basis`]); `None` otherwise (the state will
+    /// not be folded).
     pub(super) fn fold_base(&self, env: &Env) -> Option<Vec<String>> {
-        let derived = self.chain_stamps.borrow().get(env.as_str()).cloned()?;
-        let now = self.chain_cache_key(env, false).ok()?;
-        (now.stamps == derived)
-            .then(|| trail_names(&self.root, &env.dir()).ok())
-            .flatten()
+        let basis = self.chain_basis.borrow().get(env.as_str()).cloned()??;
+        match basis {
+            Basis::Stamps(derived) => {
+                let now = self.chain_cache_key(env, false).ok()?;
+                if now.stamps != derived {
+                    return None;
+                }
+                trail_names(&self.root, &env.dir()).ok()
+            }
+            Basis::Names(digest) => {
+                let names = trail_names(&self.root, &env.dir()).ok()?;
+                (names_digest(&names) == digest).then_some(names)
+            }
+        }
     }
 }
 
