@@ -216,10 +216,21 @@ pub struct Vault {
     staged: RefCell<Vec<(String, PathBuf, crate::audit::EventSummary)>>,
     /// What shows that each environment's trail is still the one its chain state was derived
     /// from (`None`: nothing does, so it is not folded).
-    chain_basis: RefCell<std::collections::HashMap<String, Option<trail::Basis>>>,
+    chain_basis: RefCell<std::collections::HashMap<String, Option<Basis>>>,
     /// Each environment's trail entries when this command staged its first event there
     /// (`None`: changed since its state was derived, so nothing will be folded).
     fold_bases: RefCell<std::collections::HashMap<String, Option<Vec<String>>>>,
+}
+
+/// What shows that the trail is still the one a state was derived from, for folding: the
+/// month directories' stamps when they had been still for two seconds by then (a later change
+/// moves a stamp), or the digest of the entry names a listing matched.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Basis {
+    /// The stamps line.
+    Stamps(String),
+    /// The names' digest.
+    Names(String),
 }
 
 /// An environment as a command loads it once: its name and `env.yaml`.

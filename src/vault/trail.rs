@@ -34,8 +34,6 @@ pub(super) struct EventPlace {
 mod cache;
 mod keys;
 
-pub(super) use cache::Basis;
-
 /// The sealed audit key file in an environment directory.
 pub(super) const AUDIT_KEYS_FILE: &str = "audit.age";
 

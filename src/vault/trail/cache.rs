@@ -20,6 +20,7 @@
 //! and a reader uses it only while the listing still gives that digest.
 
 use super::*;
+use crate::vault::Basis;
 
 const HEADER: &str = "talvault-chain v1";
 
@@ -48,17 +49,6 @@ fn tag(keys: Option<&Keyring>, digest: &str) -> String {
         Some(k) => k.cache_tag(digest),
         None => format!("sha256:{digest}"),
     }
-}
-
-/// What shows that the trail is still the one a state was derived from, for folding: the
-/// month directories' stamps when they had been still for two seconds by then (a later change
-/// moves a stamp), or the digest of the entry names a listing matched.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(in crate::vault) enum Basis {
-    /// The stamps line.
-    Stamps(String),
-    /// The names' digest.
-    Names(String),
 }
 
 /// Where a derived state would be cached, and under which stamps.
